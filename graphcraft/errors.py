@@ -1,0 +1,37 @@
+"""Errors a user can act on. Each message is one line that says what to do."""
+
+from __future__ import annotations
+
+
+class GraphcraftError(Exception):
+    """Base class: the CLI prints these as a one-line error, never a traceback."""
+
+
+class NoChatModelError(GraphcraftError):
+    def __init__(self, what: str = "this graph") -> None:
+        super().__init__(
+            f"{what} needs a chat model: set GRAPHCRAFT_CHAT_MODEL (e.g. 'openai:gpt-4o-mini' or "
+            "'ollama:llama3.1' with GRAPHCRAFT_BASE_URL) or pass model=..."
+        )
+
+
+class UnknownGraphError(GraphcraftError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown graph {name!r}; available: {', '.join(sorted(known))}")
+
+
+class EmptyStoreError(GraphcraftError):
+    def __init__(self, store: object) -> None:
+        super().__init__(f"store {store} is empty: run `graphcraft ingest PATH --store {store}` first")
+
+
+class IngestError(GraphcraftError):
+    """A single file could not be ingested; the rest of the batch goes on."""
+
+
+class StoreError(GraphcraftError):
+    """A store directory is unreadable, corrupt or made with another embedding model."""
+
+
+class ModelError(GraphcraftError):
+    """A configured model could not be created or reached."""
