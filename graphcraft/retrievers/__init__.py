@@ -1,1 +1,16 @@
-"""graphcraft.retrievers"""
+"""Retrievers over a ChunkStore: vector, BM25 keyword, hybrid (RRF). Each is a LangChain BaseRetriever."""
+
+from graphcraft.retrievers.fusion import rrf_fuse
+from graphcraft.retrievers.hybrid import HybridRetriever
+from graphcraft.retrievers.keyword import BM25Retriever
+from graphcraft.retrievers.vector import VectorRetriever
+
+__all__ = ["BM25Retriever", "HybridRetriever", "VectorRetriever", "rrf_fuse", "make_retriever"]
+
+
+def make_retriever(kind: str, store, k: int = 5):  # type: ignore[no-untyped-def]
+    """'vector' | 'keyword' (alias 'bm25') | 'hybrid'."""
+    kinds = {"vector": VectorRetriever, "semantic": VectorRetriever, "keyword": BM25Retriever, "bm25": BM25Retriever, "hybrid": HybridRetriever}
+    if kind not in kinds:
+        raise ValueError(f"unknown retriever {kind!r}; choose one of {sorted(kinds)}")
+    return kinds[kind](store=store, k=k)

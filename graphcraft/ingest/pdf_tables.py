@@ -1,0 +1,95 @@
+"""Tables in PDFs: PyMuPDF's table finder -> pandas DataFrame -> markdown for embedding.
+
+The markdown is what gets embedded and retrieved; the frame itself travels with the chunk as
+CSV (``metadata["table_csv"]``) so a question about a number is answered from the exact cell,
+never from a paraphrase of it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pymupdf
+
+from graphcraft.ingest.pdf_layout import BBox, nearby_caption
+
+TABLE_CAPTION = re.compile(r"^\s*(table|tab\.)\s*\d+", re.IGNORECASE)
+
+
+@dataclass
+class PdfTable:
+    """One table found on a page: its cells as a DataFrame of strings, and where it is."""
+
+    frame: pd.DataFrame
+    page: int
+    bbox: BBox
+    caption: str | None = None
+    index: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        """Caption followed by a markdown table: the text that is embedded."""
+        body = self.frame.to_markdown(index=False, disable_numparse=True)  # keep "21.0" as written
+        return f"{self.caption}\n\n{body}" if self.caption else body
+
+    def to_csv(self) -> str:
+        return frame_to_csv(self.frame)
+
+
+def frame_to_csv(frame: pd.DataFrame) -> str:
+    """CSV of the frame (header row + cells), the form kept in chunk metadata."""
+    return frame.to_csv(index=False)
+
+
+def frame_from_csv(text: str) -> pd.DataFrame:
+    """The stored frame back, every cell as the exact string that was on the page."""
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+def _clean(cell: object) -> str:
+    return " ".join(str(cell).split()) if cell is not None else ""
+
+
+def _cell_text(page: pymupdf.Page, cell: object) -> str:
+    """A cell's text read from its rectangle (``Table.extract`` splits decimals such as "12.4"
+    into two lines in PyMuPDF 2.0, so the cells are read by geometry instead)."""
+    return _clean(page.get_textbox(cell)) if cell is not None else ""
+
+
+def _frame(page: pymupdf.Page, table: pymupdf.table.Table) -> pd.DataFrame | None:
+    """Header + rows as strings; None for a 'table' that is a single cell or column of prose."""
+    rows = [[_cell_text(page, c) for c in row.cells] for row in table.rows]
+    header = [_cell_text(page, c) for c in table.header.cells]
+    if not any(header):
+        header = [_clean(n) for n in table.header.names]
+    if not table.header.external and rows and rows[0] == header:
+        rows = rows[1:]  # header detected inside the table body
+    body = [r for r in rows if any(r)]
+    if len(header) < 2 or not body:
+        return None
+    names: list[str] = []
+    for i, name in enumerate(header):
+        name = name or f"column_{i + 1}"
+        while name in names:  # pandas needs unique column names for lookups
+            name = f"{name}_{i + 1}"
+        names.append(name)
+    width = len(names)
+    body = [(r + [""] * width)[:width] for r in body]
+    return pd.DataFrame(body, columns=names, dtype=str)
+
+
+def extract_tables(page: pymupdf.Page, strategy: str = "lines") -> list[PdfTable]:
+    """Tables PyMuPDF finds on the page (``strategy`` as in ``Page.find_tables``)."""
+    found = page.find_tables(strategy=strategy)
+    tables: list[PdfTable] = []
+    for table in found.tables:
+        frame = _frame(page, table)
+        if frame is None:
+            continue
+        bbox = tuple(float(v) for v in pymupdf.Rect(table.bbox) | table.header.bbox)
+        caption = nearby_caption(page, bbox, TABLE_CAPTION, prefer="above")
+        tables.append(PdfTable(frame, page.number + 1, bbox, caption, index=len(tables)))  # type: ignore[arg-type]
+    return tables

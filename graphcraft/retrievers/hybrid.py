@@ -1,0 +1,37 @@
+"""Hybrid retrieval: dense + BM25 fused by reciprocal rank fusion."""
+
+from __future__ import annotations
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from graphcraft.retrievers.fusion import rrf_fuse
+from graphcraft.retrievers.keyword import BM25Retriever
+from graphcraft.retrievers.vector import VectorRetriever
+from graphcraft.stores.vector import ChunkStore
+
+
+class HybridRetriever(BaseRetriever):
+    """Each side fetches `fetch_k` candidates; RRF keeps the best `k`. Vector scores stay in metadata."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    store: ChunkStore
+    k: int = 5
+    fetch_k: int = 20
+    rrf_k: int = 60
+
+    def search(self, query: str, k: int | None = None) -> list[Document]:
+        dense = VectorRetriever(store=self.store).search(query, self.fetch_k)
+        sparse = BM25Retriever(store=self.store).search(query, self.fetch_k)
+        fused = rrf_fuse([dense, sparse], k=self.rrf_k, limit=k or self.k, names=["vector", "bm25"])
+        cosine = {d.metadata["chunk_id"]: d.metadata["score"] for d in dense}
+        for doc in fused:
+            doc.metadata["retriever"] = "hybrid"
+            if doc.metadata["chunk_id"] in cosine:
+                doc.metadata["vector_score"] = cosine[doc.metadata["chunk_id"]]
+        return fused
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return self.search(query)

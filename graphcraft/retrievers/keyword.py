@@ -1,0 +1,60 @@
+"""BM25 keyword retrieval with bm25s (sparse-matrix BM25, fast to build and query).
+
+The index is built from the store's chunks on first use and cached per store generation, so a
+new ingest is picked up and an unchanged store is never re-indexed.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import bm25s
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from graphcraft.retrievers.vector import with_score
+from graphcraft.stores.vector import ChunkStore
+
+_CACHE: dict[tuple[str, int, int], tuple[Any, list[Document]]] = {}
+_LOCK = threading.Lock()
+
+
+def _tokenize(texts: list[str]) -> Any:
+    return bm25s.tokenize(texts, stopwords="en", show_progress=False)
+
+
+def bm25_index(store: ChunkStore) -> tuple[Any, list[Document]]:
+    key = (str(store.path), id(store), store.generation)
+    with _LOCK:
+        if key not in _CACHE:
+            docs = store.documents()
+            index = bm25s.BM25()
+            if docs:
+                index.index(_tokenize([d.page_content for d in docs]), show_progress=False)
+            _CACHE.clear()  # one live index per process is plenty; stores are re-opened per run
+            _CACHE[key] = (index, docs)
+        return _CACHE[key]
+
+
+class BM25Retriever(BaseRetriever):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    store: ChunkStore
+    k: int = 5
+
+    def search(self, query: str, k: int | None = None) -> list[Document]:
+        index, docs = bm25_index(self.store)
+        if not docs:
+            return []
+        tokens = _tokenize([query])
+        if not tokens.vocab:  # only stopwords: nothing to match
+            return []
+        k = min(k or self.k, len(docs))
+        ids, scores = index.retrieve(tokens, k=k, show_progress=False)
+        return [with_score(docs[int(i)], float(s), "bm25") for i, s in zip(np.ravel(ids), np.ravel(scores)) if s > 0]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return self.search(query)

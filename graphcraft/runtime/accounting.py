@@ -1,0 +1,104 @@
+"""LLM call and token accounting.
+
+`Usage` is a small additive record that graph states carry (with `add_usage` as the LangGraph
+reducer), so budgets can be checked in routing functions. `UsageCallback` is a LangChain
+callback handler that fills a `Usage` from every chat-model call made under it; providers'
+`usage_metadata` is used when present, offline token counts otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypedDict
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+
+from graphcraft.runtime.tokens import count_tokens, token_counter_name
+
+
+class Usage(TypedDict, total=False):
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+
+
+def empty_usage() -> Usage:
+    return Usage(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+
+
+def add_usage(left: Usage | None, right: Usage | None) -> Usage:
+    """LangGraph reducer: field-wise sum (None is zero)."""
+    out = empty_usage()
+    for part in (left or {}, right or {}):
+        for key in USAGE_KEYS:
+            out[key] = out.get(key, 0) + part.get(key, 0)  # type: ignore[literal-required]
+    out["cost_usd"] = round(out["cost_usd"], 6)
+    return out
+
+
+def total_tokens(usage: Usage | None) -> int:
+    usage = usage or {}
+    return int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+
+
+def _message_text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+
+
+class UsageCallback(BaseCallbackHandler):
+    """Counts chat-model calls and tokens (and cost, given per-million-token prices)."""
+
+    def __init__(self, prompt_cost_per_mtok: float = 0.0, completion_cost_per_mtok: float = 0.0) -> None:
+        self.usage: Usage = empty_usage()
+        self.token_counter = token_counter_name()
+        self._prompt_price = prompt_cost_per_mtok
+        self._completion_price = completion_cost_per_mtok
+        self._pending: dict[UUID, int] = {}
+        self._lock = threading.Lock()
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any) -> None:
+        prompt = sum(count_tokens(_message_text(m)) for batch in messages for m in batch)
+        with self._lock:
+            self._pending[run_id] = prompt
+
+    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            self._pending[run_id] = sum(count_tokens(p) for p in prompts)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        prompt_est = self._pending.pop(run_id, 0)
+        prompt, completion = 0, 0
+        reported = False
+        for generations in response.generations:
+            for gen in generations:
+                message = getattr(gen, "message", None)
+                meta = getattr(message, "usage_metadata", None) if message is not None else None
+                if meta:
+                    reported = True
+                    prompt += int(meta.get("input_tokens", 0))
+                    completion += int(meta.get("output_tokens", 0))
+                else:
+                    text = _message_text(message) if message is not None else gen.text
+                    tool_calls = getattr(message, "tool_calls", None) or []
+                    completion += count_tokens(text) + sum(count_tokens(str(tc.get("args", ""))) for tc in tool_calls)
+        if not reported:
+            prompt = prompt_est
+        cost = (prompt * self._prompt_price + completion * self._completion_price) / 1_000_000
+        with self._lock:
+            self.usage = add_usage(self.usage, Usage(llm_calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        # A failed call still costs a call (and its prompt) against the budget.
+        prompt = self._pending.pop(run_id, 0)
+        with self._lock:
+            self.usage = add_usage(self.usage, Usage(llm_calls=1, prompt_tokens=prompt))

