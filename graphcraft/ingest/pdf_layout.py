@@ -49,10 +49,10 @@ class TextRegion:
 def open_pdf(path: str | Path, password: str | None = None) -> pymupdf.Document:
     """Open a PDF or raise a one-line IngestError subclass that says what is wrong with it."""
     path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"{path}: file not found")
     try:
         doc = pymupdf.open(path, filetype="pdf")
-    except FileNotFoundError as exc:
-        raise IngestError(f"{path}: file not found") from exc
     except Exception as exc:  # PyMuPDF raises FileDataError / RuntimeError subclasses
         raise DamagedPdfError(f"{path}: damaged or not a PDF ({exc})") from exc
     if doc.needs_pass and not (password and doc.authenticate(password)):

@@ -129,7 +129,10 @@ def _add_table(chunks: _Chunks, table: PdfTable) -> None:
 
 
 def _add_image(chunks: _Chunks, image: PdfImage, opts: MultimodalOptions, label: str, bbox_units: str = "pt") -> None:
-    """One chunk for a figure; an image full of text is split into OCR chunks as well."""
+    """One chunk for a figure; an image full of text is split into OCR chunks as well.
+    An image with nothing to say (no caption, no text, no vision model) is not indexed."""
+    if image.description_source != "vision" and not image.caption and not image.ocr:
+        return
     base = {
         "caption": image.caption,
         "description_source": image.description_source,
