@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Generic, Sequence, TypeVar
@@ -94,6 +95,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         self.batch_size = batch_size
         self._model = _load_sentence_transformer(model_path)
         self.st_model = self._model
+        self._query_cache: OrderedDict[str, list[float]] = OrderedDict()
         self.dimension = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
                              else self._model.get_sentence_embedding_dimension())
 
@@ -109,7 +111,16 @@ class SentenceTransformerEmbeddings(Embeddings):
         return self.embed_array(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_array([text])[0].tolist()
+        """Query vectors are memoised (LRU): a graph embeds the same question in several nodes."""
+        cached = self._query_cache.get(text)
+        if cached is None:
+            cached = self.embed_array([text])[0].tolist()
+            self._query_cache[text] = cached
+            if len(self._query_cache) > 512:
+                self._query_cache.popitem(last=False)
+        else:
+            self._query_cache.move_to_end(text)
+        return cached
 
 
 @lru_cache(maxsize=4)

@@ -16,6 +16,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from graphcraft.chains.terms import STOP, stemmer
 from graphcraft.retrievers.vector import with_score
 from graphcraft.stores.vector import ChunkStore
 
@@ -24,7 +25,7 @@ _LOCK = threading.Lock()
 
 
 def _tokenize(texts: list[str]) -> Any:
-    return bm25s.tokenize(texts, stopwords="en", show_progress=False)
+    return bm25s.tokenize(texts, stopwords=list(STOP), stemmer=stemmer(), show_progress=False)
 
 
 def bm25_index(store: ChunkStore) -> tuple[Any, list[Document]]:

@@ -47,6 +47,7 @@ class ChunkStore:
                                          "dimension": dimension, "files": {}, "generation": 0}
         self.vectorstore = self._empty_faiss(dimension)
         self.strip_vectors: dict[str, np.ndarray] = {}
+        self._row_of: dict[str, int] | None = None
         self._dirty = False
 
     # ------------------------------------------------------------------ open / save
@@ -151,6 +152,7 @@ class ChunkStore:
             self.vectorstore.delete(ids)
         for chunk_id in ids:
             self.strip_vectors.pop(chunk_id, None)
+        self._row_of = None
         self._dirty = True
         return len(ids)
 
@@ -164,6 +166,7 @@ class ChunkStore:
                                             metadatas=[c.metadata for c in chunks], ids=ids)
         for chunk_id, block in zip(ids, strip_vectors or []):
             self.strip_vectors[chunk_id] = np.asarray(block, dtype=np.float16)
+        self._row_of = None
         self.files[source] = {"hash": file_hash, "chunk_ids": ids, "ingested": time.time()}
         self._dirty = True
         return len(chunks)
@@ -189,6 +192,17 @@ class ChunkStore:
         if block is None or len(block) != len(texts):
             return texts, None
         return texts, block.astype(np.float32)
+
+    def chunk_vector(self, chunk_id: str) -> np.ndarray | None:
+        """The stored (normalised) vector of a chunk, or None if the chunk is not in this store."""
+        rows = self._rows()
+        row = rows.get(chunk_id)
+        return None if row is None else self.vectorstore.index.reconstruct(row)
+
+    def _rows(self) -> dict[str, int]:
+        if self._row_of is None:  # reset by every mutation
+            self._row_of = {doc_id: row for row, doc_id in self.vectorstore.index_to_docstore_id.items()}
+        return self._row_of
 
     @property
     def generation(self) -> int:

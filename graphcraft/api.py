@@ -1,0 +1,73 @@
+"""The Python API behind `graphcraft.ingest/ask/...` and the CLI (same results for both)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from langchain_core.language_models import BaseChatModel
+
+from graphcraft.config import Settings, get_settings
+from graphcraft.graphs import load_graph_module
+from graphcraft.runtime.accounting import UsageCallback
+from graphcraft.runtime.result import result_of
+
+
+def _settings(store: str | Path | None, **overrides: Any) -> Settings:
+    return get_settings(store=Path(store) if store else None, **{k: v for k, v in overrides.items() if k in Settings.model_fields})
+
+
+def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None, *, prune: bool = False,
+           on_progress: Callable[[int, int, str], None] | None = None, **overrides: Any) -> dict:
+    """Ingest files/folders; returns {"files", "added", "skipped", "removed", "failed": [{"path", "error"}]}.
+
+    prune=True also removes stored files that no longer exist under the given folders.
+    """
+    from graphcraft.ingest.pipeline import ingest_paths, remove_paths
+    from graphcraft.stores.vector import open_store
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    settings = _settings(store, **overrides)
+    chunk_store = open_store(settings.store, settings)
+    report = ingest_paths(paths, chunk_store, settings, on_progress=on_progress)
+    if prune:
+        report.removed += remove_paths(paths, chunk_store, settings, missing_only=True).removed
+    return report.as_dict()
+
+
+def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None) -> dict:
+    """Remove files (or every stored file under folders) from a store; returns {"files", "removed"}."""
+    from graphcraft.ingest.pipeline import remove_paths
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    report = remove_paths(paths, None, _settings(store))
+    return {"files": report.files, "removed": report.removed}
+
+
+def build_graph(graph: str, model: BaseChatModel | None = None, store: str | Path | None = None, **options: Any) -> Any:
+    """A compiled graph by name, configured for `store` (and any Settings field in options)."""
+    module = load_graph_module(graph)
+    settings = _settings(store, **options)
+    extra = {k: v for k, v in options.items() if k not in Settings.model_fields}
+    return module.build(model=model, settings=settings, **extra)
+
+
+def ask(question: str, graph: str = "crag", store: str | Path | None = None, model: BaseChatModel | None = None,
+        config: dict | None = None, **options: Any) -> dict:
+    """Run a graph on a question; returns {"question", "answer", "sources", "trace"}."""
+    compiled = build_graph(graph, model=model, store=store, **options)
+    counter = UsageCallback()
+    run_config = {**(config or {}), "callbacks": [counter, *((config or {}).get("callbacks") or [])]}
+    state = compiled.invoke({"question": question}, config=run_config)
+    result = result_of(question, state)
+    result["trace"].setdefault("graph", graph)
+    return result
+
+
+def graph_stats(store: str | Path | None = None) -> dict:
+    """Counts of the entity graph: {"entities", "relations", "chunks", "communities"}."""
+    from graphcraft.graph_api import graph_stats as _stats  # provided by the graph RAG package
+
+    return _stats(store=_settings(store).store)

@@ -1,0 +1,54 @@
+"""Knowledge refinement (CRAG's decompose-then-recompose).
+
+Each relevant document is decomposed into knowledge strips, every strip is scored against the
+question, strips below the threshold are dropped, and the survivors are recomposed in document
+order. A `Strip` keeps its provenance so the answer can cite chunk, page and score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+from langchain_core.documents import Document
+
+from graphcraft.chains.grade import score_strips
+from graphcraft.stores.vector import ChunkStore
+
+
+@dataclass
+class Strip:
+    text: str
+    score: float
+    source: str
+    chunk_id: str
+    page: int | None
+    position: int
+    origin: str = "internal"  # or "external"
+    doc_score: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document], doc_scores: list[float],
+                     store: ChunkStore | None, threshold: float, embed: Callable[[list[str]], np.ndarray] | None = None,
+                     max_strips: int = 8, origin: str = "internal") -> list[Strip]:
+    """Keep the strips scoring at least `threshold` (at most `max_strips`), in reading order."""
+    candidates: list[Strip] = []
+    for doc, doc_score in zip(docs, doc_scores):
+        strips = score_strips(store, query_vec, question, doc, embed)
+        for position, (text, score) in enumerate(zip(strips.texts, strips.scores)):
+            if score >= threshold and len(text.strip()) > 1:
+                candidates.append(Strip(text=text.strip(), score=round(float(score), 4), source=str(doc.metadata.get("source", "")),
+                                        chunk_id=str(doc.metadata.get("chunk_id", "")), page=doc.metadata.get("page"),
+                                        position=position, origin=origin, doc_score=float(doc_score)))
+    best = sorted(candidates, key=lambda s: s.score, reverse=True)[:max_strips]
+    order = {id(s): i for i, s in enumerate(candidates)}
+    return sorted(best, key=lambda s: order[id(s)])
+
+
+def recompose(strips: list[Strip]) -> str:
+    """The refined knowledge as one text, strips of the same chunk kept together."""
+    return "\n".join(s.text for s in strips)

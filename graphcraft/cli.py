@@ -1,0 +1,164 @@
+"""`graphcraft` command line: ingest, ask, graphs, remove (+ graph, run, feedback sub-commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from graphcraft.errors import GraphcraftError
+
+app = typer.Typer(help="graphcraft: advanced RAG, reasoning and multi-agent graphs, offline first.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console(stderr=True)
+out = Console()
+
+StoreOpt = typer.Option(None, "--store", "-s", help="Store directory (default: GRAPHCRAFT_STORE or ./.graphcraft).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object.")
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Any) -> Any:
+    """Run a command, turning GraphcraftErrors into one-line messages with exit code 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GraphcraftError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted: committed work is kept; re-run to resume", 130)
+
+    return wrapper
+
+
+@app.command()
+@guarded
+def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf ...)."),
+           store: Optional[Path] = StoreOpt, prune: bool = typer.Option(False, help="Also remove stored files that no longer exist."),
+           as_json: bool = JsonOpt) -> None:
+    """Ingest files and folders incrementally (unchanged files are skipped)."""
+    from graphcraft import api
+
+    with Progress(TextColumn("[bold]ingest[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[current]}"),
+                  TimeElapsedColumn(), console=console, transient=as_json, disable=as_json and not sys.stderr.isatty()) as progress:
+        task = progress.add_task("ingest", total=None, current="")
+
+        def on_progress(done: int, total: int, current: str) -> None:
+            progress.update(task, completed=done, total=total, current=current)
+
+        report = api.ingest([str(p) for p in paths], store=store, prune=prune, on_progress=on_progress)
+    if as_json:
+        out.print_json(json.dumps({k: report[k] for k in ("files", "added", "skipped", "failed")} | ({"removed": report["removed"]} if prune else {})))
+        return
+    out.print(f"files: {report['files']}  added chunks: {report['added']}  skipped (unchanged): {report['skipped']}"
+              f"  failed: {len(report['failed'])}" + (f"  removed chunks: {report['removed']}" if prune else ""))
+    for bad in report["failed"]:
+        out.print(f"  [red]failed[/] {bad['path']}: {bad['error']}", highlight=False)
+
+
+@app.command()
+@guarded
+def remove(paths: list[Path] = typer.Argument(..., help="Files, or folders whose stored files are removed."),
+           store: Optional[Path] = StoreOpt, as_json: bool = JsonOpt) -> None:
+    """Remove files' chunks from a store."""
+    from graphcraft import api
+
+    report = api.remove([str(p) for p in paths], store=store)
+    out.print_json(json.dumps(report)) if as_json else out.print(f"files: {report['files']}  removed chunks: {report['removed']}")
+
+
+@app.command()
+@guarded
+def ask(question: str = typer.Argument(..., help="The question."), graph: str = typer.Option("crag", "--graph", "-g"),
+        store: Optional[Path] = StoreOpt, external: Optional[Path] = typer.Option(None, help="A second store used as the external (web) source."),
+        as_json: bool = JsonOpt) -> None:
+    """Answer a question with a graph (default: corrective RAG)."""
+    from graphcraft import api
+
+    options: dict[str, Any] = {"external_store": external} if external else {}
+    with console.status(f"running {graph}…", spinner="dots") if not as_json else _nullcontext():
+        result = api.ask(question, graph=graph, store=store, **options)
+    if as_json:
+        out.print_json(json.dumps(_public(result), default=str))
+        return
+    print_result(result)
+
+
+def _public(result: dict) -> dict:
+    """The documented JSON shape; full steps stay in the trace."""
+    sources = [{k: s.get(k) for k in ("source", "chunk_id", "page", "score", "text")} | {k: s[k] for k in ("bbox", "modality") if k in s}
+               for s in result["sources"]]
+    return {"question": result["question"], "answer": result["answer"], "sources": sources, "trace": result["trace"]}
+
+
+def print_result(result: dict) -> None:
+    out.print(f"[bold]{result['answer']}[/]\n", highlight=False)
+    if result["sources"]:
+        table = Table("#", "source", "page", "score", "text", title="sources", show_lines=False)
+        for i, s in enumerate(result["sources"], start=1):
+            table.add_row(str(s.get("citation", i)), Path(str(s["source"])).name, str(s.get("page") or ""),
+                          f"{s['score']:.3f}" if isinstance(s.get("score"), (int, float)) else "", (s.get("text") or "")[:90])
+        out.print(table)
+    t = result["trace"]
+    decided = ", ".join(f"{k}={t[k]}" for k in ("action", "route", "strategy", "evaluator") if k in t)
+    out.print(f"[dim]graph={t.get('graph')} {decided} iterations={t.get('iterations')} llm_calls={t.get('llm_calls')} "
+              f"tokens={t.get('prompt_tokens', 0)}+{t.get('completion_tokens', 0)}[/]", highlight=False)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+@app.command()
+def graphs(as_json: bool = JsonOpt) -> None:
+    """List every available graph with a one-line description."""
+    from graphcraft.graphs import available_graphs
+
+    found = available_graphs()
+    if as_json:
+        out.print_json(json.dumps(found))
+        return
+    table = Table("graph", "description")
+    for name, description in found.items():
+        table.add_row(name, description)
+    out.print(table)
+
+
+def _mount_optional_subcommands() -> None:
+    """Sub-apps contributed by feature modules (graph RAG, agents, feedback), when present."""
+    import importlib
+
+    for module_name, command in (("graphcraft.cli_graph", "graph"), ("graphcraft.cli_run", "run"), ("graphcraft.cli_feedback", "feedback")):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        if isinstance(getattr(module, "app", None), typer.Typer):
+            app.add_typer(module.app, name=command)
+        elif callable(getattr(module, command, None)):
+            app.command(command)(guarded(getattr(module, command)))
+
+
+_mount_optional_subcommands()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

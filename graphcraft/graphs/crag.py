@@ -1,0 +1,177 @@
+"""Corrective Retrieval Augmented Generation (Yan et al. 2024, arXiv:2401.15884).
+
+    retrieve -> evaluate --Correct----> refine -----------------------------> generate
+                         --Ambiguous--> refine -> rewrite_query -> web_search -> generate
+                         --Incorrect--------------> rewrite_query -> web_search -> generate
+                                                        ^             |
+                                                        +-- nothing relevant found, while
+                                                            iterations < max_iterations
+
+The retrieval evaluator scores every document; with an upper and a lower threshold it picks
+Correct (some score above upper), Incorrect (all below lower) or Ambiguous (otherwise).
+Knowledge refinement decomposes documents into strips, keeps the relevant ones and
+recomposes them. External knowledge comes from a web search tool or, offline, a second store.
+Generation answers with citations, or abstains when no knowledge survived.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+
+from graphcraft.chains.answer import generate_answer
+from graphcraft.chains.grade import LLMEvaluator, LocalEvaluator, decide_action
+from graphcraft.chains.refine import Strip, refine_documents
+from graphcraft.chains.rewrite import rewrite_query as rewrite
+from graphcraft.config import Settings, get_settings
+from graphcraft.runtime.accounting import Usage, add_usage
+from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.result import make_trace
+
+DESCRIPTION = "Corrective RAG: grade retrieval (Correct/Incorrect/Ambiguous), refine knowledge strips, search externally, answer with citations or abstain."
+
+
+class CRAGState(TypedDict, total=False):
+    question: str
+    documents: list[Document]
+    scores: list[float]
+    action: Literal["correct", "incorrect", "ambiguous"]
+    internal: list[dict]  # refined internal knowledge strips
+    external: list[dict]  # refined external knowledge strips
+    queries: list[str]  # search queries tried
+    external_source: str
+    iterations: int  # external search rounds; bounded by max_iterations
+    answer: str
+    sources: list[dict]
+    usage: Annotated[Usage, add_usage]
+    steps: Annotated[list[dict], operator.add]
+    trace: dict
+
+
+def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
+          external: Any = None, evaluator: str = "auto", **options: Any) -> Any:
+    """Compile the CRAG graph.
+
+    model: chat model for the LLM evaluator, rewriting and generation (None: configured or offline).
+    store / external: a ChunkStore and an ExternalSearch to use instead of the configured ones.
+    evaluator: "auto" (LLM when a model exists), "local" or "llm".
+    """
+    from graphcraft.runtime.resources import _UNSET
+
+    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    base = Resources(settings, model=model, store=store, external=external if external is not None else _UNSET)
+
+    def local_evaluator(res: Resources) -> LocalEvaluator:
+        s = res.settings
+        return LocalEvaluator(res.store, res.embeddings, s.upper_threshold, s.lower_threshold)
+
+    def grader(res: Resources) -> LocalEvaluator | LLMEvaluator:
+        use_llm = evaluator == "llm" or (evaluator == "auto" and res.model is not None)
+        if use_llm:
+            s = res.settings
+            return LLMEvaluator(res.require_model("the LLM evaluator"), local_evaluator(res), s.llm_upper_threshold,
+                                s.llm_lower_threshold, s.max_structured_repairs)
+        return local_evaluator(res)
+
+    def query_vector(res: Resources, text: str) -> np.ndarray:
+        return np.asarray(res.embeddings.embed_query(text), dtype=np.float32)
+
+    # ------------------------------------------------------------------ nodes
+    def retrieve(state: CRAGState, config: RunnableConfig) -> dict:
+        res = base.for_config(config)
+        docs = res.retriever("hybrid").search(state["question"])
+        return {"documents": docs, "iterations": 0, "queries": [], "internal": [], "external": [],
+                "steps": [{"step": "retrieve", "documents": len(docs)}]}
+
+    def evaluate(state: CRAGState, config: RunnableConfig) -> dict:
+        res = base.for_config(config)
+        judge = grader(res)
+        grading = judge.evaluate(state["question"], state["documents"], query_vector(res, state["question"]))
+        action = decide_action(grading.scores, judge.upper, judge.lower)
+        return {"scores": grading.scores, "action": action, "usage": grading.usage,
+                "steps": [{"step": "evaluate", "evaluator": grading.strategy, "scores": grading.scores, "action": action,
+                           "upper": judge.upper, "lower": judge.lower, **({"details": grading.details} if grading.details else {})}]}
+
+    def refine(state: CRAGState, config: RunnableConfig) -> dict:
+        res = base.for_config(config)
+        lower = grader(res).lower
+        kept = [(d, s) for d, s in zip(state["documents"], state["scores"]) if s >= lower]
+        strips = refine_documents(state["question"], query_vector(res, state["question"]), [d for d, _ in kept],
+                                  [s for _, s in kept], res.store, res.settings.strip_threshold)
+        return {"internal": [s.as_dict() for s in strips],
+                "steps": [{"step": "refine", "documents": len(kept), "strips_kept": len(strips)}]}
+
+    def rewrite_query(state: CRAGState, config: RunnableConfig) -> dict:
+        res = base.for_config(config)
+        if res.external is None:
+            return {"external_source": "none", "steps": [{"step": "rewrite_query", "skipped": "no external source configured"}]}
+        query, usage, strategy = rewrite(state["question"], res.model, res.settings.spacy_model, state.get("queries", []))
+        return {"queries": state.get("queries", []) + [query], "usage": usage, "external_source": res.external.name,
+                "steps": [{"step": "rewrite_query", "strategy": strategy, "query": query}]}
+
+    def web_search(state: CRAGState, config: RunnableConfig) -> dict:
+        res = base.for_config(config)
+        query = state["queries"][-1]
+        docs = res.external.search(query, res.settings.top_k)
+        judge = grader(res)
+        grading = judge.evaluate(state["question"], docs, query_vector(res, state["question"]))
+        kept = [(d, s) for d, s in zip(docs, grading.scores) if s >= judge.lower]
+        strips = refine_documents(state["question"], query_vector(res, state["question"]), [d for d, _ in kept], [s for _, s in kept],
+                                  None, res.settings.strip_threshold, embed=local_evaluator(res).embed, origin="external")
+        return {"external": [s.as_dict() for s in strips], "iterations": state.get("iterations", 0) + 1, "usage": grading.usage,
+                "steps": [{"step": "web_search", "source": res.external.name, "query": query, "documents": len(docs),
+                           "scores": grading.scores, "strips_kept": len(strips)}]}
+
+    def generate(state: CRAGState, config: RunnableConfig) -> dict:
+        res = base.for_config(config)
+        knowledge = (state.get("internal", []) if state.get("action") != "incorrect" else []) + state.get("external", [])
+        answer = generate_answer(state["question"], [Strip(**s) for s in knowledge], res.model)
+        usage = add_usage(state.get("usage"), answer.usage)
+        final = {**state, "usage": usage}
+        trace = make_trace("crag", final, action=state.get("action"), evaluator=_evaluator_name(state),
+                           external_source=state.get("external_source", "not needed"), queries=state.get("queries", []),
+                           answer_strategy=answer.strategy, abstained=answer.abstained,
+                           steps=state.get("steps", []) + [{"step": "generate", "strategy": answer.strategy}])
+        return {"answer": answer.text, "sources": answer.sources, "usage": answer.usage, "trace": trace,
+                "steps": [{"step": "generate", "strategy": answer.strategy}]}
+
+    # ------------------------------------------------------------------ routing (every loop bounded here)
+    def after_evaluate(state: CRAGState) -> str:
+        return "rewrite_query" if state["action"] == "incorrect" else "refine"
+
+    def after_refine(state: CRAGState) -> str:
+        return "rewrite_query" if state["action"] == "ambiguous" else "generate"
+
+    def after_rewrite(state: CRAGState) -> str:
+        return "generate" if state.get("external_source") == "none" else "web_search"
+
+    def after_web_search(state: CRAGState, config: RunnableConfig) -> str:
+        s = base.for_config(config).settings
+        found = bool(state.get("external"))
+        within_bounds = state.get("iterations", 0) < s.max_iterations and state.get("usage", {}).get("llm_calls", 0) < s.max_llm_calls
+        return "rewrite_query" if not found and within_bounds else "generate"
+
+    g = StateGraph(CRAGState)
+    for node in (retrieve, evaluate, refine, rewrite_query, web_search, generate):
+        g.add_node(node.__name__, node)
+    g.add_edge(START, "retrieve")
+    g.add_edge("retrieve", "evaluate")
+    g.add_conditional_edges("evaluate", after_evaluate, ["refine", "rewrite_query"])
+    g.add_conditional_edges("refine", after_refine, ["rewrite_query", "generate"])
+    g.add_conditional_edges("rewrite_query", after_rewrite, ["web_search", "generate"])
+    g.add_conditional_edges("web_search", after_web_search, ["rewrite_query", "generate"])
+    g.add_edge("generate", END)
+    return g.compile(name="crag")
+
+
+def _evaluator_name(state: CRAGState) -> str:
+    return next((s["evaluator"] for s in state.get("steps", []) if s.get("step") == "evaluate"), "none")
+
+
+graph = build()

@@ -1,0 +1,268 @@
+"""Planning: decompose a goal into phases of steps with dependencies and success criteria,
+execute them in order, verify each result, take the step's contingency or replan on failure.
+
+plan -> select_step -> execute -> verify -> select_step ... -> finalize
+                                    \\-> contingency -> verify
+                                    \\-> replan -> select_step
+
+Each step carries a success criterion and an optional contingency (an alternative action).
+A failed verification first tries the contingency once, then replans the remaining work
+(bounded by max_replans); past that bound the step is recorded as failed and independent steps
+continue. LLM-call and token budgets are checked in every routing function.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel, Field
+
+from graphcraft.chains.tool_calls import run_with_tools
+from graphcraft.config import Settings
+from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
+from graphcraft.runtime.bounds import Bounds, make_trace
+
+DESCRIPTION = "Hierarchical planning: phases and steps with dependencies, per-step verification against success criteria, contingencies and bounded replanning."
+
+
+class PlanStep(BaseModel):
+    id: str = Field(description="short unique id, e.g. p1s1")
+    description: str
+    depends_on: list[str] = Field(default_factory=list)
+    success_criterion: str = Field(description="how to tell the step succeeded")
+    contingency: str = Field(default="", description="alternative action if the step fails; empty if none")
+
+
+class Phase(BaseModel):
+    name: str
+    steps: list[PlanStep]
+
+
+class PhasedPlan(BaseModel):
+    """A goal broken into ordered phases of steps."""
+
+    phases: list[Phase]
+
+
+class Verdict(BaseModel):
+    """Whether a step's result meets its success criterion."""
+
+    passed: bool
+    reason: str = ""
+
+
+def _append(left: list | None, right: list | None) -> list:
+    return (left or []) + (right or [])
+
+
+class PlanningState(TypedDict, total=False):
+    question: str
+    steps: list[dict[str, Any]]
+    status: dict[str, dict[str, Any]]
+    current: str
+    attempt: str
+    result: str
+    verdict: dict[str, Any]
+    replans: int
+    usage: Annotated[Usage, add_usage]
+    log: Annotated[list[dict[str, Any]], _append]
+    answer: str
+    sources: list[dict[str, Any]]
+    trace: dict[str, Any]
+
+
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    tools: list[BaseTool] | None = None,
+    max_steps: int = 12,
+    max_replans: int = 2,
+    max_llm_calls: int | None = None,
+    token_budget: int | None = None,
+    checkpointer: Any = None,
+):
+    """Compile the planning graph. `tools` (optional) are available to step execution."""
+    bounds = Bounds.from_settings(settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget)
+    repairs = settings.max_structured_repairs if settings else 2
+    step_tools = list(tools or [])
+
+    def llm() -> BaseChatModel:
+        return require_chat_model(model, "the planning graph", settings)
+
+    def make_plan(state: PlanningState, extra: str = "", done: set[str] | None = None) -> tuple[list[dict], Usage, bool]:
+        prompt = (f"Goal: {state['question']}\n\nBreak the goal into phases (e.g. research, build, check) of concrete "
+                  f"steps, at most {max_steps} steps in all. Give every step a success criterion that a reviewer can "
+                  "check from its result, its dependencies, and a contingency when a sensible alternative exists." + extra)
+        fallback = PhasedPlan(phases=[Phase(name="do", steps=[PlanStep(id="s1", description=state["question"],
+                                                                       success_criterion="the goal is achieved")])])
+        result = structured_call(llm(), PhasedPlan, [SystemMessage("You are an expert project planner."), HumanMessage(prompt)],
+                                 fallback=fallback if done is None else PhasedPlan(phases=[]), max_repairs=repairs)
+        return _flatten(result.value, done or set(), max_steps), result.usage, result.fallback
+
+    def plan(state: PlanningState) -> dict:
+        steps, usage, fallback = make_plan(state)
+        return {"steps": steps, "status": {}, "replans": 0, "usage": usage,
+                "log": [{"event": "plan", "steps": [s["id"] for s in steps], "fallback": fallback}]}
+
+    def select_step(state: PlanningState) -> dict:
+        """The first step, in phase order, whose dependencies all passed."""
+        status = state.get("status", {})
+        for step in state["steps"]:
+            if step["id"] not in status and all(status.get(d, {}).get("status") == "done" for d in step["depends_on"]):
+                return {"current": step["id"], "attempt": "primary"}
+        return {"current": ""}
+
+    def route_select(state: PlanningState) -> str:
+        if state.get("current") and not bounds.exhausted(state.get("usage")):
+            return "execute"
+        return "finalize"
+
+    def _run(state: PlanningState, action: str) -> tuple[str, Usage]:
+        step = _step(state)
+        done = "\n".join(f"- {s['id']}: {state['status'][s['id']]['result'][:400]}" for s in state["steps"]
+                         if state.get("status", {}).get(s["id"], {}).get("status") == "done")
+        messages = [SystemMessage("You execute one step of a plan and report its concrete result."),
+                    HumanMessage(f"Goal: {state['question']}\n\nCompleted steps:\n{done or '(none)'}\n\n"
+                                 f"Step ({step['phase']}): {action}\nSuccess criterion: {step['success_criterion']}")]
+        if step_tools:
+            run = run_with_tools(llm(), messages, step_tools)
+            return run.text, run.usage
+        reply, usage = invoke_llm(llm(), messages)
+        return message_text(reply), usage
+
+    def execute(state: PlanningState) -> dict:
+        result, usage = _run(state, _step(state)["description"])
+        return {"result": result, "usage": usage}
+
+    def contingency(state: PlanningState) -> dict:
+        step = _step(state)
+        result, usage = _run(state, f"{step['contingency']} (contingency for: {step['description']})")
+        return {"result": result, "usage": usage, "attempt": "contingency",
+                "log": [{"event": "contingency", "step": step["id"], "action": step["contingency"]}]}
+
+    def verify(state: PlanningState) -> dict:
+        step = _step(state)
+        prompt = (f"Step: {step['description']}\nSuccess criterion: {step['success_criterion']}\n\n"
+                  f"Result:\n{state['result']}\n\nDoes the result meet the criterion?")
+        result = structured_call(llm(), Verdict, [SystemMessage("You are a strict verifier."), HumanMessage(prompt)],
+                                 fallback=Verdict(passed=False, reason="verification failed"), max_repairs=repairs)
+        verdict = result.value
+        update: dict[str, Any] = {"verdict": verdict.model_dump(), "usage": result.usage,
+                                  "log": [{"event": "verify", "step": step["id"], "attempt": state.get("attempt"),
+                                           "passed": verdict.passed, "reason": verdict.reason, "fallback": result.fallback}]}
+        if verdict.passed:
+            update["status"] = {**state.get("status", {}), step["id"]: {
+                "status": "done", "result": state["result"], "attempt": state.get("attempt")}}
+        return update
+
+    def route_verify(state: PlanningState) -> str:
+        """Passed: next step. Failed: contingency once, then replan within bounds, else give up on the step."""
+        if state["verdict"]["passed"]:
+            return "select_step"
+        usage = state.get("usage")
+        if bounds.exhausted(usage):
+            return "give_up"
+        if state.get("attempt") == "primary" and _step(state).get("contingency"):
+            return "contingency"
+        if not bounds.exhausted(usage, state.get("replans", 0)):
+            return "replan"
+        return "give_up"
+
+    def give_up(state: PlanningState) -> dict:
+        step = _step(state)
+        return {"status": {**state.get("status", {}), step["id"]: {
+                    "status": "failed", "result": state.get("result", ""), "reason": state["verdict"]["reason"]}},
+                "log": [{"event": "failed", "step": step["id"], "reason": state["verdict"]["reason"]}]}
+
+    def replan(state: PlanningState) -> dict:
+        status = state.get("status", {})
+        done = {k for k, v in status.items() if v["status"] == "done"}
+        step = _step(state)
+        extra = (f"\n\nAlready done (reuse their ids in depends_on): "
+                 + ("; ".join(f"{k}: {status[k]['result'][:200]}" for k in sorted(done)) or "nothing")
+                 + f"\nStep {step['id']} ('{step['description']}') failed: {state['verdict']['reason']}."
+                 "\nPlan only the remaining work, with a different approach for the failed step. Use new ids.")
+        new_steps, usage, fallback = make_plan(state, extra, done)
+        kept = [s for s in state["steps"] if s["id"] in done]
+        return {"steps": kept + new_steps, "replans": state.get("replans", 0) + 1, "usage": usage,
+                "log": [{"event": "replan", "after": step["id"], "reason": state["verdict"]["reason"],
+                         "steps": [s["id"] for s in new_steps], "fallback": fallback}]}
+
+    def finalize(state: PlanningState) -> dict:
+        status = state.get("status", {})
+        lines = [f"[{s['phase']}] {s['id']} {s['description']}: "
+                 + (f"{status[s['id']]['status']} - {status[s['id']]['result'][:500]}" if s["id"] in status else "not run")
+                 for s in state["steps"]]
+        usage = empty_usage()
+        reason = bounds.exhausted(state.get("usage"))
+        if reason:
+            answer = "Budget exhausted. Progress:\n" + "\n".join(lines)
+        else:
+            reply, usage = invoke_llm(llm(), [SystemMessage("Report the outcome of the plan: the result for the goal, then "
+                                                            "any step that failed and why."),
+                                              HumanMessage(f"Goal: {state['question']}\n\nSteps:\n" + "\n".join(lines))])
+            answer = message_text(reply)
+            done = all(status.get(s["id"], {}).get("status") == "done" for s in state["steps"])
+            reason = "completed" if done else "incomplete"
+        total = add_usage(state.get("usage"), usage)
+        log = state.get("log", [])
+        trace = make_trace(
+            "planning", total, sum(1 for e in log if e["event"] == "verify"), stop_reason=reason,
+            replans=state.get("replans", 0), max_replans=max_replans,
+            phases=_phases_view(state["steps"], status), contingencies=sum(1 for e in log if e["event"] == "contingency"),
+            failed_steps=[k for k, v in status.items() if v["status"] == "failed"], log=log, bounds=bounds.as_dict(),
+        )
+        return {"answer": answer, "sources": [], "usage": usage, "trace": trace}
+
+    g = StateGraph(PlanningState)
+    for name, node in (("plan", plan), ("select_step", select_step), ("execute", execute), ("verify", verify),
+                       ("contingency", contingency), ("replan", replan), ("give_up", give_up), ("finalize", finalize)):
+        g.add_node(name, node)
+    g.add_edge(START, "plan")
+    g.add_edge("plan", "select_step")
+    g.add_conditional_edges("select_step", route_select, ["execute", "finalize"])
+    g.add_edge("execute", "verify")
+    g.add_edge("contingency", "verify")
+    g.add_conditional_edges("verify", route_verify, ["select_step", "contingency", "replan", "give_up"])
+    g.add_edge("replan", "select_step")
+    g.add_edge("give_up", "select_step")
+    g.add_edge("finalize", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def _step(state: PlanningState) -> dict[str, Any]:
+    return next(s for s in state["steps"] if s["id"] == state["current"])
+
+
+def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str, Any]]:
+    """Steps in phase order with unique ids; dependencies only on earlier or completed steps (no cycles)."""
+    out: list[dict[str, Any]] = []
+    known = set(done)
+    for phase in plan.phases:
+        for step in phase.steps:
+            if len(out) >= max_steps:
+                return out
+            sid = step.id.strip() or f"s{len(out) + 1}"
+            while sid in known:
+                sid += "'"
+            out.append({"id": sid, "phase": phase.name, "description": step.description,
+                        "depends_on": [d for d in dict.fromkeys(step.depends_on) if d in known],
+                        "success_criterion": step.success_criterion, "contingency": step.contingency})
+            known.add(sid)
+    return out
+
+
+def _phases_view(steps: list[dict], status: dict[str, dict]) -> list[dict[str, Any]]:
+    phases: dict[str, list] = {}
+    for s in steps:
+        phases.setdefault(s["phase"], []).append({"id": s["id"], "status": status.get(s["id"], {}).get("status", "not_run")})
+    return [{"name": name, "steps": items} for name, items in phases.items()]
+
+
+graph = build()

@@ -1,0 +1,243 @@
+"""Tool agent: a ReAct loop (reason -> act with a tool -> observe) with budgets and memory.
+
+begin -> recall -> compact -> agent <-> tools -> finalize -> remember
+
+- agent: the model, bound to the tools, decides the next tool calls or answers;
+- tools: runs the calls; a failing tool becomes an error observation, never a crash;
+- bounds, checked in the routing functions: tool-call budget, model turns, LLM calls, tokens,
+  and a loop guard that stops a model repeating the same call with the same arguments;
+- memory: with a checkpointer, a thread's messages persist between runs (compact folds old
+  turns into a running summary); with a Store, `recall` brings back related facts/episodes and
+  `remember` writes this run's episode (and, optionally, durable facts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.config import get_store
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+
+from graphcraft.chains.tool_calls import LoopGuard, call_key, execute_tool_call
+from graphcraft.config import Settings, get_settings
+from graphcraft.errors import GraphcraftError
+from graphcraft.memory.context import ContextWindow
+from graphcraft.memory.long_term import LongTermMemory, extract_facts, format_memories
+from graphcraft.models import invoke_llm, message_text, require_chat_model
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
+from graphcraft.runtime.bounds import Bounds, make_trace
+
+DESCRIPTION = "ReAct tool-calling agent (calculator, sandboxed files, optional python/MCP) with tool budget, loop guard and memory."
+
+SYSTEM_PROMPT = (
+    "You are a capable assistant that solves tasks step by step using tools when they help. "
+    "Call a tool when you need a computation, a file, or data; otherwise answer directly. "
+    "When you have the answer, reply with it plainly and do not call more tools."
+)
+
+
+class ToolAgentState(TypedDict, total=False):
+    question: str
+    messages: Annotated[list[AnyMessage], add_messages]
+    summary: str
+    memories: list[dict[str, Any]]
+    usage: Usage
+    turns: int
+    tool_calls: list[dict[str, Any]]
+    summarized: int
+    stop_reason: str
+    answer: str
+    sources: list[dict[str, Any]]
+    trace: dict[str, Any]
+
+
+class ToolCallingUnsupported(GraphcraftError):
+    def __init__(self, model: BaseChatModel) -> None:
+        super().__init__(f"the tool agent needs a chat model with tool calling; {type(model).__name__} has none")
+
+
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    tools: list[BaseTool] | None = None,
+    workspace: str | Path | None = None,
+    enable_python: bool = False,
+    mcp_config: str | Path | dict | None = None,
+    max_tool_calls: int = 8,
+    max_turns: int = 10,
+    loop_limit: int = 2,
+    max_llm_calls: int | None = None,
+    token_budget: int | None = None,
+    context_tokens: int = 6000,
+    remember_facts: bool = False,
+    system_prompt: str = SYSTEM_PROMPT,
+    checkpointer: Any = None,
+    store: Any = None,
+):
+    """Compile the tool agent.
+
+    tools: the agent's tools (default: `default_tools(workspace, enable_python)` plus MCP tools from
+    `mcp_config`). loop_limit: how many times the same call (name + arguments) may be made.
+    checkpointer/store: short- and long-term memory (None: the run is stateless).
+    """
+    bounds = Bounds.from_settings(settings, max_iterations=max_turns, max_llm_calls=max_llm_calls, token_budget=token_budget)
+    window = ContextWindow(max_tokens=context_tokens)
+    loaded: dict[str, list[BaseTool]] = {}
+
+    def llm() -> BaseChatModel:
+        return require_chat_model(model, "the tool agent", settings)
+
+    def toolset() -> list[BaseTool]:
+        """Resolved on first use, so importing the module creates no workspace and starts no server."""
+        if "tools" not in loaded:
+            chosen = list(tools) if tools is not None else _default_toolset(settings, workspace, enable_python)
+            if mcp_config is not None:
+                from graphcraft.tools.mcp import load_mcp_tools
+
+                chosen += load_mcp_tools(mcp_config)
+            loaded["tools"] = chosen
+        return loaded["tools"]
+
+    def begin(state: ToolAgentState) -> dict:
+        """Start a run: the question becomes the next human turn; per-run counters reset."""
+        return {"messages": [HumanMessage(state["question"])], "usage": empty_usage(), "turns": 0,
+                "tool_calls": [], "stop_reason": "", "summarized": 0, "memories": []}
+
+    def recall(state: ToolAgentState, config: RunnableConfig) -> dict:
+        store = get_store()
+        if store is None:
+            return {}
+        memory = LongTermMemory(store, _user_id(config))
+        return {"memories": memory.recall(state["question"])}
+
+    def compact(state: ToolAgentState) -> dict:
+        update = window.compact(llm(), state["messages"], state.get("summary", ""))
+        if update:
+            update["usage"] = add_usage(state.get("usage"), update["usage"])
+        return update
+
+    def agent(state: ToolAgentState) -> dict:
+        try:
+            bound = llm().bind_tools(toolset())
+        except NotImplementedError:
+            raise ToolCallingUnsupported(llm()) from None
+        system = system_prompt
+        if state.get("memories"):
+            system += "\n\n" + format_memories(state["memories"])
+        prompt = window.fit(state["messages"], state.get("summary", ""), system=system)
+        reply, usage = invoke_llm(bound, prompt)
+        return {"messages": [reply], "usage": add_usage(state.get("usage"), usage), "turns": state.get("turns", 0) + 1}
+
+    def after_agent(state: ToolAgentState) -> str:
+        """Run the requested tools unless the model answered or a bound is reached."""
+        calls = _pending_calls(state)
+        if not calls:
+            return "finalize"
+        return "finalize" if _stop_reason(state, calls) else "tools"
+
+    def run_tools(state: ToolAgentState) -> dict:
+        by_name = {t.name: t for t in toolset()}
+        messages, records = [], list(state.get("tool_calls", []))
+        for call in _pending_calls(state):
+            message, record = execute_tool_call(by_name, call)
+            messages.append(message)
+            records.append({**record, "key": call_key(call["name"], call.get("args") or {})})
+        return {"messages": messages, "tool_calls": records}
+
+    def after_tools(state: ToolAgentState) -> str:
+        return "finalize" if bounds.exhausted(state.get("usage"), state.get("turns", 0)) else "agent"
+
+    def _stop_reason(state: ToolAgentState, calls: list[dict]) -> str | None:
+        done = state.get("tool_calls", [])
+        guard = LoopGuard(loop_limit, [r["key"] for r in done])
+        if any(guard.would_repeat(c["name"], c.get("args") or {}) for c in calls):
+            return "repeated_tool_call"
+        if len(done) + len(calls) > max_tool_calls:
+            return "max_tool_calls"
+        return bounds.exhausted(state.get("usage"), state.get("turns", 0))
+
+    def finalize(state: ToolAgentState) -> dict:
+        last = state["messages"][-1]
+        calls = _pending_calls(state)
+        update: dict[str, Any] = {}
+        if calls:  # stopped by a bound: close the open tool calls so the thread stays valid
+            reason = _stop_reason(state, calls) or "stopped"
+            update["messages"] = [ToolMessage(content=f"not executed: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
+                                  for c in calls]
+        elif isinstance(last, AIMessage):
+            reason = "answered"
+        else:
+            reason = bounds.exhausted(state.get("usage"), state.get("turns", 0)) or "stopped"
+        answer = message_text(last).strip() if isinstance(last, AIMessage) else ""
+        records = state.get("tool_calls", [])
+        if reason != "answered":
+            ok = [r for r in records if r["ok"]]
+            answer = answer or (f"Stopped before finishing ({reason}). Last tool result: {ok[-1]['output']}" if ok
+                                else f"Stopped before finishing ({reason}); no tool call succeeded.")
+        trace = make_trace(
+            "tool_agent", state.get("usage"), state.get("turns", 0),
+            stop_reason=reason, tool_calls=[{k: r[k] for k in ("tool", "args", "ok", "output")} for r in records],
+            tool_call_count=len(records), failed_tool_calls=sum(1 for r in records if not r["ok"]),
+            max_tool_calls=max_tool_calls, loop_limit=loop_limit, memories_recalled=len(state.get("memories", [])),
+            summarized_messages=state.get("summarized", 0), bounds=bounds.as_dict(),
+        )
+        return {**update, "answer": answer, "sources": [], "stop_reason": reason, "trace": trace}
+
+    def remember(state: ToolAgentState, config: RunnableConfig) -> dict:
+        store = get_store()
+        if store is None:
+            return {}
+        memory = LongTermMemory(store, _user_id(config))
+        memory.add_episode(state["question"], state["answer"], stop_reason=state.get("stop_reason", ""),
+                           tools=[r["tool"] for r in state.get("tool_calls", [])])
+        trace = dict(state["trace"])
+        trace["episode_saved"] = True
+        if remember_facts and state.get("stop_reason") == "answered":
+            result = extract_facts(llm(), state["question"], state["answer"])
+            for fact in result.value.facts:
+                memory.add_fact(fact, source="conversation")
+            usage = add_usage(state.get("usage"), result.usage)
+            trace.update(facts_saved=len(result.value.facts), llm_calls=usage["llm_calls"],
+                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+            return {"usage": usage, "trace": trace}
+        return {"trace": trace}
+
+    g = StateGraph(ToolAgentState)
+    for name, node in (("begin", begin), ("recall", recall), ("compact", compact), ("agent", agent),
+                       ("tools", run_tools), ("finalize", finalize), ("remember", remember)):
+        g.add_node(name, node)
+    g.add_edge(START, "begin")
+    g.add_edge("begin", "recall")
+    g.add_edge("recall", "compact")
+    g.add_edge("compact", "agent")
+    g.add_conditional_edges("agent", after_agent, ["tools", "finalize"])
+    g.add_conditional_edges("tools", after_tools, ["agent", "finalize"])
+    g.add_edge("finalize", "remember")
+    g.add_edge("remember", END)
+    return g.compile(checkpointer=checkpointer, store=store)
+
+
+def _pending_calls(state: ToolAgentState) -> list[dict]:
+    last = state["messages"][-1] if state.get("messages") else None
+    return list(last.tool_calls) if isinstance(last, AIMessage) and last.tool_calls else []
+
+
+def _user_id(config: RunnableConfig) -> str:
+    return str((config or {}).get("configurable", {}).get("user_id", "default"))
+
+
+def _default_toolset(settings: Settings | None, workspace: str | Path | None, enable_python: bool) -> list[BaseTool]:
+    from graphcraft.tools import default_tools
+
+    root = Path(workspace) if workspace is not None else Path((settings or get_settings()).store) / "workspace"
+    return default_tools(workspace=root, enable_python=enable_python)
+
+
+graph = build()
