@@ -227,7 +227,8 @@ def build(
     g.add_edge("execute_step", "schedule")
     g.add_edge("replan", "schedule")
     g.add_edge("finalize", END)
-    return g.compile(checkpointer=checkpointer)
+    # Sized so the bounds above end the run, never the recursion limit.
+    return g.compile(checkpointer=checkpointer).with_config(recursion_limit=3 * max_steps * (max_replans + 1) + 20)
 
 
 PLANNER_SYSTEM = (

@@ -209,7 +209,7 @@ def build(
                                               HumanMessage(f"Goal: {state['question']}\n\nSteps:\n" + "\n".join(lines))])
             answer = message_text(reply)
             done = all(status.get(s["id"], {}).get("status") == "done" for s in state["steps"])
-            reason = "completed" if done else "incomplete"
+            reason = "completed" if done else ("max_replans" if state.get("replans", 0) >= max_replans else "incomplete")
         total = add_usage(state.get("usage"), usage)
         log = state.get("log", [])
         trace = make_trace(
@@ -233,7 +233,8 @@ def build(
     g.add_edge("replan", "select_step")
     g.add_edge("give_up", "select_step")
     g.add_edge("finalize", END)
-    return g.compile(checkpointer=checkpointer)
+    # Sized so the bounds above end the run, never the recursion limit.
+    return g.compile(checkpointer=checkpointer).with_config(recursion_limit=8 * max_steps * (max_replans + 1) + 20)
 
 
 def _step(state: PlanningState) -> dict[str, Any]:

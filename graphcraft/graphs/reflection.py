@@ -145,7 +145,7 @@ def build(
     g.add_conditional_edges("critique", should_refine, ["refine", "finalize"])
     g.add_edge("refine", "critique")
     g.add_edge("finalize", END)
-    return g.compile(checkpointer=checkpointer)
+    return g.compile(checkpointer=checkpointer).with_config(recursion_limit=2 * bounds.max_iterations + 20)
 
 
 def _scores_by_criterion(critique: Critique, criteria: tuple[str, ...]) -> dict[str, float]:

@@ -221,7 +221,8 @@ def build(
     g.add_conditional_edges("tools", after_tools, ["agent", "finalize"])
     g.add_edge("finalize", "remember")
     g.add_edge("remember", END)
-    return g.compile(checkpointer=checkpointer, store=store)
+    # Sized so the bounds above end the run, never the recursion limit.
+    return g.compile(checkpointer=checkpointer, store=store).with_config(recursion_limit=2 * max_turns + 20)
 
 
 def _pending_calls(state: ToolAgentState) -> list[dict]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.runtime.accounting import Usage, total_tokens
-from graphcraft.runtime.tokens import token_counter_name
+from graphcraft.runtime.result import usage_trace
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,5 @@ class Bounds:
 
 
 def make_trace(graph: str, usage: Usage | None, iterations: int, **decisions: Any) -> dict[str, Any]:
-    """The trace every graph returns: graph, iterations, llm_calls, tokens, plus its decisions."""
-    usage = usage or {}
-    return {
-        "graph": graph,
-        "iterations": iterations,
-        "llm_calls": int(usage.get("llm_calls", 0)),
-        "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-        "completion_tokens": int(usage.get("completion_tokens", 0)),
-        "cost_usd": float(usage.get("cost_usd", 0.0)),
-        "token_counter": token_counter_name(),
-        **decisions,
-    }
+    """The trace every graph returns: graph, iterations, LLM calls and tokens, plus its decisions."""
+    return {"graph": graph, "iterations": iterations, **usage_trace(usage), **decisions}
