@@ -101,6 +101,8 @@ _HOMOGLYPHS = str.maketrans(
     }
 )  # fmt: skip
 
+# A quote, or an escape that spells one: inside a literal next to a write keyword, a break-out attempt.
+_QUOTE_LIKE = re.compile(r"['\"`]|\\u00(?:27|22|60)|\\x(?:27|22|60)|\\U000000(?:27|22|60)", re.IGNORECASE)
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:\d+\.\d+|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 _IDENT = re.compile(r"[^\W\d]\w*")
@@ -448,7 +450,7 @@ def validate_read_only(
             rebuilt.append(t)
             continue
         body = t.text[1:-1]
-        if ("'" in body or '"' in body) and _words(body) & FORBIDDEN_KEYWORDS:
+        if _QUOTE_LIKE.search(body) and _words(body) & FORBIDDEN_KEYWORDS:
             raise UnsafeCypherError("string literal that tries to break out of its quotes", cypher)
         name = f"{LITERAL_PREFIX}{sum(1 for k in run_params if k.startswith(LITERAL_PREFIX))}"
         run_params[name] = t.value

@@ -72,12 +72,21 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _client(host: str, port: int, timeout_s: float, **kw: object):
+    """A Redis client that fails at once instead of retrying with back-off (redis-py's default)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0), **kw
+    )
+
+
 def ping(host: str, port: int, timeout_s: float = 1.0) -> bool:
     """True when a Redis-protocol server answers PING at host:port."""
-    import redis
-
     try:
-        client = redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = _client(host, port, timeout_s)
         try:
             return bool(client.ping())
         finally:
@@ -88,10 +97,8 @@ def ping(host: str, port: int, timeout_s: float = 1.0) -> bool:
 
 def _server_dir(host: str, port: int) -> str | None:
     """The data directory the server at host:port uses (CONFIG GET dir), or None."""
-    import redis
-
     try:
-        client = redis.Redis(host=host, port=port, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        client = _client(host, port, 2.0, decode_responses=True)
         try:
             return str(client.config_get("dir").get("dir"))
         finally:
@@ -128,12 +135,9 @@ class FalkorDBServer:
 
     def stop(self, save: bool = True, timeout_s: float = 20.0) -> None:
         """Stop the server: SHUTDOWN SAVE (data flushed to disk), then SIGTERM, then SIGKILL."""
-        import redis
-
         if _pid_alive(self.pid):
             try:
-                client = redis.Redis(host=self.host, port=self.port, socket_timeout=timeout_s, socket_connect_timeout=2)
-                client.shutdown(save=save, nosave=not save)
+                _client(self.host, self.port, timeout_s).shutdown(save=save, nosave=not save)
             except Exception:  # noqa: BLE001 - shutdown closes the connection; ConnectionError is expected
                 pass
             if not self._wait_exit(timeout_s):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from graphcraft.stores.falkordb_server import FalkorDBServer, GraphStoreUnavailableError, start_server
+from graphcraft.stores.falkordb_server import FalkorDBServer, GraphStoreUnavailableError, ping, start_server
 from graphcraft.stores.graph import HIDDEN_PROPERTIES, GraphQueryError, GraphStore
 
 _INDEXES = (("Chunk", "id"), ("Entity", "id"), ("Entity", "norm"), ("Community", "id"), ("Community", "level"))
@@ -51,14 +51,12 @@ class FalkorDBGraphStore(GraphStore):
         from falkordb import FalkorDB
 
         self.host, self.port, self.graph_name, self.server = host, port, graph_name, server
-        try:
-            self._db = FalkorDB(host=host, port=port, socket_timeout=socket_timeout_s, socket_connect_timeout=5)
-            self._db.connection.ping()
-        except Exception as exc:  # noqa: BLE001 - redis raises several connection error types
+        if not ping(host, port, timeout_s=5.0):
             raise GraphStoreUnavailableError(
-                f"cannot reach FalkorDB at {host}:{port} ({type(exc).__name__}: {exc}); start it, fix "
+                f"cannot reach FalkorDB at {host}:{port}: nothing answers PING there; start it, fix "
                 "GRAPHCRAFT_FALKORDB_HOST/PORT, or leave GRAPHCRAFT_FALKORDB_PORT=0 to let graphcraft start one"
-            ) from exc
+            )
+        self._db = FalkorDB(host=host, port=port, socket_timeout=socket_timeout_s, socket_connect_timeout=5)
         self._graph = self._db.select_graph(graph_name)
         self.ensure_schema()
 
