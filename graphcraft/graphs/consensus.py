@@ -1,0 +1,274 @@
+"""Multi-agent consensus: independent positions, negotiation rounds, a decision by a pluggable rule.
+
+convene -> propose (x N, parallel) -> tally -> [revise (x N, parallel) -> tally]* -> decide
+
+- convene: sets up the team's subscriptions on the message broker (graphcraft.runtime.broker).
+- propose: round 0; every agent states a structured position (stance, confidence, rationale)
+  in parallel through a LangGraph `Send` fan-out, without seeing anyone else's (messages
+  published in a superstep are only visible from the next one).
+- tally: agreement level of the round (share of voters on the most common stance), its
+  distribution, who was excluded for malformed output.
+- revise: a negotiation round; each agent reads the others' latest positions from the topics
+  it subscribes to and keeps or revises its own, again all in parallel.
+- decide: aggregation of the last round's valid ballots by the chosen rule (majority,
+  confidence, borda, unanimity with fallback, or a callable), with the vote, every dissent and
+  its rationale, the agreement curve and per-agent LLM calls and tokens.
+
+The loop stops, in the routing function `after_tally`, at convergence (agreement >= threshold
+with a quorum of voters), at the round limit, or when the LLM-call or token budget is spent.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+from graphcraft.chains.aggregate import Decision, agreement, aggregate, distribution, get_rule, unanimity
+from graphcraft.chains.negotiate import AgentSpec, as_ballot, make_agents, state_position
+from graphcraft.config import Settings, get_settings
+from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
+from graphcraft.runtime.broker import inbox, merge_topics, publish, subscribe
+from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.result import make_trace
+
+DESCRIPTION = "Multi-agent consensus: parallel independent positions, negotiation rounds until agreement or a round limit, decision by majority/confidence/Borda/unanimity with dissent and metrics."
+
+POSITIONS = "positions"  # the broker topic every position is published on
+
+
+def merge_agent_usage(left: Mapping[str, Usage] | None, right: Mapping[str, Usage] | None) -> dict[str, Usage]:
+    """Reducer: per-agent usage, summed."""
+    out = dict(left or {})
+    for agent, usage in (right or {}).items():
+        out[agent] = add_usage(out.get(agent), usage)
+    return out
+
+
+class ConsensusState(TypedDict, total=False):
+    question: str
+    options: list[str]  # optional fixed stances to choose from
+    subscriptions: dict[str, list[str]]  # broker: agent -> topics it reads
+    topics: Annotated[dict[str, list[dict]], merge_topics]  # broker: topic -> messages
+    ballots: Annotated[list[dict], operator.add]  # every agent's output, every round (ok / repaired / excluded)
+    rounds: Annotated[list[dict], operator.add]  # one tally per round: agreement, distribution, excluded
+    agent_usage: Annotated[dict[str, Usage], merge_agent_usage]
+    usage: Annotated[Usage, add_usage]
+    iterations: int  # negotiation rounds done (round 0 not counted)
+    decision: dict
+    answer: str
+    sources: list[dict]
+    trace: dict
+
+
+class AgentTask(TypedDict, total=False):
+    """What one `Send` gives a propose/revise branch."""
+
+    agent: str
+    question: str
+    options: list[str]
+    round: int
+    previous: dict | None
+    others: list[dict]
+
+
+def build(model: BaseChatModel | None = None, settings: Settings | None = None, *,
+          agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None, rounds: int = 3,
+          threshold: float = 0.75, quorum: float = 0.5, rule: str | Callable[..., Decision] = "majority",
+          unanimity_fallback: str = "majority", options: Sequence[str] = (), max_repairs: int | None = None,
+          max_llm_calls: int | None = None, token_budget: int | None = None,
+          subscriptions: Mapping[str, Sequence[str]] | None = None, **settings_overrides: Any) -> Any:
+    """Compile the consensus graph.
+
+    model: default chat model for agents without their own (None: the configured one, resolved at run time).
+    agents: team size (default roles) or a list of AgentSpec / dicts / role names; each may carry a model.
+    rounds: maximum negotiation rounds after the independent round 0.
+    threshold / quorum: converged when agreement >= threshold and voters >= quorum x agents.
+    rule: majority | confidence | borda | unanimity (falling back to `unanimity_fallback`) | callable.
+    options: fixed stances (a stance outside them is repaired like malformed output).
+    max_llm_calls / token_budget: stop starting new rounds once spent (defaults: the calls the
+      round limit implies; Settings.token_budget).
+    subscriptions: agent -> topics; default every agent reads the shared "positions" topic.
+    """
+    settings = settings or get_settings(**{k: v for k, v in settings_overrides.items() if k in Settings.model_fields})
+    team = make_agents(agents)
+    by_name = {a.name: a for a in team}
+    if rounds < 0:
+        raise ValueError("rounds must be >= 0")
+    repairs = settings.max_structured_repairs if max_repairs is None else max_repairs
+    call_cap = max_llm_calls if max_llm_calls is not None else len(team) * (rounds + 1) * (1 + repairs)
+    tokens_cap = token_budget if token_budget is not None else settings.token_budget
+    chosen_rule = partial(unanimity, fallback=unanimity_fallback) if rule in ("unanimity", "unanimous") else get_rule(rule)
+    rule_label = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
+    base = Resources(settings, model=model)
+    fixed_options = list(options)
+
+    def agent_model(agent: AgentSpec, config: RunnableConfig) -> BaseChatModel:
+        return agent.model or base.for_config(config).require_model(f"consensus agent {agent.name!r}")
+
+    # ------------------------------------------------------------------ nodes
+    def convene(state: ConsensusState) -> dict:
+        subs: dict[str, list[str]] = {}
+        for agent in team:
+            topics = (subscriptions or {}).get(agent.name, [POSITIONS])
+            subs = subscribe(subs, agent.name, *topics)
+        return {"subscriptions": subs, "options": list(state.get("options") or fixed_options), "iterations": 0}
+
+    def position(task: AgentTask, config: RunnableConfig) -> dict:
+        agent = by_name[task["agent"]]
+        record, usage = state_position(agent, agent_model(agent, config), task["question"], options=task.get("options", []),
+                                       round=task["round"], previous=task.get("previous"), others=task.get("others", []),
+                                       max_repairs=repairs)
+        update: dict[str, Any] = {"ballots": [record], "usage": usage, "agent_usage": {agent.name: usage}}
+        if record["status"] != "excluded":
+            content = {k: record[k] for k in ("agent", "stance", "confidence", "rationale", "ranking")}
+            update.update(publish(POSITIONS, agent.name, content, round=task["round"]))
+        return update
+
+    def tally(state: ConsensusState) -> dict:
+        r = len(state.get("rounds", []))
+        records = [b for b in state.get("ballots", []) if b["round"] == r]
+        ballots = [as_ballot(b) for b in records if b["status"] != "excluded"]
+        summary = {"round": r, "agreement": round(agreement(ballots), 4), "voters": len(ballots),
+                   "distribution": distribution(ballots),
+                   "excluded": [{"agent": b["agent"], "errors": b.get("errors", [])} for b in records if b["status"] == "excluded"],
+                   "repaired": [b["agent"] for b in records if b["status"] == "repaired"],
+                   "changed": _changed(state.get("ballots", []), r)}
+        return {"rounds": [summary], "iterations": r}
+
+    def decide(state: ConsensusState) -> dict:
+        rounds_done = state.get("rounds", [])
+        final = next((r for r in reversed(rounds_done) if r["voters"]), rounds_done[-1])
+        records = [b for b in state.get("ballots", []) if b["round"] == final["round"] and b["status"] != "excluded"]
+        decided = aggregate([as_ballot(b) for b in records], chosen_rule, state.get("options", []))
+        reason = stop_reason(state)
+        curve = [r["agreement"] for r in rounds_done]
+        converged = reason == "converged"
+        per_agent = _per_agent(team, state)
+        result = {**decided.as_dict(), "rule": rule_label if decided.fallback_rule is None else decided.rule,
+                  "agreement": final["agreement"], "decided_on_round": final["round"]}
+        answer = _answer_text(decided, final, len(team), reason)
+        trace = make_trace("consensus", state, decision=decided.decision, rule=result["rule"], stop_reason=reason,
+                           converged=converged, rounds_to_convergence=rounds_done[-1]["round"] if converged else None,
+                           agreement_curve=curve, rounds=rounds_done, vote=decided.vote, tie=decided.tie,
+                           tie_break=decided.tie_break, fallback_rule=decided.fallback_rule, dissent=decided.dissent,
+                           agents=per_agent, bounds={"rounds": rounds, "threshold": threshold, "quorum": quorum,
+                                                     "max_llm_calls": call_cap, "token_budget": tokens_cap})
+        return {"decision": result, "answer": answer, "sources": [], "trace": trace}
+
+    # ------------------------------------------------------------------ routing (the loop's bounds live here)
+    def stop_reason(state: ConsensusState) -> str | None:
+        last = state["rounds"][-1]
+        if last["agreement"] >= threshold and last["voters"] >= max(1, math.ceil(quorum * len(team))):
+            return "converged"
+        if last["round"] >= rounds:
+            return "round_limit"
+        usage = state.get("usage", {})
+        if usage.get("llm_calls", 0) + len(team) > call_cap:
+            return "max_llm_calls"
+        if total_tokens(usage) >= tokens_cap:
+            return "token_budget"
+        return None
+
+    def fan_out_proposals(state: ConsensusState) -> list[Send]:
+        return [Send("propose", AgentTask(agent=a.name, question=state["question"], options=state.get("options", []), round=0))
+                for a in team]
+
+    def after_tally(state: ConsensusState) -> list[Send] | str:
+        if stop_reason(state) is not None:
+            return "decide"
+        nxt = state["rounds"][-1]["round"] + 1
+        return [Send("revise", AgentTask(agent=a.name, question=state["question"], options=state.get("options", []), round=nxt,
+                                         previous=_latest(state.get("ballots", []), a.name),
+                                         others=_latest_positions(state, a.name)))
+                for a in team]
+
+    g = StateGraph(ConsensusState)
+    g.add_node("convene", convene)
+    g.add_node("propose", position)
+    g.add_node("revise", position)
+    g.add_node("tally", tally)
+    g.add_node("decide", decide)
+    g.add_edge(START, "convene")
+    g.add_conditional_edges("convene", fan_out_proposals, ["propose"])
+    g.add_edge("propose", "tally")
+    g.add_edge("revise", "tally")
+    g.add_conditional_edges("tally", after_tally, ["revise", "decide"])
+    g.add_edge("decide", END)
+    # Every agent of a round runs at once (the default thread pool would cap them at cpu+4), and
+    # the recursion limit is sized so that the round limit, not LangGraph, ends the loop.
+    return g.compile(name="consensus").with_config(max_concurrency=max(len(team), 4), recursion_limit=4 * (rounds + 2) + 10)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _latest(ballots: Sequence[Mapping[str, Any]], agent: str) -> dict | None:
+    """The agent's most recent valid ballot (a round where it was excluded does not erase its stance)."""
+    return next((dict(b) for b in reversed(ballots) if b["agent"] == agent and b["status"] != "excluded"), None)
+
+
+def _latest_positions(state: ConsensusState, agent: str) -> list[dict]:
+    """The newest message from each sender on the agent's subscribed topics (from the broker)."""
+    newest: dict[str, dict] = {}
+    for message in inbox(state.get("topics"), state.get("subscriptions"), agent):
+        newest[message["sender"]] = dict(message)
+    return list(newest.values())
+
+
+def _changed(ballots: Sequence[Mapping[str, Any]], r: int) -> list[dict]:
+    """Agents whose stance in round r differs from their previous valid stance."""
+    if r == 0:
+        return []
+    out = []
+    for b in ballots:
+        if b["round"] != r or b["status"] == "excluded":
+            continue
+        before = _latest([x for x in ballots if x["round"] < r], b["agent"])
+        if before is not None and before["stance"] != b["stance"]:
+            out.append({"agent": b["agent"], "from": before["stance"], "to": b["stance"]})
+    return out
+
+
+def _per_agent(team: Sequence[AgentSpec], state: ConsensusState) -> dict[str, dict]:
+    usage = state.get("agent_usage", {})
+    out = {}
+    for agent in team:
+        mine = [b for b in state.get("ballots", []) if b["agent"] == agent.name]
+        u = usage.get(agent.name, {})
+        out[agent.name] = {"role": agent.role, "model": _model_name(agent.model),
+                           "llm_calls": int(u.get("llm_calls", 0)), "prompt_tokens": int(u.get("prompt_tokens", 0)),
+                           "completion_tokens": int(u.get("completion_tokens", 0)),
+                           "excluded_rounds": [b["round"] for b in mine if b["status"] == "excluded"],
+                           "repaired_rounds": [b["round"] for b in mine if b["status"] == "repaired"],
+                           "stances": [b.get("stance") for b in mine]}
+    return out
+
+
+def _model_name(model: BaseChatModel | None) -> str:
+    if model is None:
+        return "default"
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
+
+
+def _answer_text(decided: Decision, final: Mapping[str, Any], n_agents: int, reason: str | None) -> str:
+    if decided.decision is None:
+        return f"No decision: no agent produced a valid position (stopped: {reason})."
+    held = decided.counts.get(decided.decision, 0)
+    text = (f"Decision: {decided.decision} ({decided.rule}{' -> ' + decided.fallback_rule if decided.fallback_rule else ''}; "
+            f"{held} of {n_agents} agents; agreement {final['agreement']:.2f} in round {final['round']}; stopped: {reason}).")
+    if decided.tie:
+        text += f" Tie between {', '.join(decided.tied)} broken by {decided.tie_break}."
+    if decided.dissent:
+        text += " Dissent: " + "; ".join(f"{d['agent']} ({d['stance']}): {d['rationale']}" for d in decided.dissent)
+    return text
+
+
+graph = build()
