@@ -55,7 +55,8 @@ def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
             raise ValueError(f"stance must be one of: {', '.join(options)}")
         return value
 
-    return create_model("Position", __base__=Position, __doc__=Position.__doc__,
+    described = Field(description=f"exactly one of: {', '.join(options)}")
+    return create_model("Position", __base__=Position, __doc__=Position.__doc__, stance=(str, described),
                         __validators__={"_in_options": field_validator("stance")(classmethod(_in_options))})
 
 
@@ -73,7 +74,7 @@ class AgentSpec:
 
     def system_prompt(self) -> str:
         persona = f" {self.persona}" if self.persona else ""
-        return (f"You are {self.name}, a {self.role} on a panel that must reach a decision together.{persona} "
+        return (f"You are {self.name}, the {self.role} on a panel that must reach a decision together.{persona} "
                 "Think independently, state your honest position, and change it only for good reasons.")
 
 

@@ -2,7 +2,9 @@
 
 convene -> propose (x N, parallel) -> tally -> [revise (x N, parallel) -> tally]* -> decide
 
-- convene: sets up the team's subscriptions on the message broker (graphcraft.runtime.broker).
+- convene: sets up the team's subscriptions on the message broker (graphcraft.runtime.broker,
+  whose docstring maps it to the seed's publish/subscribe/topic queues): each agent publishes
+  on "positions/<name>" and, by default, subscribes to every other agent's topic.
 - propose: round 0; every agent states a structured position (stance, confidence, rationale)
   in parallel through a LangGraph `Send` fan-out, without seeing anyone else's (messages
   published in a superstep are only visible from the next one).
@@ -41,7 +43,11 @@ from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = "Multi-agent consensus: parallel independent positions, negotiation rounds until agreement or a round limit, decision by majority/confidence/Borda/unanimity with dissent and metrics."
 
-POSITIONS = "positions"  # the broker topic every position is published on
+
+
+def position_topic(agent: str) -> str:
+    """The broker topic an agent publishes its positions on."""
+    return f"positions/{agent}"
 
 
 def merge_agent_usage(left: Mapping[str, Usage] | None, right: Mapping[str, Usage] | None) -> dict[str, Usage]:
@@ -95,11 +101,13 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     options: fixed stances (a stance outside them is repaired like malformed output).
     max_llm_calls / token_budget: stop starting new rounds once spent (defaults: the calls the
       round limit implies; Settings.token_budget).
-    subscriptions: agent -> topics; default every agent reads the shared "positions" topic.
+    subscriptions: agent -> agents (or topics) it listens to; default: everyone else (a full mesh).
+      Each agent publishes on "positions/<name>", so a ring or a hub is just a subscription map.
     """
     settings = settings or get_settings(**{k: v for k, v in settings_overrides.items() if k in Settings.model_fields})
     team = make_agents(agents)
     by_name = {a.name: a for a in team}
+    rounds, threshold, quorum = int(rounds), float(threshold), float(quorum)  # a CLI may pass strings
     if rounds < 0:
         raise ValueError("rounds must be >= 0")
     repairs = settings.max_structured_repairs if max_repairs is None else max_repairs
@@ -117,8 +125,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def convene(state: ConsensusState) -> dict:
         subs: dict[str, list[str]] = {}
         for agent in team:
-            topics = (subscriptions or {}).get(agent.name, [POSITIONS])
-            subs = subscribe(subs, agent.name, *topics)
+            wanted = (subscriptions or {}).get(agent.name, [a.name for a in team if a is not agent])
+            subs = subscribe(subs, agent.name, *(position_topic(w) if w in by_name else w for w in wanted))
         return {"subscriptions": subs, "options": list(state.get("options") or fixed_options), "iterations": 0}
 
     def position(task: AgentTask, config: RunnableConfig) -> dict:
@@ -129,7 +137,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         update: dict[str, Any] = {"ballots": [record], "usage": usage, "agent_usage": {agent.name: usage}}
         if record["status"] != "excluded":
             content = {k: record[k] for k in ("agent", "stance", "confidence", "rationale", "ranking")}
-            update.update(publish(POSITIONS, agent.name, content, round=task["round"]))
+            update.update(publish(position_topic(agent.name), agent.name, content, round=task["round"]))
         return update
 
     def tally(state: ConsensusState) -> dict:
