@@ -1,0 +1,75 @@
+"""CRAG with a chat model (scripted): one grading call for k documents, repair and fallback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from fakes import prompt_texts, scripted  # noqa: E402
+
+from graphcraft.api import ask  # noqa: E402
+from graphcraft.config import get_settings  # noqa: E402
+from graphcraft.errors import NoChatModelError  # noqa: E402
+from graphcraft.graphs import crag  # noqa: E402
+
+
+def grades(*scores: float) -> dict:
+    return {"grades": [{"index": i, "score": s} for i, s in enumerate(scores, start=1)]}
+
+
+def test_one_grading_call_for_all_documents(crag_stores: dict[str, Path]) -> None:
+    model = scripted(grades(0.95, 0.1, 0.0), "Ada Lind designed it [1].")
+    result = ask("Who designed the Orla Bridge?", store=crag_stores["store"], model=model, top_k=3)
+    trace = result["trace"]
+    assert trace["action"] == "correct" and trace["evaluator"] == "llm"
+    assert trace["llm_calls"] == 2 == model.calls  # 1 grading call for 3 documents + 1 answer
+    grading_prompt = prompt_texts(model)[0]
+    assert "[1]" in grading_prompt and "[3]" in grading_prompt  # all three documents in the one call
+    assert result["answer"] == "Ada Lind designed it [1]."
+    assert "Ada Lind" in prompt_texts(model)[1]  # the answer prompt carries the refined strips
+    assert trace["prompt_tokens"] > 0 and trace["completion_tokens"] > 0
+
+
+def test_incorrect_with_llm_rewrites_searches_and_grades_external_in_one_call(crag_stores: dict[str, Path]) -> None:
+    model = scripted(grades(0.0, 0.1, 0.0), "Lake Vessa depth", grades(0.9), "It is 62 metres deep [1].")
+    result = ask("How deep is Lake Vessa?", store=crag_stores["store"], model=model, top_k=3,
+                 external_store=crag_stores["external"])
+    trace = result["trace"]
+    assert trace["action"] == "incorrect" and trace["queries"] == ["Lake Vessa depth"]
+    assert trace["llm_calls"] == 4 and trace["iterations"] == 1
+    assert result["sources"] and all(s["origin"] == "external" for s in result["sources"])
+
+
+def test_malformed_grades_are_repaired_then_fall_back_to_local_scores(crag_stores: dict[str, Path]) -> None:
+    model = scripted("not json at all", '{"grades": [{"index": 1}]}', "{{{", "Ada Lind [1].")
+    result = ask("Who designed the Orla Bridge?", store=crag_stores["store"], model=model, top_k=3)
+    evaluate = next(s for s in result["trace"]["steps"] if s["step"] == "evaluate")
+    assert evaluate["evaluator"] == "llm->local_fallback"
+    assert evaluate["details"]["fallback"] is True and len(evaluate["details"]["errors"]) == 3
+    assert result["trace"]["action"] == "correct"  # local scores, mapped onto the LLM thresholds
+    assert result["trace"]["llm_calls"] == 4  # 1 + 2 repairs (bounded) + answer
+
+
+def test_incomplete_grades_fall_back_too(crag_stores: dict[str, Path]) -> None:
+    model = scripted(grades(0.9), "Ada Lind [1].")  # grades one of three documents
+    result = ask("Who designed the Orla Bridge?", store=crag_stores["store"], model=model, top_k=3)
+    assert next(s for s in result["trace"]["steps"] if s["step"] == "evaluate")["evaluator"] == "llm->local_fallback"
+
+
+def test_llm_model_that_keeps_finding_nothing_stops_at_max_iterations(crag_stores: dict[str, Path]) -> None:
+    # Worst case: every grade is 0, every rewrite is a new query: the loop ends at the bound.
+    model = scripted(grades(0.0, 0.0, 0.0), "query one", grades(0.0), "query two", grades(0.0), "query three", grades(0.0))
+    result = ask("What colour is the mayor's car?", store=crag_stores["store"], model=model, top_k=3,
+                 external_store=crag_stores["external"], max_iterations=3)
+    assert result["trace"]["iterations"] == 3
+    assert result["trace"]["queries"] == ["query one", "query two", "query three"]
+    assert result["answer"] == "Not found in the sources." and result["trace"]["abstained"]
+
+
+def test_llm_evaluator_without_a_model_is_a_clear_error(crag_stores: dict[str, Path]) -> None:
+    graph = crag.build(settings=get_settings(store=crag_stores["store"]), evaluator="llm")
+    with pytest.raises(NoChatModelError, match="GRAPHCRAFT_CHAT_MODEL"):
+        graph.invoke({"question": "Who designed the Orla Bridge?"})

@@ -1,0 +1,81 @@
+"""The CLI and the Python API give the same results; bad input gives one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import graphcraft
+from graphcraft.cli import app
+from graphcraft.errors import EmptyStoreError, UnknownGraphError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli") / "docs"
+    folder.mkdir()
+    (folder / "owls.md").write_text("# Owls\n\nThe barn owl hunts at night and nests in old barns and church towers.")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+    return folder
+
+
+def test_ingest_json_reports_files_added_skipped_failed(corpus: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(corpus), "--store", str(tmp_path / "s"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["files"] == 2 and report["added"] == 1 and report["skipped"] == 0
+    assert [Path(f["path"]).name for f in report["failed"]] == ["broken.pdf"]
+    again = json.loads(runner.invoke(app, ["ingest", str(corpus), "--store", str(tmp_path / "s"), "--json"]).stdout)
+    assert again["added"] == 0 and again["skipped"] == 1
+
+
+def test_ask_json_matches_the_python_api(corpus: Path, tmp_path: Path) -> None:
+    graphcraft.ingest([corpus], store=tmp_path / "s")
+    result = runner.invoke(app, ["ask", "Where does the barn owl nest?", "--store", str(tmp_path / "s"), "--json"])
+    assert result.exit_code == 0, result.output
+    cli = json.loads(result.stdout)
+    api = graphcraft.ask("Where does the barn owl nest?", store=tmp_path / "s")
+    assert set(cli) == {"question", "answer", "sources", "trace"}
+    assert cli["answer"] == api["answer"] and "barns" in cli["answer"]
+    assert [s["chunk_id"] for s in cli["sources"]] == [s["chunk_id"] for s in api["sources"]]
+    assert set(cli["sources"][0]) == {"source", "chunk_id", "page", "score", "text"}
+    assert {"graph", "action", "iterations", "llm_calls", "prompt_tokens", "completion_tokens"} <= set(cli["trace"])
+
+
+def test_graphs_lists_every_graph_with_a_description() -> None:
+    result = runner.invoke(app, ["graphs", "--json"])
+    listed = json.loads(result.stdout)
+    assert "crag" in listed and all(isinstance(d, str) and d for d in listed.values())
+    modules = {p.stem for p in Path(graphcraft.__file__).parent.joinpath("graphs").glob("*.py") if not p.stem.startswith("_")}
+    assert set(listed) == modules
+
+
+def test_unknown_graph_is_a_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ask", "hi", "--graph", "nope", "--store", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "unknown graph 'nope'" in result.output and "crag" in result.output and "Traceback" not in result.output
+    with pytest.raises(UnknownGraphError):
+        graphcraft.ask("hi", graph="nope")
+
+
+def test_empty_store_is_a_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ask", "hi", "--store", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "is empty: run `graphcraft ingest" in result.output
+    with pytest.raises(EmptyStoreError):
+        graphcraft.ask("hi", store=tmp_path / "nothing")
+
+
+def test_every_graph_module_follows_the_contract() -> None:
+    import importlib
+
+    from graphcraft.graphs import available_graphs
+
+    for name in available_graphs():
+        module = importlib.import_module(f"graphcraft.graphs.{name}")
+        assert callable(module.build), name
+        assert module.graph is not None and hasattr(module.graph, "invoke"), name

@@ -1,0 +1,119 @@
+"""Structured output (validation, bounded repair, recorded fallback), accounting, model errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from fakes import scripted  # noqa: E402
+
+from graphcraft.config import get_settings  # noqa: E402
+from graphcraft.errors import ModelError, NoChatModelError  # noqa: E402
+from graphcraft.models import extract_json, get_chat_model, require_chat_model, structured_call  # noqa: E402
+from graphcraft.runtime.accounting import UsageCallback, add_usage  # noqa: E402
+from graphcraft.runtime.tokens import count_tokens, token_counter_name  # noqa: E402
+
+
+class Verdict(BaseModel):
+    label: str
+    confidence: float
+
+
+FALLBACK = Verdict(label="unknown", confidence=0.0)
+
+
+def test_valid_json_is_parsed_in_one_call() -> None:
+    model = scripted('Sure! ```json\n{"label": "yes", "confidence": 0.9}\n```')
+    result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK)
+    assert result.value == Verdict(label="yes", confidence=0.9)
+    assert (result.attempts, result.fallback, result.usage["llm_calls"]) == (1, False, 1)
+
+
+def test_malformed_json_is_repaired_with_the_error_sent_back() -> None:
+    model = scripted('{"label": "yes", "confidence": ', '{"label": "no", "confidence": "high"}', '{"label": "no", "confidence": 0.4}')
+    result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK, max_repairs=2)
+    assert result.value == Verdict(label="no", confidence=0.4)
+    assert result.attempts == 3 and not result.fallback and len(result.errors) == 2
+    repair_prompt = str(model.prompts[1][-1].content)
+    assert "not valid" in repair_prompt and "schema" in repair_prompt
+
+
+def test_a_model_that_never_complies_falls_back_after_the_bound() -> None:
+    model = scripted("I refuse to answer in JSON.")
+    result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK, max_repairs=2)
+    assert result.value is FALLBACK and result.fallback
+    assert model.calls == 3 and result.usage["llm_calls"] == 3
+    assert result.trace()["fallback"] is True
+
+
+class ToolCallingModel(BaseChatModel):
+    """Scripted model with native tool calling, to drive the with_structured_output path."""
+
+    replies: list[dict[str, Any]]
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-tools"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        args = self.replies[min(self.calls, len(self.replies) - 1)]
+        self.calls += 1
+        message = AIMessage("", tool_calls=[{"name": "Verdict", "args": args, "id": f"call{self.calls}"}],
+                            usage_metadata={"input_tokens": 50, "output_tokens": 7, "total_tokens": 57})
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def test_native_structured_output_path_with_repair_and_provider_token_counts() -> None:
+    model = ToolCallingModel(replies=[{"label": "yes"}, {"label": "yes", "confidence": 0.7}])
+    result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK)
+    assert result.value == Verdict(label="yes", confidence=0.7)
+    assert result.attempts == 2 and model.calls == 2
+    assert result.usage["prompt_tokens"] == 100 and result.usage["completion_tokens"] == 14
+
+
+def test_extract_json_finds_objects_and_lists() -> None:
+    assert extract_json('noise {"a": [1, 2]} trailing') == {"a": [1, 2]}
+    assert extract_json("```\n[1, 2]\n```") == [1, 2]
+    with pytest.raises(ValueError):
+        extract_json("no json here")
+
+
+def test_usage_callback_counts_calls_and_offline_tokens() -> None:
+    model = scripted("one two three", "four")
+    counter = UsageCallback(prompt_cost_per_mtok=1_000_000, completion_cost_per_mtok=0)
+    for prompt in ("hello there", "general kenobi"):
+        model.invoke(prompt, config={"callbacks": [counter]})
+    assert counter.usage["llm_calls"] == 2
+    assert counter.usage["prompt_tokens"] == count_tokens("hello there") + count_tokens("general kenobi")
+    assert counter.usage["completion_tokens"] == count_tokens("one two three") + count_tokens("four")
+    assert counter.usage["cost_usd"] == counter.usage["prompt_tokens"]  # 1 USD per token at that price
+    assert token_counter_name().startswith(("tiktoken", "wordpiece", "heuristic"))
+    assert add_usage({"llm_calls": 1}, None)["llm_calls"] == 1
+
+
+def test_offline_means_no_model_and_a_clear_error_where_one_is_required() -> None:
+    assert get_chat_model(get_settings(chat_model="")) is None
+    with pytest.raises(NoChatModelError, match="GRAPHCRAFT_CHAT_MODEL"):
+        require_chat_model(None, "the critic", get_settings(chat_model=""))
+
+
+def test_a_bad_model_string_is_a_clear_model_error() -> None:
+    with pytest.raises(ModelError, match="cannot create chat model"):
+        get_chat_model(get_settings(chat_model="no-such-provider:some-model"))
+
+
+def test_openai_compatible_base_url_builds_a_client_without_network() -> None:
+    model = get_chat_model(get_settings(chat_model="llama3.1", base_url="http://127.0.0.1:9/v1"))
+    assert model is not None and "openai" in type(model).__name__.lower()
