@@ -99,8 +99,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     threshold / quorum: converged when agreement >= threshold and voters >= quorum x agents.
     rule: majority | confidence | borda | unanimity (falling back to `unanimity_fallback`) | callable.
     options: fixed stances (a stance outside them is repaired like malformed output).
-    max_llm_calls / token_budget: stop starting new rounds once spent (defaults: the calls the
-      round limit implies; Settings.token_budget).
+    max_llm_calls / token_budget: stop starting new rounds once spent (defaults: Settings values when
+      set explicitly, else the calls the round limit implies; Settings.token_budget).
     subscriptions: agent -> agents (or topics) it listens to; default: everyone else (a full mesh).
       Each agent publishes on "positions/<name>", so a ring or a hub is just a subscription map.
     """
@@ -111,6 +111,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     if rounds < 0:
         raise ValueError("rounds must be >= 0")
     repairs = settings.max_structured_repairs if max_repairs is None else max_repairs
+    # A budget set explicitly (argument, GRAPHCRAFT_* variable or a CLI override of Settings) wins;
+    # otherwise the call cap is what the round limit already implies.
+    if max_llm_calls is None and "max_llm_calls" in settings.model_fields_set:
+        max_llm_calls = settings.max_llm_calls
     call_cap = max_llm_calls if max_llm_calls is not None else len(team) * (rounds + 1) * (1 + repairs)
     tokens_cap = token_budget if token_budget is not None else settings.token_budget
     chosen_rule = partial(unanimity, fallback=unanimity_fallback) if rule in ("unanimity", "unanimous") else get_rule(rule)

@@ -186,3 +186,13 @@ def test_cli_style_options_are_accepted() -> None:
     model = ScriptedChatModel(script=lambda call: pos("yes"))
     out = consensus.build(model, agents="4", rounds="2").invoke({"question": "Go?"})
     assert len(out["trace"]["agents"]) == 4 and out["trace"]["bounds"]["rounds"] == 2
+
+
+def test_generic_runner_passes_agents_rounds_and_budget() -> None:
+    from graphcraft.cli_run import run_task
+
+    model = ScriptedChatModel(script=lambda call: pos("no") if "skeptic" in call.text else pos("yes"))
+    result = run_task("consensus", "Adopt the plan?", model=model, agents=5, rounds=2, max_llm_calls=12)
+    trace = result["trace"]
+    assert len(trace["agents"]) == 5 and trace["bounds"]["max_llm_calls"] == 12
+    assert trace["stop_reason"] == "converged" and result["answer"].startswith("Decision: yes")
