@@ -50,6 +50,7 @@ SCANNED_FACTS = [
      "How much were the insurance premiums for all warehouses?", "1.9 million"),
 ]
 
+SCAN_HEADING = "Warehouse inspection notes"
 FIGURE_CAPTION = "Figure 1: Installed solar capacity by year"
 CAPACITY = {"2021": "120 MW", "2022": "185 MW", "2023": "240 MW"}
 
@@ -69,14 +70,31 @@ class SampleReport:
     questions: list[Question] = field(default_factory=list)
 
 
+def _text_page(doc: pymupdf.Document, lines: list[str], width: float, height: float, fontsize: float) -> pymupdf.Page:
+    page = doc.new_page(width=width, height=height)
+    page.insert_textbox(pymupdf.Rect(36, 36, width - 36, height - 36), "\n\n".join(lines), fontsize=fontsize)
+    return page
+
+
 def _text_image(lines: list[str], width: float, height: float, dpi: int, fontsize: float) -> bytes:
     """PNG of text rendered on a white page: what a scanner would produce."""
     tmp = pymupdf.open()
-    page = tmp.new_page(width=width, height=height)
-    page.insert_textbox(pymupdf.Rect(36, 36, width - 36, height - 36), "\n\n".join(lines), fontsize=fontsize)
-    png = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY).tobytes("png")
+    png = _text_page(tmp, lines, width, height, fontsize).get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY).tobytes("png")
     tmp.close()
     return png
+
+
+def scanned_sentence_boxes(width: float = 595.0, height: float = 842.0) -> dict[str, tuple[float, float, float, float]]:
+    """Where the heading and each sentence of the scanned page were drawn before the page was
+    rasterised (PDF points): the ground truth for OCR provenance."""
+    tmp = pymupdf.open()
+    page = _text_page(tmp, [SCAN_HEADING] + [f for f, _, _ in SCANNED_FACTS], width, height, 12)
+    boxes = {}
+    for sentence in [SCAN_HEADING] + [f for f, _, _ in SCANNED_FACTS]:
+        rects = page.search_for(sentence)
+        boxes[sentence] = tuple(pymupdf.Rect(rects[0]).include_rect(rects[-1])) if rects else None
+    tmp.close()
+    return boxes  # type: ignore[return-value]
 
 
 def _chart_image(dpi: int = 110) -> bytes:
@@ -132,7 +150,7 @@ def make_sample_report(path: str | Path, scanned_dpi: int = 150) -> SampleReport
     _paragraphs(page, ["The board proposes a dividend of 0.42 euros per share."], top=bottom + 20)
 
     page = doc.new_page()  # 3: scanned, no text layer
-    png = _text_image(["Warehouse inspection notes"] + [f for f, _, _ in SCANNED_FACTS], page.rect.width,
+    png = _text_image([SCAN_HEADING] + [f for f, _, _ in SCANNED_FACTS], page.rect.width,
                       page.rect.height, scanned_dpi, 12)
     page.insert_image(page.rect, stream=png)
 

@@ -151,9 +151,10 @@ def group_blocks(words: list[OcrWord], min_confidence: float = DEFAULT_MIN_CONFI
     return [OcrBlock(ws, min_confidence) for ws in groups.values()]
 
 
-def merge_blocks(blocks: list[OcrBlock], max_chars: int = 800) -> list[OcrBlock]:
-    """Consecutive paragraphs merged into chunks of at most ``max_chars`` (a longer paragraph
-    is split at line boundaries), so OCR'd pages chunk like text pages."""
+def merge_blocks(blocks: list[OcrBlock], max_chars: int = 800, min_chars: int = 40) -> list[OcrBlock]:
+    """Paragraphs as chunks, like text blocks on a text page: a paragraph longer than
+    ``max_chars`` is split at line boundaries, one shorter than ``min_chars`` (a heading) is
+    joined to the next, so each chunk cites one paragraph's box."""
     pieces: list[list[OcrWord]] = []
     for block in blocks:
         lines: dict[tuple[int, int, int], list[OcrWord]] = {}
@@ -169,10 +170,12 @@ def merge_blocks(blocks: list[OcrBlock], max_chars: int = 800) -> list[OcrBlock]
             pieces.append(current)
     merged: list[list[OcrWord]] = []
     for words in pieces:
-        if merged and _chars(merged[-1]) + _chars(words) <= max_chars:
+        if merged and _chars(merged[-1]) < min_chars and _chars(merged[-1]) + _chars(words) <= max_chars:
             merged[-1] = merged[-1] + words
         else:
             merged.append(words)
+    if len(merged) > 1 and _chars(merged[-1]) < min_chars and _chars(merged[-2]) + _chars(merged[-1]) <= max_chars:
+        merged[-2:] = [merged[-2] + merged[-1]]  # a short last paragraph joins the one before
     min_conf = blocks[0].min_confidence if blocks else DEFAULT_MIN_CONFIDENCE
     return [OcrBlock(words, min_conf) for words in merged]
 

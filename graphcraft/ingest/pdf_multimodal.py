@@ -8,7 +8,8 @@ plus what the modality adds:
 - text: ``ocr`` (True for scanned pages), and for OCR'd text ``ocr_confidence`` (mean word
   confidence, 0-100), ``low_confidence`` and ``low_confidence_words``;
 - table: ``table_csv`` (the exact cells, read back with ``pdf_tables.frame_from_csv``),
-  ``table_columns``, ``table_rows``, ``caption``;
+  ``table_cell_bboxes`` (each body cell's box, row by row), ``table_columns``, ``table_rows``,
+  ``caption``;
 - image: ``caption``, ``description_source`` ("vision" or "ocr+caption"), ``image_xref``,
   ``image_size`` and the OCR flags of the text read in the image.
 
@@ -124,6 +125,7 @@ def _add_table(chunks: _Chunks, table: PdfTable) -> None:
         table_csv=table.to_csv(),
         table_columns=list(table.frame.columns),
         table_rows=len(table.frame),
+        table_cell_bboxes=[[list(b) if b else None for b in row] for row in table.cell_bboxes],
         caption=table.caption,
     )
 

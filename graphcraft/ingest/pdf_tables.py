@@ -28,7 +28,7 @@ class PdfTable:
     bbox: BBox
     caption: str | None = None
     index: int = 0
-    extra: dict = field(default_factory=dict)
+    cell_bboxes: list[list[BBox | None]] = field(default_factory=list)  # aligned with frame rows/columns
 
     def markdown(self) -> str:
         """Caption followed by a markdown table: the text that is embedded."""
@@ -59,16 +59,21 @@ def _cell_text(page: pymupdf.Page, cell: object) -> str:
     return _clean(page.get_textbox(cell)) if cell is not None else ""
 
 
-def _frame(page: pymupdf.Page, table: pymupdf.table.Table) -> pd.DataFrame | None:
-    """Header + rows as strings; None for a 'table' that is a single cell or column of prose."""
-    rows = [[_cell_text(page, c) for c in row.cells] for row in table.rows]
+def _box(cell: object) -> BBox | None:
+    return tuple(round(float(v), 2) for v in cell) if cell is not None else None  # type: ignore[return-value]
+
+
+def _frame(page: pymupdf.Page, table: pymupdf.table.Table) -> tuple[pd.DataFrame, list[list[BBox | None]]] | None:
+    """Header + rows as strings, and each body cell's box; None for a 'table' that is a single
+    cell or a column of prose."""
+    rows = [([_cell_text(page, c) for c in row.cells], [_box(c) for c in row.cells]) for row in table.rows]
     header = [_cell_text(page, c) for c in table.header.cells]
     if not any(header):
         header = [_clean(n) for n in table.header.names]
-    if not table.header.external and rows and rows[0] == header:
+    if not table.header.external and rows and rows[0][0] == header:
         rows = rows[1:]  # header detected inside the table body
-    body = [r for r in rows if any(r)]
-    if len(header) < 2 or not body:
+    rows = [(texts, boxes) for texts, boxes in rows if any(texts)]
+    if len(header) < 2 or not rows:
         return None
     names: list[str] = []
     for i, name in enumerate(header):
@@ -77,8 +82,9 @@ def _frame(page: pymupdf.Page, table: pymupdf.table.Table) -> pd.DataFrame | Non
             name = f"{name}_{i + 1}"
         names.append(name)
     width = len(names)
-    body = [(r + [""] * width)[:width] for r in body]
-    return pd.DataFrame(body, columns=names, dtype=str)
+    body = [(texts + [""] * width)[:width] for texts, _ in rows]
+    boxes = [(bxs + [None] * width)[:width] for _, bxs in rows]
+    return pd.DataFrame(body, columns=names, dtype=str), boxes
 
 
 def extract_tables(page: pymupdf.Page, strategy: str = "lines") -> list[PdfTable]:
@@ -86,10 +92,11 @@ def extract_tables(page: pymupdf.Page, strategy: str = "lines") -> list[PdfTable
     found = page.find_tables(strategy=strategy)
     tables: list[PdfTable] = []
     for table in found.tables:
-        frame = _frame(page, table)
-        if frame is None:
+        found_frame = _frame(page, table)
+        if found_frame is None:
             continue
+        frame, cell_bboxes = found_frame
         bbox = tuple(float(v) for v in pymupdf.Rect(table.bbox) | table.header.bbox)
         caption = nearby_caption(page, bbox, TABLE_CAPTION, prefer="above")
-        tables.append(PdfTable(frame, page.number + 1, bbox, caption, index=len(tables)))  # type: ignore[arg-type]
+        tables.append(PdfTable(frame, page.number + 1, bbox, caption, len(tables), cell_bboxes))  # type: ignore[arg-type]
     return tables

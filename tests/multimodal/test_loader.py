@@ -8,7 +8,7 @@ import shutil
 import pymupdf
 import pytest
 
-from graphcraft.eval.multimodal_data import REVENUE, SCANNED_FACTS, TABLE_CAPTION
+from graphcraft.eval.multimodal_data import REVENUE, SCANNED_FACTS, TABLE_CAPTION, scanned_sentence_boxes
 from graphcraft.ingest.ocr import tesseract_available
 from graphcraft.ingest.pdf_multimodal import (
     MultimodalOptions,
@@ -60,6 +60,16 @@ def test_scanned_page_becomes_ocr_text_chunks(report_docs, report):
         assert sentence in text
     for doc in scanned:
         assert doc.metadata["ocr_confidence"] > 80 and doc.metadata["low_confidence"] is False
+    # one chunk per OCR'd paragraph, each citing that paragraph's box on the page
+    truth = scanned_sentence_boxes()
+    (gdansk,) = [d for d in scanned if "5,820 inverters" in d.page_content]
+    sentence = next(s for s, _, _ in SCANNED_FACTS if "5,820" in s)
+    if gdansk.page_content == sentence:  # Tesseract made it a paragraph of its own
+        assert gdansk.metadata["bbox"] == pytest.approx(list(truth[sentence]), abs=4.0)
+    x0, y0, x1, y1 = gdansk.metadata["bbox"]
+    t0, u0, t1, u1 = truth[sentence]
+    assert x0 <= t0 + 4 and y0 <= u0 + 4 and x1 >= t1 - 4 and y1 >= u1 - 4  # the box holds the sentence
+    assert y1 - y0 < 120  # a paragraph, not the whole page
 
 
 def test_image_chunk_has_ocr_text_and_caption(report_docs, report):

@@ -8,7 +8,7 @@ import pymupdf
 import pytest
 from PIL import Image, ImageFilter
 
-from graphcraft.eval.multimodal_data import SCANNED_FACTS
+from graphcraft.eval.multimodal_data import SCANNED_FACTS, scanned_sentence_boxes
 from graphcraft.ingest.ocr import (
     OcrError,
     tesseract_available,
@@ -88,9 +88,27 @@ def test_unreadable_image_raises_ocr_error():
         ocr_words(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, what="broken.png")
 
 
-def test_merge_blocks_respects_chunk_size(scanned_blocks):
-    merged = merge_blocks(scanned_blocks, max_chars=120)
-    assert all(len(b.text) <= 120 for b in merged)
-    assert " ".join(b.text for b in merged) == " ".join(b.text for b in scanned_blocks)
-    whole = merge_blocks(scanned_blocks, max_chars=5000)
-    assert len(whole) == 1
+def _truth_box(text: str) -> tuple[float, ...]:
+    """Union of the drawn boxes of the lines (heading, sentences) that an OCR chunk contains."""
+    boxes = [box for line, box in scanned_sentence_boxes().items() if line in text]
+    assert boxes, text
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def test_merge_blocks_keeps_paragraphs_and_joins_the_heading(scanned_blocks):
+    merged = merge_blocks(scanned_blocks, max_chars=800)
+    assert merged[0].text.startswith("Warehouse inspection notes The Lisbon warehouse")
+    for sentence, _, _ in SCANNED_FACTS:  # each sentence whole in exactly one chunk
+        assert sum(sentence in b.text for b in merged) == 1
+    assert len(merged) >= 4  # paragraphs stay apart: Tesseract's layout, not one page-sized chunk
+    small = merge_blocks(scanned_blocks, max_chars=40, min_chars=0)
+    # split at line boundaries: a chunk over the limit is a single OCR line
+    assert all(len(b.text) <= 40 or len({(w.block, w.paragraph, w.line) for w in b.words}) == 1 for b in small)
+    assert len(small) > len(merged)
+    assert " ".join(b.text for b in small) == " ".join(b.text for b in scanned_blocks)
+
+
+def test_ocr_chunk_box_matches_where_its_sentences_were_drawn(scanned_blocks):
+    for block in merge_blocks(scanned_blocks):
+        # OCR boxes are ink-tight, search_for boxes span the font's line height: 6 pt of slack
+        assert block.bbox == pytest.approx(_truth_box(block.text), abs=6.0)
