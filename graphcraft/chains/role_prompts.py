@@ -22,9 +22,11 @@ ROLES: dict[str, str] = {
 
 
 def role_system_prompt(role: str, roles: dict[str, str] | None = None) -> str:
-    """The persona text for `role`; an unknown name is used verbatim as a custom persona."""
+    """The persona for `role`: a known name, a full persona sentence used verbatim, or "You are an expert <role>."."""
     table = roles or ROLES
-    return table.get(role.lower(), role if " " in role else f"You are an expert {role}.")
+    if role.lower() in table:
+        return table[role.lower()]
+    return role if role.rstrip().endswith(".") else f"You are an expert {role}."
 
 
 def role_prompt(role: str, roles: dict[str, str] | None = None) -> ChatPromptTemplate:

@@ -56,19 +56,30 @@ def observation_text(output: Any) -> str:
 
 
 def execute_tool_call(tools: dict[str, BaseTool], call: dict[str, Any]) -> tuple[ToolMessage, dict[str, Any]]:
-    """Run one tool call; never raises. Returns the ToolMessage and a trace record."""
+    """Run one tool call; never raises. Returns the ToolMessage and a trace record.
+
+    The record carries `sources` when the tool returned provenance as its artifact (retrieval tools).
+    """
     name, args, call_id = call["name"], call.get("args") or {}, call.get("id") or ""
     tool = tools.get(name)
+    sources: list[dict[str, Any]] = []
     if tool is None:
         text, ok = f"error: unknown tool {name!r}; available: {', '.join(sorted(tools))}", False
     else:
         try:
-            text = observation_text(tool.invoke(args))
-            ok = not _looks_like_error(text)
+            output = tool.invoke({"type": "tool_call", "name": name, "args": args, "id": call_id})
+            text = observation_text(output)
+            ok = getattr(output, "status", "success") != "error" and not _looks_like_error(text)
+            artifact = getattr(output, "artifact", None)
+            if isinstance(artifact, list):
+                sources = [a for a in artifact if isinstance(a, dict) and "chunk_id" in a]
         except Exception as exc:  # noqa: BLE001 - a failing tool is an observation, not a crash
             text, ok = f"error: {type(exc).__name__}: {exc}", False
     message = ToolMessage(content=text, tool_call_id=call_id, name=name, status="success" if ok else "error")
-    return message, {"tool": name, "args": args, "ok": ok, "output": text[:300]}
+    record = {"tool": name, "args": args, "ok": ok, "output": text[:300]}
+    if sources:
+        record["sources"] = sources
+    return message, record
 
 
 def _looks_like_error(text: str) -> bool:
@@ -130,3 +141,16 @@ def run_with_tools(
     run.text = last_ok[-1]["output"] if last_ok else message_text(convo[-1]) if isinstance(convo[-1], AIMessage) else ""
     run.ok = bool(last_ok)
     return run
+
+
+def collect_sources(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Provenance gathered from tool-call records, first occurrence of each chunk kept."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for record in records:
+        for src in record.get("sources", []):
+            key = (str(src.get("source")), str(src.get("chunk_id")))
+            if key not in seen:
+                seen.add(key)
+                out.append(src)
+    return out

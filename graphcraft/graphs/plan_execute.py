@@ -26,7 +26,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from pydantic import BaseModel, Field
 
-from graphcraft.chains.tool_calls import execute_tool_call, run_with_tools
+from graphcraft.chains.tool_calls import collect_sources, execute_tool_call, run_with_tools
 from graphcraft.config import Settings
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
@@ -211,7 +211,8 @@ def build(
             steps=[{**s, "status": _status(results.get(s["id"]))} for s in state.get("steps", [])],
             parallel_steps=sum(len(w) for w in waves if len(w) > 1), max_replans=max_replans, bounds=bounds.as_dict(),
         )
-        return {"answer": answer, "sources": [], "usage": usage, "stop_reason": reason, "trace": trace}
+        sources = collect_sources([call for r in results.values() for call in r.get("tool_calls", [])])
+        return {"answer": answer, "sources": sources, "usage": usage, "stop_reason": reason, "trace": trace}
 
     g = StateGraph(PlanExecuteState)
     g.add_node("analyze", analyze_task)

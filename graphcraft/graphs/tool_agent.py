@@ -24,7 +24,7 @@ from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from graphcraft.chains.tool_calls import LoopGuard, call_key, execute_tool_call
+from graphcraft.chains.tool_calls import LoopGuard, call_key, collect_sources, execute_tool_call
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import GraphcraftError
 from graphcraft.memory.context import ContextWindow
@@ -79,13 +79,13 @@ def build(
     remember_facts: bool = False,
     system_prompt: str = SYSTEM_PROMPT,
     checkpointer: Any = None,
-    store: Any = None,
+    memory_store: Any = None,
 ):
     """Compile the tool agent.
 
     tools: the agent's tools (default: `default_tools(workspace, enable_python)` plus MCP tools from
     `mcp_config`). loop_limit: how many times the same call (name + arguments) may be made.
-    checkpointer/store: short- and long-term memory (None: the run is stateless).
+    checkpointer / memory_store: short- and long-term memory (None: the run is stateless).
     """
     bounds = Bounds.from_settings(settings, max_iterations=max_turns, max_llm_calls=max_llm_calls, token_budget=token_budget)
     window = ContextWindow(max_tokens=context_tokens)
@@ -188,7 +188,7 @@ def build(
             max_tool_calls=max_tool_calls, loop_limit=loop_limit, memories_recalled=len(state.get("memories", [])),
             summarized_messages=state.get("summarized", 0), bounds=bounds.as_dict(),
         )
-        return {**update, "answer": answer, "sources": [], "stop_reason": reason, "trace": trace}
+        return {**update, "answer": answer, "sources": collect_sources(records), "stop_reason": reason, "trace": trace}
 
     def remember(state: ToolAgentState, config: RunnableConfig) -> dict:
         store = get_store()
@@ -222,7 +222,7 @@ def build(
     g.add_edge("finalize", "remember")
     g.add_edge("remember", END)
     # Sized so the bounds above end the run, never the recursion limit.
-    return g.compile(checkpointer=checkpointer, store=store).with_config(recursion_limit=2 * max_turns + 20)
+    return g.compile(checkpointer=checkpointer, store=memory_store).with_config(recursion_limit=2 * max_turns + 20)
 
 
 def _pending_calls(state: ToolAgentState) -> list[dict]:

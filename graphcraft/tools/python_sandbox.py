@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 NetworkIsolation = Literal["auto", "namespace", "audit"]
 
@@ -240,11 +240,15 @@ def python_tool(sandbox: PythonSandbox | None = None) -> BaseTool:
     box = sandbox or PythonSandbox()
 
     def python(code: str) -> str:
-        return box.run(code).render()
+        result = box.run(code)
+        if not result.ok:  # reported to the model as an error observation
+            raise ToolException(result.render())
+        return result.render()
 
     return StructuredTool.from_function(
         python,
         name="python",
+        handle_tool_error=True,
         description=(
             "Run a short Python 3 program in an isolated sandbox (no network, no subprocesses, limited "
             f"memory, {box.timeout_s:g}s timeout) and return what it prints. Use print() for results."
