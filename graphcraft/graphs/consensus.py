@@ -38,6 +38,7 @@ from graphcraft.chains.negotiate import AgentSpec, as_ballot, make_agents, state
 from graphcraft.config import Settings, get_settings
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 from graphcraft.runtime.broker import inbox, merge_topics, publish, subscribe
+from graphcraft.runtime.reducers import usage_by_key
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
@@ -50,14 +51,6 @@ def position_topic(agent: str) -> str:
     return f"positions/{agent}"
 
 
-def merge_agent_usage(left: Mapping[str, Usage] | None, right: Mapping[str, Usage] | None) -> dict[str, Usage]:
-    """Reducer: per-agent usage, summed."""
-    out = dict(left or {})
-    for agent, usage in (right or {}).items():
-        out[agent] = add_usage(out.get(agent), usage)
-    return out
-
-
 class ConsensusState(TypedDict, total=False):
     question: str
     options: list[str]  # optional fixed stances to choose from
@@ -65,7 +58,7 @@ class ConsensusState(TypedDict, total=False):
     topics: Annotated[dict[str, list[dict]], merge_topics]  # broker: topic -> messages
     ballots: Annotated[list[dict], operator.add]  # every agent's output, every round (ok / repaired / excluded)
     rounds: Annotated[list[dict], operator.add]  # one tally per round: agreement, distribution, excluded
-    agent_usage: Annotated[dict[str, Usage], merge_agent_usage]
+    agent_usage: Annotated[dict[str, Usage], usage_by_key]
     usage: Annotated[Usage, add_usage]
     iterations: int  # negotiation rounds done (round 0 not counted)
     decision: dict

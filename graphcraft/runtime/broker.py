@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
+from graphcraft.runtime.reducers import append_by_key
+
 
 class Message(TypedDict, total=False):
     topic: str
@@ -39,10 +41,7 @@ Topics = dict[str, list[Message]]
 
 def merge_topics(left: Mapping[str, list[Message]] | None, right: Mapping[str, list[Message]] | None) -> Topics:
     """LangGraph reducer: append each topic's new messages to its queue (topics are created on first publish)."""
-    merged: Topics = {topic: list(messages) for topic, messages in (left or {}).items()}
-    for topic, messages in (right or {}).items():
-        merged.setdefault(topic, []).extend(messages)
-    return merged
+    return append_by_key(left, right)  # type: ignore[return-value]
 
 
 def publish(topic: str, sender: str, content: Any, *, round: int | None = None, **meta: Any) -> dict[str, Topics]:
