@@ -119,8 +119,10 @@ def lookup_table(question: str, frame: pd.DataFrame) -> CellAnswer | None:
     if col is not None:  # aggregate down a column
         cells = [(i, col) for i in range(len(frame)) if parse_number(frame.iat[i, col]) is not None]
         return _aggregate(frame, op, cells, row_names, axis="column", score=col_scores[col])
-    if row is not None:  # aggregate along a row
-        cells = [(row, j) for j in value_cols if parse_number(frame.iat[row, j]) is not None]
+    if row is not None:  # aggregate along a row, over the columns the question names (all if none)
+        top = max(col_scores)
+        named = [j for j in value_cols if top > 0 and col_scores[j] == top] or value_cols
+        cells = [(row, j) for j in named if parse_number(frame.iat[row, j]) is not None]
         return _aggregate(frame, op, cells, row_names, axis="row", score=row_scores[row])
     return None
 
