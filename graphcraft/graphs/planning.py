@@ -148,7 +148,8 @@ def build(
 
     def verify(state: PlanningState) -> dict:
         step = _step(state)
-        prompt = (f"Step: {step['description']}\nSuccess criterion: {step['success_criterion']}\n\n"
+        attempt = (f"\nAttempt: contingency ({step['contingency']})" if state.get("attempt") == "contingency" else "")
+        prompt = (f"Step: {step['description']}{attempt}\nSuccess criterion: {step['success_criterion']}\n\n"
                   f"Result:\n{state['result']}\n\nDoes the result meet the criterion?")
         result = structured_call(llm(), Verdict, [SystemMessage("You are a strict verifier."), HumanMessage(prompt)],
                                  fallback=Verdict(passed=False, reason="verification failed"), max_repairs=repairs)
