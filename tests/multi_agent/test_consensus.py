@@ -196,3 +196,21 @@ def test_generic_runner_passes_agents_rounds_and_budget() -> None:
     trace = result["trace"]
     assert len(trace["agents"]) == 5 and trace["bounds"]["max_llm_calls"] == 12
     assert trace["stop_reason"] == "converged" and result["answer"].startswith("Decision: yes")
+
+
+def test_token_budget_stops_new_rounds() -> None:
+    team = [agent("a", pos("yes", rationale="long argument " * 40)), agent("b", pos("no", rationale="counter " * 40))]
+    out = run(team, rounds=10, token_budget=200)
+    trace = out["trace"]
+    assert trace["stop_reason"] == "token_budget" and len(trace["rounds"]) == 1
+    assert trace["prompt_tokens"] + trace["completion_tokens"] >= 200
+
+
+def test_async_invocation_runs_the_round_in_parallel() -> None:
+    import asyncio
+
+    team = [agent(f"a{i}", pos("yes"), latency_s=0.2) for i in range(6)]
+    graph = consensus.build(agents=team, rounds=0)
+    start = time.perf_counter()
+    out = asyncio.run(graph.ainvoke({"question": "Async?"}))
+    assert out["decision"]["decision"] == "yes" and time.perf_counter() - start < 6 * 0.2
