@@ -1,10 +1,8 @@
 import time
 
-import pytest
 from langchain_core.tools import tool
 
 from graphcraft.graphs.plan_execute import build
-from graphcraft.runtime.scripted import ScriptedChatModel
 from tests.agents.conftest import ANY, schema_is, script, text_has
 
 FINAL = text_has("Step results")

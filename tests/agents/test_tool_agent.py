@@ -1,16 +1,15 @@
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
 
 from graphcraft.graphs.tool_agent import ToolCallingUnsupported, build
 from graphcraft.memory import make_store, sqlite_checkpointer
 from graphcraft.memory.checkpoints import thread_config
 from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
-from tests.agents.conftest import ANY, script, text_has
+from tests.agents.conftest import ANY, script
 from tests.fakes import scripted
 
 ECHO_SERVER = Path(__file__).parents[1] / "tools" / "mcp_echo_server.py"
