@@ -346,6 +346,17 @@ def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: 
 _CACHE: dict[str, tuple[tuple[int, int], ChunkStore]] = {}
 
 
+def update_if_stale(store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None,
+                    **options: Any) -> HierarchyReport | None:
+    """Build or update the hierarchy when the store changed since; None when it was current."""
+    cached = _CACHE.get(str(hierarchy_path(store)))
+    if cached is not None and cached[0] == (id(store), store.generation):
+        return None
+    if is_current(store, open_hierarchy(store)):
+        return None
+    return build_hierarchy(store, settings, model, **options)
+
+
 def ensure_hierarchy(store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None,
                      **options: Any) -> ChunkStore:
     """The up-to-date hierarchy store of `store`, built or updated first if needed (cached per generation)."""
@@ -354,9 +365,7 @@ def ensure_hierarchy(store: ChunkStore, settings: Settings | None = None, model:
     stamp = (id(store), store.generation)
     if cached is not None and cached[0] == stamp:
         return cached[1]
+    update_if_stale(store, settings, model, **options)
     hier = open_hierarchy(store)
-    if not is_current(store, hier):
-        build_hierarchy(store, settings, model, **options)
-        hier = open_hierarchy(store, create=False)
     _CACHE[key] = (stamp, hier)
     return hier

