@@ -23,8 +23,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from graphcraft.chains.aggregate import Ballot, normalize_stance
+from graphcraft.errors import GraphcraftError
 from graphcraft.models import structured_call
-from graphcraft.runtime.accounting import Usage
+from graphcraft.runtime.accounting import Usage, empty_usage
 
 
 class Position(BaseModel):
@@ -156,13 +157,21 @@ def state_position(agent: AgentSpec, model: BaseChatModel, question: str, *, opt
     """Ask `agent` for its position; returns (ballot record, usage).
 
     The ballot's status is "ok", "repaired" (valid after one or more repairs) or "excluded"
-    (still malformed after `max_repairs`; it does not vote this round).
+    (still malformed after `max_repairs`, or the model call itself failed: one broken provider
+    does not sink the panel; the agent just does not vote this round).
     """
     schema = position_schema(tuple(options))
     fallback = Position(stance="(excluded)", confidence=0.0, rationale="no valid position")
     messages = position_prompt(agent, question, options=options, round=round, previous=previous, others=others)
-    result = structured_call(model, schema, messages, fallback=fallback, max_repairs=max_repairs, config=config)
-    record: dict[str, Any] = {"agent": agent.name, "round": round, "attempts": result.attempts}
+    record: dict[str, Any] = {"agent": agent.name, "round": round}
+    try:
+        result = structured_call(model, schema, messages, fallback=fallback, max_repairs=max_repairs, config=config)
+    except GraphcraftError:
+        raise  # configuration problems (no model ...) are the user's to fix, not a vote to skip
+    except Exception as exc:  # noqa: BLE001 - a failing provider call excludes the agent for this round
+        record.update(status="excluded", attempts=1, errors=[f"{type(exc).__name__}: {exc}".splitlines()[0][:300]])
+        return record, empty_usage()
+    record["attempts"] = result.attempts
     if result.fallback:
         record.update(status="excluded", errors=result.errors[-3:])
     else:

@@ -214,3 +214,11 @@ def test_async_invocation_runs_the_round_in_parallel() -> None:
     start = time.perf_counter()
     out = asyncio.run(graph.ainvoke({"question": "Async?"}))
     assert out["decision"]["decision"] == "yes" and time.perf_counter() - start < 6 * 0.2
+
+
+def test_a_failing_provider_excludes_its_agent_not_the_panel() -> None:
+    team = [agent("a", pos("yes")), agent("b", pos("yes")), agent("down", ConnectionError("provider unreachable"))]
+    out = run(team, rounds=1)
+    first = out["trace"]["rounds"][0]
+    assert first["excluded"] == [{"agent": "down", "errors": ["ConnectionError: provider unreachable"]}]
+    assert out["trace"]["stop_reason"] == "converged" and out["decision"]["decision"] == "yes"
