@@ -62,6 +62,7 @@ class MultimodalOptions:
     chunk_size: int = 800  # max characters of a text chunk
     images: bool = True  # extract embedded images
     table_strategy: str = "lines"  # PyMuPDF find_tables strategy
+    table_layout: bool = False  # gate tables with PyMuPDF's layout model (~1 s/page on CPU)
     vision_model: BaseChatModel | None = None  # describes images when given
     password: str | None = None
 
@@ -152,7 +153,7 @@ def _add_image(chunks: _Chunks, image: PdfImage, opts: MultimodalOptions, label:
 
 
 def _text_page(page: pymupdf.Page, chunks: _Chunks, opts: MultimodalOptions, load: MultimodalLoad) -> None:
-    tables = extract_tables(page, opts.table_strategy)
+    tables = extract_tables(page, opts.table_strategy, opts.table_layout)
     for region in text_regions(page, exclude=[t.bbox for t in tables], max_chars=opts.chunk_size):
         chunks.add(region.text, region.page, region.bbox, "text", ocr=False)
     for table in tables:

@@ -7,9 +7,11 @@ never from a paraphrase of it.
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import pandas as pd
 import pymupdf
@@ -87,9 +89,21 @@ def _frame(page: pymupdf.Page, table: pymupdf.table.Table) -> tuple[pd.DataFrame
     return pd.DataFrame(body, columns=names, dtype=str), boxes
 
 
-def extract_tables(page: pymupdf.Page, strategy: str = "lines") -> list[PdfTable]:
-    """Tables PyMuPDF finds on the page (``strategy`` as in ``Page.find_tables``)."""
-    found = page.find_tables(strategy=strategy)
+@lru_cache(maxsize=1)
+def _supports_use_layout() -> bool:
+    finder = getattr(getattr(pymupdf, "table", None), "find_tables", pymupdf.Page.find_tables)
+    return "use_layout" in inspect.signature(finder).parameters
+
+
+def extract_tables(page: pymupdf.Page, strategy: str = "lines", use_layout: bool = False) -> list[PdfTable]:
+    """Tables PyMuPDF finds on the page (``strategy`` as in ``Page.find_tables``).
+
+    ``use_layout`` lets PyMuPDF 2's layout model (pymupdf_layout, an ONNX network) gate the
+    line-based tables: measured here at ~1.3 s per page on CPU against ~0.02 s without it, so
+    it is off unless asked for. Ruled tables are found either way.
+    """
+    kwargs = {"use_layout": use_layout} if _supports_use_layout() else {}
+    found = page.find_tables(strategy=strategy, **kwargs)
     tables: list[PdfTable] = []
     for table in found.tables:
         found_frame = _frame(page, table)
