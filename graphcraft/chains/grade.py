@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from graphcraft.chains.terms import content_terms, coverage, salient_terms
 from graphcraft.models import structured_call
+from graphcraft.retrievers.keyword import idf_function
 from graphcraft.runtime.accounting import Usage, empty_usage
 from graphcraft.stores.vector import ChunkStore
 
@@ -80,7 +81,7 @@ def score_strips(store: ChunkStore | None, query_vec: np.ndarray, question: str,
         texts = [doc.page_content[s:e] for s, e in spans]
         vecs = embed(texts) if embed is not None else np.zeros((len(texts), len(query_vec)), dtype=np.float32)
     sims = vecs @ query_vec
-    terms = salient_terms(question)
+    terms = salient_terms(question, idf_function(store) if store is not None else None)
     lexical = np.array([coverage(terms, set(content_terms(t))) for t in texts], dtype=np.float32)
     return StripScores(texts=texts, scores=0.75 * sims + 0.25 * lexical)
 
@@ -114,7 +115,7 @@ class LocalEvaluator:
         if not docs:
             return Grading(scores=[], strategy=self.name)
         qv = self.query_vector(question) if query_vec is None else query_vec
-        terms = salient_terms(question)
+        terms = salient_terms(question, idf_function(self.store) if self.store is not None else None)
         w_strip, w_chunk, w_cov = self.weights
         scores, parts = [], []
         for doc in docs:

@@ -14,6 +14,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from graphcraft.chains.grade import score_strips
+from graphcraft.chains.terms import informative
 from graphcraft.stores.vector import ChunkStore
 
 
@@ -40,7 +41,7 @@ def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document],
     for doc, doc_score in zip(docs, doc_scores):
         strips = score_strips(store, query_vec, question, doc, embed)
         for position, (text, score) in enumerate(zip(strips.texts, strips.scores)):
-            if score >= threshold and len(text.strip()) > 1:
+            if score >= threshold and informative(text):
                 candidates.append(Strip(text=text.strip(), score=round(float(score), 4), source=str(doc.metadata.get("source", "")),
                                         chunk_id=str(doc.metadata.get("chunk_id", "")), page=doc.metadata.get("page"),
                                         position=position, origin=origin, doc_score=float(doc_score)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Callable
 
 import Stemmer
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -32,8 +33,12 @@ def content_terms(text: str) -> list[str]:
     return stemmer().stemWords(kept) if kept else []
 
 
-def salient_terms(text: str) -> dict[str, float]:
-    """Distinct query terms with weights: names and numbers count double (they pin down facts)."""
+def salient_terms(text: str, idf: Callable[[str], float] | None = None) -> dict[str, float]:
+    """Distinct query terms with weights.
+
+    Names and numbers count double (they pin down facts); with an `idf` function, terms rare in
+    the corpus weigh more than terms every chunk shares (the corpus' own topic words).
+    """
     weights: dict[str, float] = {}
     for word in words(text):
         low = word.lower()
@@ -41,8 +46,19 @@ def salient_terms(text: str) -> dict[str, float]:
             continue
         term = stemmer().stemWord(low.replace("'s", ""))
         weight = 2.0 if (word[0].isupper() or word[0].isdigit()) else 1.0
+        if idf is not None:
+            weight *= idf(term)
         weights[term] = max(weights.get(term, 0.0), weight)
     return weights
+
+
+def _present(term: str, text_terms: set[str]) -> bool:
+    """Exact stem, or a shared stem of 4+ letters (founded/founders: 'found'/'founder')."""
+    if term in text_terms:
+        return True
+    if len(term) < 4 or term.isdigit():
+        return False
+    return any((t.startswith(term) or (len(t) >= 4 and term.startswith(t))) for t in text_terms)
 
 
 def coverage(query_terms: dict[str, float], text_terms: set[str]) -> float:
@@ -50,4 +66,11 @@ def coverage(query_terms: dict[str, float], text_terms: set[str]) -> float:
     total = sum(query_terms.values())
     if total == 0:
         return 0.0
-    return sum(w for t, w in query_terms.items() if t in text_terms) / total
+    return sum(w for t, w in query_terms.items() if _present(t, text_terms)) / total
+
+
+def informative(text: str) -> bool:
+    """False for strips that state no fact: headings, table rulers, lone labels."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    body = " ".join(lines).replace("|", " ")
+    return len(words(body)) >= 3

@@ -6,8 +6,10 @@ new ingest is picked up and an unchanged store is never re-indexed.
 
 from __future__ import annotations
 
+import math
 import threading
-from typing import Any
+from collections import Counter
+from typing import Any, Callable
 
 import bm25s
 import numpy as np
@@ -16,7 +18,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from graphcraft.chains.terms import STOP, stemmer
+from graphcraft.chains.terms import STOP, content_terms, stemmer
 from graphcraft.retrievers.vector import with_score
 from graphcraft.stores.vector import ChunkStore
 
@@ -39,6 +41,29 @@ def bm25_index(store: ChunkStore) -> tuple[Any, list[Document]]:
             _CACHE.clear()  # one live index per process is plenty; stores are re-opened per run
             _CACHE[key] = (index, docs)
         return _CACHE[key]
+
+
+_IDF: dict[tuple[str, int, int], Callable[[str], float]] = {}
+
+
+def idf_function(store: ChunkStore) -> Callable[[str], float]:
+    """Smoothed inverse document frequency of content terms over the store's chunks (cached)."""
+    key = (str(store.path), id(store), store.generation)
+    with _LOCK:
+        if key not in _IDF:
+            docs = store.documents()
+            df: Counter[str] = Counter()
+            for doc in docs:
+                df.update(set(content_terms(doc.page_content)))
+            n = max(1, len(docs))
+            top = math.log(1 + n / 0.5)
+
+            def idf(term: str, _df: Counter[str] = df) -> float:
+                return math.log(1 + n / (_df.get(term, 0) + 0.5)) / top  # in (0, 1]; unseen terms -> 1
+
+            _IDF.clear()
+            _IDF[key] = idf
+        return _IDF[key]
 
 
 class BM25Retriever(BaseRetriever):

