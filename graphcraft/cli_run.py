@@ -67,11 +67,16 @@ def run(
     thread: Optional[str] = typer.Option(None, "--thread", help="Conversation thread id (resumable, SQLite)."),
     max_llm_calls: Optional[int] = typer.Option(None, help="LLM-call budget."),
     max_tool_calls: Optional[int] = typer.Option(None, help="Tool-call budget (tool agent)."),
+    agents: Optional[int] = typer.Option(None, "--agents", help="Consensus: number of agents."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Consensus: max negotiation rounds."),
+    rule: Optional[str] = typer.Option(None, "--rule", help="Consensus: majority | confidence | borda | unanimity."),
+    max_handoffs: Optional[int] = typer.Option(None, "--max-handoffs", help="Supervisor: handoff bound."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run an agent or reasoning graph on a task; print the answer and a trace of its decisions."""
     result = run_task(graph, task, store=store, workspace=workspace, enable_python=python or None, mcp_config=mcp,
-                      thread_id=thread, max_llm_calls=max_llm_calls, max_tool_calls=max_tool_calls)
+                      thread_id=thread, max_llm_calls=max_llm_calls, max_tool_calls=max_tool_calls,
+                      **{k: v for k, v in {"agents": agents, "rounds": rounds, "rule": rule, "max_handoffs": max_handoffs}.items() if v is not None})
     if as_json:
         out.print_json(json.dumps(result, default=str))
         return

@@ -258,7 +258,7 @@ def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLik
             result.value = schema.model_validate(extract_json(raw_text))
             return result
         except (ValueError, ValidationError, TypeError) as exc:
-            error = str(exc).splitlines()[0][:300]
+            error = " ".join(str(exc).split())[:600]  # the whole pydantic message tells the model what to fix
             result.errors.append(error)
             convo = convo + [AIMessage(raw_text or "(no usable output)"),
                              HumanMessage(f"That reply was not valid: {error}. " + _format_instructions(schema))]

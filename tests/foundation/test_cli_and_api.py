@@ -79,3 +79,13 @@ def test_every_graph_module_follows_the_contract() -> None:
         module = importlib.import_module(f"graphcraft.graphs.{name}")
         assert callable(module.build), name
         assert module.graph is not None and hasattr(module.graph, "invoke"), name
+
+
+def test_langgraph_json_lists_every_graph() -> None:
+    import sys
+
+    root = Path(graphcraft.__file__).parents[1]
+    sys.path.insert(0, str(root / "scripts"))
+    from write_langgraph_json import langgraph_config
+
+    assert json.loads((root / "langgraph.json").read_text()) == langgraph_config(), "run scripts/write_langgraph_json.py"
