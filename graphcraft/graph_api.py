@@ -1,0 +1,78 @@
+"""Python API of graph RAG: build the entity graph of a store, count it, open it.
+
+`graphcraft.graph_stats(store=...)` and `graphcraft graph build|stats|show` go through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from graphcraft.config import Settings, get_settings
+from graphcraft.graph_index.build import STATE_DIR, BuildReport, ProgressFn, build_graph_index
+from graphcraft.stores.graph import GraphStore, open_graph_store
+
+
+def _settings(store: str | Path | None, settings: Settings | None) -> Settings:
+    base = settings or get_settings()
+    return base.model_copy(update={"store": Path(store)}) if store is not None else base
+
+
+def open_graph(store: str | Path | None = None, settings: Settings | None = None) -> GraphStore:
+    """The graph store of a store directory (FalkorDB inside it, or the configured Neo4j)."""
+    s = _settings(store, settings)
+    return open_graph_store(s.store, settings=s)
+
+
+def build(
+    store: str | Path | None = None,
+    *,
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    force: bool = False,
+    on_progress: ProgressFn | None = None,
+    graph_store: GraphStore | None = None,
+    chunk_store: Any = None,
+) -> BuildReport:
+    """Build or update the entity graph from the store's ingested chunks.
+
+    Uses the configured chat model for extraction and summaries when there is one (or
+    ``model``), spaCy and extractive summaries otherwise (zero LLM calls).
+    """
+    from graphcraft.errors import EmptyStoreError
+    from graphcraft.models import resolve_chat_model
+    from graphcraft.stores.vector import open_store
+
+    s = _settings(store, settings)
+    if chunk_store is None:
+        if not (Path(s.store) / "CURRENT").exists():
+            raise EmptyStoreError(s.store)
+        chunk_store = open_store(s.store, s, create=False)
+    own = graph_store is None
+    graph_store = graph_store or open_graph_store(s.store, settings=s)
+    try:
+        return build_graph_index(
+            chunk_store,
+            graph_store,
+            state_dir=Path(s.store) / STATE_DIR,
+            model=resolve_chat_model(model, s),
+            embeddings=chunk_store.embeddings,
+            spacy_model=s.spacy_model,
+            max_repairs=s.max_structured_repairs,
+            force=force,
+            on_progress=on_progress,
+        )
+    finally:
+        if own:
+            graph_store.close()
+
+
+def graph_stats(store: str | Path | None = None, settings: Settings | None = None) -> dict[str, int]:
+    """``{"entities", "relations", "chunks", "communities"}`` of the store's entity graph."""
+    graph_store = open_graph(store, settings)
+    try:
+        return graph_store.counts()
+    finally:
+        graph_store.close()

@@ -1,0 +1,1 @@
+"""Entity-graph indexing for graph RAG: extraction cache, entity resolution, communities, rendering."""
