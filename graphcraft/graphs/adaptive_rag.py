@@ -110,6 +110,19 @@ def score_candidates(query_class: str, stats: list[dict], *, available: set[str]
     return sorted(rows, key=lambda r: (r["allowed"], r["score"]), reverse=True)
 
 
+def insights(store: Any = None) -> list[dict]:
+    """"Performance insights": every logged (query class, strategy) with its cost, feedback and
+    posterior quality (prior blended with feedback), best quality first within each class."""
+    from graphcraft.runtime.feedback import stats
+
+    rows = []
+    for row in stats(store):
+        prior = PRIORS.get(row["query_class"], PRIORS["single_hop"]).get(row["strategy"], 0.5)
+        quality = (prior * PRIOR_WEIGHT + row["score_sum"]) / (PRIOR_WEIGHT + row["feedback"])
+        rows.append({**row, "prior": prior, "quality": round(quality, 3)})
+    return sorted(rows, key=lambda r: (r["query_class"], -r["quality"]))
+
+
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None, classifier: str = "auto",
           cost_weight: float = 0.1, explore: float = 0.0, log_runs: bool = True, **options: Any) -> Any:
     """Compile the adaptive RAG graph.
