@@ -19,28 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from graphcraft.chains.answer import generate_answer
-from graphcraft.chains.refine import refine_documents
 from graphcraft.config import get_settings
-from graphcraft.eval.multimodal_data import Question, make_sample_report, make_scanned_pdf, make_text_pdf
-from graphcraft.graphs.multimodal_rag import answer_body, build
+from graphcraft.eval.multimodal_data import make_sample_report, make_scanned_pdf, make_text_pdf
+from graphcraft.eval.multimodal_eval import compare, summarize, text_only_answerer
+from graphcraft.graphs.multimodal_rag import build
 from graphcraft.ingest.multimodal_pipeline import ingest_multimodal
 from graphcraft.ingest.pdf_multimodal import load_pdf_multimodal
 from graphcraft.ingest.pipeline import ingest_paths
-from graphcraft.retrievers.hybrid import HybridRetriever
-from graphcraft.stores.vector import open_store
-
-_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 
 
 def pages_per_second(path: Path, pages: int, **options: Any) -> dict[str, float]:
@@ -48,31 +41,6 @@ def pages_per_second(path: Path, pages: int, **options: Any) -> dict[str, float]
     chunks = load_pdf_multimodal(path, **options)
     seconds = time.perf_counter() - start
     return {"pages": pages, "seconds": round(seconds, 2), "pages_per_s": round(pages / seconds, 2), "chunks": len(chunks)}
-
-
-def text_only_answerer(store_dir: Path) -> Callable[[str], dict]:
-    """The same retrieval + answer chain, over a store built from the text layer only."""
-    settings = get_settings(store=store_dir)
-    store = open_store(store_dir, settings, create=False)
-    retriever = HybridRetriever(store=store, k=settings.top_k)
-
-    def ask(question: str) -> dict:
-        docs = retriever.search(question)
-        qvec = np.asarray(store.embeddings.embed_query(question), dtype=np.float32)
-        strips = refine_documents(question, qvec, docs, [float(d.metadata.get("score", 0)) for d in docs], store,
-                                  settings.strip_threshold)
-        answer = generate_answer(question, strips, None)
-        return {"answer": answer.text, "sources": answer.sources}
-
-    return ask
-
-
-def score(question: Question, answer: str, sources: list[dict]) -> dict[str, bool]:
-    body = answer_body(answer)
-    first = _NUMBER.search(body)
-    return {"hit": question.answer in body,
-            "page": bool(sources) and sources[0].get("page") == question.page,
-            "exact": bool(first) and first.group() == question.answer}
 
 
 def run(text_pages: int, ocr_pages: int, dpi: int) -> dict[str, Any]:
@@ -96,33 +64,10 @@ def run(text_pages: int, ocr_pages: int, dpi: int) -> dict[str, Any]:
         out["ingest_s"]["text_only"] = round(time.perf_counter() - start, 2)
 
         graph = build(settings=mm_settings)
-        plain = text_only_answerer(root / "plain")
-        rows: list[dict[str, Any]] = []
-        for q in report.questions:
-            start = time.perf_counter()
-            state = graph.invoke({"question": q.question})
-            mm_time = time.perf_counter() - start
-            base = plain(q.question)
-            rows.append({"kind": q.kind, "question": q.question, "expected": q.answer,
-                         "multimodal": {**score(q, state["answer"], state["sources"]), "s": round(mm_time, 3),
-                                        "answer": answer_body(state["answer"])},
-                         "text_only": {**score(q, base["answer"], base["sources"]), "answer": base["answer"]}})
+        rows = compare(graph, text_only_answerer(root / "plain"), report.questions)
         out["questions"] = rows
     out["summary"] = summarize(out["questions"])
     return out
-
-
-def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    summary: dict[str, dict[str, float]] = {}
-    for kind in dict.fromkeys(r["kind"] for r in rows):
-        group = [r for r in rows if r["kind"] == kind]
-        entry: dict[str, float] = {"n": len(group)}
-        for system in ("multimodal", "text_only"):
-            for metric in ("hit", "page", "exact"):
-                entry[f"{system}_{metric}"] = round(sum(r[system][metric] for r in group) / len(group), 3)
-            entry[f"{system}_answer_chars"] = round(sum(len(r[system]["answer"]) for r in group) / len(group))
-        summary[kind] = entry
-    return summary
 
 
 def show(result: dict[str, Any]) -> None:

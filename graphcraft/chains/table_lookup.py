@@ -42,8 +42,12 @@ class CellAnswer:
         if self.operation == "cell":
             return f"{self.row}, {self.column}: {self.value}"
         if self.operation in ("max", "min"):
-            return f"{self.operation} of {self.column or self.row}: {self.value} ({self.row or self.column})"
-        return f"{self.operation} of {self.column or self.row}: {self.value}"
+            extreme = "highest" if self.operation == "max" else "lowest"
+            of = self.column if self.row and self.column else (self.column or self.row)
+            who = self.row if self.column else self.column
+            return f"{who} has the {extreme} {of}: {self.value}"
+        label = {"sum": "total", "mean": "average"}[self.operation]
+        return f"{label} of {self.column or self.row}: {self.value}"
 
 
 def terms(text: str) -> set[str]:

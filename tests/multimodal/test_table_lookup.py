@@ -40,6 +40,12 @@ def test_aggregates_over_a_column(question, value, row, operation):
     assert all(j == (1 if "Q1" in question else 2) for _, j in cell.cells)
 
 
+def test_sentences_say_what_was_read():
+    assert lookup_table("What was the Q2 revenue in the South region?", FRAME).sentence() == "South, Q2 revenue: 41.7"
+    assert lookup_table("Which region had the highest Q2 revenue?", FRAME).sentence() == "South has the highest Q2 revenue: 41.7"
+    assert lookup_table("What was the total Q1 revenue?", FRAME).sentence() == "total of Q1 revenue: 40.6"
+
+
 def test_aggregate_along_a_row():
     cell = lookup_table("What was the total revenue of the North region across quarters?", FRAME)
     # "revenue" names both quarter columns equally: the row is summed over those, not Staff
