@@ -76,7 +76,7 @@ def _text_page(doc: pymupdf.Document, lines: list[str], width: float, height: fl
     return page
 
 
-def _text_image(lines: list[str], width: float, height: float, dpi: int, fontsize: float) -> bytes:
+def text_image(lines: list[str], width: float, height: float, dpi: int, fontsize: float) -> bytes:
     """PNG of text rendered on a white page: what a scanner would produce."""
     tmp = pymupdf.open()
     png = _text_page(tmp, lines, width, height, fontsize).get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY).tobytes("png")
@@ -150,7 +150,7 @@ def make_sample_report(path: str | Path, scanned_dpi: int = 150) -> SampleReport
     _paragraphs(page, ["The board proposes a dividend of 0.42 euros per share."], top=bottom + 20)
 
     page = doc.new_page()  # 3: scanned, no text layer
-    png = _text_image([SCAN_HEADING] + [f for f, _, _ in SCANNED_FACTS], page.rect.width,
+    png = text_image([SCAN_HEADING] + [f for f, _, _ in SCANNED_FACTS], page.rect.width,
                       page.rect.height, scanned_dpi, 12)
     page.insert_image(page.rect, stream=png)
 
@@ -199,7 +199,7 @@ def make_scanned_pdf(path: str | Path, n_pages: int, dpi: int = 150) -> Path:
     lines = [f for f, _, _ in SCANNED_FACTS]
     for i in range(n_pages):
         page = doc.new_page()
-        page.insert_image(page.rect, stream=_text_image([f"Scanned page {i + 1}", *lines], page.rect.width,
+        page.insert_image(page.rect, stream=text_image([f"Scanned page {i + 1}", *lines], page.rect.width,
                                                         page.rect.height, dpi, 12))
     doc.save(path)
     doc.close()

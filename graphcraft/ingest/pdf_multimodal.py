@@ -41,7 +41,7 @@ from graphcraft.ingest.ocr import (
     ocr_page,
 )
 from graphcraft.ingest.pdf_images import PdfImage, describe_image, extract_images, read_image
-from graphcraft.ingest.pdf_layout import BBox, has_text_layer, open_pdf, text_regions
+from graphcraft.ingest.pdf_layout import BBox, open_pdf, text_regions
 from graphcraft.ingest.pdf_tables import PdfTable, extract_tables
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 PDF_SUFFIXES = frozenset({".pdf"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 MULTIMODAL_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES
+SCAN_MAX_TEXT_CHARS = 80  # fewer characters than this over a page-sized image: still a scan
+SCAN_COVERAGE = 0.6  # share of the page an image must cover to count as a scan
+BACKGROUND_SCAN = 0.8  # an image this large under a real text layer is the page's scan
 
 
 @dataclass
@@ -152,6 +155,22 @@ def _add_image(chunks: _Chunks, image: PdfImage, opts: MultimodalOptions, label:
         chunks.add(f"{label}.{caption} Text in image: {block.text}", image.page, block.bbox, "image", **base, **block.flags())
 
 
+def _area(bbox: BBox) -> float:
+    return max(bbox[2] - bbox[0], 0.0) * max(bbox[3] - bbox[1], 0.0)
+
+
+def is_scanned(page: pymupdf.Page) -> bool:
+    """A page to OCR: no text layer at all (but something drawn), or a page-sized image with
+    only a few characters of text on it (a stamped page number or header over a scan)."""
+    chars = len(page.get_text("text").strip())
+    if chars == 0:
+        return bool(page.get_images() or page.get_drawings())
+    if chars >= SCAN_MAX_TEXT_CHARS:
+        return False
+    covered = sum(_area(tuple(pymupdf.Rect(i["bbox"]) & page.rect)) for i in page.get_image_info())  # type: ignore[arg-type]
+    return covered >= SCAN_COVERAGE * abs(page.rect)
+
+
 def _text_page(page: pymupdf.Page, chunks: _Chunks, opts: MultimodalOptions, load: MultimodalLoad) -> None:
     tables = extract_tables(page, opts.table_strategy, opts.table_layout)
     for region in text_regions(page, exclude=[t.bbox for t in tables], max_chars=opts.chunk_size):
@@ -161,6 +180,8 @@ def _text_page(page: pymupdf.Page, chunks: _Chunks, opts: MultimodalOptions, loa
     if not opts.images:
         return
     for image in extract_images(page):
+        if _area(image.bbox) >= BACKGROUND_SCAN * abs(page.rect):
+            continue  # the scan under an OCR'd text layer ("sandwich" PDF): its text is already read
         what = f"{chunks.source} page {image.page} image xref {image.xref}"
         try:
             read_image(image, page, ocr=opts.ocr, lang=opts.lang, min_confidence=opts.min_confidence, what=what)
@@ -198,9 +219,9 @@ def load_pdf_multimodal(
     with open_pdf(path, opts.password) as doc:
         for page in doc:
             try:
-                if has_text_layer(page):
+                if not is_scanned(page):
                     _text_page(page, chunks, opts, load)
-                elif opts.ocr and (page.get_images() or page.get_drawings()):
+                elif opts.ocr:
                     _scanned_page(page, chunks, opts)
             except OcrError:
                 raise

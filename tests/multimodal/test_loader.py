@@ -128,3 +128,29 @@ def test_image_file_with_vision_model(tmp_path, vision_model):
     (chunk,) = load_image_multimodal(png, vision_model=vision_model)
     assert chunk.metadata["description_source"] == "vision"
     assert vision_model.reply in chunk.page_content and "Exit B" in chunk.page_content
+
+
+def test_scan_with_a_stamped_page_number_is_still_ocrd(tmp_path):
+    from graphcraft.eval.multimodal_data import text_image
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_image(page.rect, stream=text_image(["Gate code is 7731 for the north entrance."], 595, 842, 150, 14))
+    page.insert_text((280, 820), "- 7 -", fontsize=9)  # a text layer of five characters
+    doc.save(tmp_path / "stamped.pdf")
+    docs = load_pdf_multimodal(tmp_path / "stamped.pdf")
+    assert any("Gate code is 7731" in d.page_content and d.metadata["ocr"] for d in docs)
+
+
+def test_sandwich_pdf_scan_is_not_read_twice(tmp_path):
+    from graphcraft.eval.multimodal_data import text_image
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_image(page.rect, stream=text_image(["Invisible layer sentence about turbines."], 595, 842, 100, 14))
+    page.insert_textbox(pymupdf.Rect(36, 36, 559, 200), "Invisible layer sentence about turbines. " * 3, fontsize=14,
+                        render_mode=3)  # invisible text, as OCR tools write it
+    doc.save(tmp_path / "sandwich.pdf")
+    docs = load_pdf_multimodal(tmp_path / "sandwich.pdf")
+    assert {d.metadata["modality"] for d in docs} == {"text"}
+    assert not any(d.metadata.get("ocr") for d in docs)
