@@ -15,7 +15,8 @@ manifest under ``"tree"``, so nodes and tree are committed together, atomically.
   summary node (same-document clusters would repeat its sections). Incremental rule: a new chunk
   close to an existing cluster's centroid joins it WITHOUT re-summarising it (it is, by that
   test, already described by the summary); the remaining new chunks form new clusters. A cluster
-  that loses a member (file changed or removed) is dropped and its chunks re-clustered.
+  that loses a summarised member (file changed or removed) is dropped and its chunks re-clustered;
+  one that loses only joined members keeps its summary.
 
 Summaries come from `chains.summarize` (chat model when given, else extractive from the stored
 strip vectors). `build_hierarchy(store, settings, model)` updates it explicitly;
@@ -157,6 +158,7 @@ class _Builder:
         self.store, self.hier, self.model, self.summarizer = store, hier, model, summarizer
         self.report, self.section_group, self.max_sentences = report, section_group, max_sentences
         self.pending: list[tuple[str, str, list[Document]]] = []
+        self.tree_changed = False  # a tree edit that writes no node (members joining or leaving a cluster)
 
     def summary(self, sentences: list[str], vectors: np.ndarray | None, kind: str, title: str, max_sentences: int | None = None) -> str:
         from graphcraft.models import embed_texts
@@ -222,11 +224,16 @@ class _Builder:
         tree = tree_of(self.hier)
         live = set(self._chunk_ids())
         for cid, cluster in list(tree["clusters"].items()):
-            if not set(cluster["members"]) <= live:  # a member changed or was removed: re-cluster its chunks
+            joined = set(cluster.get("joined", []))
+            if not set(cluster["members"]) - joined <= live:  # a summarised member changed or left: re-cluster the rest
                 self.hier.remove_file(cid)
                 del tree["clusters"][cid]
                 fresh |= set(cluster["members"]) & live
                 self.report.clusters_dropped += 1
+            elif not joined <= live:  # only unsummarised members left: the summary still holds
+                cluster["members"] = [m for m in cluster["members"] if m in live]
+                cluster["joined"] = [m for m in cluster["joined"] if m in live]
+                self.tree_changed = True
         assigned = {m for c in tree["clusters"].values() for m in c["members"]}
         fresh = {c for c in fresh if c in live and c not in assigned}
         unclustered = [c for c in self._chunk_ids() if c not in assigned]
@@ -242,6 +249,7 @@ class _Builder:
                     tree["clusters"][ids[best]].setdefault("joined", []).append(chunk_id)
                     fresh.discard(chunk_id)
                     self.report.chunks_joined += 1
+                    self.tree_changed = True
         self.report.clusters_kept = len(tree["clusters"])
         joined = {m for c in tree["clusters"].values() for m in c.get("joined", [])}
         candidates = [c for c in unclustered if c not in joined]
@@ -332,7 +340,7 @@ def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: 
             tree["clusters"] = {}
         builder.flush()
         report.documents = len(tree["documents"])
-        if tree.get("source_generation") != store.generation or report.chunks_joined:
+        if tree.get("source_generation") != store.generation or builder.tree_changed:
             tree["source_generation"] = store.generation
             hier._dirty = True  # noqa: SLF001 - the tree lives in the manifest; persist it with the next generation
         hier.commit()
