@@ -94,7 +94,7 @@ def sentence_support(sentences: Sequence[str], sources: Sequence[str], embedding
 
 
 def local_check(question: str, answer: str, sources: Sequence[str], embeddings: Any, *, support_threshold: float = 0.6,
-                min_supported: float = 0.75, min_coverage: float = 0.3, nlp: Any = None,
+                min_supported: float = 0.75, min_coverage: float = 0.2, nlp: Any = None,
                 source_vectors: np.ndarray | None = None) -> AnswerCheck:
     """Sentence-level grounding and cheap usefulness, no LLM (see module docstring). `nlp`: spaCy, for names."""
     if is_abstention(answer):
