@@ -18,10 +18,12 @@ def _settings(store: str | Path | None, **overrides: Any) -> Settings:
 
 
 def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None, *, prune: bool = False,
-           on_progress: Callable[[int, int, str], None] | None = None, **overrides: Any) -> dict:
+           multimodal: bool = False, on_progress: Callable[[int, int, str], None] | None = None, **overrides: Any) -> dict:
     """Ingest files/folders; returns {"files", "added", "skipped", "removed", "failed": [{"path", "error"}]}.
 
     prune=True also removes stored files that no longer exist under the given folders.
+    multimodal=True reads PDFs and images by layout, tables, OCR and images into per-modality
+    stores (for the multimodal_rag graph), mirrored into the main store; the report adds "warnings".
     """
     from graphcraft.ingest.pipeline import ingest_paths, remove_paths
     from graphcraft.stores.vector import open_store
@@ -29,6 +31,13 @@ def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None
     if isinstance(paths, (str, Path)):
         paths = [paths]
     settings = _settings(store, **overrides)
+    if multimodal:
+        from graphcraft.ingest.multimodal_pipeline import ingest_multimodal
+
+        mm_report = ingest_multimodal(paths, settings.store, settings, on_progress=on_progress)
+        if prune:
+            mm_report.removed += remove_paths(paths, None, settings, missing_only=True).removed
+        return mm_report.as_dict()
     chunk_store = open_store(settings.store, settings)
     report = ingest_paths(paths, chunk_store, settings, on_progress=on_progress)
     if prune:

@@ -48,6 +48,7 @@ def guarded(fn: Any) -> Any:
 @guarded
 def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf ...)."),
            store: Optional[Path] = StoreOpt, prune: bool = typer.Option(False, help="Also remove stored files that no longer exist."),
+           multimodal: bool = typer.Option(False, "--multimodal", help="PDF layout, tables, OCR and images (for --graph multimodal_rag)."),
            as_json: bool = JsonOpt) -> None:
     """Ingest files and folders incrementally (unchanged files are skipped)."""
     from graphcraft import api
@@ -59,14 +60,17 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
         def on_progress(done: int, total: int, current: str) -> None:
             progress.update(task, completed=done, total=total, current=current)
 
-        report = api.ingest([str(p) for p in paths], store=store, prune=prune, on_progress=on_progress)
+        report = api.ingest([str(p) for p in paths], store=store, prune=prune, multimodal=multimodal, on_progress=on_progress)
     if as_json:
-        out.print_json(json.dumps({k: report[k] for k in ("files", "added", "skipped", "failed")} | ({"removed": report["removed"]} if prune else {})))
+        extra = ({"removed": report["removed"]} if prune else {}) | ({"warnings": report.get("warnings", [])} if multimodal else {})
+        out.print_json(json.dumps({k: report[k] for k in ("files", "added", "skipped", "failed")} | extra))
         return
     out.print(f"files: {report['files']}  added chunks: {report['added']}  skipped (unchanged): {report['skipped']}"
               f"  failed: {len(report['failed'])}" + (f"  removed chunks: {report['removed']}" if prune else ""))
     for bad in report["failed"]:
         out.print(f"  [red]failed[/] {bad['path']}: {bad['error']}", highlight=False)
+    for warning in report.get("warnings", []):
+        out.print(f"  [yellow]warning[/] {warning.get('path', '')}: {warning.get('warning', warning)}", highlight=False)
 
 
 @app.command()

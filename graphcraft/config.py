@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     chunk_overlap: int = 120
     embed_batch_size: int = 64
 
+    # Multimodal ingestion (PDF layout, tables, OCR, images).
+    ocr: bool = True
+    ocr_dpi: int = 300
+    ocr_lang: str = "eng"
+    ocr_min_confidence: float = 60.0
+    vision_model: str = Field(default="", description="'provider:model' describing images (same base_url/api_key as chat_model).")
+
     # Retrieval.
     top_k: int = 5
     rrf_k: int = 60

@@ -26,6 +26,14 @@ _CACHE: dict[tuple[str, int, int], tuple[Any, list[Document]]] = {}
 _LOCK = threading.Lock()
 
 
+_MAX_CACHED = 8  # a multimodal question searches several stores; older generations fall out
+
+
+def _evict(cache: dict) -> None:
+    while len(cache) >= _MAX_CACHED:
+        cache.pop(next(iter(cache)))
+
+
 def _tokenize(texts: list[str]) -> Any:
     return bm25s.tokenize(texts, stopwords=list(STOP), stemmer=stemmer(), show_progress=False)
 
@@ -38,7 +46,7 @@ def bm25_index(store: ChunkStore) -> tuple[Any, list[Document]]:
             index = bm25s.BM25()
             if docs:
                 index.index(_tokenize([d.page_content for d in docs]), show_progress=False)
-            _CACHE.clear()  # one live index per process is plenty; stores are re-opened per run
+            _evict(_CACHE)
             _CACHE[key] = (index, docs)
         return _CACHE[key]
 
@@ -61,7 +69,7 @@ def idf_function(store: ChunkStore) -> Callable[[str], float]:
             def idf(term: str, _df: Counter[str] = df) -> float:
                 return math.log(1 + n / (_df.get(term, 0) + 0.5)) / top  # in (0, 1]; unseen terms -> 1
 
-            _IDF.clear()
+            _evict(_IDF)
             _IDF[key] = idf
         return _IDF[key]
 

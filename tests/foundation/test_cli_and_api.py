@@ -89,3 +89,21 @@ def test_langgraph_json_lists_every_graph() -> None:
     from write_langgraph_json import langgraph_config
 
     assert json.loads((root / "langgraph.json").read_text()) == langgraph_config(), "run scripts/write_langgraph_json.py"
+
+
+def test_multimodal_ingest_and_ask_through_the_cli(tmp_path: Path) -> None:
+    from graphcraft.eval.multimodal_data import make_sample_report
+
+    (tmp_path / "docs").mkdir()
+    report = make_sample_report(tmp_path / "docs" / "report.pdf")
+    (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 nothing else")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "docs"), "--multimodal", "--store", str(tmp_path / "s"), "--json"])
+    assert result.exit_code == 0, result.output
+    ingested = json.loads(result.stdout)
+    assert ingested["added"] > 0 and [Path(f["path"]).name for f in ingested["failed"]] == ["broken.pdf"]
+    table_q = next(q for q in report.questions if q.kind == "table")
+    asked = runner.invoke(app, ["ask", table_q.question, "--graph", "multimodal_rag", "--store", str(tmp_path / "s"), "--json"])
+    assert asked.exit_code == 0, asked.output
+    answer = json.loads(asked.stdout)
+    assert table_q.answer in answer["answer"]
+    assert answer["sources"][0]["page"] == report.pages["table"] and len(answer["sources"][0]["bbox"]) == 4
