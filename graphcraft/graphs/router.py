@@ -161,7 +161,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         numbers, sources = number_sources(strips)
         knowledge = "\n".join(f"[{numbers[s.chunk_id or s.source]}] {s.text}" for s in strips) or "(no relevant documents)"
         run = run_with_tools(model, [SystemMessage(HYBRID_SYSTEM), HumanMessage(f"Knowledge:\n{knowledge}\n\nQuestion: {state['question']}")],
-                             [calculator_tool()], max_tool_calls=max_tool_calls, max_turns=max_tool_calls + 1, config=config)
+                             [calculator_tool()], max_tool_calls=max_tool_calls, max_turns=max_tool_calls + 1)
         return {"answer": run.text, "sources": sources, "usage": run.usage, "answer_strategy": "hybrid",
                 "steps": [{"step": "generate_hybrid", "tool_calls": run.tool_calls, "stop_reason": run.stop_reason}]}
 
