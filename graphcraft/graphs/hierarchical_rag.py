@@ -52,14 +52,19 @@ class HierarchicalState(TypedDict, total=False):
 
 
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
-          mode: Literal["top_down", "collapsed"] = "top_down", n_documents: int = 3, n_sections: int = 4,
-          clusters: bool = True, **options: Any) -> Any:
+          mode: Literal["top_down", "collapsed"] | None = None, n_documents: int | None = None, n_sections: int | None = None,
+          clusters: bool | None = None, **options: Any) -> Any:
     """Compile the hierarchical RAG graph.
 
-    mode: "top_down" or "collapsed" (the input state may override it with "mode").
-    n_documents / n_sections: beam widths of the top-down search. clusters: RAPTOR cluster nodes.
+    mode: "top_down" (default) or "collapsed"; the input state may override it with "mode".
+    n_documents / n_sections: beam widths of the top-down search (3 / 4). clusters: RAPTOR cluster
+    nodes (True). Unset arguments come from Settings fields hierarchy_* when they exist.
     """
     settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    mode = mode or getattr(settings, "hierarchy_mode", "top_down")
+    n_documents = n_documents or getattr(settings, "hierarchy_documents", 3)
+    n_sections = n_sections or getattr(settings, "hierarchy_sections", 4)
+    clusters = bool(getattr(settings, "hierarchy_clusters", True)) if clusters is None else clusters
     base = Resources(settings, model=model, store=store)
 
     def retriever(res: Resources) -> HierarchicalRetriever:

@@ -82,15 +82,20 @@ Answer:"""
 
 
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
-          retriever: str = "hybrid", max_hops: int = 5, max_waves: int = 4, strict: bool = False,
+          retriever: str | None = None, max_hops: int | None = None, max_waves: int | None = None, strict: bool | None = None,
           max_llm_calls: int | None = None, token_budget: int | None = None, **options: Any) -> Any:
     """Compile the multi-hop graph.
 
-    retriever: "hybrid" | "vector" | "keyword" | "hierarchical" for each hop.
-    max_hops / max_waves: plan bounds (a longer plan is cut, recorded). strict: refuse an invalid
-    plan with PlanError instead of repairing it. max_llm_calls / token_budget: override Settings.
+    retriever: "hybrid" (default) | "vector" | "keyword" | "hierarchical" for each hop.
+    max_hops / max_waves: plan bounds, default 5 / 4 (a longer plan is cut, recorded). strict: refuse
+    an invalid plan with PlanError instead of repairing it. max_llm_calls / token_budget: override
+    Settings. Unset arguments come from Settings fields multihop_* when they exist.
     """
     settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    retriever = retriever or getattr(settings, "multihop_retriever", "hybrid")
+    max_hops = max_hops or getattr(settings, "multihop_max_hops", 5)
+    max_waves = max_waves or getattr(settings, "multihop_max_waves", 4)
+    strict = bool(getattr(settings, "multihop_strict", False)) if strict is None else strict
     base = Resources(settings, model=model, store=store)
     bounds = Bounds.from_settings(settings, max_llm_calls=max_llm_calls, token_budget=token_budget)
 

@@ -154,3 +154,31 @@ def test_hierarchical_graph_answers_with_provenance(corpus_store: Path, mode: st
     expected = ["index", "select_documents", "select_sections", "select_chunks", "generate"] if mode == "top_down" \
         else ["index", "collapsed_search", "generate"]
     assert steps == expected and state["trace"]["mode"] == mode and state["trace"]["llm_calls"] == 0
+
+
+def test_llm_generation_over_the_tree_and_public_api(corpus_store: Path, open_chunk_store) -> None:  # type: ignore[no-untyped-def]
+    from graphcraft.api import ask
+    from graphcraft.graphs import available_graphs
+
+    update_if_stale(open_chunk_store(corpus_store))  # extractive summaries: the model below only answers
+
+    def answer_from_knowledge(call):  # type: ignore[no-untyped-def]
+        knowledge = call.text.split("Knowledge:")[1].split("Question:")[0]
+        line = next(ln for ln in knowledge.strip().splitlines() if "Fenwick" in ln and "residents" in ln)
+        return "Fenwick has 12,450 residents " + line.split("]")[0] + "]."
+
+    model = ScriptedChatModel(script=answer_from_knowledge)
+    result = ask("How many residents does Fenwick have?", graph="hierarchical_rag", store=corpus_store, model=model)
+    assert result["answer"].startswith("Fenwick has 12,450 residents [") and result["trace"]["answer_strategy"] == "llm"
+    cited = int(result["answer"].split("[")[1].split("]")[0])
+    assert any(s["citation"] == cited and "12,450" in s["text"] for s in result["sources"])
+    assert result["trace"]["llm_calls"] == 1 and {"multihop", "hierarchical_rag"} <= set(available_graphs())
+
+
+def test_multihop_hops_can_use_the_hierarchical_retriever(corpus_store: Path) -> None:
+    from graphcraft.graphs.multihop import build
+
+    graph = build(settings=get_settings(store=corpus_store), retriever="hierarchical")
+    state = graph.invoke({"question": "How many residents live in the district where Verdant Labs has its head office?"})
+    assert state["trace"]["hops"][1]["question"] == "How many residents live in Oldmere?"
+    assert "27,300" in state["answer"]
