@@ -3,8 +3,9 @@
 - ``top_down``: rank documents by their summaries, then the sections of the best documents,
   then the chunks of the best sections. A document's score is the better of its summary's and
   its best section's similarity (a summary cannot mention every detail; its sections can),
-  and a chunk's score blends its own similarity with its section's and document's, so the
-  tree's context breaks ties between look-alike chunks.
+  a chunk's score blends its own similarity with its section's and document's, so the
+  tree's context breaks ties between look-alike chunks, and every selected document places its
+  best chunk before the remaining ones compete on score.
 - ``collapsed``: RAPTOR's collapsed tree: every node of every level (document summaries,
   sections, cluster summaries, chunks) ranked together by cosine similarity.
 
@@ -139,7 +140,14 @@ class HierarchicalRetriever(BaseRetriever):
                 score = w_chunk * sim + w_section * section.metadata["score"] + w_doc * section.metadata["document_score"]
                 if cid not in scored or score > scored[cid][0]:
                     scored[cid] = (score, chunk, sim, section)
-        best = sorted(scored.values(), key=lambda item: item[0], reverse=True)[: k or self.k]
+        ranked = sorted(scored.values(), key=lambda item: item[0], reverse=True)
+        # Each selected document contributes its best chunk first, then the rest by score: the
+        # documents were chosen for a reason, and one strong document must not crowd them out.
+        leaders: dict[str, int] = {}
+        for position, item in enumerate(ranked):
+            leaders.setdefault(str(item[3].metadata.get("parent")), position)
+        order = sorted(leaders.values()) + [p for p in range(len(ranked)) if p not in set(leaders.values())]
+        best = sorted((ranked[p] for p in order[: k or self.k]), key=lambda item: item[0], reverse=True)
         return [_scored(chunk, score, level="chunk", vector_score=round(sim, 6), section_node=section.metadata["chunk_id"],
                         document_node=section.metadata.get("parent"))
                 for score, chunk, sim, section in best]
