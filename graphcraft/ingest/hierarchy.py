@@ -302,17 +302,22 @@ _LOCK = threading.Lock()
 
 
 def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None, *,
-                    summarizer: Summarizer | None = None, clusters: bool = True, section_group: int = 4,
-                    max_sentences: int = 3, join_threshold: float = 0.6, cluster_threshold: float = 0.5,
-                    min_cluster_sources: int = 2, max_cluster_size: int = 8) -> HierarchyReport:
+                    summarizer: Summarizer | None = None, clusters: bool | None = None, section_group: int = 4,
+                    max_sentences: int = 3, join_threshold: float | None = None, cluster_threshold: float | None = None,
+                    min_cluster_sources: int = 2, max_cluster_size: int = 8, commit_every: int = 8) -> HierarchyReport:
     """Bring `<store>/hierarchy/` up to date with the store; only new or changed files are summarised.
 
     model: chat model for abstractive summaries (None: extractive). summarizer: replaces
     `chains.summarize.summarize` (same signature), e.g. to count or cache calls.
-    cluster_threshold: cosine distance under which chunks cluster; join_threshold: cosine to a
-    cluster centroid above which a new chunk joins that cluster.
+    clusters: build the RAPTOR cluster layer (default True). cluster_threshold: cosine distance
+    under which chunks cluster (0.5); join_threshold: cosine to a cluster centroid above which a
+    new chunk joins that cluster (0.6). Unset values come from Settings fields hierarchy_* when
+    they exist. Work is committed every `commit_every` documents, so an interrupted build resumes.
     """
-    _ = settings or get_settings()  # reserved for Settings-driven defaults (see module docstring)
+    settings = settings or get_settings()
+    clusters = bool(getattr(settings, "hierarchy_clusters", True)) if clusters is None else clusters
+    join_threshold = getattr(settings, "hierarchy_join_threshold", 0.6) if join_threshold is None else join_threshold
+    cluster_threshold = getattr(settings, "hierarchy_cluster_threshold", 0.5) if cluster_threshold is None else cluster_threshold
     started = time.perf_counter()
     report = HierarchyReport(strategy="llm" if model is not None else "extractive")
     with _LOCK:
@@ -331,6 +336,11 @@ def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: 
             tree["documents"][source] = builder.document(source, entry)
             fresh |= set(entry["chunk_ids"])
             report.built += 1
+            if len(builder.pending) >= commit_every:  # nodes and their tree entries land together
+                tree["unclustered_new"] = sorted(fresh | set(tree.get("unclustered_new", [])))
+                builder.flush()
+                hier.commit()
+        fresh |= set(tree.pop("unclustered_new", []))  # new chunks of an interrupted build, committed but not clustered
         if clusters:
             builder.clusters(fresh, join_threshold, cluster_threshold, min_cluster_sources, max_cluster_size)
         elif tree["clusters"]:

@@ -70,6 +70,32 @@ def test_build_is_incremental_nothing_summarised_twice(store_copy: Path, open_ch
     assert removed.removed == 1 and removed.summaries == 0 and _nodes(store) == before
 
 
+def test_interrupted_build_resumes_without_summarising_again(store_copy: Path, open_chunk_store) -> None:  # type: ignore[no-untyped-def]
+    class Crash(RuntimeError):
+        pass
+
+    counter = CountingSummarizer()
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(counter.calls) >= 6:  # dies after the first documents were committed
+            raise Crash("killed")
+        return counter(*args, **kwargs)
+
+    with pytest.raises(Crash):
+        build_hierarchy(open_chunk_store(store_copy), summarizer=failing, commit_every=1)
+    committed = tree_of(open_hierarchy(open_chunk_store(store_copy)))["documents"]
+    assert 1 <= len(committed) < len(CORPUS)
+
+    def cost(entry: dict) -> int:  # extractive: one summary per section, one per document with several sections
+        return len(entry["sections"]) + (len(entry["sections"]) > 1)
+
+    resumed = build_hierarchy(open_chunk_store(store_copy), summarizer=CountingSummarizer(), clusters=False)
+    documents = tree_of(open_hierarchy(open_chunk_store(store_copy)))["documents"]
+    assert len(documents) == len(CORPUS) and resumed.unchanged == len(committed)
+    assert resumed.summaries == sum(cost(e) for src, e in documents.items() if src not in committed)
+    assert sum(cost(e) for e in committed.values()) <= len(counter.calls)  # those were paid for once, before the crash
+
+
 def test_clusters_span_documents_and_new_chunks_never_resummarise_old_clusters(store_copy: Path, open_chunk_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store = open_chunk_store(store_copy)
     first = build_hierarchy(store, cluster_threshold=0.7)
