@@ -25,7 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ValidationError
 
 from graphcraft.config import Settings, get_settings
-from graphcraft.errors import ModelError, NoChatModelError
+from graphcraft.errors import GraphcraftError, ModelError, NoChatModelError
 from graphcraft.runtime.accounting import Usage, UsageCallback, add_usage, empty_usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -170,11 +170,22 @@ def as_messages(messages: MessagesLike) -> list[BaseMessage]:
     return [HumanMessage(messages)] if isinstance(messages, str) else list(messages)
 
 
+def call_model(runnable: Any, messages: list[BaseMessage], config: dict) -> Any:
+    """Invoke a model; a provider failure (unreachable server, bad key, timeout) becomes a ModelError."""
+    try:
+        return runnable.invoke(messages, config=config)
+    except (ValueError, ValidationError, TypeError, GraphcraftError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - providers raise their own exception types
+        name = getattr(runnable, "model_name", None) or getattr(runnable, "model", None) or type(runnable).__name__
+        raise ModelError(f"chat model call failed ({name}): {type(exc).__name__}: {exc}".splitlines()[0][:300]) from exc
+
+
 def invoke_llm(model: BaseChatModel, messages: MessagesLike, config: dict | None = None) -> tuple[AIMessage, Usage]:
     """One chat-model call; returns the reply and the Usage it cost."""
     cb = UsageCallback()
     callbacks = [cb] + list((config or {}).get("callbacks") or [])
-    reply = model.invoke(as_messages(messages), config={**(config or {}), "callbacks": callbacks})
+    reply = call_model(model, as_messages(messages), {**(config or {}), "callbacks": callbacks})
     return reply, cb.usage  # type: ignore[return-value]
 
 
@@ -245,7 +256,7 @@ def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLik
         raw_text = ""
         try:
             if native:
-                out = model.with_structured_output(schema, include_raw=True).invoke(convo, config=cfg)
+                out = call_model(model.with_structured_output(schema, include_raw=True), convo, cfg)
                 if out.get("parsed") is not None and not out.get("parsing_error"):
                     parsed = out["parsed"]
                     result.value = parsed if isinstance(parsed, schema) else schema.model_validate(parsed)
@@ -253,7 +264,7 @@ def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLik
                 raw = out.get("raw")
                 raw_text = message_text(raw) if raw is not None else ""
                 raise ValueError(str(out.get("parsing_error") or "no structured output in the reply"))
-            reply = model.invoke(convo, config=cfg)
+            reply = call_model(model, convo, cfg)
             raw_text = message_text(reply)
             result.value = schema.model_validate(extract_json(raw_text))
             return result

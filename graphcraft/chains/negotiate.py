@@ -23,7 +23,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from graphcraft.chains.aggregate import Ballot, normalize_stance
-from graphcraft.errors import GraphcraftError
+from graphcraft.errors import GraphcraftError, NoChatModelError
 from graphcraft.models import structured_call
 from graphcraft.runtime.accounting import Usage, empty_usage
 
@@ -166,10 +166,11 @@ def state_position(agent: AgentSpec, model: BaseChatModel, question: str, *, opt
     record: dict[str, Any] = {"agent": agent.name, "round": round}
     try:
         result = structured_call(model, schema, messages, fallback=fallback, max_repairs=max_repairs, config=config)
-    except GraphcraftError:
-        raise  # configuration problems (no model ...) are the user's to fix, not a vote to skip
+    except NoChatModelError:
+        raise  # configuration problems are the user's to fix, not a vote to skip
     except Exception as exc:  # noqa: BLE001 - a failing provider call excludes the agent for this round
-        record.update(status="excluded", attempts=1, errors=[f"{type(exc).__name__}: {exc}".splitlines()[0][:300]])
+        text = str(exc) if isinstance(exc, GraphcraftError) else f"{type(exc).__name__}: {exc}"
+        record.update(status="excluded", attempts=1, errors=[text.splitlines()[0][:300]])
         return record, empty_usage()
     record["attempts"] = result.attempts
     if result.fallback:

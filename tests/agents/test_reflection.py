@@ -68,5 +68,7 @@ def test_works_with_a_json_text_model_without_tool_calling():
 
 def test_model_error_propagates_instead_of_looping():
     model = ScriptedChatModel(script=[RuntimeError("provider down")])
-    with pytest.raises(RuntimeError, match="provider down"):
+    from graphcraft.errors import ModelError
+
+    with pytest.raises(ModelError, match="RuntimeError: provider down"):
         build(model).invoke({"question": "q"})

@@ -117,3 +117,13 @@ def test_a_bad_model_string_is_a_clear_model_error() -> None:
 def test_openai_compatible_base_url_builds_a_client_without_network() -> None:
     model = get_chat_model(get_settings(chat_model="llama3.1", base_url="http://127.0.0.1:9/v1"))
     assert model is not None and "openai" in type(model).__name__.lower()
+
+
+def test_an_unreachable_model_server_is_a_clear_model_error() -> None:
+    from graphcraft.models import invoke_llm
+
+    model = get_chat_model(get_settings(chat_model="llama3.1", base_url="http://127.0.0.1:9/v1", llm_max_retries=0, llm_timeout_s=5))
+    with pytest.raises(ModelError, match="chat model call failed"):
+        invoke_llm(model, "hello")
+    with pytest.raises(ModelError, match="chat model call failed"):
+        structured_call(model, Verdict, "hello", fallback=FALLBACK)
