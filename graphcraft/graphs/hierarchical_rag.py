@@ -53,23 +53,28 @@ class HierarchicalState(TypedDict, total=False):
 
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
           mode: Literal["top_down", "collapsed"] | None = None, n_documents: int | None = None, n_sections: int | None = None,
-          clusters: bool | None = None, **options: Any) -> Any:
+          clusters: bool | None = None, llm_summaries: bool | None = None, **options: Any) -> Any:
     """Compile the hierarchical RAG graph.
 
     mode: "top_down" (default) or "collapsed"; the input state may override it with "mode".
     n_documents / n_sections: beam widths of the top-down search (3 / 4). clusters: RAPTOR cluster
-    nodes (True). Unset arguments come from Settings fields hierarchy_* when they exist.
+    nodes (True). llm_summaries: summarise with the chat model when one is configured (True); the
+    first question after an ingest then pays for the new documents' summaries, counted in its
+    trace (False: extractive summaries, no LLM call). Unset arguments come from Settings fields
+    hierarchy_* when they exist.
     """
     settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
     mode = mode or getattr(settings, "hierarchy_mode", "top_down")
     n_documents = n_documents or getattr(settings, "hierarchy_documents", 3)
     n_sections = n_sections or getattr(settings, "hierarchy_sections", 4)
     clusters = bool(getattr(settings, "hierarchy_clusters", True)) if clusters is None else clusters
+    llm_summaries = bool(getattr(settings, "hierarchy_llm_summaries", True)) if llm_summaries is None else llm_summaries
     base = Resources(settings, model=model, store=store)
 
     def retriever(res: Resources) -> HierarchicalRetriever:
+        # The `index` node has already brought the tree up to date (and counted what it cost).
         return HierarchicalRetriever(store=res.store, k=res.settings.top_k, n_documents=n_documents, n_sections=n_sections,
-                                     model=res.model, settings=res.settings, build_options={"clusters": clusters})
+                                     settings=res.settings, build_options={"clusters": clusters})
 
     def query_vector(res: Resources, text: str) -> np.ndarray:
         return np.asarray(res.embeddings.embed_query(text), dtype=np.float32)
@@ -77,7 +82,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     # ------------------------------------------------------------------ nodes
     def index(state: HierarchicalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
-        report = update_if_stale(res.store, res.settings, res.model, clusters=clusters)
+        report = update_if_stale(res.store, res.settings, res.model if llm_summaries else None, clusters=clusters)
         summary = report.as_dict() if report else {"up_to_date": True}
         return {"mode": state.get("mode") or mode, "usage": report.usage if report else None, "index_report": summary,
                 "steps": [{"step": "index", **({k: summary[k] for k in ("built", "unchanged", "removed", "summaries", "clusters_new")}

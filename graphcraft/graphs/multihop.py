@@ -103,7 +103,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if retriever == "hierarchical":
             from graphcraft.retrievers.hierarchical import HierarchicalRetriever
 
-            return HierarchicalRetriever(store=res.store, k=res.settings.top_k, model=res.model, settings=res.settings)
+            # model=None: a hierarchy missing here is built extractively, never with LLM calls hidden from the budget
+            return HierarchicalRetriever(store=res.store, k=res.settings.top_k, settings=res.settings)
         return res.retriever(retriever)
 
     # ------------------------------------------------------------------ nodes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,26 @@ def test_multihop_hops_can_use_the_hierarchical_retriever(corpus_store: Path) ->
     state = graph.invoke({"question": "How many residents live in the district where Verdant Labs has its head office?"})
     assert state["trace"]["hops"][1]["question"] == "How many residents live in Oldmere?"
     assert "27,300" in state["answer"]
+
+
+def test_lazy_llm_summaries_are_counted_in_the_first_answer_trace(store_copy: Path) -> None:
+    from graphcraft.graphs.hierarchical_rag import build
+
+    def script(call):  # type: ignore[no-untyped-def]
+        if call.text.startswith("Write a summary"):
+            return "A summary of " + call.text.split("\n")[2][:60]
+        return "Oldmere [1]."
+
+    model = ScriptedChatModel(script=script)
+    graph = build(model=model, settings=get_settings(store=store_copy))
+    first = graph.invoke({"question": "Where does Verdant Labs have its head office?"})
+    summaries = first["trace"]["index"]["summaries"]
+    assert summaries > 0 and first["trace"]["llm_calls"] == model.call_count == summaries + 1
+    second = graph.invoke({"question": "Where does Verdant Labs have its head office?"})
+    assert second["trace"]["index"] == {"up_to_date": True} and second["trace"]["llm_calls"] == 1
+
+    shutil.rmtree(store_copy / "hierarchy")  # rebuilt by the next graph, extractively this time
+    calls = model.call_count
+    offline = build(model=model, settings=get_settings(store=store_copy), llm_summaries=False).invoke({"question": "Where is Oldmere?"})
+    assert offline["trace"]["index"]["summaries"] > 0 and offline["trace"]["index"]["strategy"] == "extractive"
+    assert offline["trace"]["llm_calls"] == 1 and model.call_count == calls + 1
