@@ -28,7 +28,7 @@ from graphcraft.models import structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 
 ENTITY_LABELS = frozenset({"PERSON", "ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "NORP"})
-EXTRACTOR_VERSION = 2  # bump when extraction changes: cached extractions are then redone
+EXTRACTOR_VERSION = 3  # bump when extraction changes: cached extractions are then redone
 CO_OCCURRENCE = "MENTIONED_WITH"
 DEP_WEIGHT, CO_WEIGHT = 1.0, 0.5
 MAX_DEP_PATH = 7  # longer dependency paths say little about how two entities relate
@@ -160,8 +160,8 @@ class SpacyExtractor:
                 start = tok.i
             elif not inside and start is not None:
                 span = doc[start : tok.i if tok is not None else len(doc)]
-                # a single capitalised word opening a sentence is too often not a name
-                if len(span) > 1 or not span[0].is_sent_start:
+                # a single capitalised word outside NER is too often a heading or a table label
+                if len(span) > 1:
                     spans.append(span)
                 start = None
         return sorted(spans, key=lambda s: s.start)

@@ -199,7 +199,8 @@ class EntityResolver:
                 continue
             candidates = [
                 other for other in longer
-                if len(other.split()) > len(words) and compatible(forms[other].type, form.type) and _contains(other.split(), words)
+                if other != key and len(other.split()) >= len(words) and _contains(other.split(), words)
+                and (compatible(forms[other].type, form.type) or _person_short_form(words, other.split(), forms[other].type))
             ]  # fmt: skip
             if not candidates:
                 continue
@@ -238,6 +239,13 @@ class EntityResolver:
         for i, j in sorted(pairs):
             if float(vectors[row[i]] @ vectors[row[j]]) >= self.similarity:
                 uf.union(keys[i], keys[j])
+
+
+def _person_short_form(short: list[str], long: list[str], long_type: str) -> bool:
+    """A surname alone or an initial + surname names a person whatever spaCy labelled it."""
+    if kind(long_type) != "person":
+        return False
+    return short == long[-1:] or (len(short) == 2 and len(short[0]) == 1 and short[1] == long[-1])
 
 
 def _digits(key: str) -> set[str]:
