@@ -131,6 +131,29 @@ class _nullcontext:
 
 
 @app.command()
+@guarded
+def hierarchy(store: Optional[Path] = StoreOpt, extractive: bool = typer.Option(False, help="Extractive summaries even with a chat model."),
+              clusters: bool = typer.Option(True, help="RAPTOR-style cluster summaries across documents."), as_json: bool = JsonOpt) -> None:
+    """Build or update the summary hierarchy (documents > sections > chunks) used by hierarchical_rag."""
+    from dataclasses import asdict
+
+    from graphcraft.api import _settings
+    from graphcraft.ingest.hierarchy import build_hierarchy
+    from graphcraft.models import get_chat_model
+    from graphcraft.runtime.resources import Resources
+
+    settings = _settings(store)
+    resources = Resources(settings)
+    model = None if extractive else get_chat_model(settings)
+    with console.status("building the hierarchy…", spinner="dots"):
+        report = asdict(build_hierarchy(resources.store, settings, model, clusters=clusters))
+    if as_json:
+        out.print_json(json.dumps(report, default=str))
+        return
+    out.print(", ".join(f"{k}: {v}" for k, v in report.items() if k != "usage") + f", llm_calls: {report['usage'].get('llm_calls', 0)}")
+
+
+@app.command()
 def graphs(as_json: bool = JsonOpt) -> None:
     """List every available graph with a one-line description."""
     from graphcraft.graphs import available_graphs

@@ -45,6 +45,19 @@ class Settings(BaseSettings):
     top_k: int = 5
     rrf_k: int = 60
 
+    # Multi-hop decomposition and the hierarchical index.
+    multihop_max_hops: int = 5
+    multihop_max_waves: int = 4
+    multihop_retriever: str = "hybrid"
+    multihop_strict: bool = False
+    hierarchy_mode: str = "top_down"
+    hierarchy_documents: int = 3
+    hierarchy_sections: int = 4
+    hierarchy_clusters: bool = True
+    hierarchy_llm_summaries: bool = True
+    hierarchy_cluster_threshold: float = 0.5
+    hierarchy_join_threshold: float = 0.6
+
     # CRAG retrieval evaluator thresholds (local strategy scores are in [0, 1]).
     upper_threshold: float = 0.62
     lower_threshold: float = 0.42

@@ -352,7 +352,7 @@ def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: 
         report.documents = len(tree["documents"])
         if tree.get("source_generation") != store.generation or builder.tree_changed:
             tree["source_generation"] = store.generation
-            hier._dirty = True  # noqa: SLF001 - the tree lives in the manifest; persist it with the next generation
+            hier.mark_dirty()  # the tree lives in the manifest; persist it with the next generation
         hier.commit()
         _CACHE.pop(str(hierarchy_path(store)), None)
     report.seconds = round(time.perf_counter() - started, 3)

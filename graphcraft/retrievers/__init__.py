@@ -9,8 +9,11 @@ __all__ = ["BM25Retriever", "HybridRetriever", "VectorRetriever", "rrf_fuse", "m
 
 
 def make_retriever(kind: str, store, k: int = 5):  # type: ignore[no-untyped-def]
-    """'vector' | 'keyword' (alias 'bm25') | 'hybrid'."""
-    kinds = {"vector": VectorRetriever, "semantic": VectorRetriever, "keyword": BM25Retriever, "bm25": BM25Retriever, "hybrid": HybridRetriever}
+    """'vector' (alias 'semantic') | 'keyword' (alias 'bm25') | 'hybrid' | 'hierarchical'."""
+    from graphcraft.retrievers.hierarchical import HierarchicalRetriever
+
+    kinds = {"vector": VectorRetriever, "semantic": VectorRetriever, "keyword": BM25Retriever, "bm25": BM25Retriever,
+             "hybrid": HybridRetriever, "hierarchical": HierarchicalRetriever}
     if kind not in kinds:
         raise ValueError(f"unknown retriever {kind!r}; choose one of {sorted(kinds)}")
     return kinds[kind](store=store, k=k)

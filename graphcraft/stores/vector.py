@@ -133,6 +133,10 @@ class ChunkStore:
             shutil.rmtree(stale, ignore_errors=True)
         self._dirty = False
 
+    def mark_dirty(self) -> None:
+        """Persist the manifest with the next commit even if no chunk changed (e.g. a tree kept in it)."""
+        self._dirty = True
+
     # ------------------------------------------------------------------ files
     @property
     def files(self) -> dict[str, dict[str, Any]]:

@@ -107,3 +107,11 @@ def test_multimodal_ingest_and_ask_through_the_cli(tmp_path: Path) -> None:
     answer = json.loads(asked.stdout)
     assert table_q.answer in answer["answer"]
     assert answer["sources"][0]["page"] == report.pages["table"] and len(answer["sources"][0]["bbox"]) == 4
+
+
+def test_hierarchy_command_builds_then_updates_nothing(corpus: Path, tmp_path: Path) -> None:
+    graphcraft.ingest([corpus], store=tmp_path / "s")
+    first = json.loads(runner.invoke(app, ["hierarchy", "--store", str(tmp_path / "s"), "--json"]).stdout)
+    assert first["documents"] == 1 and first["built"] == 1 and first["usage"]["llm_calls"] == 0
+    again = json.loads(runner.invoke(app, ["hierarchy", "--store", str(tmp_path / "s"), "--json"]).stdout)
+    assert again["built"] == 0 and again["unchanged"] == 1 and again["summaries"] == 0
