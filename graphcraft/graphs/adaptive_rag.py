@@ -95,8 +95,9 @@ def score_candidates(query_class: str, stats: list[dict], *, available: set[str]
         quality = (prior * PRIOR_WEIGHT + seen.get("score_sum", 0.0)) / (PRIOR_WEIGHT + n)
         bonus = explore * math.sqrt(math.log(1 + total_feedback) / (1 + n)) if explore else 0.0
         runs = seen.get("runs", 0)
-        calls = 0.0 if offline else (seen["mean_llm_calls"] if runs else COST_PRIORS[strategy]["llm_calls"])
-        tokens = 0.0 if offline else (seen["mean_tokens"] if runs else COST_PRIORS[strategy]["tokens"])
+        used_model = runs and seen.get("mean_llm_calls", 0) > 0  # offline runs say nothing about LLM cost
+        calls = 0.0 if offline else (seen["mean_llm_calls"] if used_model else COST_PRIORS[strategy]["llm_calls"])
+        tokens = 0.0 if offline else (seen["mean_tokens"] if used_model else COST_PRIORS[strategy]["tokens"])
         seconds = seen["mean_seconds"] if runs else COST_PRIORS[strategy]["seconds"]
         cost = tokens / max(1, token_budget) + seconds / 10.0
         why_not = None if strategy in available else "unavailable"
