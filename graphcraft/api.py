@@ -75,6 +75,13 @@ def ask(question: str, graph: str = "crag", store: str | Path | None = None, mod
     return result
 
 
+def feedback(run_id_or_question: str, score: float, store: str | Path | None = None, strategy: str | None = None) -> dict:
+    """Score an earlier answer (0..1); adaptive_rag learns per-strategy quality from it."""
+    from graphcraft.runtime.feedback import record
+
+    return record(run_id_or_question, score, store=_settings(store).store, strategy=strategy)
+
+
 def graph_stats(store: str | Path | None = None) -> dict:
     """Counts of the entity graph: {"entities", "relations", "chunks", "communities"}."""
     from graphcraft.graph_api import graph_stats as _stats  # provided by the graph RAG package

@@ -181,11 +181,25 @@ def call_model(runnable: Any, messages: list[BaseMessage], config: dict) -> Any:
         raise ModelError(f"chat model call failed ({name}): {type(exc).__name__}: {exc}".splitlines()[0][:300]) from exc
 
 
+def with_counter(config: dict | None, counter: UsageCallback) -> dict:
+    """`config` with `counter` added to its callbacks (a list, or a running graph's CallbackManager)."""
+    config = dict(config or {})
+    callbacks = config.get("callbacks")
+    if callbacks is None:
+        config["callbacks"] = [counter]
+    elif isinstance(callbacks, list):
+        config["callbacks"] = [counter, *callbacks]
+    else:
+        manager = callbacks.copy()
+        manager.add_handler(counter, inherit=True)
+        config["callbacks"] = manager
+    return config
+
+
 def invoke_llm(model: BaseChatModel, messages: MessagesLike, config: dict | None = None) -> tuple[AIMessage, Usage]:
     """One chat-model call; returns the reply and the Usage it cost."""
     cb = UsageCallback()
-    callbacks = [cb] + list((config or {}).get("callbacks") or [])
-    reply = call_model(model, as_messages(messages), {**(config or {}), "callbacks": callbacks})
+    reply = call_model(model, as_messages(messages), with_counter(config, cb))
     return reply, cb.usage  # type: ignore[return-value]
 
 
@@ -252,7 +266,7 @@ def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLik
     for attempt in range(1 + max(0, max_repairs)):
         result.attempts = attempt + 1
         cb = UsageCallback()
-        cfg = {**(config or {}), "callbacks": [cb] + list((config or {}).get("callbacks") or [])}
+        cfg = with_counter(config, cb)
         raw_text = ""
         try:
             if native:

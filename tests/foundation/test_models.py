@@ -127,3 +127,30 @@ def test_an_unreachable_model_server_is_a_clear_model_error() -> None:
         invoke_llm(model, "hello")
     with pytest.raises(ModelError, match="chat model call failed"):
         structured_call(model, Verdict, "hello", fallback=FALLBACK)
+
+
+def test_llm_calls_inside_a_graph_node_are_counted_with_the_graph_callbacks() -> None:
+    from typing import TypedDict
+
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.graph import END, START, StateGraph
+
+    from graphcraft.models import invoke_llm
+
+    class S(TypedDict, total=False):
+        question: str
+        calls: int
+
+    model = scripted("pong")
+
+    def node(state: S, config: RunnableConfig) -> dict:
+        _, usage = invoke_llm(model, state["question"], config)  # config["callbacks"] is a CallbackManager here
+        return {"calls": usage["llm_calls"]}
+
+    g = StateGraph(S)
+    g.add_node("node", node)
+    g.add_edge(START, "node")
+    g.add_edge("node", END)
+    outer = UsageCallback()
+    state = g.compile().invoke({"question": "ping"}, config={"callbacks": [outer]})
+    assert state["calls"] == 1 and outer.usage["llm_calls"] == 1
