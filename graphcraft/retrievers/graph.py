@@ -266,6 +266,7 @@ class GraphRetriever(BaseRetriever):
             # the chunk joining seed and bridge often holds the answer itself ("X, chaired by Y")
             if evidence > scored.get(best, (-1.0, ""))[0]:
                 scored[best] = (evidence, f"evidence:{seed}->{bridge}")
+                rewritten_for[best] = f"{question} {names.get(bridge, '')}".strip()
             hop2 = self.graph_store.query(
                 "MATCH (c:Chunk)-[:MENTIONS]->(b:Entity {id: $b}) WHERE NOT (c)-[:MENTIONS]->(:Entity {id: $s}) RETURN c.id AS c",
                 {"b": bridge, "s": seed},

@@ -18,9 +18,9 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.tools import StructuredTool
+from langchain_core.tools import StructuredTool, ToolException
 
-from graphcraft.errors import GraphcraftError, NoChatModelError
+from graphcraft.errors import NoChatModelError
 from graphcraft.guards.cypher import UnsafeCypherError, validate_read_only
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
@@ -107,7 +107,7 @@ def make_text2cypher_tool(graph_store: Any, model: BaseChatModel, *, max_repairs
         """Answer a question about entities and their relations by querying the knowledge graph."""
         out = text2cypher(question, graph_store, model, max_repairs=max_repairs, limit=limit, timeout_ms=timeout_ms)
         if not out.ok:
-            raise GraphcraftError(f"no valid Cypher after {out.attempts} attempts: {out.errors[-1] if out.errors else 'unknown'}")
+            raise ToolException(f"no valid Cypher after {out.attempts} attempts: {out.errors[-1] if out.errors else 'unknown'}")
         return {"cypher": out.cypher, "rows": out.rows}
 
     return StructuredTool.from_function(query_graph, name="query_graph", handle_tool_error=True)

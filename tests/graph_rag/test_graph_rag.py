@@ -1,0 +1,101 @@
+"""The graph_rag graph: two-hop local answers through a bridge entity, global answers from communities."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.fakes import prompt_texts, scripted
+
+
+def _graph(sample_index, model=None, **options):
+    from graphcraft.graphs.graph_rag import build
+
+    settings, chunks, graph, _ = sample_index
+    return build(model=model, settings=settings, store=chunks, graph_store=graph, **options)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).lower()
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_two_hop_question_is_answered_through_the_bridge_entity(sample_index, expected, case):
+    item = expected["two_hop"][case]
+    state = _graph(sample_index).invoke({"question": item["question"]})
+    trace = state["trace"]
+    assert trace["route"] == "local" and trace["llm_calls"] == 0
+    if item["offline_answer"]:  # the extractive answer's sentences state it
+        assert all(k.lower() in _norm(state["answer"]) for k in item["answer_keywords"]), state["answer"]
+    # a cited chunk holds the answer, it was reached through the graph, and the path names the bridge
+    keyword = item["answer_keywords"][0].lower()
+    cited = [s for s in state["sources"] if keyword in _norm(s["text"])]
+    assert cited, state["sources"]
+    docs = {d.metadata["chunk_id"]: d for d in state["documents"]}
+    assert any("graph" in docs[s["chunk_id"]].metadata.get("ranks", {}) for s in cited)
+    paths = " ".join(p for s in cited for p in s["graph_paths"]) + " " + " ".join(trace["graph_paths"])
+    assert item["bridge"].split()[0] in paths, paths
+
+
+def test_two_hop_answer_chunk_is_beyond_the_vector_retrievers_reach(sample_index, expected):
+    """The first question's answer chunk names neither Acme nor headquarters: the graph brings it."""
+    from graphcraft.retrievers.graph import GraphRetriever
+
+    settings, chunks, graph, _ = sample_index
+    item = expected["two_hop"][0]
+    retriever = GraphRetriever(graph_store=graph, chunk_store=chunks, embeddings=chunks.embeddings, k=3)
+    found = retriever.retrieve(item["question"])
+    assert [s["name"] for s in found.seeds][:1] == ["Acme Corp"]
+    hop2 = [d for d in found.graph_documents if d.metadata.get("graph_step") == "hop2"]
+    assert any(item["answer_keywords"][0] in d.page_content for d in hop2)
+    assert any(item["answer_keywords"][0] in d.page_content for d in found.documents)
+
+
+def test_global_question_is_answered_from_community_summaries(sample_index, expected):
+    item = expected["global"][0]
+    state = _graph(sample_index).invoke({"question": item["question"]})
+    trace = state["trace"]
+    assert trace["route"] == "global" and trace["llm_calls"] == 0
+    assert trace["communities"] and state["sources"]
+    assert any(k.lower() in state["answer"].lower() for k in item["answer_keywords_any"])
+    _, _, graph, _ = sample_index
+    summaries = " ".join(r["s"] for r in graph.query("MATCH (c:Community) RETURN c.summary AS s"))
+    for source in state["sources"]:
+        assert source["community"] in trace["communities"]
+        assert source["text"] in summaries  # every point comes from a community summary
+
+
+def test_llm_strategy_routes_maps_and_reduces_within_bounds(sample_index):
+    model = scripted({"route": "global", "reason": "broad"}, {"points": [{"text": "Acme makes pumps in Dunmore.", "score": 90}]},
+                     {"points": [{"text": "The KWA buys pumps.", "score": 40}]}, "Acme makes pumps in Dunmore [1].")
+    graph = _graph(sample_index, model=model, max_communities=2)
+    state = graph.invoke({"question": "What is this collection about?"})
+    trace = state["trace"]
+    assert trace["route"] == "global" and len(trace["communities"]) == 2
+    assert trace["llm_calls"] == model.calls == 1 + 2 + 1  # route, two maps, reduce
+    assert state["answer"] == "Acme makes pumps in Dunmore [1]."
+    reduce_prompt = prompt_texts(model)[-1]
+    assert reduce_prompt.index("Acme makes pumps") < reduce_prompt.index("The KWA buys pumps")  # best point first
+    assert [s["citation"] for s in state["sources"]] == [1, 2]
+
+
+def test_empty_graph_says_to_build_it(tmp_path, embeddings):
+    from graphcraft.config import get_settings
+    from graphcraft.errors import EmptyStoreError
+    from graphcraft.graphs.graph_rag import build
+    from graphcraft.ingest.pipeline import ingest_paths
+    from graphcraft.stores.graph import open_graph_store
+    from graphcraft.stores.vector import open_store
+
+    settings = get_settings(store=tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("Acme Corp makes pumps in Dunmore.")
+    chunks = open_store(tmp_path, settings)
+    ingest_paths([tmp_path / "d"], chunks, settings)
+    graph = open_graph_store(tmp_path, backend="falkordb", falkordb_port=0, settings=settings)
+    try:
+        with pytest.raises(EmptyStoreError, match="graph build"):
+            build(settings=settings, store=chunks, graph_store=graph).invoke({"question": "Where is Acme?"})
+    finally:
+        graph.stop_server()
