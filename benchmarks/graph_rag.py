@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--store", type=Path, default=None, help="store directory (default: a temporary one)")
     parser.add_argument("--corpus", type=Path, default=ROOT / "samples" / "corpus")
     parser.add_argument("--questions", type=Path, default=ROOT / "samples" / "questions.jsonl")
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--k", type=int, nargs="+", default=[5, 10], help="top-k values to evaluate")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
@@ -75,31 +75,32 @@ def main(argv: list[str] | None = None) -> dict:
         graph_store = graph_api.open_graph(store)
         questions = [json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines() if line.strip()]
         multi = [q for q in questions if q["type"] == "multi_hop"]
-        systems = {
-            "vector": make_retriever("vector", chunk_store, args.k),
-            "hybrid": make_retriever("hybrid", chunk_store, args.k),
-            "graph+vector": GraphRetriever(graph_store=graph_store, chunk_store=chunk_store, embeddings=chunk_store.embeddings, k=args.k, base="vector"),
-            "graph+hybrid": GraphRetriever(graph_store=graph_store, chunk_store=chunk_store, embeddings=chunk_store.embeddings, k=args.k, base="hybrid"),
-        }
-        results: dict[str, dict] = {}
-        per_question: list[dict] = []
-        for name, retriever in systems.items():
-            hits, recall, seconds = 0, 0.0, 0.0
-            for i, q in enumerate(multi):
-                start = time.perf_counter()
-                docs = retriever.search(q["question"], args.k)
-                seconds += time.perf_counter() - start
-                hit = answer_hit(docs, q["answer_keywords"])
-                hits += hit
-                recall += source_recall(docs, q["gold_sources"])
-                if len(per_question) <= i:
-                    per_question.append({"id": q["id"], "question": q["question"]})
-                per_question[i][name] = hit
-            results[name] = {
-                "answer_hit_rate": round(hits / len(multi), 3),
-                "gold_source_recall": round(recall / len(multi), 3),
-                "ms_per_query": round(1000 * seconds / len(multi), 1),
+        def systems(k: int) -> dict:
+            return {
+                "vector": make_retriever("vector", chunk_store, k),
+                "hybrid": make_retriever("hybrid", chunk_store, k),
+                "graph+vector": GraphRetriever(graph_store=graph_store, chunk_store=chunk_store, embeddings=chunk_store.embeddings, k=k, base="vector"),
+                "graph+hybrid": GraphRetriever(graph_store=graph_store, chunk_store=chunk_store, embeddings=chunk_store.embeddings, k=k, base="hybrid"),
             }
+
+        results: dict[str, dict] = {}
+        per_question: list[dict] = [{"id": q["id"], "question": q["question"]} for q in multi]
+        for k in args.k:
+            for name, retriever in systems(k).items():
+                hits, recall, seconds = 0, 0.0, 0.0
+                for i, q in enumerate(multi):
+                    start = time.perf_counter()
+                    docs = retriever.search(q["question"], k)
+                    seconds += time.perf_counter() - start
+                    hit = answer_hit(docs, q["answer_keywords"])
+                    hits += hit
+                    recall += source_recall(docs, q["gold_sources"])
+                    per_question[i][f"{name}@{k}"] = hit
+                results.setdefault(name, {})[f"top{k}"] = {
+                    "answer_hit_rate": round(hits / len(multi), 3),
+                    "gold_source_recall": round(recall / len(multi), 3),
+                    "ms_per_query": round(1000 * seconds / len(multi), 1),
+                }
         graph_store.close()
         out = {
             "corpus": str(args.corpus),
@@ -133,10 +134,13 @@ def main(argv: list[str] | None = None) -> dict:
           f"LLM calls per chunk {ix['llm_calls_per_chunk']} ({ix['llm_calls']} calls)")
     print(f"          {ix['entities']} entities, {ix['relations']} relations, {ix['communities']} communities on "
           f"{ix['levels']} levels; rebuild unchanged: {ix['rebuild_unchanged']} ({ix['rebuild_seconds']} s)")
-    print(f"\ntwo-hop questions: {len(multi)}, top-{args.k}")
-    print(f"{'retriever':<14}{'answer hit rate':>17}{'gold-source recall':>20}{'ms/query':>10}")
-    for name, r in results.items():
-        print(f"{name:<14}{r['answer_hit_rate']:>17.3f}{r['gold_source_recall']:>20.3f}{r['ms_per_query']:>10.1f}")
+    print(f"\ntwo-hop questions: {len(multi)} (answer hit = every answer keyword group in the top-k chunks; "
+          f"recall = share of gold documents in the top-k)")
+    header = "".join(f"{f'hit@{k}':>9}{f'recall@{k}':>11}" for k in args.k)
+    print(f"{'retriever':<14}{header}{'ms/query':>10}")
+    for name, by_k in results.items():
+        cells = "".join(f"{by_k[f'top{k}']['answer_hit_rate']:>9.3f}{by_k[f'top{k}']['gold_source_recall']:>11.3f}" for k in args.k)
+        print(f"{name:<14}{cells}{by_k[f'top{args.k[0]}']['ms_per_query']:>10.1f}")
     return out
 
 

@@ -33,7 +33,7 @@ from graphcraft.graph_index.communities import build_nx_graph, detect_communitie
 from graphcraft.graph_index.resolve import EntityResolver, normalise
 from graphcraft.runtime.accounting import add_usage, empty_usage
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 STATE_DIR = "graph"
 ProgressFn = Callable[[str, int, int], None]
 

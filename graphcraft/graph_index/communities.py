@@ -51,11 +51,12 @@ class Community:
     rank: float = 0.0  # share of the graph's edge weight inside it: bigger = more central
     strategy: str = ""
     vector: list[float] | None = None  # mean of its summary sentences' stored vectors (no embedding call)
+    names: list[str] = field(default_factory=list)  # its most mentioned entities, for titles and prompts
 
     def as_row(self) -> dict[str, Any]:
         return {
             "id": self.id, "level": self.level, "title": self.title, "summary": self.summary, "size": len(self.members),
-            "rank": round(self.rank, 6), "chunk_ids": self.chunk_ids, "strategy": self.strategy,
+            "rank": round(self.rank, 6), "chunk_ids": self.chunk_ids, "strategy": self.strategy, "entity_names": self.names,
             "entity_ids": self.members, "parent": self.parent,
         }  # fmt: skip
 
@@ -134,8 +135,8 @@ def summarise_communities(
                            title=c.title, max_sentences=max_sentences, max_words=120)
         llm_used += int(use_llm and bool(sentences))
         usage = add_usage(usage, result.usage)
-        members = ", ".join(names.get(e, e) for e in by_mentions[:8])
-        c.summary = f"{members}. {result.text}".strip() if result.text else members
+        c.names = [names.get(e, e) for e in by_mentions[:10]]
+        c.summary = result.text or f"Entities: {', '.join(c.names)}."
         c.chunk_ids = used
         if vectors:
             mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)

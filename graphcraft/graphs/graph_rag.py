@@ -198,7 +198,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         res = base.for_config(config)
         gs = graph_of(res)
         rows = gs.query("MATCH (c:Community) RETURN c.id AS id, c.level AS level, c.title AS title, c.summary AS summary, "
-                        "c.chunk_ids AS chunk_ids, c.rank AS rank, c.embedding AS embedding, c.size AS size")
+                        "c.chunk_ids AS chunk_ids, c.rank AS rank, c.embedding AS embedding, c.size AS size, c.entity_names AS entity_names")
         qv = np.asarray(res.embeddings.embed_query(state["question"]), dtype=np.float32)
         for row in rows:
             vec = np.asarray(row.pop("embedding") or [0.0] * len(qv), dtype=np.float32)
@@ -218,7 +218,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         usage: Usage = {}
         for community in chosen:
             if res.model is not None:
-                result = structured_call(res.model, _Points, MAP_PROMPT.format(title=community["title"], summary=community["summary"],
+                summary = f"{community['summary']} (entities: {', '.join(community.get('entity_names') or [])})"
+                result = structured_call(res.model, _Points, MAP_PROMPT.format(title=community["title"], summary=summary,
                                                                               question=state["question"]),
                                          fallback=_Points(), max_repairs=res.settings.max_structured_repairs)
                 usage = add_usage(usage, result.usage)
@@ -235,7 +236,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
 
     def reduce(state: GraphRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
-        points = sorted(state.get("points", []), key=lambda p: -p["score"])[:max_points]
+        unique: dict[str, dict] = {}
+        for p in sorted(state.get("points", []), key=lambda p: -p["score"]):
+            unique.setdefault(readable(p["text"]).lower(), p)  # nested communities share sentences
+        points = list(unique.values())[:max_points]
         if not points:
             return _final(state, ABSTAIN, [], {}, "abstain", True, [])
         chunk_text = {d.metadata["chunk_id"]: d for d in res.store.get(sorted({c for p in points for c in p["chunk_ids"]}))}
@@ -287,7 +291,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 4]
+    """Sentences of a summary (a names-only summary, "Entities: ...", has none worth citing)."""
+    parts = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text)]
+    # strips cut mid-sentence start in lower case: as a stand-alone point they read as noise
+    return [s for s in parts if len(s.split()) >= 4 and not s.startswith("Entities:") and not s[:1].islower()]
 
 
 def _summary_points(summary: str, qv: np.ndarray, embeddings: Any) -> list[tuple[str, float]]:
