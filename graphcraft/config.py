@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     llm_lower_threshold: float = 0.3
 
     # Bounds every graph respects.
+    max_search_rounds: int = 1  # CRAG: external searches per question (the paper does one; more = rewrite and retry)
     max_iterations: int = 3
     max_llm_calls: int = 20
     token_budget: int = 20_000

@@ -22,6 +22,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables.config import ensure_config
 from pydantic import BaseModel, ValidationError
 
 from graphcraft.config import Settings, get_settings
@@ -182,8 +183,12 @@ def call_model(runnable: Any, messages: list[BaseMessage], config: dict) -> Any:
 
 
 def with_counter(config: dict | None, counter: UsageCallback) -> dict:
-    """`config` with `counter` added to its callbacks (a list, or a running graph's CallbackManager)."""
-    config = dict(config or {})
+    """`config` with `counter` added to its callbacks (a list, or a running graph's CallbackManager).
+
+    `ensure_config` first inherits the enclosing node's config, so callbacks given to
+    `graph.invoke` (tracing, run-level accounting) still see calls made without a config.
+    """
+    config = dict(ensure_config(config))
     callbacks = config.get("callbacks")
     if callbacks is None:
         config["callbacks"] = [counter]

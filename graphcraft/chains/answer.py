@@ -7,11 +7,11 @@ Both abstain with `ABSTAIN` when no knowledge survived, instead of guessing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 
+from graphcraft.chains.question import ANSWER_FIT_BONUS, answer_fit
 from graphcraft.chains.refine import Strip
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.runtime.accounting import Usage, empty_usage
@@ -60,47 +60,12 @@ def readable(text: str) -> str:
     return " ".join(ln.lstrip("-*• ").strip() for ln in body)
 
 
-_YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
-_NUMBER = re.compile(r"\d")
-_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][A-Za-z]+\b")
-_NOT_NAMES = {"Inc", "Ltd", "Corp", "Co", "The", "Dr", "Mr", "Mrs", "Ms", "Prof", "St"}
-_DATE_WORDS = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December|spring|summer|autumn|winter)\b")
-
-
-def expected_answer_type(question: str) -> str | None:
-    """'year' | 'number' | 'name' | None, from the question word (cheap, no parser)."""
-    q = question.lower()
-    if re.search(r"\b(when|what year|which year|since when)\b", q):
-        return "year"
-    if re.search(r"\b(how (many|much|long|far|big|large|tall|deep|high|old|fast|often)|what (percentage|share|number|amount|price|cost))\b", q):
-        return "number"
-    if re.search(r"\b(who|whom|whose)\b", q):
-        return "name"
-    return None
-
-
-def answer_fit(strip_text: str, question: str) -> float:
-    """0..1: does the strip hold the kind of thing asked for, beyond what the question says?"""
-    kind = expected_answer_type(question)
-    text = strip_text
-    if kind == "year":
-        hit = bool(_YEAR.search(text) or _DATE_WORDS.search(text))
-    elif kind == "number":
-        hit = bool(_NUMBER.search(text))
-    elif kind == "name":  # a capitalised word (not sentence-initial) the question does not contain
-        asked = {w.strip("?,.'\"").lower() for w in question.split()}
-        hit = any(w not in _NOT_NAMES and w.lower() not in asked for w in _CAPITALISED.findall(text.lstrip("|#-* ")))
-    else:
-        return 0.5
-    return 1.0 if hit else 0.0
-
-
 def generate_answer(question: str, strips: list[Strip], model: BaseChatModel | None, max_sentences: int = 3) -> Answer:
     if not strips:
         return Answer(text=ABSTAIN, sources=[], strategy="abstain", abstained=True)
     numbers, sources = number_sources(strips)
     if model is None:
-        best = sorted(strips, key=lambda s: s.score + 0.3 * answer_fit(s.text, question), reverse=True)[:max_sentences]
+        best = sorted(strips, key=lambda s: s.score + ANSWER_FIT_BONUS * answer_fit(s.text, question), reverse=True)[:max_sentences]
         text = " ".join(f"{readable(s.text)} [{numbers[s.chunk_id or s.source]}]" for s in best)
         cited = {numbers[s.chunk_id or s.source] for s in best}
         return Answer(text=text, sources=[s for s in sources if s["citation"] in cited], strategy="extractive")

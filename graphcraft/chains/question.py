@@ -111,6 +111,18 @@ def has_answer_type(answer: str, kind: AnswerType | None, question: str = "", nl
     return bool(_new_names(text, question))
 
 
+ANSWER_FIT_BONUS = 0.3  # ranking strips: one holding the asked-for kind of answer beats a merely similar one
+
+
+def answer_fit(strip_text: str, question: str) -> float:
+    """1 when the strip holds the kind of thing asked for (a number, a date, a new name), else 0.
+
+    Open questions (no expected type) give 0 for every strip, so ranking falls back to relevance.
+    """
+    kind = expected_answer_type(question)
+    return 1.0 if kind is not None and has_answer_type(strip_text, kind, question) else 0.0
+
+
 # ------------------------------------------------------------------------------ signals
 
 _OVERVIEW = re.compile(

@@ -14,6 +14,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from graphcraft.chains.grade import score_strips
+from graphcraft.chains.question import ANSWER_FIT_BONUS, answer_fit
 from graphcraft.chains.terms import informative
 from graphcraft.stores.vector import ChunkStore
 
@@ -45,7 +46,8 @@ def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document],
                 candidates.append(Strip(text=text.strip(), score=round(float(score), 4), source=str(doc.metadata.get("source", "")),
                                         chunk_id=str(doc.metadata.get("chunk_id", "")), page=doc.metadata.get("page"),
                                         position=position, origin=origin, doc_score=float(doc_score)))
-    best = sorted(candidates, key=lambda s: s.score, reverse=True)[:max_strips]
+    # Keep the strips most likely to answer: relevance, plus a bonus for holding the asked-for kind of answer.
+    best = sorted(candidates, key=lambda s: s.score + ANSWER_FIT_BONUS * answer_fit(s.text, question), reverse=True)[:max_strips]
     order = {id(s): i for i, s in enumerate(candidates)}
     return sorted(best, key=lambda s: order[id(s)])
 

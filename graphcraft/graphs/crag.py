@@ -5,7 +5,7 @@
                          --Incorrect--------------> rewrite_query -> web_search -> generate
                                                         ^             |
                                                         +-- nothing relevant found, while
-                                                            iterations < max_iterations
+                                                            iterations < max_search_rounds
 
 The retrieval evaluator scores every document; with an upper and a lower threshold it picks
 Correct (some score above upper), Incorrect (all below lower) or Ambiguous (otherwise).
@@ -46,7 +46,7 @@ class CRAGState(TypedDict, total=False):
     external: list[dict]  # refined external knowledge strips
     queries: list[str]  # search queries tried
     external_source: str
-    iterations: int  # external search rounds; bounded by max_iterations
+    iterations: int  # external search rounds; bounded by max_search_rounds
     answer: str
     sources: list[dict]
     usage: Annotated[Usage, add_usage]
@@ -119,12 +119,16 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         res = base.for_config(config)
         query = state["queries"][-1]
         docs = res.external.search(query, res.settings.top_k)
-        judge = grader(res)
-        grading = judge.evaluate(state["question"], docs, query_vector(res, state["question"]))
+        # External knowledge is graded and refined locally, as the paper does with its small evaluator:
+        # strip vectors come from the external store when it is one; an LLM is not asked again.
+        external_store = getattr(res.external, "store", None)
+        judge = LocalEvaluator(external_store, res.embeddings, res.settings.upper_threshold, res.settings.lower_threshold)
+        qv = query_vector(res, state["question"])
+        grading = judge.evaluate(state["question"], docs, qv)
         kept = [(d, s) for d, s in zip(docs, grading.scores) if s >= judge.lower]
-        strips = refine_documents(state["question"], query_vector(res, state["question"]), [d for d, _ in kept], [s for _, s in kept],
-                                  None, res.settings.strip_threshold, embed=local_evaluator(res).embed, origin="external")
-        return {"external": [s.as_dict() for s in strips], "iterations": state.get("iterations", 0) + 1, "usage": grading.usage,
+        strips = refine_documents(state["question"], qv, [d for d, _ in kept], [s for _, s in kept],
+                                  external_store, res.settings.strip_threshold, embed=judge.embed, origin="external")
+        return {"external": [s.as_dict() for s in strips], "iterations": state.get("iterations", 0) + 1,
                 "steps": [{"step": "web_search", "source": res.external.name, "query": query, "documents": len(docs),
                            "scores": grading.scores, "strips_kept": len(strips)}]}
 
@@ -154,7 +158,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def after_web_search(state: CRAGState, config: RunnableConfig) -> str:
         s = base.for_config(config).settings
         found = bool(state.get("external"))
-        within_bounds = state.get("iterations", 0) < s.max_iterations and state.get("usage", {}).get("llm_calls", 0) < s.max_llm_calls
+        within_bounds = state.get("iterations", 0) < s.max_search_rounds and state.get("usage", {}).get("llm_calls", 0) < s.max_llm_calls
         return "rewrite_query" if not found and within_bounds else "generate"
 
     g = StateGraph(CRAGState)

@@ -71,7 +71,7 @@ def test_ambiguous_combines_internal_and_external_knowledge(crag_stores: dict[st
 def test_external_search_loop_is_bounded(crag_stores: dict[str, Path]) -> None:
     # The external store has nothing about trams' ticket prices in Oslo: every round finds nothing.
     state = run("What is the price of a monthly tram pass in Oslo?", crag_stores, external_store=crag_stores["external"],
-                max_iterations=2, lower_threshold=0.6, upper_threshold=0.9)
+                max_search_rounds=2, lower_threshold=0.6, upper_threshold=0.9)
     assert state["action"] == "incorrect"
     assert state["trace"]["iterations"] == 2
     queries = [s["query"] for s in step(state, "rewrite_query")]

@@ -33,14 +33,15 @@ def test_one_grading_call_for_all_documents(crag_stores: dict[str, Path]) -> Non
     assert trace["prompt_tokens"] > 0 and trace["completion_tokens"] > 0
 
 
-def test_incorrect_with_llm_rewrites_searches_and_grades_external_in_one_call(crag_stores: dict[str, Path]) -> None:
-    model = scripted(grades(0.0, 0.1, 0.0), "Lake Vessa depth", grades(0.9), "It is 62 metres deep [1].")
+def test_incorrect_with_llm_rewrites_and_searches_grading_external_knowledge_locally(crag_stores: dict[str, Path]) -> None:
+    model = scripted(grades(0.0, 0.1, 0.0), "Lake Vessa depth", "It is 62 metres deep [1].")
     result = ask("How deep is Lake Vessa?", store=crag_stores["store"], model=model, top_k=3,
                  external_store=crag_stores["external"])
     trace = result["trace"]
     assert trace["action"] == "incorrect" and trace["queries"] == ["Lake Vessa depth"]
-    assert trace["llm_calls"] == 4 and trace["iterations"] == 1
+    assert trace["llm_calls"] == 3 and trace["iterations"] == 1  # grade + rewrite + generate
     assert result["sources"] and all(s["origin"] == "external" for s in result["sources"])
+    assert "62 metres" in prompt_texts(model)[2]  # the answer prompt carries the external strips
 
 
 def test_malformed_grades_are_repaired_then_fall_back_to_local_scores(crag_stores: dict[str, Path]) -> None:
@@ -61,11 +62,12 @@ def test_incomplete_grades_fall_back_too(crag_stores: dict[str, Path]) -> None:
 
 def test_llm_model_that_keeps_finding_nothing_stops_at_max_iterations(crag_stores: dict[str, Path]) -> None:
     # Worst case: every grade is 0, every rewrite is a new query: the loop ends at the bound.
-    model = scripted(grades(0.0, 0.0, 0.0), "query one", grades(0.0), "query two", grades(0.0), "query three", grades(0.0))
+    model = scripted(grades(0.0, 0.0, 0.0), "query one", "query two", "query three", "query four")
     result = ask("What colour is the mayor's car?", store=crag_stores["store"], model=model, top_k=3,
-                 external_store=crag_stores["external"], max_iterations=3)
+                 external_store=crag_stores["external"], max_search_rounds=3)
     assert result["trace"]["iterations"] == 3
     assert result["trace"]["queries"] == ["query one", "query two", "query three"]
+    assert result["trace"]["llm_calls"] == 4  # grade + 3 rewrites; abstaining needs no generation call
     assert result["answer"] == "Not found in the sources." and result["trace"]["abstained"]
 
 
