@@ -83,20 +83,42 @@ def web_search_tool(settings: Settings | None = None, k: int = 5) -> BaseTool | 
     return _search_tool("web_search", "Search the web for current or missing information. Input: a search query.", search)
 
 
-def graph_query_tool(settings: Settings | None = None) -> BaseTool | None:
-    """`graph_query` (natural language -> Cypher over the entity graph) when Graph RAG provides text2cypher."""
-    try:
-        from graphcraft.tools import text2cypher
-    except ImportError:
+def graph_query_tool(settings: Settings | None = None, model: Any = None) -> BaseTool | None:
+    """`query_graph` (natural language -> validated read-only Cypher over the entity graph).
+
+    None when it cannot work: Text2Cypher needs a chat model, and an entity graph must have been
+    built (`graphcraft graph build`) or a Neo4j database configured. The graph store is opened
+    (FalkorDB started) on the first call, not when the tool is made.
+    """
+    from pathlib import Path
+
+    from graphcraft.models import resolve_chat_model
+    from graphcraft.tools.text2cypher import text2cypher
+
+    settings = settings or get_settings()
+    model = resolve_chat_model(model, settings)
+    if model is None or not (settings.neo4j_uri or (Path(settings.store) / "falkordb").exists()):
         return None
-    factory = getattr(text2cypher, "text2cypher_tool", None) or getattr(text2cypher, "graph_query_tool", None)
-    return factory(settings=settings) if callable(factory) else None
+    holder: dict[str, Any] = {}
+
+    def query_graph(question: str) -> dict[str, Any]:
+        """Answer a question about entities and their relations by querying the knowledge graph."""
+        if "store" not in holder:
+            from graphcraft.graph_api import open_graph
+
+            holder["store"] = open_graph(settings=settings)
+        out = text2cypher(question, holder["store"], model, max_repairs=settings.max_structured_repairs)
+        if not out.ok:
+            raise ToolException(f"no valid Cypher after {out.attempts} attempts: {out.errors[-1] if out.errors else 'unknown'}")
+        return {"cypher": out.cypher, "rows": out.rows}
+
+    return StructuredTool.from_function(query_graph, name="query_graph", handle_tool_error=True)
 
 
-def knowledge_tools(settings: Settings | None = None, *, kind: str = "hybrid", k: int | None = None) -> list[BaseTool]:
-    """search_documents, plus graph_query and web_search when available/configured."""
+def knowledge_tools(settings: Settings | None = None, *, kind: str = "hybrid", k: int | None = None, model: Any = None) -> list[BaseTool]:
+    """search_documents, plus query_graph and web_search when available/configured."""
     tools: list[BaseTool] = [retriever_tool(settings=settings, kind=kind, k=k)]
-    for extra in (graph_query_tool(settings), web_search_tool(settings)):
+    for extra in (graph_query_tool(settings, model), web_search_tool(settings)):
         if extra is not None:
             tools.append(extra)
     return tools

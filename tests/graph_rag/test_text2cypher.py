@@ -55,3 +55,17 @@ def test_langchain_tool_wrapper(sample_index):
     assert out["rows"] and "LIMIT" in out["cypher"]
     refusing = make_text2cypher_tool(sample_index[2], scripted("MATCH (n) SET n.x = 1"), max_repairs=0)
     assert "no valid Cypher" in str(refusing.invoke({"question": "x"}))
+
+
+def test_agents_get_a_query_graph_tool_only_when_it_can_work(sample_index):
+    from graphcraft.config import get_settings
+    from graphcraft.tools.retrieval import knowledge_tools
+
+    settings, _, graph, _ = sample_index
+    assert [t.name for t in knowledge_tools(settings)] == ["search_documents"]  # no chat model: no Text2Cypher
+    assert "query_graph" not in [t.name for t in knowledge_tools(get_settings(store=settings.store / "elsewhere"), model=scripted("x"))]
+    model = scripted("MATCH (a:Entity)-[r:RELATED]-(b:Entity) WHERE 'KWA' IN a.aliases AND r.type = 'CHAIR_BY' RETURN b.name AS name")
+    tools = {t.name: t for t in knowledge_tools(settings, model=model)}
+    before = graph.counts()
+    assert tools["query_graph"].invoke({"question": "Who chairs the KWA?"})["rows"] == [{"name": "Ruth Amsel"}]
+    assert graph.counts() == before
