@@ -41,6 +41,7 @@ class Grading:
     strategy: str
     usage: Usage = field(default_factory=empty_usage)
     details: dict = field(default_factory=dict)
+    strip_scores: list[list[float]] | None = None  # per document, when the local evaluator scored strips
 
 
 class Evaluator(Protocol):
@@ -68,8 +69,12 @@ class StripScores:
     scores: np.ndarray
 
 
-def score_strips(store: ChunkStore | None, query_vec: np.ndarray, question: str, doc: Document, embed=None) -> StripScores:  # type: ignore[no-untyped-def]
-    """Strip relevance = cosine(query, strip) + a bonus for the question's terms in the strip."""
+def score_strips(store: ChunkStore | None, query_vec: np.ndarray, question: str, doc: Document, embed=None,  # type: ignore[no-untyped-def]
+                 terms: dict[str, float] | None = None) -> StripScores:
+    """Strip relevance = cosine(query, strip) + a bonus for the question's terms in the strip.
+
+    `terms` are the question's weighted terms when the caller already has them.
+    """
     if store is not None:
         texts, vecs = store.strips(doc)
     else:
@@ -81,8 +86,12 @@ def score_strips(store: ChunkStore | None, query_vec: np.ndarray, question: str,
         texts = [doc.page_content[s:e] for s, e in spans]
         vecs = embed(texts) if embed is not None else np.zeros((len(texts), len(query_vec)), dtype=np.float32)
     sims = vecs @ query_vec
-    terms = salient_terms(question, idf_function(store) if store is not None else None)
-    lexical = np.array([coverage(terms, set(content_terms(t))) for t in texts], dtype=np.float32)
+    if terms is None:
+        terms = salient_terms(question, idf_function(store) if store is not None else None)
+    strip_terms = store.strip_terms(doc) if store is not None and len(texts) == len(vecs) else [set(content_terms(t)) for t in texts]
+    if len(strip_terms) != len(texts):
+        strip_terms = [set(content_terms(t)) for t in texts]
+    lexical = np.array([coverage(terms, t) for t in strip_terms], dtype=np.float32)
     return StripScores(texts=texts, scores=0.75 * sims + 0.25 * lexical)
 
 
@@ -104,6 +113,11 @@ class LocalEvaluator:
     def query_vector(self, question: str) -> np.ndarray:
         return np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
 
+    def _terms(self, doc: Document) -> list[set[str]]:
+        if self.store is not None and doc.metadata.get("chunk_id") in self.store.strip_vectors:
+            return self.store.strip_terms(doc)
+        return [set(content_terms(doc.page_content))]
+
     def chunk_similarity(self, doc: Document, qv: np.ndarray) -> float:
         """Cosine of query and chunk: from the stored vector when the chunk is ours, else embedded."""
         vec = self.store.chunk_vector(str(doc.metadata.get("chunk_id"))) if self.store is not None else None
@@ -117,16 +131,17 @@ class LocalEvaluator:
         qv = self.query_vector(question) if query_vec is None else query_vec
         terms = salient_terms(question, idf_function(self.store) if self.store is not None else None)
         w_strip, w_chunk, w_cov = self.weights
-        scores, parts = [], []
+        scores, parts, per_strip = [], [], []
         for doc in docs:
-            strips = score_strips(self.store, qv, question, doc, self.embed)
+            strips = score_strips(self.store, qv, question, doc, self.embed, terms)
+            per_strip.append([round(float(x), 4) for x in strips.scores])
             best_strip = float(np.max(strips.scores))
             chunk_sim = self.chunk_similarity(doc, qv)
-            cov = coverage(terms, set(content_terms(doc.page_content)))
+            cov = coverage(terms, set().union(*strips_terms) if (strips_terms := self._terms(doc)) else set())
             score = float(np.clip(w_strip * best_strip + w_chunk * chunk_sim + w_cov * cov, 0.0, 1.0))
             scores.append(round(score, 4))
             parts.append({"strip": round(best_strip, 3), "chunk": round(chunk_sim, 3), "coverage": round(cov, 3)})
-        return Grading(scores=scores, strategy=self.name, details={"signals": parts})
+        return Grading(scores=scores, strategy=self.name, details={"signals": parts}, strip_scores=per_strip)
 
 
 class _DocGrade(BaseModel):

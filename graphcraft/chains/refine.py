@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from langchain_core.documents import Document
 
-from graphcraft.chains.grade import score_strips
+from graphcraft.chains.grade import StripScores, score_strips
 from graphcraft.chains.question import ANSWER_FIT_BONUS, answer_fit
 from graphcraft.chains.terms import informative
 from graphcraft.stores.vector import ChunkStore
@@ -36,11 +36,20 @@ class Strip:
 
 def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document], doc_scores: list[float],
                      store: ChunkStore | None, threshold: float, embed: Callable[[list[str]], np.ndarray] | None = None,
-                     max_strips: int = 8, origin: str = "internal") -> list[Strip]:
-    """Keep the strips scoring at least `threshold` (at most `max_strips`), in reading order."""
+                     max_strips: int = 8, origin: str = "internal", strip_scores: list[list[float]] | None = None) -> list[Strip]:
+    """Keep the strips scoring at least `threshold` (at most `max_strips`), in reading order.
+
+    `strip_scores` (per document) reuses the scores the evaluator already computed.
+    """
     candidates: list[Strip] = []
-    for doc, doc_score in zip(docs, doc_scores):
-        strips = score_strips(store, query_vec, question, doc, embed)
+    for i, (doc, doc_score) in enumerate(zip(docs, doc_scores)):
+        known = strip_scores[i] if strip_scores is not None else None
+        if known is not None and store is not None:
+            texts = store.strips(doc)[0]
+            strips = StripScores(texts, np.asarray(known)) if len(texts) == len(known) else None
+        else:
+            strips = None
+        strips = strips or score_strips(store, query_vec, question, doc, embed)
         for position, (text, score) in enumerate(zip(strips.texts, strips.scores)):
             if score >= threshold and informative(text):
                 candidates.append(Strip(text=text.strip(), score=round(float(score), 4), source=str(doc.metadata.get("source", "")),

@@ -41,6 +41,7 @@ class CRAGState(TypedDict, total=False):
     question: str
     documents: list[Document]
     scores: list[float]
+    strip_scores: list[list[float]] | None  # the local evaluator's strip scores, reused by refine
     action: Literal["correct", "incorrect", "ambiguous"]
     internal: list[dict]  # refined internal knowledge strips
     external: list[dict]  # refined external knowledge strips
@@ -94,16 +95,18 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         judge = grader(res)
         grading = judge.evaluate(state["question"], state["documents"], query_vector(res, state["question"]))
         action = decide_action(grading.scores, judge.upper, judge.lower)
-        return {"scores": grading.scores, "action": action, "usage": grading.usage,
+        return {"scores": grading.scores, "strip_scores": grading.strip_scores, "action": action, "usage": grading.usage,
                 "steps": [{"step": "evaluate", "evaluator": grading.strategy, "scores": grading.scores, "action": action,
                            "upper": judge.upper, "lower": judge.lower, **({"details": grading.details} if grading.details else {})}]}
 
     def refine(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         lower = grader(res).lower
-        kept = [(d, s) for d, s in zip(state["documents"], state["scores"]) if s >= lower]
-        strips = refine_documents(state["question"], query_vector(res, state["question"]), [d for d, _ in kept],
-                                  [s for _, s in kept], res.store, res.settings.strip_threshold)
+        known = state.get("strip_scores")
+        kept = [i for i, s in enumerate(state["scores"]) if s >= lower]
+        strips = refine_documents(state["question"], query_vector(res, state["question"]), [state["documents"][i] for i in kept],
+                                  [state["scores"][i] for i in kept], res.store, res.settings.strip_threshold,
+                                  strip_scores=[known[i] for i in kept] if known else None)
         return {"internal": [s.as_dict() for s in strips],
                 "steps": [{"step": "refine", "documents": len(kept), "strips_kept": len(strips)}]}
 
@@ -125,9 +128,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         judge = LocalEvaluator(external_store, res.embeddings, res.settings.upper_threshold, res.settings.lower_threshold)
         qv = query_vector(res, state["question"])
         grading = judge.evaluate(state["question"], docs, qv)
-        kept = [(d, s) for d, s in zip(docs, grading.scores) if s >= judge.lower]
-        strips = refine_documents(state["question"], qv, [d for d, _ in kept], [s for _, s in kept],
-                                  external_store, res.settings.strip_threshold, embed=judge.embed, origin="external")
+        kept = [i for i, s in enumerate(grading.scores) if s >= judge.lower]
+        strips = refine_documents(state["question"], qv, [docs[i] for i in kept], [grading.scores[i] for i in kept],
+                                  external_store, res.settings.strip_threshold, embed=judge.embed, origin="external",
+                                  strip_scores=[grading.strip_scores[i] for i in kept] if grading.strip_scores else None)
         return {"external": [s.as_dict() for s in strips], "iterations": state.get("iterations", 0) + 1,
                 "steps": [{"step": "web_search", "source": res.external.name, "query": query, "documents": len(docs),
                            "scores": grading.scores, "strips_kept": len(strips)}]}

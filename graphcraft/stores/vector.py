@@ -48,6 +48,7 @@ class ChunkStore:
         self.vectorstore = self._empty_faiss(dimension)
         self.strip_vectors: dict[str, np.ndarray] = {}
         self._row_of: dict[str, int] | None = None
+        self._strip_terms: dict[str, list[set[str]]] = {}
         self._dirty = False
 
     # ------------------------------------------------------------------ open / save
@@ -207,6 +208,17 @@ class ChunkStore:
         if self._row_of is None:  # reset by every mutation
             self._row_of = {doc_id: row for row, doc_id in self.vectorstore.index_to_docstore_id.items()}
         return self._row_of
+
+    def strip_terms(self, doc: Document) -> list[set[str]]:
+        """Content terms of each strip of a stored chunk (memoised: a stored chunk never changes)."""
+        from graphcraft.chains.terms import content_terms
+
+        key = str(doc.metadata.get("chunk_id"))
+        cached = self._strip_terms.get(key)
+        if cached is None:
+            cached = [set(content_terms(t)) for t in self.strips(doc)[0]]
+            self._strip_terms[key] = cached
+        return cached
 
     @property
     def generation(self) -> int:
