@@ -103,6 +103,12 @@ def get_settings(**overrides: object) -> Settings:
     return base.model_copy(update=clean) if clean else base
 
 
+def settings_from(settings: Settings | None, options: dict[str, object]) -> Settings:
+    """The settings a graph's build() uses: the given ones, or the environment's with any Settings
+    fields among the build options applied (`build(top_k=3)` works like GRAPHCRAFT_TOP_K=3)."""
+    return settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+
+
 def reset_settings_cache() -> None:
     """Forget the cached environment settings (tests change env vars)."""
     _env_settings.cache_clear()

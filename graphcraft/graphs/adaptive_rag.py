@@ -36,7 +36,7 @@ from graphcraft.chains.classify import classify_query
 from graphcraft.chains.direct import calculate, direct_answer
 from graphcraft.chains.evidence import gather_evidence
 from graphcraft.chains.rewrite import load_spacy
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 from graphcraft.runtime.feedback import FeedbackStore
 from graphcraft.runtime.resources import Resources
@@ -133,7 +133,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     log_runs: log every run in the store's feedback database (needed for `graphcraft feedback`).
     Per call, configurable {"max_llm_calls", "token_budget"} restrict the strategies allowed.
     """
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     base = Resources(settings, model=model, store=store)
     subgraphs: dict[tuple[str, int], Any] = {}
 

@@ -29,7 +29,7 @@ from graphcraft.chains.answer import generate_answer
 from graphcraft.chains.grade import LLMEvaluator, LocalEvaluator, decide_action
 from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.chains.rewrite import rewrite_query as rewrite
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
@@ -65,7 +65,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     """
     from graphcraft.runtime.resources import _UNSET
 
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     base = Resources(settings, model=model, store=store, external=external if external is not None else _UNSET)
 
     def local_evaluator(res: Resources) -> LocalEvaluator:

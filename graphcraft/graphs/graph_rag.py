@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from graphcraft.chains.answer import ABSTAIN, generate_answer, readable
 from graphcraft.chains.refine import Strip, refine_documents
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.models import invoke_llm, message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
@@ -120,7 +120,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     store / graph_store: a ChunkStore and a GraphStore to use instead of the configured ones.
     hops: k of the k-hop neighbourhood; max_communities: communities mapped in global search.
     """
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     base = Resources(settings, model=model, store=store)
     graphs: dict[str, Any] = {}
 

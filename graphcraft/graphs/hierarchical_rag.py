@@ -26,7 +26,7 @@ from langgraph.graph import END, START, StateGraph
 
 from graphcraft.chains.answer import generate_answer
 from graphcraft.chains.refine import Strip, refine_documents
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.ingest.hierarchy import update_if_stale
 from graphcraft.models import embed_texts
 from graphcraft.runtime.accounting import Usage, add_usage
@@ -63,7 +63,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     trace (False: extractive summaries, no LLM call). Unset arguments come from Settings fields
     hierarchy_* when they exist.
     """
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     mode = mode or getattr(settings, "hierarchy_mode", "top_down")
     n_documents = n_documents or getattr(settings, "hierarchy_documents", 3)
     n_sections = n_sections or getattr(settings, "hierarchy_sections", 4)

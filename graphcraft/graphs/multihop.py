@@ -31,7 +31,7 @@ from langgraph.types import Send
 from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.decompose import PLACEHOLDER, bridge_answer, decompose as plan_question, substitute
 from graphcraft.chains.refine import refine_documents
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds
@@ -91,7 +91,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     an invalid plan with PlanError instead of repairing it. max_llm_calls / token_budget: override
     Settings. Unset arguments come from Settings fields multihop_* when they exist.
     """
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     retriever = retriever or getattr(settings, "multihop_retriever", "hybrid")
     max_hops = max_hops or getattr(settings, "multihop_max_hops", 5)
     max_waves = max_waves or getattr(settings, "multihop_max_waves", 4)

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.chains.table_lookup import CellAnswer, lookup_table
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.ingest.pdf_tables import frame_from_csv
 from graphcraft.models import structured_call
 from graphcraft.retrievers.multimodal import MODALITIES, MultimodalRetriever, require_modality_stores
@@ -156,7 +156,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     stores: {"text"|"table"|"image": ChunkStore} to use instead of ``<settings.store>/multimodal/*``.
     analyzer: "auto" (LLM when a model exists), "cues" (offline) or "llm".
     """
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     base = Resources(settings, model=model)
     opened: dict[str, dict] = {}
 

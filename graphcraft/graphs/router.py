@@ -33,7 +33,7 @@ from graphcraft.chains.evidence import gather_evidence
 from graphcraft.chains.question import arithmetic_expression
 from graphcraft.chains.refine import Strip
 from graphcraft.chains.tool_calls import run_with_tools
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.models import structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
@@ -99,7 +99,7 @@ def local_route(question: str, probe: dict[str, Any], has_model: bool) -> tuple[
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None, router: str = "auto",
           max_tool_calls: int = 3, **options: Any) -> Any:
     """Compile the router graph. router: "auto" (LLM when a model exists), "local" or "llm"."""
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     base = Resources(settings, model=model, store=store)
 
     # ------------------------------------------------------------------ nodes

@@ -32,7 +32,7 @@ from graphcraft.chains.grounding import check_answer
 from graphcraft.chains.question import expected_answer_type, has_answer_type
 from graphcraft.chains.refine import Strip
 from graphcraft.chains.rewrite import load_spacy
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 from graphcraft.runtime.bounds import Bounds
 from graphcraft.runtime.resources import Resources
@@ -72,7 +72,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     unverified: what to return when a bound stops the loop: the best grounded attempt, or abstain.
     options: Settings fields (max_iterations, token_budget, max_llm_calls, top_k ...).
     """
-    settings = settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    settings = settings_from(settings, options)
     base = Resources(settings, model=model, store=store)
 
     # ------------------------------------------------------------------ nodes

@@ -8,7 +8,7 @@ import pytest
 
 from graphcraft.errors import NoChatModelError
 from graphcraft.graphs import supervisor
-from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel, tool_call
+from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
 
 CORPUS = {
     "harbour.md": "# Maren harbour\n\nThe Maren harbour handled 1,250 ships in 2023. Each ship paid a berth fee of 480 euros.\n",
