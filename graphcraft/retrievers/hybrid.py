@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.retrievers.keyword import BM25Retriever
@@ -21,10 +21,16 @@ class HybridRetriever(BaseRetriever):
     k: int = 5
     fetch_k: int = 20
     rrf_k: int = 60
+    _dense: VectorRetriever = PrivateAttr()
+    _sparse: BM25Retriever = PrivateAttr()
+
+    def model_post_init(self, __context: object) -> None:
+        self._dense = VectorRetriever(store=self.store)
+        self._sparse = BM25Retriever(store=self.store)
 
     def search(self, query: str, k: int | None = None) -> list[Document]:
-        dense = VectorRetriever(store=self.store).search(query, self.fetch_k)
-        sparse = BM25Retriever(store=self.store).search(query, self.fetch_k)
+        dense = self._dense.search(query, self.fetch_k)
+        sparse = self._sparse.search(query, self.fetch_k)
         fused = rrf_fuse([dense, sparse], k=self.rrf_k, limit=k or self.k, names=["vector", "bm25"])
         cosine = {d.metadata["chunk_id"]: d.metadata["score"] for d in dense}
         for doc in fused:

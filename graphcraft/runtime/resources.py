@@ -80,9 +80,14 @@ class Resources:
         return self._store
 
     def retriever(self, kind: str = "hybrid", k: int | None = None) -> Any:
+        """A retriever over the store, made once per (kind, k) and reused across runs."""
         from graphcraft.retrievers import make_retriever
 
-        return make_retriever(kind, self.store, k or self.settings.top_k)
+        key = (kind, k or self.settings.top_k, id(self.store))
+        cache = self.__dict__.setdefault("_retrievers", {})
+        if key not in cache:
+            cache[key] = make_retriever(kind, self.store, key[1])
+        return cache[key]
 
     @property
     def external(self) -> Any:
