@@ -13,6 +13,7 @@ No LLM, no network; a spaCy parse of one short sentence costs about a millisecon
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -70,6 +71,7 @@ _NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twe
 _MONTHS = r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\b"
 
 
+@lru_cache(maxsize=1024)
 def expected_answer_type(question: str) -> AnswerType | None:
     """The kind of answer asked for, from the question's wording (None: open-ended)."""
     for pattern, kind in _TYPE_CUES:
