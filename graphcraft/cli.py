@@ -61,9 +61,12 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
             progress.update(task, completed=done, total=total, current=current)
 
         report = api.ingest([str(p) for p in paths], store=store, prune=prune, multimodal=multimodal, on_progress=on_progress)
+    nothing_usable = bool(report["failed"]) and report["added"] == 0 and report["skipped"] == 0
     if as_json:
         extra = ({"removed": report["removed"]} if prune else {}) | ({"warnings": report.get("warnings", [])} if multimodal else {})
         out.print_json(json.dumps({k: report[k] for k in ("files", "added", "skipped", "failed")} | extra))
+        if nothing_usable:
+            raise typer.Exit(1)
         return
     out.print(f"files: {report['files']}  added chunks: {report['added']}  skipped (unchanged): {report['skipped']}"
               f"  failed: {len(report['failed'])}" + (f"  removed chunks: {report['removed']}" if prune else ""))
@@ -71,6 +74,8 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
         out.print(f"  [red]failed[/] {bad['path']}: {bad['error']}", highlight=False)
     for warning in report.get("warnings", []):
         out.print(f"  [yellow]warning[/] {warning.get('path', '')}: {warning.get('warning', warning)}", highlight=False)
+    if nothing_usable:  # every file failed: a script calling us should notice
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -55,6 +55,12 @@ def test_graphs_lists_every_graph_with_a_description() -> None:
     assert set(listed) == modules
 
 
+def test_ingest_exits_1_when_every_file_failed(tmp_path: Path) -> None:
+    (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 broken")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "bad.pdf"), "--store", str(tmp_path / "s"), "--json"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["failed"][0]["error"].startswith("corrupt")
+
+
 def test_unknown_graph_is_a_one_line_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ask", "hi", "--graph", "nope", "--store", str(tmp_path)])
     assert result.exit_code == 1
