@@ -18,6 +18,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 MAX_EXPRESSION_CHARS = 500
 MAX_RESULT_BITS = 4096  # integers up to ~1233 decimal digits
 MAX_EXPONENT = 10_000
+MAX_ROUND_DIGITS = 400  # round(x, -n) computes 10**n; a float has no more than ~340 digits anyway
 
 _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
@@ -74,8 +75,8 @@ def evaluate(expression: str) -> int | float:
 def _check_size(value: int | float) -> int | float:
     if isinstance(value, int) and value.bit_length() > MAX_RESULT_BITS:
         raise CalculatorError(f"result too large (more than {MAX_RESULT_BITS} bits)")
-    if isinstance(value, float) and math.isinf(value):
-        raise CalculatorError("result overflows a float")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CalculatorError(f"result overflows a float ({value} is not a finite number)")
     return value
 
 
@@ -89,6 +90,8 @@ def _power(base: int | float, exponent: int | float) -> int | float:
         result = base**exponent
     except OverflowError:
         raise CalculatorError("result overflows a float") from None
+    except ZeroDivisionError:
+        raise CalculatorError("division by zero in '**' (zero to a negative power)") from None
     if isinstance(result, complex):
         raise CalculatorError("result is a complex number (fractional power of a negative number)")
     return result
@@ -98,7 +101,7 @@ def _eval(node: ast.AST) -> int | float:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise CalculatorError(f"only numbers are allowed, got {node.value!r}")
-        return node.value
+        return _check_size(node.value)  # 1e400 parses as inf
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
@@ -131,6 +134,8 @@ def _call(node: ast.Call) -> int | float:
     args = [_eval(arg) for arg in node.args]
     if name == "factorial" and args and isinstance(args[0], int) and args[0] > 500:
         raise CalculatorError("factorial argument too large (limit 500)")
+    if name == "round" and len(args) > 1 and isinstance(args[1], int) and abs(args[1]) > MAX_ROUND_DIGITS:
+        raise CalculatorError(f"round() ndigits {args[1]} out of range (limit ±{MAX_ROUND_DIGITS})")
     try:
         return _check_size(_FUNCTIONS[name](*args))
     except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:

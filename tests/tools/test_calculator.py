@@ -74,3 +74,29 @@ def test_float_results_are_not_mangled():
     assert float(tool.invoke({"expression": "1 / 3"})) == pytest.approx(1 / 3)
     assert tool.invoke({"expression": "10 / 2"}) == "5"
     assert math.isclose(float(tool.invoke({"expression": "2 ** 0.5"})), math.sqrt(2))
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("0 ** -1", "division by zero"),
+        ("0.0 ** -2", "division by zero"),
+        ("1e400", "not a finite number"),
+        ("1e400 - 1e400", "not a finite number"),
+        ("round(2, -10 ** 8)", "ndigits"),
+        ("round(2.5, 10 ** 8)", "ndigits"),
+    ],
+)
+def test_edge_cases_become_calculator_errors(expression, message):
+    with pytest.raises(CalculatorError, match=message):
+        evaluate(expression)
+
+
+def test_round_with_reasonable_ndigits_still_works():
+    assert evaluate("round(123456, -3)") == 123000
+    assert evaluate("round(2, -400)") == 0
+
+
+def test_tool_reports_zero_to_negative_power_as_text():
+    out = calculator_tool().invoke({"expression": "0**-1"})
+    assert out.startswith("calculator error:") and "division by zero" in out
