@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,19 +40,20 @@ def run_task(graph: str, task: str, *, model: BaseChatModel | None = None, setti
     extra = {k: v for k, v in options.items()
              if k in accepted and k not in Settings.model_fields and k not in ("model", "settings") and v is not None}
     configurable: dict[str, Any] = {}
-    if thread_id:
-        if "checkpointer" not in accepted:
-            from graphcraft.errors import GraphcraftError
-
-            raise GraphcraftError(f"graph {graph!r} does not keep conversation threads")
-        from graphcraft.memory.checkpoints import sqlite_checkpointer
-
-        extra["checkpointer"] = sqlite_checkpointer(settings=settings)
-        configurable["thread_id"] = thread_id
     if user_id:
         configurable["user_id"] = user_id
-    compiled = module.build(model=model, settings=settings, **extra)
-    state = compiled.invoke({"question": task}, config={"configurable": configurable} if configurable else None)
+    with ExitStack() as resources:  # closes the thread's SQLite connection after the run, even on error
+        if thread_id:
+            if "checkpointer" not in accepted:
+                from graphcraft.errors import GraphcraftError
+
+                raise GraphcraftError(f"graph {graph!r} does not keep conversation threads")
+            from graphcraft.memory.checkpoints import open_checkpointer
+
+            extra["checkpointer"] = resources.enter_context(open_checkpointer(settings=settings))
+            configurable["thread_id"] = thread_id
+        compiled = module.build(model=model, settings=settings, **extra)
+        state = compiled.invoke({"question": task}, config={"configurable": configurable} if configurable else None)
     result = result_of(task, state)
     result["trace"].setdefault("graph", graph)
     return result

@@ -64,6 +64,10 @@ def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
 # ---------------------------------------------------------------------------- agents
 
 
+class TeamError(GraphcraftError, ValueError):
+    """The team cannot be formed (size out of range, duplicate names): a one-line CLI error."""
+
+
 @dataclass
 class AgentSpec:
     """A negotiating agent: its name, role, persona and (optionally) its own chat model."""
@@ -93,15 +97,23 @@ DEFAULT_TEAM: tuple[tuple[str, str], ...] = (
 
 
 def make_agents(agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None, *,
-                default: int = 3) -> list[AgentSpec]:
-    """A team from a size (default roles), or from specs / dicts / role names; names made unique."""
+                default: int = 3, max_agents: int | None = None) -> list[AgentSpec]:
+    """A team from a size (default roles), or from specs / dicts / role names; names made unique.
+
+    Raises TeamError for an empty team, a size beyond `max_agents` (checked before any agent is
+    made, so a huge size fails at once) or duplicate names.
+    """
     if agents is None:
         agents = default
-    if isinstance(agents, str):  # from a command line: "5" or "optimist,skeptic,judge"
-        agents = int(agents) if agents.strip().isdigit() else [a.strip() for a in agents.split(",") if a.strip()]
+    if isinstance(agents, str):  # from a command line: "5", "-1" or "optimist,skeptic,judge"
+        text = agents.strip()
+        agents = int(text) if text.lstrip("+-").isdigit() else [a.strip() for a in text.split(",") if a.strip()]
+    size = agents if isinstance(agents, int) else len(agents)
+    if size < 1:
+        raise TeamError(f"a consensus needs at least one agent (got {size})")
+    if max_agents is not None and size > max_agents:
+        raise TeamError(f"a consensus takes at most {max_agents} agents (got {size}); raise max_agents to allow more")
     if isinstance(agents, int):
-        if agents < 1:
-            raise ValueError("a consensus needs at least one agent")
         specs = [AgentSpec(name=f"agent{i + 1}", role=DEFAULT_TEAM[i % len(DEFAULT_TEAM)][0],
                            persona=DEFAULT_TEAM[i % len(DEFAULT_TEAM)][1]) for i in range(agents)]
     else:
@@ -115,9 +127,7 @@ def make_agents(agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | No
                 specs.append(AgentSpec(**{"name": f"agent{i + 1}", **dict(item)}))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"agent names must be unique: {names}")
-    if not specs:
-        raise ValueError("a consensus needs at least one agent")
+        raise TeamError(f"agent names must be unique: {', '.join(names)}")
     return specs
 
 

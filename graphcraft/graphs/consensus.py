@@ -18,6 +18,14 @@ convene -> propose (x N, parallel) -> tally -> [revise (x N, parallel) -> tally]
 
 The loop stops, in the routing function `after_tally`, at convergence (agreement >= threshold
 with a quorum of voters), at the round limit, or when the LLM-call or token budget is spent.
+
+Bounds: a team has at most `max_agents` (default 32) agents, since the default full mesh costs
+n^2 subscriptions and every revise prompt carries n-1 positions; at most `max_concurrency`
+(default 16) agent calls are in flight at once. The LLM-call budget is counted per round at its
+worst case, n x (1 + max_repairs) calls, so a round is only started when it fits. If even round 0
+does not fit, the run fails in `convene`, before any LLM call, with a ConsensusOptionError naming the numbers, rather than quietly
+running a smaller panel than asked for (a partial panel would change what the vote means).
+The chat model is resolved in `convene`, before any fan-out, so a missing model fails at once.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from langgraph.types import Send
 from graphcraft.chains.aggregate import Decision, agreement, aggregate, distribution, get_rule, unanimity
 from graphcraft.chains.negotiate import AgentSpec, as_ballot, make_agents, state_position
 from graphcraft.config import Settings, get_settings
+from graphcraft.errors import GraphcraftError
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 from graphcraft.runtime.broker import inbox, merge_topics, publish, subscribe
 from graphcraft.runtime.reducers import usage_by_key
@@ -44,7 +53,12 @@ from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = "Multi-agent consensus: parallel independent positions, negotiation rounds until agreement or a round limit, decision by majority/confidence/Borda/unanimity with dissent and metrics."
 
+MAX_AGENTS = 32
+MAX_CONCURRENCY = 16
 
+
+class ConsensusOptionError(GraphcraftError, ValueError):
+    """A build option is out of range (rounds, threshold, budget...): a one-line CLI error."""
 
 def position_topic(agent: str) -> str:
     """The broker topic an agent publishes its positions on."""
@@ -83,7 +97,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
           threshold: float = 0.75, quorum: float = 0.5, rule: str | Callable[..., Decision] = "majority",
           unanimity_fallback: str = "majority", options: Sequence[str] = (), max_repairs: int | None = None,
           max_llm_calls: int | None = None, token_budget: int | None = None,
-          subscriptions: Mapping[str, Sequence[str]] | None = None, **settings_overrides: Any) -> Any:
+          subscriptions: Mapping[str, Sequence[str]] | None = None, max_agents: int = MAX_AGENTS,
+          max_concurrency: int = MAX_CONCURRENCY, **settings_overrides: Any) -> Any:
     """Compile the consensus graph.
 
     model: default chat model for agents without their own (None: the configured one, resolved at run time).
@@ -96,19 +111,25 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
       set explicitly, else the calls the round limit implies; Settings.token_budget).
     subscriptions: agent -> agents (or topics) it listens to; default: everyone else (a full mesh).
       Each agent publishes on "positions/<name>", so a ring or a hub is just a subscription map.
+    max_agents: largest team accepted (TeamError beyond it). max_concurrency: agent calls in flight at once.
+    Raises TeamError / ConsensusOptionError (GraphcraftErrors) for options out of range; a run whose
+    LLM-call budget cannot fund round 0 (agents x (1 + max_repairs) calls in the worst case) fails
+    with ConsensusOptionError before any call.
     """
     settings = settings or get_settings(**{k: v for k, v in settings_overrides.items() if k in Settings.model_fields})
-    team = make_agents(agents)
+    team = make_agents(agents, max_agents=max_agents)
     by_name = {a.name: a for a in team}
-    rounds, threshold, quorum = int(rounds), float(threshold), float(quorum)  # a CLI may pass strings
-    if rounds < 0:
-        raise ValueError("rounds must be >= 0")
-    repairs = settings.max_structured_repairs if max_repairs is None else max_repairs
+    rounds = _number(int, "rounds", rounds, 0)  # a CLI may pass strings
+    threshold = _number(float, "threshold", threshold, 0.0, 1.0)
+    quorum = _number(float, "quorum", quorum, 0.0, 1.0)
+    repairs = _number(int, "max_repairs", settings.max_structured_repairs if max_repairs is None else max_repairs, 0)
+    per_round = len(team) * (1 + repairs)  # worst-case LLM calls of one round
     # A budget set explicitly (argument, GRAPHCRAFT_* variable or a CLI override of Settings) wins;
     # otherwise the call cap is what the round limit already implies.
     if max_llm_calls is None and "max_llm_calls" in settings.model_fields_set:
         max_llm_calls = settings.max_llm_calls
-    call_cap = max_llm_calls if max_llm_calls is not None else len(team) * (rounds + 1) * (1 + repairs)
+    call_cap = _number(int, "max_llm_calls", max_llm_calls, 0) if max_llm_calls is not None else per_round * (rounds + 1)
+    concurrency = max(1, min(len(team), _number(int, "max_concurrency", max_concurrency, 1)))
     tokens_cap = token_budget if token_budget is not None else settings.token_budget
     chosen_rule = partial(unanimity, fallback=unanimity_fallback) if rule in ("unanimity", "unanimous") else get_rule(rule)
     rule_label = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
@@ -119,7 +140,16 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         return agent.model or base.for_config(config).require_model(f"consensus agent {agent.name!r}")
 
     # ------------------------------------------------------------------ nodes
-    def convene(state: ConsensusState) -> dict:
+    def convene(state: ConsensusState, config: RunnableConfig) -> dict:
+        # Checked when the run starts, not in build(): `graph = build()` runs at import and must not
+        # fail because a global GRAPHCRAFT_MAX_LLM_CALLS is small.
+        if per_round > call_cap:
+            raise ConsensusOptionError(
+                f"max_llm_calls={call_cap} cannot fund round 0: {len(team)} agents x (1 + {repairs} repairs) = {per_round} "
+                "calls in the worst case; raise max_llm_calls or lower the number of agents or max_repairs")
+        # Resolve the shared model before any fan-out: a missing model fails here, once, not per agent.
+        if any(agent.model is None for agent in team):
+            base.for_config(config).require_model("the consensus agents")
         subs: dict[str, list[str]] = {}
         for agent in team:
             wanted = (subscriptions or {}).get(agent.name, [a.name for a in team if a is not agent])
@@ -176,7 +206,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if last["round"] >= rounds:
             return "round_limit"
         usage = state.get("usage", {})
-        if usage.get("llm_calls", 0) + len(team) > call_cap:
+        if usage.get("llm_calls", 0) + per_round > call_cap:  # the next round's worst case must fit
             return "max_llm_calls"
         if total_tokens(usage) >= tokens_cap:
             return "token_budget"
@@ -207,13 +237,24 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     g.add_edge("revise", "tally")
     g.add_conditional_edges("tally", after_tally, ["revise", "decide"])
     g.add_edge("decide", END)
-    # Every agent of a round runs at once (the default thread pool would cap them at cpu+4), and
-    # the recursion limit is sized so that the round limit, not LangGraph, ends the loop.
-    return g.compile(name="consensus").with_config(max_concurrency=max(len(team), 4), recursion_limit=4 * (rounds + 2) + 10)
+    # Up to `concurrency` agents of a round run at once (the default thread pool would cap them at
+    # cpu+4), and the recursion limit is sized so that the round limit, not LangGraph, ends the loop.
+    return g.compile(name="consensus").with_config(max_concurrency=concurrency, recursion_limit=4 * (rounds + 2) + 10)
 
 
 # ---------------------------------------------------------------------------- helpers
 
+
+def _number(kind: type, name: str, value: Any, low: float, high: float | None = None) -> Any:
+    """`value` as `kind` within [low, high], else a one-line ConsensusOptionError."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConsensusOptionError(f"{name} must be a number (got {value!r})") from None
+    if number < low or (high is not None and number > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ConsensusOptionError(f"{name} must be {bound} (got {value!r})")
+    return number
 
 def _latest(ballots: Sequence[Mapping[str, Any]], agent: str) -> dict | None:
     """The agent's most recent valid ballot (a round where it was excluded does not erase its stance)."""

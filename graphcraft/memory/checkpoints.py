@@ -8,6 +8,8 @@ survives restarts with no server; LangGraph Server swaps in Postgres.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -23,14 +25,31 @@ def default_checkpoint_path(settings: Settings | None = None) -> Path:
 
 
 def sqlite_checkpointer(path: str | Path | None = None, settings: Settings | None = None) -> SqliteSaver:
-    """A SqliteSaver on `path` (default: the store directory), usable from several threads."""
+    """A SqliteSaver on `path` (default: the store directory), usable from several threads.
+
+    The caller owns the connection (`saver.conn`) and must close it; `open_checkpointer` does that.
+    """
     target = Path(path) if path is not None else default_checkpoint_path(settings)
     if str(target) != ":memory:":
         target.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(target), check_same_thread=False)
-    saver = SqliteSaver(conn)
-    saver.setup()
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+    except BaseException:
+        conn.close()
+        raise
     return saver
+
+
+@contextmanager
+def open_checkpointer(path: str | Path | None = None, settings: Settings | None = None) -> Iterator[SqliteSaver]:
+    """`sqlite_checkpointer` for one run: the SQLite connection is closed on exit, even on error."""
+    saver = sqlite_checkpointer(path, settings)
+    try:
+        yield saver
+    finally:
+        saver.conn.close()
 
 
 def thread_config(thread_id: str, **configurable: object) -> dict:

@@ -172,8 +172,25 @@ def test_team_from_a_size_and_one_default_model() -> None:
 
 def test_call_budget_stops_new_rounds() -> None:
     team = [agent("a", pos("yes")), agent("b", pos("no"))]
-    out = run(team, rounds=10, max_llm_calls=5)
+    out = run(team, rounds=10, max_llm_calls=5, max_repairs=0)
     assert out["trace"]["stop_reason"] == "max_llm_calls" and out["trace"]["llm_calls"] == 4
+
+
+def test_call_budget_counts_the_repairs_a_round_may_need() -> None:
+    # 2 agents x (1 + 1 repair) = 4 calls per round at worst: with 5 calls, after round 0 (2 calls)
+    # a second round cannot be started (the old per-agent count, 2 + 2 <= 5, would have started it).
+    team = [agent("a", pos("yes")), agent("b", pos("no"))]
+    out = run(team, rounds=10, max_llm_calls=5, max_repairs=1)
+    assert out["trace"]["stop_reason"] == "max_llm_calls" and out["trace"]["llm_calls"] == 2
+    assert len(out["trace"]["rounds"]) == 1
+
+
+def test_budget_too_small_for_round_zero_fails_before_any_call() -> None:
+    team = [agent(n, pos("yes")) for n in "abcde"]
+    graph = consensus.build(agents=team, max_llm_calls=1, max_repairs=0)
+    with pytest.raises(consensus.ConsensusOptionError, match=r"max_llm_calls=1 cannot fund round 0: 5 agents"):
+        graph.invoke({"question": "Go?"})
+    assert all(spec.model.call_count == 0 for spec in team)
 
 
 def test_no_chat_model_is_reported_at_run_time() -> None:
@@ -192,9 +209,9 @@ def test_generic_runner_passes_agents_rounds_and_budget() -> None:
     from graphcraft.cli_run import run_task
 
     model = ScriptedChatModel(script=lambda call: pos("no") if "skeptic" in call.text else pos("yes"))
-    result = run_task("consensus", "Adopt the plan?", model=model, agents=5, rounds=2, max_llm_calls=12)
+    result = run_task("consensus", "Adopt the plan?", model=model, agents=5, rounds=2, max_llm_calls=15)
     trace = result["trace"]
-    assert len(trace["agents"]) == 5 and trace["bounds"]["max_llm_calls"] == 12
+    assert len(trace["agents"]) == 5 and trace["bounds"]["max_llm_calls"] == 15
     assert trace["stop_reason"] == "converged" and result["answer"].startswith("Decision: yes")
 
 
