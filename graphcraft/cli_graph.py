@@ -70,10 +70,11 @@ def show(entity: Optional[str] = typer.Argument(None, help="An entity name (any 
          max_nodes: int = typer.Option(40, help="Most nodes to draw.")) -> None:
     """Draw an entity's neighbourhood, or the communities of one level."""
     from graphcraft import graph_api
-    from graphcraft.graph_index.render import render
+    from graphcraft.graph_index.render import check_render_options, render
 
     try:
-        graph_store = graph_api.open_graph(store)
+        check_render_options(output, hops=hops, max_nodes=max_nodes)
+        graph_store = graph_api.open_graph(store, require_ingested=True)
         try:
             path = render(graph_store, output, entity=entity, hops=hops, level=level, max_nodes=max_nodes)
         finally:

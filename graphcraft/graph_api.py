@@ -20,9 +20,24 @@ def _settings(store: str | Path | None, settings: Settings | None) -> Settings:
     return base.model_copy(update={"store": Path(store)}) if store is not None else base
 
 
-def open_graph(store: str | Path | None = None, settings: Settings | None = None) -> GraphStore:
-    """The graph store of a store directory (FalkorDB inside it, or the configured Neo4j)."""
+def _require_ingested(store: str | Path) -> None:
+    """EmptyStoreError unless the store was ingested (so a typo'd --store creates nothing)."""
+    from graphcraft.errors import EmptyStoreError
+
+    if not (Path(store) / "CURRENT").exists():
+        raise EmptyStoreError(store)
+
+
+def open_graph(
+    store: str | Path | None = None, settings: Settings | None = None, *, require_ingested: bool = False
+) -> GraphStore:
+    """The graph store of a store directory (FalkorDB inside it, or the configured Neo4j).
+
+    ``require_ingested`` raises EmptyStoreError for a directory that holds no ingested store.
+    """
     s = _settings(store, settings)
+    if require_ingested:
+        _require_ingested(s.store)
     return open_graph_store(s.store, settings=s)
 
 
@@ -41,14 +56,12 @@ def build(
     Uses the configured chat model for extraction and summaries when there is one (or
     ``model``), spaCy and extractive summaries otherwise (zero LLM calls).
     """
-    from graphcraft.errors import EmptyStoreError
     from graphcraft.models import resolve_chat_model
     from graphcraft.stores.vector import open_store
 
     s = _settings(store, settings)
     if chunk_store is None:
-        if not (Path(s.store) / "CURRENT").exists():
-            raise EmptyStoreError(s.store)
+        _require_ingested(s.store)
         chunk_store = open_store(s.store, s, create=False)
     own = graph_store is None
     graph_store = graph_store or open_graph_store(s.store, settings=s)
@@ -70,8 +83,11 @@ def build(
 
 
 def graph_stats(store: str | Path | None = None, settings: Settings | None = None) -> dict[str, int]:
-    """``{"entities", "relations", "chunks", "communities"}`` of the store's entity graph."""
-    graph_store = open_graph(store, settings)
+    """``{"entities", "relations", "chunks", "communities"}`` of the store's entity graph.
+
+    Raises EmptyStoreError when the store directory holds no ingested store.
+    """
+    graph_store = open_graph(store, settings, require_ingested=True)
     try:
         return graph_store.counts()
     finally:

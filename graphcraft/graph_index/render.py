@@ -14,7 +14,19 @@ import networkx as nx
 from graphcraft.errors import GraphcraftError
 from graphcraft.graph_index.resolve import normalise
 
+SUFFIXES = (".png", ".html")
 _PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+
+
+def check_render_options(out: str | Path, hops: int = 1, max_nodes: int = 40) -> None:
+    """GraphcraftError (a one-line CLI error) for options `render` cannot honour."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise GraphcraftError(f"output {out} must end in .png (image) or .html (interactive), not {suffix or 'no suffix'!r}")
+    if max_nodes < 1:
+        raise GraphcraftError(f"--max-nodes must be at least 1, got {max_nodes}")
+    if hops < 0:
+        raise GraphcraftError(f"--hops must be 0 or more, got {hops}")
 
 
 def find_entity(graph_store: Any, name: str) -> dict[str, Any]:
@@ -68,7 +80,11 @@ def communities_graph(graph_store: Any, level: int = 0, max_nodes: int = 150) ->
         {"level": level, "limit": max_nodes},
     )
     if not members:
-        raise GraphcraftError(f"no communities at level {level}: run `graphcraft graph build` first")
+        rows = graph_store.query("MATCH (c:Community) RETURN DISTINCT c.level AS level ORDER BY level")
+        levels = [int(r["level"]) for r in rows if r["level"] is not None]
+        if levels:
+            raise GraphcraftError(f"no communities at level {level}: levels {', '.join(map(str, levels))} exist")
+        raise GraphcraftError(f"no communities at level {level}: the graph has none yet, run `graphcraft graph build` first")
     g = nx.MultiDiGraph()
     for row in members:
         g.add_node(row["id"], label=row["name"], type=row["type"], community=row["community"], title=row["title"])
@@ -134,6 +150,7 @@ def draw(g: nx.MultiDiGraph, out: str | Path, title: str = "", colour_by: str = 
 def render(graph_store: Any, out: str | Path, entity: str | None = None, hops: int = 1, level: int = 0,
            max_nodes: int = 40) -> Path:
     """An entity's neighbourhood (when `entity` is given) or the communities of `level`."""
+    check_render_options(out, hops=hops, max_nodes=max_nodes)
     if entity:
         g = neighbourhood_graph(graph_store, entity, hops=hops, max_nodes=max_nodes)
         return draw(g, out, title=f"{g.nodes[next(iter(g.nodes))]['label']}: {hops}-hop neighbourhood", colour_by="type")
