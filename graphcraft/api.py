@@ -26,32 +26,36 @@ def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None
     stores (for the multimodal_rag graph), mirrored into the main store; the report adds "warnings".
     """
     from graphcraft.ingest.pipeline import ingest_paths, remove_paths
-    from graphcraft.stores.vector import open_store
+    from graphcraft.stores.vector import open_store, write_lock
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     settings = _settings(store, **overrides)
-    if multimodal:
-        from graphcraft.ingest.multimodal_pipeline import ingest_multimodal
+    with write_lock(settings.store):  # a second ingest into the same store waits for this one
+        if multimodal:
+            from graphcraft.ingest.multimodal_pipeline import ingest_multimodal
 
-        mm_report = ingest_multimodal(paths, settings.store, settings, on_progress=on_progress)
+            mm_report = ingest_multimodal(paths, settings.store, settings, on_progress=on_progress)
+            if prune:
+                mm_report.removed += remove_paths(paths, None, settings, missing_only=True).removed
+            return mm_report.as_dict()
+        chunk_store = open_store(settings.store, settings)
+        report = ingest_paths(paths, chunk_store, settings, on_progress=on_progress)
         if prune:
-            mm_report.removed += remove_paths(paths, None, settings, missing_only=True).removed
-        return mm_report.as_dict()
-    chunk_store = open_store(settings.store, settings)
-    report = ingest_paths(paths, chunk_store, settings, on_progress=on_progress)
-    if prune:
-        report.removed += remove_paths(paths, chunk_store, settings, missing_only=True).removed
-    return report.as_dict()
+            report.removed += remove_paths(paths, chunk_store, settings, missing_only=True).removed
+        return report.as_dict()
 
 
 def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None) -> dict:
     """Remove files (or every stored file under folders) from a store; returns {"files", "removed"}."""
     from graphcraft.ingest.pipeline import remove_paths
+    from graphcraft.stores.vector import write_lock
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    report = remove_paths(paths, None, _settings(store))
+    settings = _settings(store)
+    with write_lock(settings.store):
+        report = remove_paths(paths, None, settings)
     return {"files": report.files, "removed": report.removed}
 
 

@@ -37,7 +37,10 @@ def read_bytes(path: Path) -> bytes:
 def decode_text(data: bytes) -> str:
     """UTF-8 (with BOM) or UTF-16 text; anything with NUL bytes or invalid UTF-8 is binary."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise IngestError("invalid UTF-16 text") from None
     if b"\x00" in data[:8192]:
         raise IngestError("binary file (not text)")
     try:

@@ -108,6 +108,9 @@ def ingest_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | N
         except IngestError as exc:
             report.failed.append({"path": source, "error": str(exc)})
             continue
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must never stop the batch
+            report.failed.append({"path": source, "error": f"unexpected {type(exc).__name__}: {exc}".splitlines()[0][:300]})
+            continue
         pending.append((source, file_hash, chunks))
         pending_chunks += len(chunks)
         if pending_chunks >= commit_every:

@@ -36,7 +36,13 @@ def _sections(doc: Document) -> list[Document]:
 
 
 def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800, chunk_overlap: int = 120) -> list[Document]:
-    """Chunks carrying source, page, section, chunk_id, content_hash, modality and position."""
+    """Chunks carrying source, page, section, chunk_id, content_hash, modality and position.
+
+    Chunk ids derive from the file's path and content hash, so two files with the same content
+    (a copied README) get distinct ids, and an unchanged file always gets the same ones.
+    """
+    source = str(pages[0].metadata.get("source", "")) if pages else ""
+    id_prefix = sha256(f"{source}\n{file_hash}")[:12]
     splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
     chunks: list[Document] = []
     for page in pages:
@@ -47,7 +53,7 @@ def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800
                     continue
                 index = len(chunks)
                 meta = {k: v for k, v in piece.metadata.items() if k not in {"format", "start_index"}}
-                meta.update(chunk_id=f"{file_hash[:12]}-{index:05d}", content_hash=sha256(text),
+                meta.update(chunk_id=f"{id_prefix}-{index:05d}", content_hash=sha256(text),
                             modality=meta.get("modality", "text"), chunk_index=index, doc_hash=file_hash,
                             strips=[list(span) for span in split_strips(text)])
                 meta.setdefault("page", None)

@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 
 from graphcraft.config import Settings, get_settings
-from graphcraft.errors import EmptyStoreError, StoreError
+from graphcraft.errors import EmptyStoreError
 from graphcraft.models import get_embeddings, require_chat_model, resolve_chat_model
 from graphcraft.stores.vector import ChunkStore, open_store
 
@@ -31,6 +31,8 @@ class Resources:
         self.settings = settings or get_settings()
         self._model = model
         self._store = store
+        self._opened_from: str | None = None  # the generation a store we opened ourselves came from
+        self._retrievers: dict[tuple, Any] = {}
         self._external = external
 
     # ---------------------------------------------------------------- configuration
@@ -42,6 +44,8 @@ class Resources:
             return self
         key = tuple(sorted((k, str(v)) for k, v in overrides.items()))
         cache = self.__dict__.setdefault("_variants", {})
+        if key not in cache and len(cache) >= 16:  # bounded: one variant per distinct override set
+            cache.pop(next(iter(cache)))
         if key not in cache:
             settings = self.settings.model_copy(update={k: (Path(v) if k in ("store", "external_store") else v) for k, v in overrides.items()})
             same_store = "store" not in overrides
@@ -67,14 +71,24 @@ class Resources:
     # ---------------------------------------------------------------- stores
     @property
     def store(self) -> ChunkStore:
-        """The ingested store; EmptyStoreError if nothing was ingested there."""
-        if self._store is None:
+        """The ingested store; EmptyStoreError if nothing was ingested there.
+
+        A long-lived graph (Studio, LangGraph Server) reopens the store when an ingest has
+        committed a new generation since it was opened, so new documents are seen.
+        """
+        path = Path(self.settings.store)
+        current = path / "CURRENT"
+        if self._store is not None and self._opened_from is not None:
             try:
-                self._store = open_store(self.settings.store, self.settings, create=False)
-            except StoreError as exc:
-                if not (Path(self.settings.store) / "CURRENT").exists():
-                    raise EmptyStoreError(self.settings.store) from exc
-                raise
+                if current.read_text().strip() != self._opened_from:
+                    self._store, self._retrievers = None, {}
+            except OSError:
+                pass
+        if self._store is None:
+            if path.is_dir() and not current.exists() or not path.exists():
+                raise EmptyStoreError(self.settings.store)
+            self._store = open_store(path, self.settings, create=False)
+            self._opened_from = current.read_text().strip() if current.exists() else None
         if len(self._store) == 0:
             raise EmptyStoreError(self._store.path)
         return self._store
@@ -83,11 +97,11 @@ class Resources:
         """A retriever over the store, made once per (kind, k) and reused across runs."""
         from graphcraft.retrievers import make_retriever
 
-        key = (kind, k or self.settings.top_k, id(self.store))
-        cache = self.__dict__.setdefault("_retrievers", {})
-        if key not in cache:
-            cache[key] = make_retriever(kind, self.store, key[1])
-        return cache[key]
+        store = self.store
+        key = (kind, k or self.settings.top_k)
+        if key not in self._retrievers:
+            self._retrievers[key] = make_retriever(kind, store, key[1])
+        return self._retrievers[key]
 
     @property
     def external(self) -> Any:

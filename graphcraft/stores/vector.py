@@ -22,7 +22,8 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import faiss
 import numpy as np
@@ -60,6 +61,8 @@ class ChunkStore:
     def open(cls, path: str | Path, embeddings: Embeddings, model_name: str, dimension: int, create: bool = True) -> "ChunkStore":
         """Open (or create) the store at `path`; refuse one made with another embedding model."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"store {path} is a file, not a directory: choose another --store")
         store = cls(path, embeddings, model_name, dimension)
         current = path / "CURRENT"
         if not current.exists():
@@ -96,8 +99,8 @@ class ChunkStore:
         generation = int(self.manifest.get("generation", 0)) + 1
         self.manifest["generation"] = generation
         self.manifest["updated"] = time.time()
-        name = f"gen-{generation:06d}"
-        tmp = self.path / f".{name}.tmp-{os.getpid()}"
+        name = f"gen-{generation:06d}-{os.getpid()}"
+        tmp = self.path / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         vs = self.vectorstore
@@ -121,17 +124,23 @@ class ChunkStore:
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        current = self.path / "CURRENT"
+        previous = current.read_text().strip() if current.exists() else ""
         final = self.path / name
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists() and name != previous:  # our own leftover from a commit that crashed before the swap
+            shutil.rmtree(final)
         tmp.rename(final)
         pointer = self.path / f".CURRENT.tmp-{os.getpid()}"
         pointer.write_text(name)
-        os.replace(pointer, self.path / "CURRENT")
+        os.replace(pointer, current)
+        # Keep the previous generation one commit longer: a reader that read CURRENT just before
+        # the swap can still load it. Older ones, and temp dirs of dead writers, go.
         for old in self.path.glob("gen-*"):
-            if old.name != name:
+            if old.name not in (name, previous):
                 shutil.rmtree(old, ignore_errors=True)
-        for stale in self.path.glob(".gen-*.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        for stale in self.path.glob(".gen-*.tmp"):
+            if not _pid_alive(stale.name.removesuffix(".tmp").rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
         self._dirty = False
 
     def mark_dirty(self) -> None:
@@ -229,6 +238,33 @@ class ChunkStore:
             return []
         vec = np.asarray(vector, dtype=np.float32).tolist()
         return self.vectorstore.similarity_search_with_score_by_vector(vec, k=min(k, len(self)))
+
+
+def _pid_alive(pid_text: str) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def write_lock(path: str | Path) -> Iterator[None]:
+    """Exclusive writer lock on a store directory (ingest, remove): concurrent writers queue up."""
+    import fcntl
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"store {path} is a file, not a directory: choose another --store")
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "LOCK", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def open_store(path: str | Path, settings: Any = None, create: bool = True) -> ChunkStore:

@@ -89,3 +89,17 @@ def test_result_shape_and_provenance(crag_stores: dict[str, Path]) -> None:
         assert {"source", "chunk_id", "page", "score", "text"} <= set(source)
         assert source["text"] and source["chunk_id"]
     assert {"graph", "action", "iterations", "llm_calls", "prompt_tokens", "completion_tokens"} <= set(result["trace"])
+
+
+def test_a_long_lived_graph_sees_documents_ingested_after_it_was_built(tmp_path: Path) -> None:
+    from graphcraft.api import ingest
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("The Orla ferry leaves the north quay every hour.")
+    ingest([docs], store=tmp_path / "store")
+    graph = crag.build(settings=get_settings(store=tmp_path / "store"))
+    assert graph.invoke({"question": "How long is the Zeta river?"})["answer"] == ABSTAIN
+    (docs / "zeta.md").write_text("The Zeta river is 212 kilometres long and drains into Lake Vessa.")
+    ingest([docs], store=tmp_path / "store")
+    assert "212 kilometres" in graph.invoke({"question": "How long is the Zeta river?"})["answer"]

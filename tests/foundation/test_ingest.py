@@ -152,3 +152,40 @@ def test_store_refuses_another_embedding_model(tmp_path: Path) -> None:
         ChunkStore.open(tmp_path / "store", get_embeddings(), "other-model", 384)
     manifest = json.loads(next((tmp_path / "store").glob("gen-*/manifest.json")).read_text())
     assert manifest["embedding_model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 384
+
+
+def test_identical_files_in_different_places_both_ingest(tmp_path: Path) -> None:
+    docs = make_docs(tmp_path / "docs", n=1)
+    (docs / "nested").mkdir()
+    (docs / "nested" / "copy.md").write_bytes((docs / "doc0.md").read_bytes())
+    report = ingest([docs], store=tmp_path / "store")
+    assert report["failed"] == [] and report["files"] == 2
+    ids = chunk_ids(tmp_path / "store")
+    assert len(ids) == len(set(ids)) == report["added"]
+
+
+def test_odd_utf16_and_a_file_as_store_are_clear_errors(tmp_path: Path) -> None:
+    from graphcraft.errors import StoreError
+
+    (tmp_path / "u.txt").write_bytes(b"\xff\xfeA\x00B\x00C")
+    (tmp_path / "ok.txt").write_text("A perfectly normal sentence about herons.")
+    report = ingest([tmp_path / "u.txt", tmp_path / "ok.txt"], store=tmp_path / "store")
+    assert report["failed"] == [{"path": str(tmp_path / "u.txt"), "error": "invalid UTF-16 text"}] and report["added"] == 1
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(StoreError, match="is a file"):
+        ingest([tmp_path / "ok.txt"], store=tmp_path / "afile")
+
+
+def test_concurrent_ingests_into_one_store_both_land(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    a, b = make_docs(tmp_path / "a", n=2), tmp_path / "b"
+    b.mkdir()
+    (b / "other.md").write_text("A separate document about kingfishers and their nests.")
+    code = "import sys, graphcraft; graphcraft.ingest([sys.argv[1]], store=sys.argv[2])"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda d: subprocess.run([sys.executable, "-c", code, str(d), str(tmp_path / "store")],
+                                                      capture_output=True, text=True), [a, b]))
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-500:] for r in runs]
+    names = {Path(d.metadata["source"]).name for d in open_store(tmp_path / "store", create=False).documents()}
+    assert names == {"doc0.md", "doc1.md", "other.md"}
