@@ -14,8 +14,10 @@ that will run from those tokens:
   FOREACH, CALL { } subqueries, CALL of any procedure not on a short read-only list, dotted
   function calls such as ``apoc.*`` outside a small list of built-ins) are refused, as are
   several statements, unknown characters and non-ASCII identifiers;
+- ``range()`` must have small integer-literal bounds (at most MAX_RANGE_ITEMS items), since
+  ``size(range(1, 2000000000))`` exhausts the server before any LIMIT applies;
 - every RETURN gets a LIMIT (appended, or capped when larger), variable-length patterns get
-  an upper bound on hops.
+  an upper bound on hops (their bounds must be integer literals, not parameters).
 
 The result is a :class:`SafeCypher` (query, params, limit, timeout) for
 :meth:`graphcraft.stores.graph.GraphStore.query`, which runs it on the backend's read-only
@@ -85,6 +87,7 @@ READ_FUNCTIONS = frozenset(
 
 LITERAL_PREFIX = "gc_lit_"
 MAX_QUERY_CHARS = 5000
+MAX_RANGE_ITEMS = 100_000  # range() with more items is a memory/CPU bomb, not a question
 
 # Look-alike letters outside ASCII that NFKC leaves alone (Cyrillic, Greek, Latin small caps ...).
 _HOMOGLYPHS = str.maketrans(
@@ -268,8 +271,60 @@ def _dotted_name(sig: list[_Tok], start: int) -> tuple[str, int]:
     return ".".join(parts).lower(), j
 
 
+def _int_literal(arg: list[_Tok]) -> int | None:
+    """The value of an argument that is one integer literal, optionally negated; else None."""
+    sign = 1
+    if len(arg) == 2 and arg[0].text in ("-", "+"):
+        sign, arg = (-1 if arg[0].text == "-" else 1), arg[1:]
+    if len(arg) != 1 or arg[0].kind != "number":
+        return None
+    text = arg[0].text
+    if text.isdigit():
+        return sign * int(text)
+    if text[:2].lower() == "0x":
+        return sign * int(text, 16)
+    return None
+
+
+def _check_range(sig: list[_Tok], idx: int, query: str) -> None:
+    """range(start, end[, step]) at sig[idx]: refuse unless it has integer literals and few items."""
+    args: list[list[_Tok]] = [[]]
+    depth, j = 0, idx + 2
+    while j < len(sig):
+        t = sig[j]
+        if t.text in ("(", "[", "{"):
+            depth += 1
+        elif t.text in (")", "]", "}"):
+            if depth == 0:
+                break
+            depth -= 1
+        if depth == 0 and t.text == ",":
+            args.append([])
+        else:
+            args[-1].append(t)
+        j += 1
+    values = [_int_literal(a) for a in args]
+    if not 2 <= len(values) <= 3 or any(v is None for v in values):
+        raise UnsafeCypherError("range() bounds must be integer literals (no parameters or expressions)", query)
+    start, end, step = values[0], values[1], values[2] if len(values) == 3 else 1
+    assert start is not None and end is not None and step is not None
+    if step == 0:
+        raise UnsafeCypherError("range() step must not be 0", query)
+    items = max(0, (end - start) // step + 1)
+    if items > MAX_RANGE_ITEMS:
+        raise UnsafeCypherError(f"range() of {items} items is too large (at most {MAX_RANGE_ITEMS})", query)
+
+
 def _check_tokens(sig: list[_Tok], query: str) -> None:
     for idx, tok in enumerate(sig):
+        if (
+            tok.kind in ("ident", "bident")
+            and str(tok.value).lower() == "range"
+            and idx + 1 < len(sig)
+            and sig[idx + 1].text == "("
+            and (idx == 0 or sig[idx - 1].text != ".")
+        ):
+            _check_range(sig, idx, query)
         if tok.kind == "ident" and tok.upper in FORBIDDEN_KEYWORDS:
             raise UnsafeCypherError(f"{tok.upper} is not allowed: the query must be read-only", query)
         if tok.kind == "punct" and tok.text == "+=":
@@ -316,6 +371,12 @@ def _bound_hops(toks: list[_Tok], max_hops: int, changes: list[str]) -> None:
                     hi, j = toks[sig[j]].text, j + 1
             elif lo is not None:
                 hi = lo  # *n means exactly n
+            follower = toks[sig[j]] if j < len(sig) else None
+            if follower is not None and not (follower.text in ("]", "{") or follower.upper == "WHERE"):
+                raise UnsafeCypherError(
+                    "variable-length hop counts must be integer literals such as *1..3, "
+                    f"not parameters or expressions ({follower.text!r})"
+                )
             try:
                 lo_i = int(lo) if lo is not None else 1
                 hi_i = int(hi) if hi is not None else None
