@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from graphcraft.errors import GraphcraftError
@@ -24,7 +25,7 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON object.")
 
 
 def fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -71,9 +72,9 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
     out.print(f"files: {report['files']}  added chunks: {report['added']}  skipped (unchanged): {report['skipped']}"
               f"  failed: {len(report['failed'])}" + (f"  removed chunks: {report['removed']}" if prune else ""))
     for bad in report["failed"]:
-        out.print(f"  [red]failed[/] {bad['path']}: {bad['error']}", highlight=False)
+        out.print(f"  [red]failed[/] {escape(bad['path'])}: {escape(bad['error'])}", highlight=False)
     for warning in report.get("warnings", []):
-        out.print(f"  [yellow]warning[/] {warning.get('path', '')}: {warning.get('warning', warning)}", highlight=False)
+        out.print(f"  [yellow]warning[/] {escape(str(warning.get('path', '')))}: {escape(str(warning.get('warning', warning)))}", highlight=False)
     if nothing_usable:  # every file failed: a script calling us should notice
         raise typer.Exit(1)
 
@@ -108,18 +109,19 @@ def ask(question: str = typer.Argument(..., help="The question."), graph: str = 
 
 def _public(result: dict) -> dict:
     """The documented JSON shape; full steps stay in the trace."""
-    sources = [{k: s.get(k) for k in ("source", "chunk_id", "page", "score", "text")} | {k: s[k] for k in ("bbox", "modality") if k in s}
+    sources = [{k: s.get(k) for k in ("source", "chunk_id", "page", "score", "text")}
+               | {k: s[k] for k in ("citation", "origin", "bbox", "modality", "section") if k in s}
                for s in result["sources"]]
     return {"question": result["question"], "answer": result["answer"], "sources": sources, "trace": result["trace"]}
 
 
 def print_result(result: dict) -> None:
-    out.print(f"[bold]{result['answer']}[/]\n", highlight=False)
+    out.print(f"[bold]{escape(result['answer'])}[/]\n", highlight=False)
     if result["sources"]:
         table = Table("#", "source", "page", "score", "text", title="sources", show_lines=False)
         for i, s in enumerate(result["sources"], start=1):
-            table.add_row(str(s.get("citation", i)), Path(str(s["source"])).name, str(s.get("page") or ""),
-                          f"{s['score']:.3f}" if isinstance(s.get("score"), (int, float)) else "", (s.get("text") or "")[:90])
+            table.add_row(str(s.get("citation", i)), escape(Path(str(s["source"])).name), str(s.get("page") or ""),
+                          f"{s['score']:.3f}" if isinstance(s.get("score"), (int, float)) else "", escape((s.get("text") or "")[:90]))
         out.print(table)
     t = result["trace"]
     decided = ", ".join(f"{k}={t[k]}" for k in ("action", "route", "strategy", "evaluator") if k in t)

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 from langchain_core.language_models import BaseChatModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from graphcraft.config import Settings, get_settings
@@ -86,14 +87,14 @@ def run(
 
 
 def print_run(result: dict) -> None:
-    out.print(f"[bold]{result['answer']}[/]\n", highlight=False)
+    out.print(f"[bold]{escape(result['answer'])}[/]\n", highlight=False)
     trace = result["trace"]
     table = Table("trace", "value", show_header=False, title=f"trace: {trace.get('graph')}")
     for key, value in trace.items():
         if key == "graph":
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-        table.add_row(key, text if len(text) <= 160 else text[:157] + "...")
+        table.add_row(key, escape(text if len(text) <= 160 else text[:157] + "..."))
     out.print(table)
     for i, src in enumerate(result.get("sources", []), 1):
         out.print(f"[dim][{i}] {src.get('source')} {src.get('chunk_id')}[/]", highlight=False)

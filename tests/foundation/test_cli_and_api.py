@@ -121,3 +121,15 @@ def test_hierarchy_command_builds_then_updates_nothing(corpus: Path, tmp_path: P
     assert first["documents"] == 1 and first["built"] == 1 and first["usage"]["llm_calls"] == 0
     again = json.loads(runner.invoke(app, ["hierarchy", "--store", str(tmp_path / "s"), "--json"]).stdout)
     assert again["built"] == 0 and again["unchanged"] == 1 and again["summaries"] == 0
+
+
+def test_text_that_looks_like_markup_is_printed_verbatim_and_citations_survive_json(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rho.md").write_text("# Archive\n\nThe Rho archive is stored in [/var/rho] on the [bold] server.")
+    graphcraft.ingest([docs], store=tmp_path / "s")
+    human = runner.invoke(app, ["ask", "Where is the Rho archive stored?", "--store", str(tmp_path / "s")])
+    assert human.exit_code == 0, human.output
+    assert "[/var/rho]" in human.stdout
+    as_json = json.loads(runner.invoke(app, ["ask", "Where is the Rho archive stored?", "--store", str(tmp_path / "s"), "--json"]).stdout)
+    assert as_json["sources"][0]["citation"] == 1 and "[1]" in as_json["answer"]
