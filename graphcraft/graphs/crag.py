@@ -16,8 +16,7 @@ Generation answers with citations, or abstains when no knowledge survived.
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from langchain_core.documents import Document
@@ -30,7 +29,7 @@ from graphcraft.chains.grade import LLMEvaluator, LocalEvaluator, decide_action
 from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.chains.rewrite import rewrite_query as rewrite
 from graphcraft.config import Settings, settings_from
-from graphcraft.runtime.accounting import Usage, add_usage
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
@@ -50,18 +49,21 @@ class CRAGState(TypedDict, total=False):
     iterations: int  # external search rounds; bounded by max_search_rounds
     answer: str
     sources: list[dict]
-    usage: Annotated[Usage, add_usage]
-    steps: Annotated[list[dict], operator.add]
+    # Plain channels (no reducer), reset by `retrieve`: a thread that is asked a second question
+    # (Studio, LangGraph Server) starts a fresh run instead of adding to the previous one.
+    usage: Usage
+    steps: list[dict]
     trace: dict
 
 
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
-          external: Any = None, evaluator: str = "auto", **options: Any) -> Any:
+          external: Any = None, evaluator: str = "auto", checkpointer: Any = None, **options: Any) -> Any:
     """Compile the CRAG graph.
 
     model: chat model for the LLM evaluator, rewriting and generation (None: configured or offline).
     store / external: a ChunkStore and an ExternalSearch to use instead of the configured ones.
     evaluator: "auto" (LLM when a model exists), "local" or "llm".
+    checkpointer: a LangGraph checkpointer for threads (each new question on a thread is a fresh run).
     """
     from graphcraft.runtime.resources import _UNSET
 
@@ -87,7 +89,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def retrieve(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         docs = res.retriever("hybrid").search(state["question"])
-        return {"documents": docs, "iterations": 0, "queries": [], "internal": [], "external": [],
+        return {"documents": docs, "iterations": 0, "queries": [], "internal": [], "external": [], "strip_scores": None,
+                "external_source": "not needed", "usage": empty_usage(), "answer": "", "sources": [], "trace": {},
                 "steps": [{"step": "retrieve", "documents": len(docs)}]}
 
     def evaluate(state: CRAGState, config: RunnableConfig) -> dict:
@@ -95,8 +98,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         judge = grader(res)
         grading = judge.evaluate(state["question"], state["documents"], query_vector(res, state["question"]))
         action = decide_action(grading.scores, judge.upper, judge.lower)
-        return {"scores": grading.scores, "strip_scores": grading.strip_scores, "action": action, "usage": grading.usage,
-                "steps": [{"step": "evaluate", "evaluator": grading.strategy, "scores": grading.scores, "action": action,
+        return {"scores": grading.scores, "strip_scores": grading.strip_scores, "action": action,
+                "usage": add_usage(state.get("usage"), grading.usage),
+                "steps": state["steps"] + [{"step": "evaluate", "evaluator": grading.strategy, "scores": grading.scores, "action": action,
                            "upper": judge.upper, "lower": judge.lower, **({"details": grading.details} if grading.details else {})}]}
 
     def refine(state: CRAGState, config: RunnableConfig) -> dict:
@@ -108,20 +112,26 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
                                   [state["scores"][i] for i in kept], res.store, res.settings.strip_threshold,
                                   strip_scores=[known[i] for i in kept] if known else None)
         return {"internal": [s.as_dict() for s in strips],
-                "steps": [{"step": "refine", "documents": len(kept), "strips_kept": len(strips)}]}
+                "steps": state["steps"] + [{"step": "refine", "documents": len(kept), "strips_kept": len(strips)}]}
 
     def rewrite_query(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         if res.external is None:
-            return {"external_source": "none", "steps": [{"step": "rewrite_query", "skipped": "no external source configured"}]}
+            return {"external_source": "none", "steps": state["steps"] + [{"step": "rewrite_query", "skipped": "no external source configured"}]}
         query, usage, strategy = rewrite(state["question"], res.model, res.settings.spacy_model, state.get("queries", []))
-        return {"queries": state.get("queries", []) + [query], "usage": usage, "external_source": res.external.name,
-                "steps": [{"step": "rewrite_query", "strategy": strategy, "query": query}]}
+        return {"queries": state.get("queries", []) + [query], "usage": add_usage(state.get("usage"), usage),
+                "external_source": res.external.name,
+                "steps": state["steps"] + [{"step": "rewrite_query", "strategy": strategy, "query": query}]}
 
     def web_search(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         query = state["queries"][-1]
-        docs = res.external.search(query, res.settings.top_k)
+        try:
+            docs = res.external.search(query, res.settings.top_k)
+        except Exception as exc:  # noqa: BLE001 - a search outage must not lose the internal knowledge
+            return {"iterations": state.get("iterations", 0) + 1,
+                    "steps": state["steps"] + [{"step": "web_search", "source": res.external.name, "query": query,
+                                                "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}]}
         # External knowledge is graded and refined locally, as the paper does with its small evaluator:
         # strip vectors come from the external store when it is one; an LLM is not asked again.
         external_store = getattr(res.external, "store", None)
@@ -133,21 +143,19 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
                                   external_store, res.settings.strip_threshold, embed=judge.embed, origin="external",
                                   strip_scores=[grading.strip_scores[i] for i in kept] if grading.strip_scores else None)
         return {"external": [s.as_dict() for s in strips], "iterations": state.get("iterations", 0) + 1,
-                "steps": [{"step": "web_search", "source": res.external.name, "query": query, "documents": len(docs),
+                "steps": state["steps"] + [{"step": "web_search", "source": res.external.name, "query": query, "documents": len(docs),
                            "scores": grading.scores, "strips_kept": len(strips)}]}
 
     def generate(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         knowledge = (state.get("internal", []) if state.get("action") != "incorrect" else []) + state.get("external", [])
         answer = generate_answer(state["question"], [Strip(**s) for s in knowledge], res.model)
-        usage = add_usage(state.get("usage"), answer.usage)
-        final = {**state, "usage": usage}
-        trace = make_trace("crag", final, action=state.get("action"), evaluator=_evaluator_name(state),
+        steps = state["steps"] + [{"step": "generate", "strategy": answer.strategy}]
+        final = {**state, "usage": add_usage(state.get("usage"), answer.usage), "steps": steps}
+        trace = make_trace("crag", final, action=state.get("action"), evaluator=_evaluator_name(final),
                            external_source=state.get("external_source", "not needed"), queries=state.get("queries", []),
-                           answer_strategy=answer.strategy, abstained=answer.abstained,
-                           steps=state.get("steps", []) + [{"step": "generate", "strategy": answer.strategy}])
-        return {"answer": answer.text, "sources": answer.sources, "usage": answer.usage, "trace": trace,
-                "steps": [{"step": "generate", "strategy": answer.strategy}]}
+                           answer_strategy=answer.strategy, abstained=answer.abstained, steps=steps)
+        return {"answer": answer.text, "sources": answer.sources, "usage": final["usage"], "trace": trace, "steps": steps}
 
     # ------------------------------------------------------------------ routing (every loop bounded here)
     def after_evaluate(state: CRAGState) -> str:
@@ -175,7 +183,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     g.add_conditional_edges("rewrite_query", after_rewrite, ["web_search", "generate"])
     g.add_conditional_edges("web_search", after_web_search, ["rewrite_query", "generate"])
     g.add_edge("generate", END)
-    return g.compile(name="crag")
+    return g.compile(name="crag", checkpointer=checkpointer)
 
 
 def _evaluator_name(state: CRAGState) -> str:

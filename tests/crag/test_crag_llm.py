@@ -75,3 +75,30 @@ def test_llm_evaluator_without_a_model_is_a_clear_error(crag_stores: dict[str, P
     graph = crag.build(settings=get_settings(store=crag_stores["store"]), evaluator="llm")
     with pytest.raises(NoChatModelError, match="GRAPHCRAFT_CHAT_MODEL"):
         graph.invoke({"question": "Who designed the Orla Bridge?"})
+
+
+def test_a_thread_asked_twice_starts_a_fresh_run(crag_stores: dict[str, Path]) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    model = scripted(grades(0.95, 0.1, 0.0), "Ada Lind designed it [1].", grades(0.0, 0.0, 0.0))
+    graph = crag.build(model=model, settings=get_settings(store=crag_stores["store"], top_k=3), checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t1"}}
+    first = graph.invoke({"question": "Who designed the Orla Bridge?"}, thread)
+    second = graph.invoke({"question": "What colour is the mayor's car?"}, thread)
+    assert first["trace"]["llm_calls"] == 2 and second["trace"]["llm_calls"] == 1  # usage is per run
+    assert second["trace"]["action"] == "incorrect" and second["answer"] == "Not found in the sources."
+    assert [s["step"] for s in second["trace"]["steps"]] == ["retrieve", "evaluate", "rewrite_query", "generate"]
+
+
+def test_a_failing_web_search_is_recorded_and_the_graph_still_answers(crag_stores: dict[str, Path]) -> None:
+    class Down:
+        name = "tool:down"
+
+        def search(self, query: str, k: int = 5) -> list:
+            raise ConnectionError("search service unreachable")
+
+    state = crag.build(settings=get_settings(store=crag_stores["store"], upper_threshold=0.99, lower_threshold=0.05),
+                       external=Down()).invoke({"question": "Who designed the Orla Bridge?"})
+    search = next(s for s in state["trace"]["steps"] if s["step"] == "web_search")
+    assert search["error"] == "ConnectionError: search service unreachable"
+    assert "Ada Lind" in state["answer"]  # the internal knowledge of the ambiguous path is kept
