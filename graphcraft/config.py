@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     vision_model: str = Field(default="", description="'provider:model' describing images (same base_url/api_key as chat_model).")
 
     # Retrieval.
-    top_k: int = 5
-    rrf_k: int = 60
+    top_k: int = Field(default=5, ge=1)
+    rrf_k: int = Field(default=60, ge=1)
 
     # Multi-hop decomposition and the hierarchical index.
     multihop_max_hops: int = 5
@@ -100,7 +100,8 @@ def get_settings(**overrides: object) -> Settings:
     """The environment's settings, with keyword overrides applied (None values ignored)."""
     base = _env_settings()
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return base.model_copy(update=clean) if clean else base
+    # Validate overrides like environment values ("0.9" -> 0.9, top_k=0 refused) instead of copying them in blindly.
+    return Settings.model_validate({**base.model_dump(), **clean}) if clean else base
 
 
 def settings_from(settings: Settings | None, options: dict[str, object]) -> Settings:

@@ -58,9 +58,16 @@ def _message_text(message: BaseMessage) -> str:
 class UsageCallback(BaseCallbackHandler):
     """Counts chat-model calls and tokens (and cost, given per-million-token prices)."""
 
-    def __init__(self, prompt_cost_per_mtok: float = 0.0, completion_cost_per_mtok: float = 0.0) -> None:
+    def __init__(self, prompt_cost_per_mtok: float | None = None, completion_cost_per_mtok: float | None = None) -> None:
+        """Prices in USD per million tokens; None takes GRAPHCRAFT_PROMPT/COMPLETION_COST_PER_MTOK."""
         self.usage: Usage = empty_usage()
         self.token_counter = token_counter_name()
+        if prompt_cost_per_mtok is None or completion_cost_per_mtok is None:
+            from graphcraft.config import get_settings
+
+            settings = get_settings()
+            prompt_cost_per_mtok = settings.prompt_cost_per_mtok if prompt_cost_per_mtok is None else prompt_cost_per_mtok
+            completion_cost_per_mtok = settings.completion_cost_per_mtok if completion_cost_per_mtok is None else completion_cost_per_mtok
         self._prompt_price = prompt_cost_per_mtok
         self._completion_price = completion_cost_per_mtok
         self._pending: dict[UUID, int] = {}

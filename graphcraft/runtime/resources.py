@@ -47,7 +47,7 @@ class Resources:
         if key not in cache and len(cache) >= 16:  # bounded: one variant per distinct override set
             cache.pop(next(iter(cache)))
         if key not in cache:
-            settings = self.settings.model_copy(update={k: (Path(v) if k in ("store", "external_store") else v) for k, v in overrides.items()})
+            settings = Settings.model_validate({**self.settings.model_dump(), **overrides})  # "0.9" -> 0.9; bad values refused
             same_store = "store" not in overrides
             cache[key] = Resources(settings, None if "chat_model" in overrides else self._model,
                                    self._store if same_store else None, self._external if "external_store" not in overrides else _UNSET)

@@ -154,3 +154,24 @@ def test_llm_calls_inside_a_graph_node_are_counted_with_the_graph_callbacks() ->
     outer = UsageCallback()
     state = g.compile().invoke({"question": "ping"}, config={"callbacks": [outer]})
     assert state["calls"] == 1 and outer.usage["llm_calls"] == 1
+
+
+def test_settings_overrides_are_validated_and_prices_reach_the_cost() -> None:
+    from pydantic import ValidationError
+
+    from graphcraft.config import reset_settings_cache
+
+    assert get_settings(upper_threshold="0.9").upper_threshold == 0.9
+    with pytest.raises(ValidationError):
+        get_settings(top_k=0)
+    import os
+
+    os.environ["GRAPHCRAFT_PROMPT_COST_PER_MTOK"] = "2000000"
+    reset_settings_cache()
+    try:
+        counter = UsageCallback()
+        scripted("ok").invoke("hello", config={"callbacks": [counter]})
+        assert counter.usage["cost_usd"] == pytest.approx(2 * counter.usage["prompt_tokens"])
+    finally:
+        del os.environ["GRAPHCRAFT_PROMPT_COST_PER_MTOK"]
+        reset_settings_cache()
