@@ -99,7 +99,7 @@ def validate_plan(sub_questions: Sequence[SubQuestion | dict[str, Any]], *, max_
 
     subs = [_as_sub(s) for s in sub_questions if _as_sub(s).question.strip()]
     if not subs:
-        raise PlanError("invalid decomposition plan: no sub-questions")
+        raise PlanError("invalid decomposition plan: no sub-questions")  # decompose() never gets here unless strict
     # unique ids
     hops: list[dict[str, Any]] = []
     renamed: dict[str, str] = {}
@@ -283,6 +283,10 @@ def decompose(question: str, model: BaseChatModel | None = None, *, spacy_model:
     if not subs:
         subs, form = decompose_rules(question, spacy_model, max_hops)
         strategy = ("llm->rules:" if model is not None else "rules:") + form
+    if not any(sub.question.strip() for sub in subs) and not strict:
+        # Nothing to decompose (an empty or symbol-only question): one hop with the question as given,
+        # so the graph answers or abstains like every other graph.
+        subs, strategy = [SubQuestion(id="q1", question=question.strip() or "?", depends_on=[])], "single"
     hops, levels, repairs = validate_plan(subs, max_hops=max_hops, max_waves=max_waves, strict=strict)
     return QueryPlan(question=question, hops=hops, levels=levels, strategy=strategy, repairs=repairs, usage=usage, errors=errors)
 

@@ -220,3 +220,12 @@ def test_llm_budget_stops_before_the_next_wave(corpus_store: Path) -> None:
 def test_decompose_single_question_is_one_hop() -> None:
     plan = decompose("When was the Saltby lighthouse built?")
     assert plan.strategy == "rules:single" and len(plan.hops) == 1 and plan.levels == [["q1"]]
+
+
+def test_empty_or_symbol_only_questions_abstain_instead_of_failing() -> None:
+    from graphcraft.chains.decompose import decompose
+
+    for question in ("", "   ", "?" * 50):
+        plan = decompose(question)
+        assert plan.strategy == "single" or plan.hops, question
+        assert len(plan.hops) == 1
