@@ -26,7 +26,7 @@ import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.types import Overwrite, Send
 
 from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.decompose import PLACEHOLDER, bridge_answer, decompose as plan_question, substitute
@@ -83,7 +83,7 @@ Answer:"""
 
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
           retriever: str | None = None, max_hops: int | None = None, max_waves: int | None = None, strict: bool | None = None,
-          max_llm_calls: int | None = None, token_budget: int | None = None, **options: Any) -> Any:
+          max_llm_calls: int | None = None, token_budget: int | None = None, checkpointer: Any = None, **options: Any) -> Any:
     """Compile the multi-hop graph.
 
     retriever: "hybrid" (default) | "vector" | "keyword" | "hierarchical" for each hop.
@@ -112,7 +112,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         res = base.for_config(config)
         plan = plan_question(state["question"], res.model, spacy_model=res.settings.spacy_model, max_hops=max_hops,
                              max_waves=max_waves, strict=strict, max_repairs=res.settings.max_structured_repairs)
-        return {"hops": plan.hops, "levels": plan.levels, "plan": plan.trace(), "wave": 0, "results": {}, "usage": plan.usage}
+        # Overwrite: a new question on a reused thread (Studio, LangGraph Server) starts from nothing.
+        return {"hops": plan.hops, "levels": plan.levels, "plan": plan.trace(), "wave": 0, "stop_reason": "",
+                "results": Overwrite({}), "executed": Overwrite([]), "usage": Overwrite(plan.usage)}
 
     def schedule(state: MultihopState) -> dict:
         """Advance to the next wave, or record why no further wave runs."""
@@ -195,7 +197,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     g.add_edge("answer_subquestion", "schedule")
     g.add_edge("compose", END)
     # Sized so the plan's bounds end the run, never the recursion limit.
-    return g.compile(name="multihop").with_config(recursion_limit=2 * max_waves + 10)
+    return g.compile(name="multihop", checkpointer=checkpointer).with_config(recursion_limit=2 * max_waves + 10)
 
 
 def _resolve(hop: dict[str, Any], state: MultihopState) -> str:

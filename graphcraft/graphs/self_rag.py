@@ -24,6 +24,7 @@ from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Overwrite
 
 from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.critique import critique_answer
@@ -33,7 +34,7 @@ from graphcraft.chains.question import expected_answer_type, has_answer_type
 from graphcraft.chains.refine import Strip
 from graphcraft.chains.rewrite import load_spacy
 from graphcraft.config import Settings, settings_from
-from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage, total_tokens
 from graphcraft.runtime.bounds import Bounds
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
@@ -59,13 +60,15 @@ class SelfRAGState(TypedDict, total=False):
     iterations: int  # rounds of generate + check done; bounded by budget["max_iterations"]
     loops: list[dict]  # why each extra round ran
     stop_reason: str
+    looping: bool  # set by refine_query: the next retrieve continues this run instead of starting one
     usage: Annotated[Usage, add_usage]
     steps: Annotated[list[dict], operator.add]
     trace: dict
 
 
 def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None, checker: str = "auto",
-          evaluator: str = "auto", unverified: Literal["best", "abstain"] = "best", **options: Any) -> Any:
+          evaluator: str = "auto", unverified: Literal["best", "abstain"] = "best", checkpointer: Any = None,
+          **options: Any) -> Any:
     """Compile the self-reflective RAG graph.
 
     checker / evaluator: "auto" (LLM when a model exists), "local" or "llm".
@@ -78,16 +81,18 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     # ------------------------------------------------------------------ nodes
     def retrieve(state: SelfRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
-        update: dict[str, Any] = {}
-        if "budget" not in state or not state.get("iterations"):
+        update: dict[str, Any] = {"looping": False}
+        if not state.get("looping"):  # a new run (also a new question on a reused thread): reset per-run state
             given = state.get("budget") or {}
-            update = {"budget": Bounds.from_settings(res.settings, **given).as_dict(), "iterations": 0, "loops": [],
-                      "attempts": [], "knowledge": [], "queries": [], "focus": None, "critique": ""}
-        query = state.get("query") or state["question"]
+            update.update(budget=Bounds.from_settings(res.settings, **given).as_dict(), iterations=0, loops=[], attempts=[],
+                          knowledge=[], queries=[], focus=None, critique="", query="", stop_reason="", check={},
+                          usage=Overwrite(empty_usage()), steps=Overwrite([]))
+        query = (state.get("query") if state.get("looping") else "") or state["question"]
         docs = res.retriever("hybrid").search(query)
         queries = (update.get("queries", state.get("queries", [])) or []) + [query]
-        return {**update, "query": query, "queries": queries, "documents": docs,
-                "steps": [{"step": "retrieve", "query": query, "documents": len(docs)}]}
+        step = {"step": "retrieve", "query": query, "documents": len(docs)}
+        steps = Overwrite([step]) if "steps" in update else [step]
+        return {**update, "query": query, "queries": queries, "documents": docs, "steps": steps}
 
     def grade(state: SelfRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -143,7 +148,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
                 "loops": state.get("loops", []) + ([loop] if result.query else []), "steps": [{"step": "critique", **result.as_dict()}]}
 
     def refine_query(state: SelfRAGState) -> dict:
-        return {"steps": [{"step": "refine_query", "query": state["query"], "previous": state.get("queries", [])}]}
+        return {"looping": True, "steps": [{"step": "refine_query", "query": state["query"], "previous": state.get("queries", [])}]}
 
     def finish(state: SelfRAGState) -> dict:
         attempts = state.get("attempts", [])
@@ -183,7 +188,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     g.add_conditional_edges("critique", after_critique, {"refine_query": "refine_query", "finish": "stop"})
     g.add_edge("refine_query", "retrieve")
     g.add_edge("finish", END)
-    return g.compile(name="self_rag")
+    return g.compile(name="self_rag", checkpointer=checkpointer)
 
 
 def _stop_reason(state: SelfRAGState) -> str | None:
