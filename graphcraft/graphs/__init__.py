@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from graphcraft.errors import UnknownGraphError
+from graphcraft.errors import GraphcraftError, UnknownGraphError
 
 _HERE = Path(__file__).parent
 
@@ -39,4 +39,7 @@ def load_graph_module(name: str) -> ModuleType:
     known = available_graphs()
     if name not in known:
         raise UnknownGraphError(name, list(known))
-    return importlib.import_module(f"graphcraft.graphs.{name}")
+    try:
+        return importlib.import_module(f"graphcraft.graphs.{name}")
+    except ModuleNotFoundError as exc:  # an optional extra is not installed
+        raise GraphcraftError(f"graph {name!r} needs the package {exc.name!r}: pip install 'graphcraft[all]'") from exc

@@ -368,7 +368,7 @@ def update_if_stale(store: ChunkStore, settings: Settings | None = None, model: 
                     **options: Any) -> HierarchyReport | None:
     """Build or update the hierarchy when the store changed since; None when it was current."""
     cached = _CACHE.get(str(hierarchy_path(store)))
-    if cached is not None and cached[0] == (id(store), store.generation):
+    if cached is not None and cached[0] == (store.instance, store.generation):
         return None
     if is_current(store, open_hierarchy(store)):
         return None
@@ -380,7 +380,7 @@ def ensure_hierarchy(store: ChunkStore, settings: Settings | None = None, model:
     """The up-to-date hierarchy store of `store`, built or updated first if needed (cached per generation)."""
     key = str(hierarchy_path(store))
     cached = _CACHE.get(key)
-    stamp = (id(store), store.generation)
+    stamp = (store.instance, store.generation)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     update_if_stale(store, settings, model, **options)

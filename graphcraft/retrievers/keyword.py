@@ -39,7 +39,7 @@ def _tokenize(texts: list[str]) -> Any:
 
 
 def bm25_index(store: ChunkStore) -> tuple[Any, list[Document]]:
-    key = (str(store.path), id(store), store.generation)
+    key = (str(store.path), store.instance, store.generation)
     with _LOCK:
         if key not in _CACHE:
             docs = store.documents()
@@ -56,7 +56,7 @@ _IDF: dict[tuple[str, int, int], Callable[[str], float]] = {}
 
 def idf_function(store: ChunkStore) -> Callable[[str], float]:
     """Smoothed inverse document frequency of content terms over the store's chunks (cached)."""
-    key = (str(store.path), id(store), store.generation)
+    key = (str(store.path), store.instance, store.generation)
     with _LOCK:
         if key not in _IDF:
             docs = store.documents()

@@ -39,7 +39,7 @@ def strip_index(store: ChunkStore) -> tuple[Any, list[str]]:
     """A FAISS index over every stored strip vector (built once per store generation) + its chunk ids."""
     import faiss
 
-    key = (str(store.path), id(store), store.generation)
+    key = (str(store.path), store.instance, store.generation)
     if key not in _STRIP_INDEX:
         ids: list[str] = []
         blocks = []

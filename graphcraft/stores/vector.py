@@ -17,6 +17,7 @@ i.e. cosine similarity).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from langchain_core.embeddings import Embeddings
 from graphcraft.errors import StoreError
 
 MANIFEST_VERSION = 1
+_INSTANCES = itertools.count(1)  # a process-unique token per opened store, for in-memory index caches
 
 
 class ChunkStore:
@@ -43,6 +45,7 @@ class ChunkStore:
 
     def __init__(self, path: Path, embeddings: Embeddings, model_name: str, dimension: int) -> None:
         self.path = Path(path)
+        self.instance = next(_INSTANCES)  # unlike id(), never reused by a later store object
         self.embeddings = embeddings
         self.manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "embedding_model": model_name,
                                          "dimension": dimension, "files": {}, "generation": 0}
