@@ -91,3 +91,64 @@ def test_default_tools_names(tmp_path):
     assert names == ["calculator", "read_file", "write_file", "list_files"]
     names = [t.name for t in default_tools(workspace=tmp_path / "w", enable_python=True)]
     assert names == ["calculator", "read_file", "write_file", "list_files", "python"]
+
+
+def _one_line_error(out: str) -> str:
+    assert "\n" not in out and "Traceback" not in out
+    return out
+
+
+def test_symlink_loops_are_errors_and_skipped_by_listing(layout):
+    ws, _ = layout
+    os.symlink("loop_b", ws / "loop_a")
+    os.symlink("loop_a", ws / "loop_b")
+    os.symlink("self", ws / "notes" / "self")
+    tools = _tools(ws)
+    assert "symlink loop" in _one_line_error(tools["read_file"].invoke({"path": "loop_a"}))
+    assert "symlink loop" in _one_line_error(tools["write_file"].invoke({"path": "notes/self/x", "content": "x"}))
+    with pytest.raises(WorkspaceError, match="symlink loop"):
+        Workspace(ws).resolve("loop_b/inner.txt")
+    listing = tools["list_files"].invoke({"path": ".", "recursive": True}).splitlines()
+    assert listing == ["notes/", "notes/a.txt"]
+
+
+def test_write_under_a_file_is_a_clear_error(layout):
+    ws, _ = layout
+    tools = _tools(ws)
+    out = _one_line_error(tools["write_file"].invoke({"path": "notes/a.txt/child.txt", "content": "x"}))
+    assert "parent folder is a file" in out
+    out = _one_line_error(tools["write_file"].invoke({"path": "notes/a.txt/deeper/child.txt", "content": "x"}))
+    assert "parent folder is a file" in out
+    assert (ws / "notes" / "a.txt").read_text() == "alpha"
+
+
+def test_name_too_long_and_lone_surrogates(layout):
+    ws, _ = layout
+    tools = _tools(ws)
+    for path in ("x" * 300, "d/" + "y" * 300 + "/z.txt"):
+        out = _one_line_error(tools["write_file"].invoke({"path": path, "content": "x"}))
+        assert "too long" in out and len(out) < 200
+        assert "too long" in _one_line_error(tools["read_file"].invoke({"path": path}))
+    assert "surrogates" in _one_line_error(tools["read_file"].invoke({"path": "bad\ud800.txt"}))
+    assert "surrogates" in _one_line_error(tools["write_file"].invoke({"path": "ok.txt", "content": "\udc80"}))
+    assert not (ws / "ok.txt").exists()
+
+
+def test_fifo_does_not_block(layout):
+    ws, _ = layout
+    os.mkfifo(ws / "pipe")
+    tools = _tools(ws)
+    assert "not a regular file" in tools["read_file"].invoke({"path": "pipe"})
+    assert "not a regular file" in tools["write_file"].invoke({"path": "pipe", "content": "x"})
+    assert "not a regular file" in tools["write_file"].invoke({"path": "pipe", "content": "x", "append": True})
+
+
+def test_open_refuses_a_fifo_swapped_in_after_the_checks(layout):
+    """The final open itself must not block on a FIFO (O_NONBLOCK) and must refuse it (fstat)."""
+    from graphcraft.tools.files import _open_nofollow
+
+    ws, _ = layout
+    os.mkfifo(ws / "pipe")
+    for flags in (os.O_RDONLY, os.O_WRONLY | os.O_CREAT):
+        with pytest.raises(WorkspaceError, match="not a regular file|No such device"):
+            os.close(_open_nofollow(ws / "pipe", flags))
