@@ -1,15 +1,18 @@
 """Run model-written Python in a separate, limited process.
 
 Layers, from strongest to weakest:
+- a new PID namespace (`unshare --pid --fork --kill-child`) when available: killing the run
+  kills every process it started, even one that escaped into a new session;
 - a new network namespace (`unshare -n`, or `unshare -rn` for a normal user) when the kernel
   allows it: the child has only a downed loopback device, so no connection can succeed;
 - when graphcraft runs as root, the child drops to the `nobody` user (setpriv), so ordinary
   file permissions keep it out of the project, the home directory and other processes;
 - resource limits set in the child before exec: address space (memory), CPU seconds, file
-  size, open files;
-- a wall-clock timeout after which the whole process group is killed;
+  size, open files, and (as nobody) the number of processes;
+- a wall-clock timeout and an output cap (both pipes are read incrementally) after which the whole
+  process group is killed;
 - an audit hook (PEP 578) installed before the user's code runs that refuses socket creation,
-  process spawning, ctypes loading and writes outside the run's scratch directory. Audit hooks
+  process spawning (including importing `_posixsubprocess`), ctypes loading and writes outside the run's scratch directory. Audit hooks
   are not a security boundary on their own; they are the fallback when namespaces are
   unavailable and a clear error message otherwise.
 
@@ -21,11 +24,13 @@ from __future__ import annotations
 import functools
 import os
 import resource
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,6 +54,8 @@ def _make_hook(scratch, realpath=os.path.realpath, fsdecode=os.fsdecode, isinsta
     path_events = frozenset(("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link",
                              "os.chmod", "os.chown", "os.truncate", "os.utime", "shutil.rmtree", "os.replace"))
     guarded_attrs = frozenset(("__code__", "__defaults__", "__kwdefaults__"))
+    # fork_exec raises no audit event of its own, and _ctypes reaches libc directly.
+    blocked_modules = frozenset(("_posixsubprocess", "_ctypes"))
 
     def inside(path):
         try:
@@ -60,6 +67,8 @@ def _make_hook(scratch, realpath=os.path.realpath, fsdecode=os.fsdecode, isinsta
     def hook(event, args):
         if event.startswith(blocked):
             raise PermissionError("sandbox: " + event + " is not allowed (no network, no processes)")
+        if event == "import" and args and args[0] in blocked_modules:
+            raise PermissionError("sandbox: importing " + str(args[0]) + " is not allowed (no processes)")
         if event == "object.__setattr__" and len(args) > 1 and args[1] in guarded_attrs:
             raise PermissionError("sandbox: changing a function's code or defaults is not allowed")
         if event == "open" and len(args) > 2 and not isinstance(args[0], int):
@@ -84,6 +93,10 @@ exec(_code, {"__name__": "__main__", "__builtins__": __builtins__})
 '''
 
 NOBODY = 65534
+# Processes the `nobody` user may have at once (all sandboxes together): a fork-bomb guard. Python
+# itself needs one; concurrent runs share the count, so it is not 1.
+NOBODY_NPROC = 64
+OUTPUT_CAP_FACTOR = 4  # bytes read per stream before the run is killed, times max_output_chars
 
 
 @dataclass
@@ -95,17 +108,21 @@ class SandboxResult:
     returncode: int | None
     timed_out: bool
     isolation: str
+    output_truncated: bool = False
+
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.output_truncated
 
     def render(self) -> str:
         """The text returned to the model."""
         parts = []
         if self.stdout:
             parts.append(self.stdout.rstrip())
-        if self.timed_out:
+        if self.output_truncated:
+            parts.append("error: too much output (the process was killed); print less")
+        elif self.timed_out:
             parts.append("error: timed out (the process was killed)")
         elif self.returncode not in (0, None):
             if self.returncode < 0:
@@ -119,17 +136,22 @@ class SandboxResult:
 
 @functools.lru_cache(maxsize=4)
 def isolation_prefix(python: str, network: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(network namespace prefix, privilege drop prefix) that work on this machine; either may be ().
+    """(namespace prefix, privilege drop prefix) that work on this machine; either may be ().
 
-    The namespace prefix is `unshare -n` (root) or `unshare -r -n` (user namespaces). When running
-    as root, the child also drops to the `nobody` user with setpriv, so file permissions keep it
-    out of everything it does not own.
+    The namespace prefix is `unshare [-r] [-n] --pid --fork --kill-child` with whichever parts the
+    kernel allows (network namespaces only when ``network``). When running as root, the child also
+    drops to the `nobody` user with setpriv, so file permissions keep it out of everything it does
+    not own.
     """
     namespace: tuple[str, ...] = ()
     unshare = shutil.which("unshare")
-    if network and unshare and sys.platform.startswith("linux"):
-        for candidate in ((unshare, "-n"), (unshare, "-r", "-n")):
-            if _probe([*candidate, "true"]):
+    if unshare and sys.platform.startswith("linux"):
+        pid = ("--pid", "--fork", "--kill-child")
+        net = (("-n",),) if network else ()
+        candidates = [(unshare, *n, *p) for n in (*net, ()) for p in (pid, ())]
+        candidates += [(unshare, "-r", *n, *p) for n in (*net, ()) for p in (pid, ())]
+        for candidate in candidates:
+            if len(candidate) > 1 and _probe([*candidate, "true"]):
                 namespace = candidate
                 break
     drop: tuple[str, ...] = ()
@@ -165,14 +187,15 @@ class PythonSandbox:
         self.max_output_chars = max_output_chars
         self.python = python or sys.executable
         namespace, drop = isolation_prefix(self.python, network=network_isolation != "audit")
-        if network_isolation == "namespace" and not namespace:
+        if network_isolation == "namespace" and "-n" not in namespace:
             raise RuntimeError("network namespaces (unshare -n) are not available on this machine")
         self._namespace, self._drop = namespace, drop
 
     @property
     def isolation(self) -> str:
         """Which layers are active, e.g. 'netns+nobody+rlimits+audit'."""
-        layers = (["netns"] if self._namespace else []) + (["nobody"] if self._drop else [])
+        layers = (["netns"] if "-n" in self._namespace else []) + (["pidns"] if "--pid" in self._namespace else [])
+        layers += ["nobody"] if self._drop else []
         return "+".join([*layers, "rlimits", "audit"])
 
     def _limits(self) -> None:
@@ -184,6 +207,8 @@ class PythonSandbox:
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024 * 1024,) * 2)
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if self._drop:  # counts nobody's processes; root (before setpriv) is exempt
+            resource.setrlimit(resource.RLIMIT_NPROC, (NOBODY_NPROC, NOBODY_NPROC))
 
     def run(self, code: str) -> SandboxResult:
         with tempfile.TemporaryDirectory(prefix="graphcraft-py-") as scratch:
@@ -206,14 +231,11 @@ class PythonSandbox:
                 preexec_fn=self._limits,
                 start_new_session=True,
             )
-            timed_out = False
             try:
-                out, err = proc.communicate(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc.pid)
-                out, err = proc.communicate()
-            _kill_group(proc.pid)  # anything the snippet left behind
+                out, err, timed_out, overflow = _collect(proc, self.timeout_s, OUTPUT_CAP_FACTOR * self.max_output_chars)
+            finally:
+                _kill_group(proc.pid)  # also anything the snippet left behind
+                _reap(proc)
         limit = self.max_output_chars
         return SandboxResult(
             stdout=_clip(out.decode("utf-8", "replace"), limit),
@@ -221,7 +243,55 @@ class PythonSandbox:
             returncode=None if timed_out else proc.returncode,
             timed_out=timed_out,
             isolation=self.isolation,
+            output_truncated=overflow,
         )
+
+
+def _collect(proc: subprocess.Popen, timeout_s: float, cap: int) -> tuple[bytes, bytes, bool, bool]:
+    """Read both pipes until EOF and exit, the deadline, or more than ``cap`` bytes on one stream.
+
+    Unlike communicate(), memory stays bounded and nothing waits for an EOF that a process which
+    escaped the group (holding the pipe open) would never send.
+    Returns (stdout, stderr, timed_out, output_over_cap).
+    """
+    deadline = time.monotonic() + timeout_s
+    buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    overflow = False
+    with selectors.DefaultSelector() as selector:
+        for stream in buffers:
+            selector.register(stream, selectors.EVENT_READ)
+        while selector.get_map() and not overflow:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(buffers[proc.stdout]), bytes(buffers[proc.stderr]), True, False
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                buffer = buffers[key.fileobj]
+                buffer += chunk
+                if len(buffer) > cap:
+                    del buffer[cap:]
+                    overflow = True
+    timed_out = False
+    if not overflow:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    return bytes(buffers[proc.stdout]), bytes(buffers[proc.stderr]), timed_out, overflow
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Close our pipe ends and collect the killed child without waiting on anyone else."""
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _kill_group(pid: int) -> None:

@@ -111,3 +111,81 @@ def test_tool_renders_errors_for_the_model(box):
     assert tool.invoke({"code": "print(6 * 7)"}) == "42"
     out = tool.invoke({"code": "raise ValueError('boom')"})
     assert "ValueError: boom" in out
+
+
+# Spawns a `sleep` in a new session that inherits stdout, through the one spawning primitive that
+# raises no audit event. Before the fix the parent waited for that pipe's EOF for ever.
+_FORK_EXEC_ESCAPE = """
+import os, _posixsubprocess
+errpipe_read, errpipe_write = os.pipe()
+common = ([b"/bin/sleep", b"47"], [b"/bin/sleep"], False, (), None, None,
+          -1, -1, -1, -1, -1, -1, errpipe_read, errpipe_write, False, True, -1, None, None, None)
+for tail in ((-1, None, False), (-1, None), (None,)):  # the signature changed across 3.x releases
+    try:
+        _posixsubprocess.fork_exec(*common, *tail)
+        break
+    except TypeError:
+        pass
+print("ESCAPED", flush=True)
+"""
+
+
+def _sleepers() -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.strip() == "/bin/sleep 47"]
+
+
+@pytest.mark.parametrize("which", ["box", "audit_box"])
+def test_fork_exec_escape_is_refused_and_does_not_hang(request, which):
+    import time
+
+    sandbox = request.getfixturevalue(which)
+    start = time.monotonic()
+    result = sandbox.run(_FORK_EXEC_ESCAPE)
+    assert time.monotonic() - start < sandbox.timeout_s + 5
+    assert not result.ok and "ESCAPED" not in result.stdout
+    assert "_posixsubprocess is not allowed" in result.stderr
+    assert _sleepers() == []
+
+
+def test_ctypes_import_refused(audit_box):
+    result = audit_box.run("import _ctypes\nprint('LOADED')")
+    assert not result.ok and "LOADED" not in result.stdout and "not allowed" in result.stderr
+
+
+@pytest.mark.skipif(not any("--pid" in p for p in isolation_prefix(os.sys.executable)), reason="no PID namespaces")
+def test_pid_namespace_hides_other_processes(box):
+    assert "pidns" in box.isolation
+    result = box.run("import os\nprint(os.getpid())")
+    assert result.ok and result.stdout.strip() == "1"
+
+
+def test_output_flood_is_capped_and_killed():
+    import resource
+    import time
+
+    sandbox = PythonSandbox(timeout_s=8, memory_mb=256, max_output_chars=1000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    result = sandbox.run("while True:\n    print('x' * 100000)")
+    assert time.monotonic() - start < 4, "the run must stop as soon as the cap is hit, not at the timeout"
+    assert result.output_truncated and not result.ok and not result.timed_out
+    assert len(result.stdout) <= 1000 + 50
+    assert "too much output" in result.render()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+
+
+def test_closed_stdout_still_times_out(box):
+    result = box.run("import os\nos.close(1)\nos.close(2)\nwhile True:\n    pass")
+    assert result.timed_out and not result.ok
+
+
+def test_nproc_limit_does_not_block_the_child(box):
+    result = box.run("import resource\nprint(resource.getrlimit(resource.RLIMIT_NPROC)[0])")
+    assert result.ok
+    if "nobody" in box.isolation:
+        from graphcraft.tools.python_sandbox import NOBODY_NPROC
+
+        assert int(result.stdout) == NOBODY_NPROC
