@@ -79,5 +79,5 @@ def test_cli_prints_one_line_and_exits_1(args, message, tmp_path, monkeypatch) -
 
 def test_cli_without_model_fails_fast(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("GRAPHCRAFT_CHAT_MODEL", raising=False)
-    result = CliRunner().invoke(app, ["run", "consensus", "x", "--agents", "32", "--store", str(tmp_path)])
+    result = CliRunner().invoke(app, ["run", "consensus", "x", "--agents", "32", "--max-llm-calls", "200", "--store", str(tmp_path)])
     assert result.exit_code == 1 and "GRAPHCRAFT_CHAT_MODEL" in result.output and "Traceback" not in result.output
