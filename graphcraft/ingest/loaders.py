@@ -54,17 +54,17 @@ def decode_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def load_text(path: Path) -> list[Document]:
-    text = decode_text(read_bytes(path))
+def load_text(path: Path, data: bytes | None = None) -> list[Document]:
+    text = decode_text(read_bytes(path) if data is None else data)
     if not text.strip():
         raise IngestError("empty file")
     return [Document(page_content=text, metadata={"source": str(path), "page": None, "format": "markdown" if path.suffix.lower() in {".md", ".markdown"} else "text"})]
 
 
-def load_html(path: Path) -> list[Document]:
+def load_html(path: Path, data: bytes | None = None) -> list[Document]:
     from bs4 import BeautifulSoup
 
-    html = decode_text(read_bytes(path))
+    html = decode_text(read_bytes(path) if data is None else data)
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
@@ -82,10 +82,10 @@ def load_html(path: Path) -> list[Document]:
     return [Document(page_content=text, metadata={"source": str(path), "page": None, "format": "markdown", "title": title})]
 
 
-def load_pdf(path: Path) -> list[Document]:
+def load_pdf(path: Path, data: bytes | None = None) -> list[Document]:
     import pymupdf
 
-    data = read_bytes(path)
+    data = read_bytes(path) if data is None else data
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
     except Exception as exc:  # noqa: BLE001 - PyMuPDF raises several types for damage
@@ -108,14 +108,18 @@ def load_pdf(path: Path) -> list[Document]:
     return pages
 
 
-def load_file(path: Path) -> list[Document]:
-    """Page-level Documents for one file; raises IngestError with a one-line reason."""
+def load_file(path: Path, data: bytes | None = None) -> list[Document]:
+    """Page-level Documents for one file; raises IngestError with a one-line reason.
+
+    `data` are the file's bytes when the caller has already read them (read once: the content
+    hash and the text then describe the same bytes).
+    """
+    data = read_bytes(path) if data is None else data
     suffix = path.suffix.lower()
     if suffix in PDF_SUFFIXES:
-        return load_pdf(path)
+        return load_pdf(path, data)
     if suffix in HTML_SUFFIXES:
-        return load_html(path)
-    data_head = read_bytes(path)[:5]
-    if data_head.startswith(b"%PDF"):
-        return load_pdf(path)
-    return load_text(path)
+        return load_html(path, data)
+    if data.startswith(b"%PDF"):
+        return load_pdf(path, data)
+    return load_text(path, data)

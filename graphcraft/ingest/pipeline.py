@@ -60,10 +60,11 @@ def expand_paths(paths: Iterable[str | Path], exclude: Path | None = None) -> tu
     return unique, missing
 
 
-def prepare_file(path: Path, settings: Settings) -> tuple[str, list[Document]]:
-    """(content hash, chunks) for one file; IngestError on bad input."""
-    file_hash = sha256(read_bytes(path))
-    pages = load_file(path)
+def prepare_file(path: Path, settings: Settings, data: bytes | None = None) -> tuple[str, list[Document]]:
+    """(content hash, chunks) for one file (its bytes, if already read); IngestError on bad input."""
+    data = read_bytes(path) if data is None else data
+    file_hash = sha256(data)
+    pages = load_file(path, data)
     chunks = split_documents(pages, file_hash, settings.chunk_size, settings.chunk_overlap)
     if not chunks:
         raise IngestError("no text to index")
@@ -101,10 +102,11 @@ def ingest_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | N
         if on_progress:
             on_progress(done - 1, len(files), path.name)
         try:
-            if store.file_hash(source) == sha256(read_bytes(path)):
+            data = read_bytes(path)
+            if store.file_hash(source) == sha256(data):
                 report.skipped += 1
                 continue
-            file_hash, chunks = prepare_file(path, settings)
+            file_hash, chunks = prepare_file(path, settings, data)
         except IngestError as exc:
             report.failed.append({"path": source, "error": str(exc)})
             continue
