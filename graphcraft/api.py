@@ -9,7 +9,6 @@ from langchain_core.language_models import BaseChatModel
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.graphs import load_graph_module
-from graphcraft.runtime.accounting import UsageCallback
 from graphcraft.runtime.result import result_of
 
 
@@ -71,9 +70,7 @@ def ask(question: str, graph: str = "crag", store: str | Path | None = None, mod
         config: dict | None = None, **options: Any) -> dict:
     """Run a graph on a question; returns {"question", "answer", "sources", "trace"}."""
     compiled = build_graph(graph, model=model, store=store, **options)
-    counter = UsageCallback()
-    run_config = {**(config or {}), "callbacks": [counter, *((config or {}).get("callbacks") or [])]}
-    state = compiled.invoke({"question": question}, config=run_config)
+    state = compiled.invoke({"question": question}, config=config)  # the trace carries the run's usage
     result = result_of(question, state)
     result["trace"].setdefault("graph", graph)
     return result

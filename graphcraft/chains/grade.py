@@ -79,6 +79,7 @@ def score_strips(store: ChunkStore | None, query_vec: np.ndarray, question: str,
         texts, vecs = store.strips(doc)
     else:
         texts, vecs = [doc.page_content], None
+    from_store = vecs is not None
     if vecs is None:  # external documents: embed their strips now (one batched call)
         from graphcraft.ingest.strips import split_strips
 
@@ -88,9 +89,8 @@ def score_strips(store: ChunkStore | None, query_vec: np.ndarray, question: str,
     sims = vecs @ query_vec
     if terms is None:
         terms = salient_terms(question, idf_function(store) if store is not None else None)
-    strip_terms = store.strip_terms(doc) if store is not None and len(texts) == len(vecs) else [set(content_terms(t)) for t in texts]
-    if len(strip_terms) != len(texts):
-        strip_terms = [set(content_terms(t)) for t in texts]
+    # A stored chunk's strip terms are memoised by the store; other documents are tokenised here.
+    strip_terms = store.strip_terms(doc) if from_store else [set(content_terms(t)) for t in texts]
     lexical = np.array([coverage(terms, t) for t in strip_terms], dtype=np.float32)
     return StripScores(texts=texts, scores=0.75 * sims + 0.25 * lexical)
 
