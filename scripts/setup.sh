@@ -6,10 +6,15 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
-if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx eng; then
-  echo "== installing tesseract-ocr (apt)"
+# Tesseract for OCR; Debian's Python and PostgreSQL HTML manuals are the public corpora that the
+# answer-quality benchmark and its data tests use (benchmarks/data/*/corpus.json).
+APT_PACKAGES="tesseract-ocr tesseract-ocr-eng python3.11-doc postgresql-doc-15"
+missing=""
+for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
+if [ -n "$missing" ]; then
+  echo "== installing$missing (apt)"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
 # CPU build of torch first: letting sentence-transformers pull torch takes a multi-GB CUDA build.
