@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import GraphcraftError, ModelError, NoChatModelError
+from graphcraft.local_models import is_local_spec, local_chat_model
 from graphcraft.runtime.accounting import Usage, UsageCallback, add_usage, empty_usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -41,12 +42,14 @@ def get_chat_model(settings: Settings | None = None) -> BaseChatModel | None:
     spec = settings.chat_model.strip()
     if not spec:
         return None
-    return _build_chat_model(spec, settings.base_url, settings.api_key, settings.temperature,
+    if is_local_spec(spec):
+        return local_chat_model(spec, settings)
+    return _build_chat_model(spec, settings.base_url, settings.api_key, settings.temperature, settings.max_tokens,
                              settings.llm_timeout_s, settings.llm_max_retries, settings.requests_per_second)
 
 
 @lru_cache(maxsize=8)
-def _build_chat_model(spec: str, base_url: str, api_key: str, temperature: float, timeout: float,
+def _build_chat_model(spec: str, base_url: str, api_key: str, temperature: float, max_tokens: int, timeout: float,
                       max_retries: int, rps: float) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
@@ -63,10 +66,26 @@ def _build_chat_model(spec: str, base_url: str, api_key: str, temperature: float
         kwargs["api_key"] = api_key or "not-needed"
     elif api_key:
         kwargs["api_key"] = api_key
+    kwargs.update(_max_tokens_kwargs(spec, base_url, max_tokens))
     try:
         return init_chat_model(spec, **kwargs)
     except Exception as exc:  # noqa: BLE001 - missing provider package, bad spec ...
         raise ModelError(f"cannot create chat model {spec!r}: {exc}".splitlines()[0]) from exc
+
+
+def _max_tokens_kwargs(spec: str, base_url: str, max_tokens: int) -> dict[str, Any]:
+    """The completion-token limit in each provider's own words.
+
+    ChatOpenAI sends it as `max_completion_tokens`, which OpenAI-compatible servers such as
+    llama-cpp-python's ignore (they then generate until the context is full), so a base-URL
+    server also gets the older `max_tokens` in the request body.
+    """
+    provider = spec.split(":", 1)[0] if ":" in spec else ""
+    if provider == "ollama":
+        return {"num_predict": max_tokens}
+    if base_url and provider == "openai":
+        return {"max_tokens": max_tokens, "extra_body": {"max_tokens": max_tokens}}
+    return {"max_tokens": max_tokens}
 
 
 def resolve_chat_model(model: BaseChatModel | None, settings: Settings | None = None) -> BaseChatModel | None:
