@@ -23,9 +23,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from graphcraft.chains.aggregate import Ballot, normalize_stance
-from graphcraft.errors import GraphcraftError, NoChatModelError
-from graphcraft.models import structured_call
-from graphcraft.runtime.accounting import Usage, empty_usage
+from graphcraft.errors import GraphcraftError, ModelError, NoChatModelError
+from graphcraft.models import structured_call, with_counter
+from graphcraft.runtime.accounting import Usage, UsageCallback
 
 
 class Position(BaseModel):
@@ -168,20 +168,25 @@ def state_position(agent: AgentSpec, model: BaseChatModel, question: str, *, opt
 
     The ballot's status is "ok", "repaired" (valid after one or more repairs) or "excluded"
     (still malformed after `max_repairs`, or the model call itself failed: one broken provider
-    does not sink the panel; the agent just does not vote this round).
+    does not sink the panel; the agent just does not vote this round). An unreachable model
+    is marked ``model_error: True`` so the graph can tell a broken panel from a split one; the
+    failed call still counts in the usage.
     """
     schema = position_schema(tuple(options))
     fallback = Position(stance="(excluded)", confidence=0.0, rationale="no valid position")
     messages = position_prompt(agent, question, options=options, round=round, previous=previous, others=others)
     record: dict[str, Any] = {"agent": agent.name, "round": round}
+    spent = UsageCallback()  # sees the calls of a structured call that raised, whose own usage is lost
     try:
-        result = structured_call(model, schema, messages, fallback=fallback, max_repairs=max_repairs, config=config)
+        result = structured_call(model, schema, messages, fallback=fallback, max_repairs=max_repairs,
+                                 config=with_counter(config, spent))
     except NoChatModelError:
         raise  # configuration problems are the user's to fix, not a vote to skip
     except Exception as exc:  # noqa: BLE001 - a failing provider call excludes the agent for this round
         text = str(exc) if isinstance(exc, GraphcraftError) else f"{type(exc).__name__}: {exc}"
-        record.update(status="excluded", attempts=1, errors=[text.splitlines()[0][:300]])
-        return record, empty_usage()
+        record.update(status="excluded", attempts=int(spent.usage["llm_calls"]) or 1, errors=[text.splitlines()[0][:300]],
+                      model_error=isinstance(exc, ModelError))
+        return record, spent.usage
     record["attempts"] = result.attempts
     if result.fallback:
         record.update(status="excluded", errors=result.errors[-3:])

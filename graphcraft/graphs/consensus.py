@@ -17,7 +17,13 @@ convene -> propose (x N, parallel) -> tally -> [revise (x N, parallel) -> tally]
   its rationale, the agreement curve and per-agent LLM calls and tokens.
 
 The loop stops, in the routing function `after_tally`, at convergence (agreement >= threshold
-with a quorum of voters), at the round limit, or when the LLM-call or token budget is spent.
+with a quorum of voters), at the round limit, when the LLM-call or token budget is spent, or
+when the run's wall-clock time (Settings.max_seconds) is up; the decision is then taken on the
+last round that had voters.
+
+An agent whose model cannot be reached is excluded from that round and the tally names it and
+the error; when such failures are not a minority of the panel (the usual case: one shared model
+that is down), `tally` raises the ModelError instead of deciding on what is left.
 
 Bounds: a team has at most `max_agents` (default 32) agents, since the default full mesh costs
 n^2 subscriptions and every revise prompt carries n-1 positions; at most `max_concurrency`
@@ -44,8 +50,9 @@ from langgraph.types import Send
 from graphcraft.chains.aggregate import Decision, agreement, aggregate, distribution, get_rule, unanimity
 from graphcraft.chains.negotiate import AgentSpec, as_ballot, make_agents, state_position
 from graphcraft.config import Settings, get_settings
-from graphcraft.errors import GraphcraftError
+from graphcraft.errors import GraphcraftError, ModelError
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
+from graphcraft.runtime.bounds import out_of_time, start_clock
 from graphcraft.runtime.broker import inbox, merge_topics, publish, subscribe
 from graphcraft.runtime.reducers import usage_by_key
 from graphcraft.runtime.resources import Resources
@@ -75,6 +82,7 @@ class ConsensusState(TypedDict, total=False):
     agent_usage: Annotated[dict[str, Usage], usage_by_key]
     usage: Annotated[Usage, add_usage]
     iterations: int  # negotiation rounds done (round 0 not counted)
+    started_at: float  # the run's wall clock (set by convene)
     decision: dict
     answer: str
     sources: list[dict]
@@ -131,6 +139,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     call_cap = _number(int, "max_llm_calls", max_llm_calls, 0) if max_llm_calls is not None else per_round * (rounds + 1)
     concurrency = max(1, min(len(team), _number(int, "max_concurrency", max_concurrency, 1)))
     tokens_cap = token_budget if token_budget is not None else settings.token_budget
+    max_seconds = settings.max_seconds
     chosen_rule = partial(unanimity, fallback=unanimity_fallback) if rule in ("unanimity", "unanimous") else get_rule(rule)
     rule_label = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
     base = Resources(settings, model=model)
@@ -154,7 +163,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         for agent in team:
             wanted = (subscriptions or {}).get(agent.name, [a.name for a in team if a is not agent])
             subs = subscribe(subs, agent.name, *(position_topic(w) if w in by_name else w for w in wanted))
-        return {"subscriptions": subs, "options": list(state.get("options") or fixed_options), "iterations": 0}
+        return {**start_clock(), "subscriptions": subs, "options": list(state.get("options") or fixed_options), "iterations": 0}
 
     def position(task: AgentTask, config: RunnableConfig) -> dict:
         agent = by_name[task["agent"]]
@@ -170,10 +179,14 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def tally(state: ConsensusState) -> dict:
         r = len(state.get("rounds", []))
         records = [b for b in state.get("ballots", []) if b["round"] == r]
+        unreachable = [b for b in records if b.get("model_error")]
+        if unreachable and 2 * len(unreachable) >= len(team):  # not a minority: no panel left to speak of
+            raise ModelError(unreachable[0]["errors"][0])
         ballots = [as_ballot(b) for b in records if b["status"] != "excluded"]
         summary = {"round": r, "agreement": round(agreement(ballots), 4), "voters": len(ballots),
                    "distribution": distribution(ballots),
-                   "excluded": [{"agent": b["agent"], "errors": b.get("errors", [])} for b in records if b["status"] == "excluded"],
+                   "excluded": [{"agent": b["agent"], "errors": b.get("errors", []), "model_error": bool(b.get("model_error"))}
+                                for b in records if b["status"] == "excluded"],
                    "repaired": [b["agent"] for b in records if b["status"] == "repaired"],
                    "changed": _changed(state.get("ballots", []), r)}
         return {"rounds": [summary], "iterations": r}
@@ -195,7 +208,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
                            agreement_curve=curve, rounds=rounds_done, vote=decided.vote, tie=decided.tie,
                            tie_break=decided.tie_break, fallback_rule=decided.fallback_rule, dissent=decided.dissent,
                            agents=per_agent, bounds={"rounds": rounds, "threshold": threshold, "quorum": quorum,
-                                                     "max_llm_calls": call_cap, "token_budget": tokens_cap})
+                                                     "max_llm_calls": call_cap, "token_budget": tokens_cap,
+                                                     "max_seconds": max_seconds})
         return {"decision": result, "answer": answer, "sources": [], "trace": trace}
 
     # ------------------------------------------------------------------ routing (the loop's bounds live here)
@@ -210,6 +224,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             return "max_llm_calls"
         if total_tokens(usage) >= tokens_cap:
             return "token_budget"
+        if out_of_time(state, max_seconds):
+            return "max_seconds"
         return None
 
     def fan_out_proposals(state: ConsensusState) -> list[Send]:

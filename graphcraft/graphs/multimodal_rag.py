@@ -3,7 +3,8 @@
     analyze_query -> retrieve -> fuse --nothing relevant, iterations < max--> widen -> retrieve
                                       \\-> lookup_table -> generate
 
-- analyze_query decides which modalities matter: numbers, aggregates and quarters point to
+- analyze_query first makes sure the store holds multimodal chunks (a StoreError saying how
+  to ingest them, before any model call), then decides which modalities matter: numbers, aggregates and quarters point to
   tables, "figure/chart/image" to images; text always counts. Offline by cue words; with a
   chat model by one structured call (falling back to the cues, recorded).
 - retrieve searches each modality's own store (dense + BM25) and drops hits that neither
@@ -37,6 +38,7 @@ from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.chains.table_lookup import CellAnswer, lookup_table
 from graphcraft.config import Settings, settings_from
+from graphcraft.errors import StoreError
 from graphcraft.ingest.pdf_tables import frame_from_csv
 from graphcraft.models import structured_call
 from graphcraft.retrievers.multimodal import MODALITIES, MultimodalRetriever, require_modality_stores
@@ -161,7 +163,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     opened: dict[str, dict] = {}
 
     def modality_stores(res: Resources) -> dict:
+        """The modality stores; a StoreError when none holds a chunk (checked before any model call)."""
         if stores is not None:
+            if not any(len(s) for s in stores.values()):
+                raise StoreError("the given multimodal stores hold no chunks: ingest with `graphcraft ingest PATH --multimodal`")
             return stores
         key = str(res.settings.store)
         if key not in opened:
@@ -174,6 +179,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     # ------------------------------------------------------------------ nodes
     def analyze_query(state: MultimodalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
+        modality_stores(res)  # an empty store fails here, before the model is asked anything
         question = state["question"]
         local = analyze_locally(question)
         use_llm = analyzer == "llm" or (analyzer == "auto" and res.model is not None)

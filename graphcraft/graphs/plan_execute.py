@@ -7,7 +7,8 @@ analyze -> plan -> schedule -> execute_step (fan-out with Send) -> schedule ... 
 A step either names a tool with arguments (run directly, no LLM call; arguments may quote an
 earlier result as "$<step id>") or describes reasoning (one bounded model call that may itself
 use the tools). Every step whose dependencies are done runs in the same wave, so independent
-work overlaps. Bounds: number of steps, waves, replans, LLM calls and tokens.
+work overlaps. Bounds: number of steps, waves, replans, LLM calls, tokens and wall-clock time
+(Settings.max_seconds); a run stopped by a budget or the time answers with the step results so far.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from graphcraft.chains.tool_calls import collect_sources, execute_tool_call, run
 from graphcraft.config import Settings
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, make_trace
+from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
 DESCRIPTION = "Plan-and-execute agent: analyze, plan JSON steps with dependencies, run independent steps in parallel, replan on failure, finalize."
 
@@ -65,6 +66,7 @@ class PlanExecuteState(TypedDict, total=False):
     wave: int
     executed: Annotated[list[tuple[int, str]], operator.add]
     replans: int
+    started_at: float
     replan_reasons: list[str]
     stop_reason: str
     answer: str
@@ -112,14 +114,15 @@ def build(
         return loaded["tools"]
 
     def analyze_task(state: PlanExecuteState) -> dict:
+        clock = start_clock()  # before the first model call: the run's time includes it
         if not analyze:
-            return {"analysis": "", "replans": 0, "wave": 0, "results": {}}
+            return {**clock, "analysis": "", "replans": 0, "wave": 0, "results": {}}
         reply, usage = invoke_llm(llm(), [
             SystemMessage("You analyze tasks before planning: the goal, the information needed, constraints, and what "
                           "can be done independently. Be brief."),
             HumanMessage(state["question"]),
         ])
-        return {"analysis": message_text(reply), "usage": usage, "replans": 0, "wave": 0, "results": {}}
+        return {**clock, "analysis": message_text(reply), "usage": usage, "replans": 0, "wave": 0, "results": {}}
 
     def plan(state: PlanExecuteState) -> dict:
         prompt = _planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
@@ -133,7 +136,7 @@ def build(
         results = _live(state)
         pending = [s for s in state.get("steps", []) if s["id"] not in results]
         ready = [s["id"] for s in pending if all(results.get(d, {}).get("ok") for d in s["depends_on"])]
-        if ready and not bounds.exhausted(state.get("usage")):
+        if ready and not bounds.reached(state):
             return {"ready": ready, "wave": state.get("wave", 0) + 1}
         return {"ready": []}
 
@@ -146,7 +149,7 @@ def build(
                                                   inputs={d: results[d]["output"] for d in steps[sid]["depends_on"]}))
                     for sid in state["ready"]]
         unfinished = [s for s in state.get("steps", []) if not results.get(s["id"], {}).get("ok")]
-        if unfinished and not bounds.exhausted(state.get("usage"), state.get("replans", 0)):
+        if unfinished and not bounds.reached(state, state.get("replans", 0)):
             return "replan"
         return "finalize"
 
@@ -193,9 +196,10 @@ def build(
                  for s in state.get("steps", [])]
         complete = all(results.get(s["id"], {}).get("ok") for s in state.get("steps", []))
         usage = empty_usage()
-        if bounds.exhausted(state.get("usage")):
-            answer = "Budget exhausted before the final synthesis. Step results:\n" + "\n".join(lines)
-            reason = bounds.exhausted(state.get("usage")) or "budget"
+        spent = bounds.reached(state)
+        if spent:
+            answer = f"Stopped ({spent}) before the final synthesis. Step results:\n" + "\n".join(lines)
+            reason = spent
         else:
             reply, usage = invoke_llm(llm(), [
                 SystemMessage("Write the final answer to the task from the step results. Be direct; say what could not be done."),

@@ -8,7 +8,8 @@ plan -> select_step -> execute -> verify -> select_step ... -> finalize
 Each step carries a success criterion and an optional contingency (an alternative action).
 A failed verification first tries the contingency once, then replans the remaining work
 (bounded by max_replans); past that bound the step is recorded as failed and independent steps
-continue. LLM-call and token budgets are checked in every routing function.
+continue. LLM-call, token and wall-clock (Settings.max_seconds) budgets are checked in every
+routing function; a run stopped by one reports the progress of every step instead of a summary.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, make_trace
+from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
 DESCRIPTION = "Hierarchical planning: phases and steps with dependencies, per-step verification against success criteria, contingencies and bounded replanning."
 
@@ -69,6 +70,7 @@ class PlanningState(TypedDict, total=False):
     result: str
     verdict: dict[str, Any]
     replans: int
+    started_at: float
     usage: Annotated[Usage, add_usage]
     log: Annotated[list[dict[str, Any]], _append]
     answer: str
@@ -106,8 +108,9 @@ def build(
         return _flatten(result.value, done or set(), max_steps), result.usage, result.fallback
 
     def plan(state: PlanningState) -> dict:
+        clock = start_clock()  # before the first model call: the run's time includes it
         steps, usage, fallback = make_plan(state)
-        return {"steps": steps, "status": {}, "replans": 0, "usage": usage,
+        return {**clock, "steps": steps, "status": {}, "replans": 0, "usage": usage,
                 "log": [{"event": "plan", "steps": [s["id"] for s in steps], "fallback": fallback}]}
 
     def select_step(state: PlanningState) -> dict:
@@ -119,7 +122,7 @@ def build(
         return {"current": ""}
 
     def route_select(state: PlanningState) -> str:
-        if state.get("current") and not bounds.exhausted(state.get("usage")):
+        if state.get("current") and not bounds.reached(state):
             return "execute"
         return "finalize"
 
@@ -166,12 +169,11 @@ def build(
         """Passed: next step. Failed: contingency once, then replan within bounds, else give up on the step."""
         if state["verdict"]["passed"]:
             return "select_step"
-        usage = state.get("usage")
-        if bounds.exhausted(usage):
+        if bounds.reached(state):
             return "give_up"
         if state.get("attempt") == "primary" and _step(state).get("contingency"):
             return "contingency"
-        if not bounds.exhausted(usage, state.get("replans", 0)):
+        if not bounds.reached(state, state.get("replans", 0)):
             return "replan"
         return "give_up"
 
@@ -201,9 +203,9 @@ def build(
                  + (f"{status[s['id']]['status']} - {status[s['id']]['result'][:500]}" if s["id"] in status else "not run")
                  for s in state["steps"]]
         usage = empty_usage()
-        reason = bounds.exhausted(state.get("usage"))
+        reason = bounds.reached(state)
         if reason:
-            answer = "Budget exhausted. Progress:\n" + "\n".join(lines)
+            answer = f"Stopped ({reason}) before the plan was finished. Progress:\n" + "\n".join(lines)
         else:
             reply, usage = invoke_llm(llm(), [SystemMessage("Report the outcome of the plan: the result for the goal, then "
                                                             "any step that failed and why."),

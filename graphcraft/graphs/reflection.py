@@ -4,7 +4,8 @@ generate -> critique -> (refine -> critique)* -> finalize
 
 The critic returns a 0-10 score per criterion with feedback (structured output). The loop ends
 when the mean score reaches the threshold or a bound is hit (iterations, LLM calls, tokens);
-the answer is the best-scored draft, not merely the last one.
+the answer is the best-scored draft, not merely the last one. The wall-clock bound
+(Settings.max_seconds) is checked with the others, so a slow model ends with its best draft.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 from graphcraft.config import Settings
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.bounds import Bounds, make_trace
+from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
 DESCRIPTION = "Self-refine: generate, critique with per-criterion scores, refine until a threshold or budget; keeps the best draft."
 DEFAULT_CRITERIA = ("correctness", "completeness", "clarity")
@@ -46,6 +47,7 @@ class ReflectionState(TypedDict, total=False):
     best_draft: str
     best_score: float
     iterations: int
+    started_at: float
     history: Annotated[list[dict[str, Any]], lambda a, b: (a or []) + (b or [])]
     usage: Annotated[Usage, add_usage]
     stop_reason: str
@@ -74,11 +76,12 @@ def build(
         return require_chat_model(model, "the reflection graph", settings)
 
     def generate(state: ReflectionState) -> dict:
+        clock = start_clock()  # before the first model call: the run's time includes it
         reply, usage = invoke_llm(llm(), [
             SystemMessage("You are a careful expert. Answer the task fully and precisely."),
             HumanMessage(state["question"]),
         ])
-        return {"draft": message_text(reply), "iterations": 0, "usage": usage}
+        return {**clock, "draft": message_text(reply), "iterations": 0, "usage": usage}
 
     def critique(state: ReflectionState) -> dict:
         prompt = (
@@ -108,9 +111,7 @@ def build(
         """Stop at the threshold or at the first bound reached; otherwise refine."""
         if state["score"] >= threshold:
             return "finalize"
-        if bounds.exhausted(state.get("usage"), state.get("iterations", 0)):
-            return "finalize"
-        return "refine"
+        return "finalize" if bounds.reached(state, state.get("iterations", 0)) else "refine"
 
     def refine(state: ReflectionState) -> dict:
         prompt = (
@@ -125,7 +126,7 @@ def build(
         if state["score"] >= threshold:
             reason = "threshold"
         else:
-            reason = bounds.exhausted(state.get("usage"), state.get("iterations", 0)) or "unknown"
+            reason = bounds.reached(state, state.get("iterations", 0)) or "unknown"
         trace = make_trace(
             "reflection", state.get("usage"), state.get("iterations", 0),
             stop_reason=reason, threshold=threshold, best_score=state.get("best_score"),

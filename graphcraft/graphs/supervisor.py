@@ -15,7 +15,8 @@ supervisor -> researcher | analyst | writer | ... -> supervisor -> ... -> finish
   the sources the researcher found, and a trace of who did what, in order.
 
 Bounds, checked in `stop_reason` before every handoff: the number of handoffs, the LLM-call
-budget and the token budget. Members can carry their own chat models.
+budget, the token budget and the run's wall-clock time (Settings.max_seconds); a stopped team
+answers with the last report it has. Members can carry their own chat models.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings, get_settings
 from graphcraft.models import message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
+from graphcraft.runtime.bounds import out_of_time, start_clock
 from graphcraft.runtime.reducers import append_by_key, usage_by_key
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
@@ -180,6 +182,7 @@ class SupervisorState(TypedDict, total=False):
     scratchpads: Annotated[dict[str, list[dict]], append_by_key]  # per member: its private working notes
     task: str  # the current assignment
     handoffs: int  # supervisor -> member handoffs so far; bounded by max_handoffs
+    started_at: float  # the run's wall clock (set by the first supervisor turn)
     steps: Annotated[list[dict], operator.add]  # who did what, in order
     found_sources: Annotated[list[dict], operator.add]
     usage: Annotated[Usage, add_usage]
@@ -224,14 +227,17 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
             return "max_llm_calls"
         if total_tokens(usage) >= tokens_cap:
             return "token_budget"
+        if out_of_time(state, res.settings.max_seconds):
+            return "max_seconds"
         return None
 
     # ------------------------------------------------------------------ nodes
     def supervisor(state: SupervisorState, config: RunnableConfig) -> Command:
         res = base.for_config(config)
-        reason = stop_reason(state, res)
+        clock = start_clock() if not state.get("steps") else {}  # the first turn starts the run's clock
+        reason = stop_reason({**state, **clock}, res)
         if reason is not None:
-            return Command(goto="finish", update={"stop_reason": reason,
+            return Command(goto="finish", update={**clock, "stop_reason": reason,
                                                   "steps": [{"actor": "supervisor", "action": "stop", "reason": reason}]})
         chooser = supervisor_model or res.require_model("the supervisor")
         fallback = Route(next=_first_idle(team, state), task=state["question"], reason="fallback: first member who has not acted")
@@ -242,7 +248,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
                 "task": route.task, "reason": route.reason, "llm_calls": int(choice.usage.get("llm_calls", 0))}
         if choice.fallback or choice.errors:
             step["structured_output"] = choice.trace()
-        update: dict[str, Any] = {"usage": choice.usage, "agent_usage": {"supervisor": choice.usage}, "steps": [step]}
+        update: dict[str, Any] = {**clock, "usage": choice.usage, "agent_usage": {"supervisor": choice.usage}, "steps": [step]}
         if route.next == FINISH:
             return Command(goto="finish", update={**update, "stop_reason": "finished"})
         task = route.task or state["question"]
@@ -289,7 +295,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
                            who_did_what=[_summary(s) for s in steps], steps=steps,
                            agents={name: _usage_row(u) for name, u in state.get("agent_usage", {}).items()},
                            bounds={"max_handoffs": max_handoffs, "max_llm_calls": budgets(base)[0],
-                                   "token_budget": budgets(base)[1], "max_tool_calls": max_tool_calls})
+                                   "token_budget": budgets(base)[1], "max_tool_calls": max_tool_calls,
+                                   "max_seconds": base.settings.max_seconds})
         from graphcraft.chains.tool_calls import collect_sources
 
         sources = collect_sources([{"sources": state.get("found_sources", [])}])  # first occurrence of each chunk

@@ -5,7 +5,8 @@ begin -> recall -> compact -> agent <-> tools -> finalize -> remember
 - agent: the model, bound to the tools, decides the next tool calls or answers;
 - tools: runs the calls; a failing tool becomes an error observation, never a crash;
 - bounds, checked in the routing functions: tool-call budget, model turns, LLM calls, tokens,
-  and a loop guard that stops a model repeating the same call with the same arguments;
+  wall-clock time (Settings.max_seconds), and a loop guard that stops a model repeating the
+  same call with the same arguments; a stopped run answers with the last tool result;
 - memory: with a checkpointer, a thread's messages persist between runs (compact folds old
   turns into a running summary); with a Store, `recall` brings back related facts/episodes and
   `remember` writes this run's episode (and, optionally, durable facts).
@@ -31,7 +32,7 @@ from graphcraft.memory.context import ContextWindow
 from graphcraft.memory.long_term import LongTermMemory, extract_facts, format_memories
 from graphcraft.models import invoke_llm, message_text, require_chat_model
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, make_trace
+from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
 DESCRIPTION = "ReAct tool-calling agent (calculator, sandboxed files, optional python/MCP) with tool budget, loop guard and memory."
 
@@ -49,6 +50,7 @@ class ToolAgentState(TypedDict, total=False):
     memories: list[dict[str, Any]]
     usage: Usage
     turns: int
+    started_at: float
     tool_calls: list[dict[str, Any]]
     summarized: int
     stop_reason: str
@@ -107,7 +109,7 @@ def build(
 
     def begin(state: ToolAgentState) -> dict:
         """Start a run: the question becomes the next human turn; per-run counters reset."""
-        return {"messages": [HumanMessage(state["question"])], "usage": empty_usage(), "turns": 0,
+        return {**start_clock(), "messages": [HumanMessage(state["question"])], "usage": empty_usage(), "turns": 0,
                 "tool_calls": [], "stop_reason": "", "summarized": 0, "memories": []}
 
     def recall(state: ToolAgentState, config: RunnableConfig) -> dict:
@@ -152,7 +154,7 @@ def build(
         return {"messages": messages, "tool_calls": records}
 
     def after_tools(state: ToolAgentState) -> str:
-        return "finalize" if bounds.exhausted(state.get("usage"), state.get("turns", 0)) else "agent"
+        return "finalize" if bounds.reached(state, state.get("turns", 0)) else "agent"
 
     def _stop_reason(state: ToolAgentState, calls: list[dict]) -> str | None:
         done = state.get("tool_calls", [])
@@ -161,7 +163,7 @@ def build(
             return "repeated_tool_call"
         if len(done) + len(calls) > max_tool_calls:
             return "max_tool_calls"
-        return bounds.exhausted(state.get("usage"), state.get("turns", 0))
+        return bounds.reached(state, state.get("turns", 0))
 
     def finalize(state: ToolAgentState) -> dict:
         last = state["messages"][-1]
@@ -174,7 +176,7 @@ def build(
         elif isinstance(last, AIMessage):
             reason = "answered"
         else:
-            reason = bounds.exhausted(state.get("usage"), state.get("turns", 0)) or "stopped"
+            reason = bounds.reached(state, state.get("turns", 0)) or "stopped"
         answer = message_text(last).strip() if isinstance(last, AIMessage) else ""
         records = state.get("tool_calls", [])
         if reason != "answered":

@@ -5,7 +5,13 @@ expand -> evaluate -> (expand ...) -> answer
 At each depth every path in the frontier proposes `breadth` next thoughts; a scorer rates each
 candidate 0-10 and flags complete solutions; the best `beam` candidates scoring at least
 `prune_below` survive. Search stops at a solution, at `max_depth`, when every candidate was
-pruned, or at the LLM/token budget; the answer is written from the best path found.
+pruned, at the LLM/token budget or the wall-clock bound; the answer is written from the best
+path found (without a further model call once a budget or the time is spent).
+
+A structured call that still fails after its repairs is not a pruned thought: when no thought
+could be proposed ("no_thoughts") or none could be scored ("unscored"), the search stops with
+that reason and the trace lists the failed calls and their errors. A model that cannot be
+reached raises its ModelError.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from graphcraft.chains.chain_of_thought import extract_final_answer
 from graphcraft.config import Settings
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, make_trace
+from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
 DESCRIPTION = "Tree-of-Thought: beam search over reasoning steps with bounded breadth/depth, scored thoughts and pruning."
 
@@ -50,7 +56,9 @@ class ToTState(TypedDict, total=False):
     candidates: list[dict[str, Any]]
     best: dict[str, Any]
     depth: int
+    started_at: float
     solved: bool
+    failures: Annotated[list[dict[str, Any]], lambda a, b: (a or []) + (b or [])]  # structured calls that fell back
     usage: Annotated[Usage, add_usage]
     log: Annotated[list[dict[str, Any]], lambda a, b: (a or []) + (b or [])]
     answer: str
@@ -78,10 +86,11 @@ def build(
         return require_chat_model(model, "the tree_of_thought graph", settings)
 
     def expand(state: ToTState) -> dict:
+        clock = start_clock() if not state.get("depth") else {}  # the first expansion starts the run's clock
         frontier = state.get("frontier") or [{"path": [], "score": 0.0}]
-        candidates, usage = [], empty_usage()
+        candidates, usage, failures = [], empty_usage(), []
         for parent in frontier:
-            if bounds.exhausted(add_usage(state.get("usage"), usage)):
+            if bounds.reached({**state, **clock, "usage": add_usage(state.get("usage"), usage)}):
                 break
             prompt = (f"Problem: {state['question']}\n\nReasoning so far:\n{_render(parent['path'])}\n\n"
                       f"Propose {breadth} different possible next steps (one or two sentences each). "
@@ -89,21 +98,25 @@ def build(
             result = structured_call(llm(), Thoughts, [SystemMessage("You explore alternative lines of reasoning."),
                                                        HumanMessage(prompt)], fallback=Thoughts(thoughts=[]), max_repairs=repairs)
             usage = add_usage(usage, result.usage)
+            if result.fallback:
+                failures.append(_failure("expand", state.get("depth", 0) + 1, result.errors))
             for thought in list(dict.fromkeys(t.strip() for t in result.value.thoughts if t.strip()))[:breadth]:
                 candidates.append({"path": parent["path"] + [thought], "score": 0.0})
-        return {"candidates": candidates, "depth": state.get("depth", 0) + 1, "usage": usage}
+        return {**clock, "candidates": candidates, "depth": state.get("depth", 0) + 1, "usage": usage, "failures": failures}
 
     def evaluate(state: ToTState) -> dict:
         """Score all candidates, prune the weak ones, keep the best `beam` as the next frontier."""
         candidates = state.get("candidates", [])
-        usage = empty_usage()
-        if candidates and not bounds.exhausted(state.get("usage")):
+        usage, failures, scored = empty_usage(), [], False
+        if candidates and not bounds.reached(state):
             listing = "\n\n".join(f"Candidate {i}:\n{_render(c['path'])}" for i, c in enumerate(candidates, 1))
             prompt = (f"Problem: {state['question']}\n\n{listing}\n\nRate every candidate reasoning path from 0 to 10 "
                       "for how likely it leads to a correct answer, and flag paths that already reach a correct final answer.")
             result = structured_call(llm(), Evaluation, [SystemMessage("You evaluate reasoning paths critically."),
                                                          HumanMessage(prompt)], fallback=Evaluation(scores=[]), max_repairs=repairs)
-            usage = result.usage
+            usage, scored = result.usage, not result.fallback
+            if result.fallback:
+                failures.append(_failure("evaluate", state.get("depth", 0), result.errors))
             for s in result.value.scores:
                 if 1 <= s.index <= len(candidates):
                     candidates[s.index - 1] = {**candidates[s.index - 1], "score": s.score, "is_solution": s.is_solution}
@@ -115,36 +128,48 @@ def build(
         solved = any(c.get("is_solution") for c in kept)
         if solved:
             best = next(c for c in kept if c.get("is_solution"))
-        return {"frontier": kept, "best": best, "solved": solved, "usage": usage,
-                "log": [{"depth": state.get("depth", 0), "candidates": len(candidates), "kept": len(kept),
-                         "pruned": len(candidates) - len(kept), "scores": [c["score"] for c in ranked]}]}
+        if candidates and not scored:  # unscored candidates were not judged weak: nothing is pruned
+            kept = []
+        return {"frontier": kept, "best": best, "solved": solved, "usage": usage, "failures": failures,
+                "log": [{"depth": state.get("depth", 0), "candidates": len(candidates), "kept": len(kept), "scored": scored,
+                         "pruned": len(candidates) - len(kept) if scored else 0, "scores": [c["score"] for c in ranked]}]}
 
     def should_continue(state: ToTState) -> str:
         if state.get("solved") or not state.get("frontier"):
             return "answer"
-        return "answer" if bounds.exhausted(state.get("usage"), state.get("depth", 0)) else "expand"
+        return "answer" if bounds.reached(state, state.get("depth", 0)) else "expand"
 
     def answer(state: ToTState) -> dict:
         best = state.get("best") or {"path": [], "score": 0.0}
         usage = empty_usage()
-        if bounds.exhausted(state.get("usage")):
-            text = best["path"][-1] if best["path"] else ""
+        levels = state.get("log", [])
+        spent = bounds.reached(state)
+        reason = _stop_reason(state, levels, spent)
+        if not best["path"]:
+            text = f"No answer: the search stopped ({reason}) before any reasoning path was found."
+        elif spent:  # no budget or time left for one more call: the best path's last step is the answer
+            text = extract_final_answer(best["path"][-1]) or best["path"][-1]
         else:
             reply, usage = invoke_llm(llm(), [
                 SystemMessage("Give the final answer to the problem using the reasoning path. End with 'Answer: <answer>'."),
                 HumanMessage(f"Problem: {state['question']}\n\nReasoning path:\n{_render(best['path'])}")])
-            text = message_text(reply)
-        if state.get("solved"):
-            reason = "solution_found"
-        elif not state.get("frontier"):
-            reason = "all_pruned"
-        else:
-            reason = "max_depth" if state.get("depth", 0) >= max_depth else (bounds.exhausted(state.get("usage")) or "stopped")
+            text = extract_final_answer(message_text(reply)) or message_text(reply)
         total = add_usage(state.get("usage"), usage)
-        trace = make_trace("tree_of_thought", total, state.get("depth", 0), stop_reason=reason, breadth=breadth, beam=beam,
-                           max_depth=max_depth, prune_below=prune_below, best_path=best["path"], best_score=best["score"],
-                           levels=state.get("log", []), pruned=sum(level["pruned"] for level in state.get("log", [])))
-        return {"answer": extract_final_answer(text) or text, "sources": [], "usage": usage, "trace": trace}
+        trace = make_trace("tree_of_thought", total, state.get("depth", 0), stop_reason=reason,
+                           breadth=breadth, beam=beam, max_depth=max_depth, prune_below=prune_below, best_path=best["path"],
+                           best_score=best["score"], levels=levels, pruned=sum(level["pruned"] for level in levels),
+                           structured_failures=state.get("failures", []), bounds=bounds.as_dict())
+        return {"answer": text, "sources": [], "usage": usage, "trace": trace}
+
+    def _stop_reason(state: ToTState, levels: list[dict[str, Any]], spent: str | None) -> str:
+        if state.get("solved"):
+            return "solution_found"
+        if state.get("frontier"):
+            return "max_depth" if state.get("depth", 0) >= max_depth else (spent or "stopped")
+        last = levels[-1] if levels else {"candidates": 0, "scored": False}
+        if not last["candidates"]:
+            return spent or "no_thoughts"  # nothing was proposed: a budget ran out or every expansion failed
+        return "all_pruned" if last["scored"] else (spent or "unscored")
 
     g = StateGraph(ToTState)
     g.add_node("expand", expand)
@@ -155,6 +180,11 @@ def build(
     g.add_conditional_edges("evaluate", should_continue, ["expand", "answer"])
     g.add_edge("answer", END)
     return g.compile(checkpointer=checkpointer).with_config(recursion_limit=2 * max_depth + 20)
+
+
+def _failure(node: str, depth: int, errors: list[str]) -> dict[str, Any]:
+    """A structured call that fell back after its repairs: where, and its last errors."""
+    return {"node": node, "depth": depth, "errors": errors[-2:]}
 
 
 def _render(path: list[str]) -> str:

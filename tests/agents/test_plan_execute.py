@@ -116,4 +116,4 @@ def test_llm_budget_stops_execution(workspace):
     out = build(model, workspace=workspace, max_llm_calls=5).invoke({"question": "q"})
     t = out["trace"]
     assert t["stop_reason"] == "max_llm_calls" and t["llm_calls"] == 5
-    assert out["answer"].startswith("Budget exhausted")
+    assert out["answer"].startswith("Stopped (max_llm_calls)")

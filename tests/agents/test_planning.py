@@ -67,4 +67,4 @@ def test_llm_budget_bounds_a_long_plan():
     model = script([(schema_is("PhasedPlan"), many), (schema_is("Verdict"), {"passed": True}), (ANY, "did it")])
     out = build(model, max_llm_calls=7).invoke({"question": "long"})
     assert out["trace"]["stop_reason"] == "max_llm_calls" and out["trace"]["llm_calls"] == 7
-    assert out["answer"].startswith("Budget exhausted")
+    assert out["answer"].startswith("Stopped (max_llm_calls)")

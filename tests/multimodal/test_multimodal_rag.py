@@ -148,6 +148,19 @@ def test_graph_module_contract_and_missing_store(tmp_path):
         empty.invoke({"question": "anything"})
 
 
+@pytest.mark.parametrize("where", ["settings", "stores"])
+def test_empty_store_fails_before_any_model_call(tmp_path, where):
+    model = ScriptedChatModel(script=["not json"], repeat_last=True)  # would cost 1 + 2 repairs in analysis
+    if where == "settings":
+        graph = build(model, get_settings(store=tmp_path / "nothing"), analyzer="llm")
+    else:
+        graph = build(model, get_settings(store=tmp_path), analyzer="llm",
+                      stores=open_modality_stores(tmp_path / "empty", get_settings(store=tmp_path), create=True))
+    with pytest.raises(GraphcraftError, match="--multimodal"):
+        graph.invoke({"question": "What was the Q1 revenue?"})
+    assert model.call_count == 0
+
+
 def test_highlight_marks_the_cited_cell(graph, tmp_path):
     out = graph.invoke({"question": "What was the Q2 revenue of the East region?"})
     src = out["sources"][0]
