@@ -29,6 +29,8 @@ class Strip:
     position: int
     origin: str = "internal"  # or "external"
     doc_score: float = 0.0
+    start: int = -1  # the strip's character span in its chunk (-1: unknown), marked in the answer's sources
+    end: int = -1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -50,15 +52,27 @@ def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document],
         else:
             strips = None
         strips = strips or score_strips(store, query_vec, question, doc, embed)
+        spans = strip_spans(doc)
         for position, (text, score) in enumerate(zip(strips.texts, strips.scores)):
             if score >= threshold and informative(text):
+                start, end = spans[position] if position < len(spans) else (-1, -1)
                 candidates.append(Strip(text=text.strip(), score=round(float(score), 4), source=str(doc.metadata.get("source", "")),
                                         chunk_id=str(doc.metadata.get("chunk_id", "")), page=doc.metadata.get("page"),
-                                        position=position, origin=origin, doc_score=float(doc_score)))
+                                        position=position, origin=origin, doc_score=float(doc_score), start=start, end=end))
     # Keep the strips most likely to answer: relevance, plus a bonus for holding the asked-for kind of answer.
     best = sorted(candidates, key=lambda s: s.score + ANSWER_FIT_BONUS * answer_fit(s.text, question), reverse=True)[:max_strips]
     order = {id(s): i for i, s in enumerate(candidates)}
     return sorted(best, key=lambda s: order[id(s)])
+
+
+def strip_spans(doc: Document) -> list[tuple[int, int]]:
+    """Character spans of a chunk's strips: stored at ingest, else cut now (external documents)."""
+    stored = doc.metadata.get("strips")
+    if stored:
+        return [(int(a), int(b)) for a, b in stored]
+    from graphcraft.ingest.strips import split_strips
+
+    return split_strips(doc.page_content)
 
 
 def recompose(strips: list[Strip]) -> str:

@@ -36,8 +36,15 @@ def kind_of(question: Question) -> str:
 
 
 def result_text(result: Mapping[str, Any]) -> str:
-    """The answer and every cited source's text: what a user can read off a result."""
-    return " ".join([str(result.get("answer", ""))] + [str(s.get("text", "")) for s in result.get("sources") or []])
+    """The answer and the text of the sources it cites: what a user can read off a result.
+
+    Sources that carry a citation number count only when cited; a graph that numbers none
+    presents every source as support, so all of them count.
+    """
+    sources = list(result.get("sources") or [])
+    if any("citation" in s for s in sources):
+        sources = [s for s in sources if s.get("citation") is not None]
+    return " ".join([str(result.get("answer", ""))] + [str(s.get("text", "")) for s in sources])
 
 
 def grade_question(question: Question, result: Mapping[str, Any], retrieved: Sequence[str]) -> dict[str, Any]:
