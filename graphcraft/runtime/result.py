@@ -22,10 +22,13 @@ def source_dict(doc: Document, text: str | None = None) -> dict[str, Any]:
 
 
 def usage_trace(usage: Usage | None) -> dict[str, Any]:
+    """LLM calls, tokens, cost, and how structured outputs went (calls, repairs, deterministic fallbacks)."""
     usage = usage or empty_usage()
     return {"llm_calls": int(usage.get("llm_calls", 0)), "prompt_tokens": int(usage.get("prompt_tokens", 0)),
             "completion_tokens": int(usage.get("completion_tokens", 0)), "cost_usd": float(usage.get("cost_usd", 0.0)),
-            "token_counter": token_counter_name()}
+            "token_counter": token_counter_name(),
+            "structured_outputs": {"calls": int(usage.get("structured_calls", 0)), "repairs": int(usage.get("structured_repairs", 0)),
+                                   "fallbacks": int(usage.get("structured_fallbacks", 0))}}
 
 
 def make_trace(graph: str, state: Mapping[str, Any], **decisions: Any) -> dict[str, Any]:
