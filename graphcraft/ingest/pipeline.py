@@ -2,8 +2,11 @@
 
 A file is identified by its absolute path and its content hash. Unchanged files are skipped,
 changed files replace their old chunks, and files that fail are reported with the reason while
-the rest of the batch goes on. Work is committed in batches, each commit atomic (see
-stores.vector), so an interrupted ingest resumes where it stopped.
+the rest of the batch goes on. Inside a file that did ingest, content that was skipped or read
+with a guess (a scanned page that could not be OCRed, invalid UTF-8 bytes) is reported as a
+warning with its file and page, so nothing is lost without a word. Work is committed in
+batches, each commit atomic (see stores.vector), so an interrupted ingest resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from langchain_core.documents import Document
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import IngestError
-from graphcraft.ingest.loaders import load_file, read_bytes
+from graphcraft.ingest.loaders import LoadWarning, OcrOptions, load_file, read_bytes
 from graphcraft.ingest.splitting import sha256, split_documents
 from graphcraft.ingest.strips import embed_chunks
 from graphcraft.stores.vector import ChunkStore, open_store
@@ -31,9 +34,11 @@ class IngestReport:
     skipped: int = 0
     removed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)  # {"path", "page" (None: whole file), "warning"}
 
     def as_dict(self) -> dict:
-        return {"files": self.files, "added": self.added, "skipped": self.skipped, "removed": self.removed, "failed": self.failed}
+        return {"files": self.files, "added": self.added, "skipped": self.skipped, "removed": self.removed,
+                "failed": self.failed, "warnings": self.warnings}
 
 
 def expand_paths(paths: Iterable[str | Path], exclude: Path | None = None) -> tuple[list[Path], list[dict[str, str]]]:
@@ -60,14 +65,32 @@ def expand_paths(paths: Iterable[str | Path], exclude: Path | None = None) -> tu
     return unique, missing
 
 
-def prepare_file(path: Path, settings: Settings, data: bytes | None = None) -> tuple[str, list[Document]]:
-    """(content hash, chunks) for one file (its bytes, if already read); IngestError on bad input."""
+def ocr_options(settings: Settings) -> OcrOptions:
+    """How scanned PDF pages are read, from the `ocr*` settings."""
+    return OcrOptions(enabled=settings.ocr, dpi=settings.ocr_dpi, lang=settings.ocr_lang, min_confidence=settings.ocr_min_confidence)
+
+
+def warning_record(path: Path, warning: LoadWarning) -> dict:
+    """A loader warning as the ingest report lists it."""
+    return {"path": str(path), "page": warning.page, "warning": warning.warning}
+
+
+def prepare_file(path: Path, settings: Settings, data: bytes | None = None,
+                 warnings: list[dict] | None = None) -> tuple[str, list[Document]]:
+    """(content hash, chunks) for one file (its bytes, if already read); IngestError on bad input.
+
+    Warnings about content skipped or guessed at are appended to `warnings` (report records)
+    only when the file ingests: a failed file is reported by its error alone.
+    """
     data = read_bytes(path) if data is None else data
     file_hash = sha256(data)
-    pages = load_file(path, data)
+    load_warnings: list[LoadWarning] = []
+    pages = load_file(path, data, ocr_options(settings), load_warnings)
     chunks = split_documents(pages, file_hash, settings.chunk_size, settings.chunk_overlap)
     if not chunks:
         raise IngestError("no text to index")
+    if warnings is not None:
+        warnings.extend(warning_record(path, w) for w in load_warnings)
     return file_hash, chunks
 
 
@@ -106,7 +129,7 @@ def ingest_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | N
             if store.file_hash(source) == sha256(data):
                 report.skipped += 1
                 continue
-            file_hash, chunks = prepare_file(path, settings, data)
+            file_hash, chunks = prepare_file(path, settings, data, report.warnings)
         except IngestError as exc:
             report.failed.append({"path": source, "error": str(exc)})
             continue

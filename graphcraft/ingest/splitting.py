@@ -1,7 +1,9 @@
 """Split page-level Documents into chunks with stable ids and content hashes.
 
-Markdown keeps its section path (`section` metadata, used by hierarchical retrieval) via
-LangChain's MarkdownHeaderTextSplitter; everything is then cut to size with the
+Markdown keeps its section path (`section` metadata, used by hierarchical retrieval): `#` to
+`######` lines open sections, except inside fenced code. The text of each section is kept
+verbatim (LangChain's MarkdownHeaderTextSplitter strips every line, which loses the indentation
+of code and the blank lines between paragraphs). Everything is then cut to size with the
 RecursiveCharacterTextSplitter. A chunk id is derived from the file's content hash and the
 chunk's position, so the same file always yields the same ids.
 """
@@ -9,13 +11,16 @@ chunk's position, so the same file always yields the same ids.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from langchain_core.documents import Document
-from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from graphcraft.ingest.strips import split_strips
 
-HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
+HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+SECTION_SEPARATOR = " > "
 
 
 def sha256(text: str | bytes) -> str:
@@ -23,16 +28,56 @@ def sha256(text: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _closes(fence: str, line: str) -> bool:
+    match = FENCE.match(line)
+    return bool(match) and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence)
+
+
+def markdown_sections(text: str) -> list[tuple[str, str]]:
+    """(section path, verbatim text) pairs in reading order.
+
+    The path joins the enclosing headings ("Guide > Install > Linux"). Each section's text
+    starts with its heading line; a heading with no text of its own (a title directly followed
+    by a subsection) is carried into the next section rather than left as a chunk alone.
+    """
+    sections: list[tuple[str, str]] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    carried = ""
+    fence = ""
+
+    def close_section() -> None:
+        nonlocal carried
+        body = "\n".join(lines).strip("\n")
+        only_headings = all(HEADING.match(line) or not line.strip() for line in lines)
+        if only_headings:
+            carried = "\n\n".join(part for part in (carried, body) if part)
+        else:
+            sections.append((SECTION_SEPARATOR.join(title for _, title in path), "\n\n".join(part for part in (carried, body) if part)))
+            carried = ""
+        lines.clear()
+
+    for line in text.split("\n"):
+        if fence:
+            fence = "" if _closes(fence, line) else fence
+        elif (opening := FENCE.match(line)) is not None:
+            fence = opening.group(1)
+        elif (heading := HEADING.match(line)) is not None:
+            close_section()
+            level = len(heading.group(1))
+            path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, heading.group(2).strip())]
+        lines.append(line)
+    close_section()
+    if carried:  # a document that is only headings keeps them
+        sections.append((SECTION_SEPARATOR.join(title for _, title in path), carried))
+    return sections
+
+
 def _sections(doc: Document) -> list[Document]:
     if doc.metadata.get("format") != "markdown":
         return [doc]
-    parts = MarkdownHeaderTextSplitter(HEADERS, strip_headers=False).split_text(doc.page_content)
-    out = []
-    for part in parts:
-        path = " > ".join(part.metadata[k] for _, k in HEADERS if k in part.metadata)
-        meta = {**doc.metadata, "section": path}
-        out.append(Document(page_content=part.page_content, metadata=meta))
-    return out or [doc]
+    return [Document(page_content=text, metadata={**doc.metadata, "section": path})
+            for path, text in markdown_sections(doc.page_content)] or [doc]
 
 
 def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800, chunk_overlap: int = 120) -> list[Document]:

@@ -32,7 +32,7 @@ def test_reingesting_unchanged_files_adds_nothing(tmp_path: Path) -> None:
     assert first["files"] == 3 and first["added"] > 3 and first["failed"] == []
     ids = chunk_ids(tmp_path / "store")
     second = ingest([docs], store=tmp_path / "store")
-    assert second == {"files": 3, "added": 0, "skipped": 3, "removed": 0, "failed": []}
+    assert second == {"files": 3, "added": 0, "skipped": 3, "removed": 0, "failed": [], "warnings": []}
     assert chunk_ids(tmp_path / "store") == ids
 
 
