@@ -73,6 +73,11 @@ def test_every_page_loads_with_text_and_the_corpus_has_a_moderate_size(page_text
     assert TEXT_CHARS_RANGE[0] <= total <= TEXT_CHARS_RANGE[1], total
 
 
+def test_every_page_is_a_gold_source_of_some_question():
+    unused = set(BASE_NAMES) - {s for q in QUESTIONS for s in q.gold_sources}
+    assert not unused, f"pages no question needs (drop them or ask about them): {sorted(unused)}"
+
+
 # --------------------------------------------------------------------------- the questions
 
 
