@@ -317,8 +317,8 @@ class HtmlRenderer:
         return ["\n".join(items)] if items else []
 
     def _definitions(self, dl: Tag) -> list[str]:
-        """Each term (a Sphinx signature, a DocBook variablelist term) on the line above the
-        first paragraph of its description, so a chunk never holds one without the other."""
+        """Each term (a Sphinx signature, a DocBook variablelist term) joined to the first
+        paragraph of its description, so a chunk never holds one without the other."""
         out: list[str] = []
         terms: list[str] = []
         for item in _definition_items(dl):
@@ -329,12 +329,20 @@ class HtmlRenderer:
             head = "\n".join(t for t in terms if t)
             terms = []
             if head and body:
-                out.extend([f"{head}\n{body[0]}", *body[1:]])
+                out.extend([_term_with_text(head, body[0]), *body[1:]])
             else:
                 out.extend([head] if head else body)
         if any(terms):
             out.append("\n".join(t for t in terms if t))
         return out
+
+
+def _term_with_text(term: str, text: str) -> str:
+    """'term: text' on one line, so cutting a long description never leaves the term alone;
+    a description that opens with code or a list starts on the next line."""
+    if text.startswith(("```", "~~~", "- ", "1. ")) or "\n" in term:
+        return f"{term}\n{text}"
+    return f"{term}{'' if term.endswith(':') else ':'} {text}"
 
 
 def _definition_items(dl: Tag) -> list[Tag]:

@@ -49,8 +49,7 @@ def markdown_sections(text: str) -> list[tuple[str, str]]:
     def close_section() -> None:
         nonlocal carried
         body = "\n".join(lines).strip("\n")
-        only_headings = all(HEADING.match(line) or not line.strip() for line in lines)
-        if only_headings:
+        if _is_only_headings(body):
             carried = "\n\n".join(part for part in (carried, body) if part)
         else:
             sections.append((SECTION_SEPARATOR.join(title for _, title in path), "\n\n".join(part for part in (carried, body) if part)))
@@ -80,6 +79,19 @@ def _sections(doc: Document) -> list[Document]:
             for path, text in markdown_sections(doc.page_content)] or [doc]
 
 
+def _is_only_headings(text: str) -> bool:
+    return all(HEADING.match(line) or not line.strip() for line in text.split("\n"))
+
+
+def _headings_with_their_text(pieces: list[Document]) -> list[Document]:
+    """Join a piece that holds only a section's heading to the text after it (the cutter
+    leaves the heading alone when the first paragraph is too long to share a chunk)."""
+    if len(pieces) > 1 and _is_only_headings(pieces[0].page_content):
+        joined = Document(page_content=f"{pieces[0].page_content}\n\n{pieces[1].page_content}", metadata=pieces[1].metadata)
+        return [joined, *pieces[2:]]
+    return pieces
+
+
 def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800, chunk_overlap: int = 120) -> list[Document]:
     """Chunks carrying source, page, section, chunk_id, content_hash, modality and position.
 
@@ -92,7 +104,7 @@ def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800
     chunks: list[Document] = []
     for page in pages:
         for section in _sections(page):
-            for piece in splitter.split_documents([section]):
+            for piece in _headings_with_their_text(splitter.split_documents([section])):
                 text = piece.page_content.strip()
                 if not text:
                     continue
