@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from langchain_core.documents import Document
 
 from graphcraft.errors import IngestError
-from graphcraft.ingest.ocr import DEFAULT_DPI, DEFAULT_MIN_CONFIDENCE, OcrError, tesseract_available
+from graphcraft.ingest.ocr import DEFAULT_DPI, DEFAULT_MIN_CONFIDENCE, OcrBlock, OcrError, ocr_page, tesseract_available
 
 if TYPE_CHECKING:
     import pymupdf
@@ -90,6 +90,15 @@ def _decode_utf8_with_bad_bytes(data: bytes) -> tuple[str, int, int]:
     return _ESCAPED_BYTE.sub("\ufffd", escaped), bad, valid_non_ascii
 
 
+CP1252_UNDEFINED = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
+
+
+def _looks_like_text(sample: bytes) -> bool:
+    """Almost no control characters: printable ASCII, line breaks, tabs and 8-bit letters."""
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) or (b >= 128 and b not in CP1252_UNDEFINED) for b in sample)
+    return printable / max(1, len(sample)) >= 0.95
+
+
 def _decode_legacy(data: bytes) -> str:
     """Windows-1252 (a superset of Latin-1's printable range), else Latin-1, which decodes anything."""
     try:
@@ -120,9 +129,7 @@ def decode_text(data: bytes, warnings: Warnings | None = None) -> str:
     if valid_non_ascii > bad:
         _warn(warnings, None, f"{bad} invalid UTF-8 byte(s) replaced by U+FFFD")
         return text
-    sample = data[:8192]
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) or b >= 160 for b in sample)
-    if printable / max(1, len(sample)) < 0.95:
+    if not _looks_like_text(data[:8192]):
         raise IngestError("binary file (not text)")
     _warn(warnings, None, "not UTF-8: read as Windows-1252/Latin-1")
     return _decode_legacy(data)
@@ -434,14 +441,11 @@ def _needs_ocr(page: pymupdf.Page, text: str) -> bool:
 
 def _ocr_page_document(page: pymupdf.Page, source: str, options: OcrOptions, warnings: Warnings | None) -> Document | None:
     """The OCRed text of a scanned page, or None with a warning saying why and how to fix it."""
-    from graphcraft.ingest.ocr import OcrBlock, ocr_page
-
     number = page.number + 1
     reason = ocr_unavailable(options)
     if reason is None:
         try:
-            blocks = ocr_page(page, dpi=options.dpi, lang=options.lang, min_confidence=options.min_confidence,
-                              what=f"{source} page {number}")
+            blocks = ocr_page(page, dpi=options.dpi, lang=options.lang, min_confidence=options.min_confidence)
         except OcrError as exc:
             reason = str(exc)
         else:
@@ -479,11 +483,12 @@ def load_pdf(path: Path, data: bytes | None = None, ocr: OcrOptions | None = Non
         try:
             for page in doc:
                 text = page.get_text("text", sort=True)
-                scanned = _needs_ocr(page, text) and _ocr_page_document(page, str(path), ocr, page_warnings)
-                if scanned:
-                    pages.append(scanned)
+                ocred = _ocr_page_document(page, str(path), ocr, page_warnings) if _needs_ocr(page, text) else None
+                if ocred is not None:
+                    pages.append(ocred)
                 elif text.strip():
-                    pages.append(Document(page_content=text, metadata={"source": str(path), "page": page.number + 1, "format": "text"}))
+                    meta = {"source": str(path), "page": page.number + 1, "format": "text"}
+                    pages.append(Document(page_content=text, metadata=meta))
         except Exception as exc:  # noqa: BLE001
             raise IngestError(f"damaged PDF page ({str(exc).splitlines()[0][:120]})") from exc
     if not pages:

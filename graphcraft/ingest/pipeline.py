@@ -67,7 +67,8 @@ def expand_paths(paths: Iterable[str | Path], exclude: Path | None = None) -> tu
 
 def ocr_options(settings: Settings) -> OcrOptions:
     """How scanned PDF pages are read, from the `ocr*` settings."""
-    return OcrOptions(enabled=settings.ocr, dpi=settings.ocr_dpi, lang=settings.ocr_lang, min_confidence=settings.ocr_min_confidence)
+    return OcrOptions(enabled=settings.ocr, dpi=settings.ocr_dpi, lang=settings.ocr_lang,
+                      min_confidence=settings.ocr_min_confidence)
 
 
 def warning_record(path: Path, warning: LoadWarning) -> dict:

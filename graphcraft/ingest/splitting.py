@@ -48,11 +48,11 @@ def markdown_sections(text: str) -> list[tuple[str, str]]:
 
     def close_section() -> None:
         nonlocal carried
-        body = "\n".join(lines).strip("\n")
-        if _is_only_headings(body):
-            carried = "\n\n".join(part for part in (carried, body) if part)
+        section_text = "\n\n".join(part for part in (carried, "\n".join(lines).strip("\n")) if part)
+        if _is_only_headings(section_text):
+            carried = section_text
         else:
-            sections.append((SECTION_SEPARATOR.join(title for _, title in path), "\n\n".join(part for part in (carried, body) if part)))
+            sections.append((SECTION_SEPARATOR.join(title for _, title in path), section_text))
             carried = ""
         lines.clear()
 
