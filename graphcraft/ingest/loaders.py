@@ -107,12 +107,24 @@ def _decode_legacy(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def decode_text(data: bytes, warnings: Warnings | None = None) -> str:
+def _decode_declared(data: bytes, encoding: str | None) -> str | None:
+    """The text in the encoding the file declares (an HTML meta charset), if that decodes it."""
+    if not encoding:
+        return None
+    try:
+        return data.decode(encoding)
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+def decode_text(data: bytes, warnings: Warnings | None = None, declared_encoding: str | None = None) -> str:
     """UTF-8 (with BOM) or UTF-16 text; anything with NUL bytes is binary.
 
-    A mostly valid UTF-8 file (more valid non-ASCII characters than invalid bytes) keeps its
+    Valid UTF-8 wins over any declaration (a mislabelled page is more common than Latin-1 text
+    that happens to be valid UTF-8). Then the declared encoding, if it decodes the bytes. A
+    mostly valid UTF-8 file (more valid non-ASCII characters than invalid bytes) keeps its
     characters and gets U+FFFD for each bad byte, with a warning; otherwise the bytes are read
-    as a legacy 8-bit encoding when they look like text.
+    as a legacy 8-bit encoding when they look like text, with a warning.
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
@@ -125,6 +137,9 @@ def decode_text(data: bytes, warnings: Warnings | None = None) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    declared = _decode_declared(data, declared_encoding)
+    if declared is not None:
+        return declared
     text, bad, valid_non_ascii = _decode_utf8_with_bad_bytes(data)
     if valid_non_ascii > bad:
         _warn(warnings, None, f"{bad} invalid UTF-8 byte(s) replaced by U+FFFD")
@@ -154,7 +169,7 @@ CHROME_ROLES = {"navigation", "search", "banner", "contentinfo"}
 # related, footer), DocBook XSL (navheader, navfooter), and common site themes.
 CHROME_CLASSES = {"sphinxsidebar", "related", "navheader", "navfooter", "footer", "breadcrumb", "breadcrumbs",
                   "navbar", "navigation", "mobile-nav", "skip-link", "headerlink"}
-# The text of a permalink anchor next to a heading or definition.
+# The text of a permalink (an in-page link) next to a heading or definition.
 PERMALINK_MARKS = {"¶", "§", "#", "🔗", "∞"}
 # Containers whose heading is a label ("Note", "Warning"), not a section of the page.
 ADMONITION_CLASSES = {"admonition", "note", "warning", "tip", "caution", "important", "attention", "danger",
@@ -182,7 +197,7 @@ def _is_chrome(tag: Tag) -> bool:
         return True
     if tag.name in ("header", "footer") and tag.find_parent(SECTIONING_TAGS) is None:
         return True
-    return tag.name == "a" and tag.get_text(strip=True) in PERMALINK_MARKS
+    return tag.name == "a" and str(tag.get("href", "")).startswith("#") and tag.get_text(strip=True) in PERMALINK_MARKS
 
 
 def _strip_chrome(soup: BeautifulSoup) -> None:
@@ -412,7 +427,11 @@ def html_to_markdown(html: str) -> tuple[str, str]:
 
 
 def load_html(path: Path, data: bytes | None = None, warnings: Warnings | None = None) -> list[Document]:
-    title, text = html_to_markdown(decode_text(read_bytes(path) if data is None else data, warnings))
+    from bs4.dammit import EncodingDetector
+
+    data = read_bytes(path) if data is None else data
+    charset = EncodingDetector.find_declared_encoding(data, is_html=True)
+    title, text = html_to_markdown(decode_text(data, warnings, charset))
     if not text.strip():
         raise IngestError("no text in HTML")
     return [Document(page_content=text, metadata={"source": str(path), "page": None, "format": "markdown", "title": title})]
@@ -452,11 +471,11 @@ def _ocr_page_document(page: pymupdf.Page, source: str, options: OcrOptions, war
             if not blocks:
                 reason = "OCR found no text on it"
     if reason is not None:
-        _warn(warnings, number, f"page has no text layer (scanned?) and was not indexed: {reason}")
+        _warn(warnings, number, f"page {number} has no text layer (scanned?) and was not indexed: {reason}")
         return None
     confidence = OcrBlock([w for b in blocks for w in b.words], options.min_confidence).mean_confidence
     if confidence < options.min_confidence:
-        _warn(warnings, number, f"page was OCRed with low confidence ({confidence:.0f}/100): check the scan quality")
+        _warn(warnings, number, f"page {number} was OCRed with low confidence ({confidence:.0f}/100): check the scan")
     text = "\n\n".join(block.text for block in blocks)
     return Document(page_content=text, metadata={"source": source, "page": number, "format": "text", "ocr": True,
                                                  "ocr_confidence": round(confidence, 1)})

@@ -73,7 +73,7 @@ def test_with_ocr_disabled_the_page_is_a_warning(report_pdf: Path, tmp_path: Pat
     assert report["failed"] == []
     [warning] = report["warnings"]
     assert warning["path"] == str(report_pdf) and warning["page"] == 2
-    assert "no text layer" in warning["warning"] and "OCR is disabled" in warning["warning"]
+    assert warning["warning"].startswith("page 2 has no text layer") and "OCR is disabled" in warning["warning"]
     pages = {d.metadata["page"] for d in open_store(tmp_path / "store", create=False).documents()}
     assert pages == {1, 3}
 
