@@ -388,6 +388,14 @@ def _format_instructions(schema: type[BaseModel]) -> str:
             + json.dumps(schema.model_json_schema()))
 
 
+def _with_instructions(convo: list[BaseMessage], instructions: str) -> list[BaseMessage]:
+    """The schema instructions in the conversation's one system message: many chat templates
+    refuse a second system message."""
+    if convo and isinstance(convo[0], SystemMessage) and isinstance(convo[0].content, str):
+        return [SystemMessage(f"{convo[0].content}\n\n{instructions}")] + convo[1:]
+    return [SystemMessage(instructions)] + convo
+
+
 class _Malformed(Exception):
     """A reply that did not give a valid object: the model's raw text and what was wrong with it."""
 
@@ -453,7 +461,7 @@ def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLik
     result: StructuredResult[T] = StructuredResult(value=fallback)
     modes = structured_modes(model)
     if modes != ("tools",):
-        convo = [SystemMessage(_format_instructions(schema))] + convo
+        convo = _with_instructions(convo, _format_instructions(schema))
     usage = empty_usage()
     try:
         for attempt in range(1 + max(0, max_repairs)):
