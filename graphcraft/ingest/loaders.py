@@ -317,7 +317,8 @@ class HtmlRenderer:
         return blocks
 
     def _table(self, table: Tag) -> list[str]:
-        rows = [table.caption and self.text(table.caption)]
+        caption = table.find("caption", recursive=False)
+        rows = [self.text(caption)] if caption else []
         for tr in table.find_all("tr"):
             if tr.find_parent("table") is not table:
                 continue  # a nested table is rendered inside its cell
