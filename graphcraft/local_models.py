@@ -134,8 +134,9 @@ class LlamaCppChat(BaseChatModel):
         try:
             with lock:
                 response = llama.create_chat_completion(messages=chat, **params)
-        except ValueError as exc:  # e.g. "Requested tokens (5000) exceed context window of 4096"
-            raise ModelError(f"chat model {self.model_name}: {exc}".splitlines()[0]) from exc
+        except ValueError as exc:  # "Requested tokens (5000) exceed context window of 4096": prompt + max_tokens
+            raise ModelError(f"chat model {self.model_name}: {exc}".splitlines()[0]
+                             + " (raise GRAPHCRAFT_LOCAL_CONTEXT or lower GRAPHCRAFT_MAX_TOKENS)") from exc
         choice, usage = response["choices"][0], response.get("usage") or {}
         finish = choice.get("finish_reason")
         message = AIMessage(

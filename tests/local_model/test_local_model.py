@@ -55,6 +55,16 @@ def test_max_tokens_bounds_an_in_process_reply(local_model) -> None:
     assert usage["completion_tokens"] == 8 and reply.response_metadata["finish_reason"] == "length"
 
 
+def test_a_prompt_that_does_not_fit_the_context_is_a_one_line_model_error(local_settings) -> None:
+    from graphcraft.errors import ModelError
+    from graphcraft.models import get_chat_model
+
+    small = get_chat_model(local_settings.model_copy(update={"local_context": 256}))
+    with pytest.raises(ModelError, match=r"exceed context window of 256 \(raise GRAPHCRAFT_LOCAL_CONTEXT") as info:
+        invoke_llm(small, "word " * 300)
+    assert "\n" not in str(info.value)
+
+
 def test_structured_output_in_process_is_grammar_constrained(local_model) -> None:
     result = structured_call(local_model, Capital, QUESTION, fallback=FALLBACK)
     assert result.mode == "grammar" and structured_modes(local_model) == ("grammar",)
