@@ -11,16 +11,15 @@ The question set is split by id (graphcraft.eval.datasets.split_by_id): tune on 
     python benchmarks/multihop_quality.py benchmarks/data/postgres_docs --half tuning --show
     python benchmarks/multihop_quality.py samples --llm                    # with GRAPHCRAFT_CHAT_MODEL
 
-A data folder holds questions.jsonl and either a corpus/ folder or corpus.json, which lists the
-files to ingest (a list of paths, or {"root": folder, "files"|"pages": [paths under root]}).
-The listed files are copied to a temporary folder first, so the store never points into the
-original tree. Offline the graph answers extractively; --llm uses the configured chat model.
+A data folder holds questions.jsonl and either corpus.json (pages of an installed Debian
+documentation package, see graphcraft.eval.corpora) or a corpus/ folder; the files are copied
+to a temporary folder and ingested there. Offline the graph answers extractively; --llm uses
+the configured chat model.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -37,38 +36,18 @@ from graphcraft.eval.grading import is_correct  # noqa: E402
 HALVES = ("tuning", "held_out")
 
 
-def corpus_files(data: Path) -> tuple[Path, list[Path]]:
-    """(root, files) named by the data folder: corpus.json's list, or everything under corpus/."""
-    listing = data / "corpus.json"
-    if not listing.exists():
-        root = data / "corpus"
-        return root, sorted(p for p in root.rglob("*") if p.is_file())
-    spec: Any = json.loads(listing.read_text(encoding="utf-8"))
-    if isinstance(spec, list):
-        names, root = spec, Path("/")
-    else:
-        names = spec.get("files") or spec.get("pages") or spec.get("documents") or []
-        root = Path(spec.get("root") or spec.get("base") or "/")
-    names = [n if isinstance(n, str) else (n.get("path") or n.get("file")) for n in names]
-    return root, [root / n for n in names]
-
-
 def prepare_store(data: Path, workdir: Path) -> Path:
-    """Copy the corpus under `workdir` (keeping relative paths, so file names stay distinct) and ingest it."""
+    """Copy the corpus to `workdir` (corpus.json's pages via graphcraft.eval.corpora, or corpus/) and ingest it."""
     from graphcraft import ingest
+    from graphcraft.eval.corpora import load_corpus
 
-    root, files = corpus_files(data)
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise SystemExit(f"{len(missing)} corpus file(s) missing, e.g. {missing[0]}")
-    copy = workdir / "corpus"
-    for f in files:
-        target = copy / (f.relative_to(root) if f.is_relative_to(root) else f.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, target)
+    if (data / "corpus.json").is_file():
+        files = load_corpus(data).materialize(workdir / "corpus")
+    else:
+        files = [Path(shutil.copytree(data / "corpus", workdir / "corpus", dirs_exist_ok=True))]
     store = workdir / "store"
     started = time.perf_counter()
-    report = ingest([copy], store=store)
+    report = ingest(files, store=store)
     print(f"ingested {report['files']} files, {report['added']} chunks in {time.perf_counter() - started:.0f} s"
           + (f", {len(report['failed'])} failed" if report["failed"] else ""), file=sys.stderr)
     return store
@@ -121,6 +100,7 @@ def main() -> None:
     parser.add_argument("--half", choices=[*HALVES, "both"], default="both")
     parser.add_argument("--limit", type=int, default=0, help="at most this many questions per half (0: all)")
     parser.add_argument("--llm", action="store_true", help="use the configured chat model (GRAPHCRAFT_CHAT_MODEL)")
+    parser.add_argument("--workdir", type=Path, help="keep the copied corpus and store here (re-runs skip unchanged files)")
     parser.add_argument("--show", action="store_true", help="print each question's plan and hops")
     args = parser.parse_args()
     model = None
@@ -131,7 +111,7 @@ def main() -> None:
     questions = load_questions(args.data / "questions.jsonl", types={"multi_hop"})
     halves = dict(zip(HALVES, split_by_id(questions)))
     with tempfile.TemporaryDirectory(prefix="multihop-quality-") as tmp:
-        store = prepare_store(args.data, Path(tmp))
+        store = prepare_store(args.data, args.workdir or Path(tmp))
         for name in HALVES if args.half == "both" else (args.half,):
             chosen = halves[name][: args.limit or None]
             print(summary(name, evaluate(chosen, store, model, args.show)), flush=True)
