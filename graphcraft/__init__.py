@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["ask", "ingest", "graph_stats", "__version__"]
+__all__ = ["ask", "calibration", "ingest", "graph_stats", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -35,3 +35,10 @@ def graph_stats(store: "str | Path | None" = None) -> dict:
     from graphcraft.api import graph_stats as _graph_stats
 
     return _graph_stats(store=store)
+
+
+def calibration(store: "str | Path | None" = None, recompute: bool = False) -> dict:
+    """The store's evaluator thresholds and the pseudo-question score distributions behind them."""
+    from graphcraft.api import calibration as _calibration
+
+    return _calibration(store=store, recompute=recompute)

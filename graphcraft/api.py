@@ -42,7 +42,10 @@ def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None
         report = ingest_paths(paths, chunk_store, settings, on_progress=on_progress)
         if prune:
             report.removed += remove_paths(paths, chunk_store, settings, missing_only=True).removed
-        return report.as_dict()
+        result = report.as_dict()
+        if report.added or report.removed or "calibration" not in chunk_store.manifest:
+            result["calibration"] = _recalibrate(chunk_store)
+        return result
 
 
 def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None) -> dict:
@@ -55,7 +58,40 @@ def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None
     settings = _settings(store)
     with write_lock(settings.store):
         report = remove_paths(paths, None, settings)
-    return {"files": report.files, "removed": report.removed}
+        result = {"files": report.files, "removed": report.removed}
+        if report.removed:
+            from graphcraft.stores.vector import open_store
+
+            result["calibration"] = _recalibrate(open_store(settings.store, settings, create=False))
+    return result
+
+
+def _recalibrate(chunk_store: Any) -> dict:
+    """Re-measure the store's evaluator thresholds after its content changed (see ingest/calibration.py)."""
+    from graphcraft.ingest.calibration import recalibrate
+
+    if len(chunk_store) == 0:
+        return {}
+    cal = recalibrate(chunk_store)
+    return {"upper": cal.upper, "lower": cal.lower, "queries": cal.queries, "method": cal.method}
+
+
+def calibration(store: str | Path | None = None, recompute: bool = False) -> dict:
+    """The store's evaluator calibration (thresholds, score distributions), recomputed on request."""
+    from graphcraft.errors import EmptyStoreError
+    from graphcraft.ingest.calibration import evaluator_thresholds, recalibrate
+    from graphcraft.stores.vector import open_store, write_lock
+
+    settings = _settings(store)
+    if not (Path(settings.store) / "CURRENT").exists():
+        raise EmptyStoreError(settings.store)
+    if recompute:
+        with write_lock(settings.store):
+            recalibrate(open_store(settings.store, settings, create=False))
+    chunk_store = open_store(settings.store, settings, create=False)
+    upper, lower, origin = evaluator_thresholds(settings, chunk_store)
+    return {"store": str(settings.store), "upper": upper, "lower": lower, "origin": origin,
+            "calibration": chunk_store.manifest.get("calibration")}
 
 
 def build_graph(graph: str, model: BaseChatModel | None = None, store: str | Path | None = None, **options: Any) -> Any:

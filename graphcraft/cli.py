@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
         report = api.ingest([str(p) for p in paths], store=store, prune=prune, multimodal=multimodal, on_progress=on_progress)
     nothing_usable = bool(report["failed"]) and report["added"] == 0 and report["skipped"] == 0
     if as_json:
-        extra = ({"removed": report["removed"]} if prune else {}) | ({"warnings": report.get("warnings", [])} if multimodal else {})
+        extra = ({"removed": report["removed"]} if prune else {}) | {k: report[k] for k in ("warnings", "calibration") if k in report}
         out.print_json(json.dumps({k: report[k] for k in ("files", "added", "skipped", "failed")} | extra))
         if nothing_usable:
             raise typer.Exit(1)
@@ -75,8 +76,34 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
         out.print(f"  [red]failed[/] {escape(bad['path'])}: {escape(bad['error'])}", highlight=False)
     for warning in report.get("warnings", []):
         out.print(f"  [yellow]warning[/] {escape(str(warning.get('path', '')))}: {escape(str(warning.get('warning', warning)))}", highlight=False)
+    if report.get("calibration"):
+        cal = report["calibration"]
+        out.print(f"[dim]evaluator calibrated on {cal['queries']} pseudo-questions: lower {cal['lower']:.3f}, upper {cal['upper']:.3f}[/]",
+                  highlight=False)
     if nothing_usable:  # every file failed: a script calling us should notice
         raise typer.Exit(1)
+
+
+@app.command()
+@guarded
+def calibration(store: Optional[Path] = StoreOpt, recompute: bool = typer.Option(False, "--recompute", help="Measure again now."),
+                as_json: bool = JsonOpt) -> None:
+    """Show the thresholds CRAG's local evaluator uses on this store, and the score distributions behind them."""
+    from graphcraft import api
+
+    report = api.calibration(store=store, recompute=recompute)
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    out.print(f"store {escape(report['store'])}: lower {report['lower']:.3f}, upper {report['upper']:.3f} ({report['origin']})",
+              highlight=False)
+    cal = report.get("calibration") or {}
+    if cal.get("positives"):
+        table = Table("best document score", *cal["positives"].keys(), title=f"{cal['queries']} pseudo-questions ({cal['method']})")
+        table.add_row("answer present", *(f"{v:.3f}" for v in cal["positives"].values()))
+        table.add_row("near miss (answer removed)", *(f"{v:.3f}" for v in cal["negatives"].values()))
+        out.print(table)
+        out.print(f"separation (ROC AUC) {cal['separation']}; below lower: abstain (or search externally); above upper: correct")
 
 
 @app.command()
@@ -99,7 +126,7 @@ def ask(question: str = typer.Argument(..., help="The question."), graph: str = 
     from graphcraft import api
 
     options: dict[str, Any] = {"external_store": external} if external else {}
-    with console.status(f"running {graph}…", spinner="dots") if not as_json else _nullcontext():
+    with console.status(f"running {graph}…", spinner="dots") if not as_json else contextlib.nullcontext():
         result = api.ask(question, graph=graph, store=store, **options)
     if as_json:
         out.print_json(json.dumps(_public(result), default=str))
@@ -110,7 +137,7 @@ def ask(question: str = typer.Argument(..., help="The question."), graph: str = 
 def _public(result: dict) -> dict:
     """The documented JSON shape; full steps stay in the trace."""
     sources = [{k: s.get(k) for k in ("source", "chunk_id", "page", "score", "text")}
-               | {k: s[k] for k in ("citation", "origin", "bbox", "modality", "section") if k in s}
+               | {k: s[k] for k in ("citation", "spans", "origin", "bbox", "modality", "section") if k in s}
                for s in result["sources"]]
     return {"question": result["question"], "answer": result["answer"], "sources": sources, "trace": result["trace"]}
 
@@ -121,7 +148,7 @@ def print_result(result: dict) -> None:
         table = Table("#", "source", "page", "score", "text", title="sources", show_lines=False)
         for i, s in enumerate(result["sources"], start=1):
             table.add_row(str(s.get("citation", i)), escape(Path(str(s["source"])).name), str(s.get("page") or ""),
-                          f"{s['score']:.3f}" if isinstance(s.get("score"), (int, float)) else "", escape((s.get("text") or "")[:90]))
+                          f"{s['score']:.3f}" if isinstance(s.get("score"), (int, float)) else "", cited_excerpt(s))
         out.print(table)
     t = result["trace"]
     decided = ", ".join(f"{k}={t[k]}" for k in ("action", "route", "strategy", "evaluator") if k in t)
@@ -129,12 +156,15 @@ def print_result(result: dict) -> None:
               f"tokens={t.get('prompt_tokens', 0)}+{t.get('completion_tokens', 0)}[/]", highlight=False)
 
 
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+def cited_excerpt(source: dict, width: int = 160) -> str:
+    """The cited span of a source in bold (rich markup, the text escaped), else its opening words."""
+    text = str(source.get("text") or "")
+    spans = source.get("spans") or []
+    if not spans:
+        return escape(text[:width])
+    start, end = spans[0]
+    before = text[max(0, start - 30):start]
+    return escape(("…" if start > 30 else "") + before) + "[bold yellow]" + escape(text[start:end][:width]) + "[/]"
 
 
 @app.command()

@@ -61,9 +61,10 @@ class Settings(BaseSettings):
     hierarchy_cluster_threshold: float = 0.5
     hierarchy_join_threshold: float = 0.6
 
-    # CRAG retrieval evaluator thresholds (local strategy scores are in [0, 1]).
-    upper_threshold: float = 0.62
-    lower_threshold: float = 0.42
+    # CRAG's local evaluator thresholds (scores in [0, 1]). Empty = the thresholds calibrated for the
+    # store at ingest (`graphcraft calibration`); set them to override.
+    upper_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    lower_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     strip_threshold: float = 0.40
     llm_upper_threshold: float = 0.7
     llm_lower_threshold: float = 0.3

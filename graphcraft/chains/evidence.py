@@ -36,8 +36,11 @@ class Evidence:
 
 def make_evaluator(res: Any, mode: str = "auto") -> LocalEvaluator | LLMEvaluator:
     """The relevance evaluator for these Resources: "auto" (LLM when a model exists), "local" or "llm"."""
+    from graphcraft.ingest.calibration import evaluator_thresholds
+
     s = res.settings
-    local = LocalEvaluator(res.store, res.embeddings, s.upper_threshold, s.lower_threshold)
+    upper, lower, _ = evaluator_thresholds(s, res.store)
+    local = LocalEvaluator(res.store, res.embeddings, upper, lower)
     if mode == "llm" or (mode == "auto" and res.model is not None):
         return LLMEvaluator(res.require_model("the LLM evaluator"), local, s.llm_upper_threshold, s.llm_lower_threshold,
                             s.max_structured_repairs)

@@ -3,7 +3,8 @@
 - `arithmetic_expression`: "What is 144 divided by 12?" -> "144 / 12" (validated by the safe
   calculator), or None.
 - `expected_answer_type`: what kind of answer the question asks for (person, date, number,
-  place), from its question words; `has_answer_type` checks an answer contains one. This is the
+  place, or — in technical documentation — a code name: a function, option, parameter ...), from
+  its question words; `has_answer_type` checks an answer contains one. This is the
   offline usefulness signal: an answer to "Who ..." that names nobody does not answer it.
 - `question_signals`: length, question word, entities (spaCy), bridge phrases (an entity named
   only by a relation, "the district where ...": the mark of multi-hop questions), overview cues.
@@ -19,7 +20,7 @@ from typing import Literal
 
 from graphcraft.chains.terms import words
 
-AnswerType = Literal["person", "date", "number", "place"]
+AnswerType = Literal["person", "date", "number", "place", "code"]
 
 # ------------------------------------------------------------------------------ arithmetic
 
@@ -66,7 +67,15 @@ _TYPE_CUES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"^(who|whom|whose)\b|\b(which|what) (person|woman|man|brothers|company|organisation|organization|firm|group|"
                 r"contractor|party|engineer|director|founder)\b", re.I), "person"),
     (re.compile(r"^where\b|\b(which|what) (district|city|town|country|street|place|region|part of the city)\b", re.I), "place"),
+    (re.compile(r"\b(what|which) (\w+[ -])?(version|release|size|port|timeout|limit|level)\b|"
+                r"\bwhat (is|was|are) the (oldest|newest|largest|smallest|maximum|minimum|highest|lowest) ", re.I), "number"),
+    (re.compile(r"\b(which|what) ([\w-]+ ){0,2}(functions?|methods?|options?|arguments?|parameters?|flags?|modules?|class(es)?|attributes?|"
+                r"settings?|variables?|commands?|exceptions?|constants?|keywords?|fields?|propert(y|ies)|keys?|switch(es)?|"
+                r"extensions?|calls?|roles?|privileges?|statements?|clauses?|tools?|utilit(y|ies)|programs?|views?)\b|"
+                r"^how (do|can|should|would) (i|we|you|one|my)\b", re.I), "code"),
 ]
+# A name as code writes it: --option, func(), pkg.mod, snake_case, CamelCase, CONSTANT.
+_CODE_TOKEN = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]+|\w+\(\)|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z]\w*_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[A-Z]{3,}\w*)")
 _NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen)\b"
 _MONTHS = r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\b"
 
@@ -107,6 +116,9 @@ def has_answer_type(answer: str, kind: AnswerType | None, question: str = "", nl
         return bool(re.search(r"\d", text) or re.search(_NUMBER_WORDS, low))
     if kind == "date":
         return bool(re.search(r"\b(1[0-9]{3}|20[0-9]{2})\b", text) or re.search(_MONTHS, low))
+    if kind == "code":
+        asked = question.lower()
+        return any(m.group(0).lower().rstrip("()") not in asked for m in _CODE_TOKEN.finditer(text))
     if nlp is not None:
         asked = question.lower()
         return any(e.label_ in _NAME_LABELS[kind] and e.text.lower() not in asked for e in nlp(text).ents)  # type: ignore[operator]

@@ -25,10 +25,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from graphcraft.chains.answer import generate_answer
+from graphcraft.chains.evidence import make_evaluator
 from graphcraft.chains.grade import LLMEvaluator, LocalEvaluator, decide_action
 from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.chains.rewrite import rewrite_query as rewrite
 from graphcraft.config import Settings, settings_from
+from graphcraft.ingest.calibration import evaluator_thresholds
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
@@ -70,17 +72,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     settings = settings_from(settings, options)
     base = Resources(settings, model=model, store=store, external=external if external is not None else _UNSET)
 
-    def local_evaluator(res: Resources) -> LocalEvaluator:
-        s = res.settings
-        return LocalEvaluator(res.store, res.embeddings, s.upper_threshold, s.lower_threshold)
-
     def grader(res: Resources) -> LocalEvaluator | LLMEvaluator:
-        use_llm = evaluator == "llm" or (evaluator == "auto" and res.model is not None)
-        if use_llm:
-            s = res.settings
-            return LLMEvaluator(res.require_model("the LLM evaluator"), local_evaluator(res), s.llm_upper_threshold,
-                                s.llm_lower_threshold, s.max_structured_repairs)
-        return local_evaluator(res)
+        return make_evaluator(res, evaluator)
 
     def query_vector(res: Resources, text: str) -> np.ndarray:
         return np.asarray(res.embeddings.embed_query(text), dtype=np.float32)
@@ -135,7 +128,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         # External knowledge is graded and refined locally, as the paper does with its small evaluator:
         # strip vectors come from the external store when it is one; an LLM is not asked again.
         external_store = getattr(res.external, "store", None)
-        judge = LocalEvaluator(external_store, res.embeddings, res.settings.upper_threshold, res.settings.lower_threshold)
+        upper, lower, _ = evaluator_thresholds(res.settings, external_store)
+        judge = LocalEvaluator(external_store, res.embeddings, upper, lower)
         qv = query_vector(res, state["question"])
         grading = judge.evaluate(state["question"], docs, qv)
         kept = [i for i, s in enumerate(grading.scores) if s >= judge.lower]

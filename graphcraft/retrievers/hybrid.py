@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -28,8 +30,9 @@ class HybridRetriever(BaseRetriever):
         self._dense = VectorRetriever(store=self.store)
         self._sparse = BM25Retriever(store=self.store)
 
-    def search(self, query: str, k: int | None = None) -> list[Document]:
-        dense = self._dense.search(query, self.fetch_k)
+    def search(self, query: str, k: int | None = None, vector: Sequence[float] | None = None) -> list[Document]:
+        """The best `k` chunks; `vector` is the query's embedding when the caller already has it (batched)."""
+        dense = self._dense.search(query, self.fetch_k, vector=vector)
         sparse = self._sparse.search(query, self.fetch_k)
         fused = rrf_fuse([dense, sparse], k=self.rrf_k, limit=k or self.k, names=["vector", "bm25"])
         cosine = {d.metadata["chunk_id"]: d.metadata["score"] for d in dense}

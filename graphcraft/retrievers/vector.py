@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,8 +24,9 @@ class VectorRetriever(BaseRetriever):
     store: ChunkStore
     k: int = 5
 
-    def search(self, query: str, k: int | None = None) -> list[Document]:
-        vector = self.store.embeddings.embed_query(query)
+    def search(self, query: str, k: int | None = None, vector: Sequence[float] | None = None) -> list[Document]:
+        """Nearest chunks; `vector` is the query's embedding when the caller already has it (batched)."""
+        vector = self.store.embeddings.embed_query(query) if vector is None else vector
         return [with_score(doc, score, "vector") for doc, score in self.store.search_by_vector(vector, k or self.k)]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:

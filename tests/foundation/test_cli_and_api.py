@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import graphcraft
+from graphcraft.chains.answer import readable
 from graphcraft.cli import app
 from graphcraft.errors import EmptyStoreError, UnknownGraphError
 
@@ -43,7 +44,11 @@ def test_ask_json_matches_the_python_api(corpus: Path, tmp_path: Path) -> None:
     assert set(cli) == {"question", "answer", "sources", "trace"}
     assert cli["answer"] == api["answer"] and "barns" in cli["answer"]
     assert [s["chunk_id"] for s in cli["sources"]] == [s["chunk_id"] for s in api["sources"]]
-    assert {"source", "chunk_id", "page", "score", "text"} <= set(cli["sources"][0]) <= {"source", "chunk_id", "page", "score", "text", "citation", "origin"}
+    assert {"source", "chunk_id", "page", "score", "text"} <= set(cli["sources"][0]) <= {
+        "source", "chunk_id", "page", "score", "text", "citation", "spans", "origin", "section"}
+    first = cli["sources"][0]  # the whole chunk, with the quoted sentence marked by its span
+    (start, end), = first["spans"]
+    assert first["citation"] == 1 and readable(first["text"][start:end]) in cli["answer"]
     assert {"graph", "action", "iterations", "llm_calls", "prompt_tokens", "completion_tokens"} <= set(cli["trace"])
 
 
