@@ -28,7 +28,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Overwrite, Send
 
-from graphcraft.chains.answer import ABSTAIN, generate_answer
+from graphcraft.chains.answer import ABSTAIN, generate_answer, renumber_citations
 from graphcraft.chains.decompose import PLACEHOLDER, bridge_answer, decompose as plan_question, substitute
 from graphcraft.chains.refine import refine_documents
 from graphcraft.config import Settings, settings_from
@@ -41,6 +41,7 @@ from graphcraft.runtime.result import make_trace
 DESCRIPTION = "Multi-hop RAG: decompose into dependent sub-questions, answer each wave in parallel (Send), substitute answers, compose with citations per hop."
 
 _CITE = re.compile(r"\[(\d+)\]")
+BRIDGE_VERBATIM_WORDS = 8  # a model's answer this short is passed on as it is (see decompose.bridge_answer)
 
 
 def merge_results(left: dict | None, right: dict | None) -> dict:
@@ -142,8 +143,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         qv = np.asarray(res.embeddings.embed_query(question), dtype=np.float32)
         strips = refine_documents(question, qv, docs, [float(d.metadata.get("score") or 0.0) for d in docs], res.store,
                                   res.settings.strip_threshold)
-        answer = generate_answer(question, strips, res.model)
-        bridge = "" if answer.abstained else bridge_answer(question, answer.text, res.settings.spacy_model)
+        answer = generate_answer(question, strips, res.model, documents=docs)
+        # An extractive answer quotes whole sentences: the bridge is always the name extracted from them.
+        verbatim = BRIDGE_VERBATIM_WORDS if answer.strategy == "llm" else 0
+        bridge = "" if answer.abstained else bridge_answer(question, answer.text, res.settings.spacy_model, max_words=verbatim)
         result = {"question": question, "answer": answer.text, "bridge": bridge, "sources": answer.sources,
                   "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"], "retrieved": len(docs)}
         return {"results": {task["hop"]["id"]: result}, "usage": answer.usage, "executed": [(task["wave"], task["hop"]["id"])]}
@@ -174,6 +177,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             listed = findings if len(hops) > 1 else []
         if listed:
             text = f"{text}\n\nHow this was found:\n" + "\n".join(listed)
+        text, sources, renumbered = _final_citations(text, sources, renumbered)
         final = {**state, "usage": add_usage(state.get("usage"), usage), "iterations": len(_waves(state))}
         trace = make_trace(
             "multihop", final, decomposition=state.get("plan", {}), stop_reason=state.get("stop_reason", "completed"),
@@ -225,8 +229,10 @@ def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[di
             key = src.get("chunk_id") or src.get("source", "")
             if key not in numbers:
                 numbers[key] = len(numbers) + 1
-                sources.append({**src, "citation": numbers[key], "hops": []})
-            sources[numbers[key] - 1]["hops"].append(hop["id"])
+                sources.append({**src, "citation": numbers[key], "hops": [], "spans": []})
+            merged = sources[numbers[key] - 1]
+            merged["hops"].append(hop["id"])
+            merged["spans"] = [list(span) for span in sorted({tuple(span) for span in merged["spans"] + list(src.get("spans", []))})]
             if src.get("citation") is not None:
                 local[int(src["citation"])] = numbers[key]
         text = _CITE.sub(lambda m: f"[{local.get(int(m.group(1)), m.group(1))}]", result["answer"])
@@ -234,6 +240,18 @@ def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[di
             text += " " + "".join(f"[{numbers[s.get('chunk_id') or s.get('source', '')]}]" for s in result["sources"])
         renumbered[hop["id"]] = text
     return sources, renumbered
+
+
+def _final_citations(text: str, sources: list[dict], hop_answers: dict[str, str]) -> tuple[str, list[dict], dict[str, str]]:
+    """Only the sources the final text cites, numbered 1..n in reading order; the hops' answers renumbered alike."""
+    text, cited = renumber_citations(text, sources)
+    new = {old["citation"]: cited_src["citation"] for old in sources for cited_src in cited
+           if (old.get("chunk_id") or old.get("source")) == (cited_src.get("chunk_id") or cited_src.get("source"))}
+
+    def renumber(answer: str) -> str:
+        return _CITE.sub(lambda m: f"[{new[int(m.group(1))]}]" if int(m.group(1)) in new else "", answer).strip()
+
+    return text, cited, {hid: renumber(answer) for hid, answer in hop_answers.items()}
 
 
 def _hop_citations(text: str) -> set[int]:
