@@ -347,6 +347,7 @@ def _server_key(model: BaseChatModel) -> tuple[str, str]:
 
 def structured_modes(model: BaseChatModel) -> tuple[StructuredMode, ...]:
     """The modes still worth trying for this model, best first (for a server: what it was found to accept)."""
+    model = _chat_model_of(model)
     if isinstance(model, LlamaCppChat):
         return ("grammar",)
     if _is_instance(model, "langchain_openai", "BaseChatOpenAI"):
@@ -358,6 +359,7 @@ def structured_modes(model: BaseChatModel) -> tuple[StructuredMode, ...]:
 
 
 def _remember_mode(model: BaseChatModel, mode: StructuredMode) -> None:
+    model = _chat_model_of(model)
     if _is_instance(model, "langchain_openai", "BaseChatOpenAI"):
         with _server_modes_lock:
             _server_modes[_server_key(model)] = mode
