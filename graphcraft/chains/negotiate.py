@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -28,13 +28,21 @@ from graphcraft.models import structured_call, with_counter
 from graphcraft.runtime.accounting import Usage, UsageCallback
 
 
+# Length limits appear in the JSON schema, so a grammar-constrained model cannot run past its
+# token limit in the middle of a string; other providers are asked to shorten (a repair).
+STANCE_CHARS = 80
+RATIONALE_CHARS = 300
+MAX_RANKING = 5
+
+
 class Position(BaseModel):
     """An agent's position on the question."""
 
-    stance: str = Field(description="your answer in a few words (e.g. 'yes', 'no', or one of the options)")
+    stance: str = Field(max_length=STANCE_CHARS, description="your answer in a few words (e.g. 'yes', 'no', or one of the options)")
     confidence: float = Field(ge=0.0, le=1.0, description="how sure you are, from 0 to 1")
-    rationale: str = Field(description="the main reasons for your stance, in one to three sentences")
-    ranking: list[str] = Field(default_factory=list, description="optional: acceptable stances, most preferred first")
+    rationale: str = Field(max_length=RATIONALE_CHARS, description="the main reasons for your stance, in one to three sentences")
+    ranking: list[Annotated[str, Field(max_length=STANCE_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_RANKING, description="optional: acceptable stances, most preferred first")
 
     @field_validator("stance")
     @classmethod
@@ -46,7 +54,11 @@ class Position(BaseModel):
 
 @lru_cache(maxsize=32)
 def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
-    """`Position`, or a subclass whose stance must be one of `options` (after normalisation)."""
+    """`Position`, or a subclass whose stance must be one of `options` (after normalisation).
+
+    The options are also the stance's JSON-schema enum, so a grammar-constrained model can only
+    pick one of them; validation stays lenient ("Yes." counts as "yes") for other providers.
+    """
     if not options:
         return Position
     allowed = {normalize_stance(o) for o in options}
@@ -56,8 +68,11 @@ def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
             raise ValueError(f"stance must be one of: {', '.join(options)}")
         return value
 
-    described = Field(description=f"exactly one of: {', '.join(options)}")
-    return create_model("Position", __base__=Position, __doc__=Position.__doc__, stance=(str, described),
+    enum = {"enum": list(options)}
+    stance = Field(max_length=STANCE_CHARS, description=f"exactly one of: {', '.join(options)}", json_schema_extra=enum)
+    ranking = Field(default_factory=list, max_length=len(options), description="optional: acceptable options, most preferred first")
+    return create_model("Position", __base__=Position, __doc__=Position.__doc__, stance=(str, stance),
+                        ranking=(list[Annotated[str, Field(json_schema_extra=enum)]], ranking),
                         __validators__={"_in_options": field_validator("stance")(classmethod(_in_options))})
 
 

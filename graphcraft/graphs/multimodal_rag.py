@@ -73,7 +73,7 @@ class ModalityChoice(BaseModel):
 
     table: bool = Field(description="a number, amount, total, comparison or value that a table would hold")
     image: bool = Field(description="something shown in a figure, chart, diagram, photo or image")
-    reason: str = Field(default="", description="one short sentence")
+    reason: str = Field(default="", max_length=160, description="one short sentence")
 
 
 ANALYZE_PROMPT = """A document collection has text passages, tables and images (figures, charts, photos).

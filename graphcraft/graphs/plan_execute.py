@@ -17,6 +17,7 @@ import json
 import operator
 import re
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -25,7 +26,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from graphcraft.chains.tool_calls import collect_sources, execute_tool_call, run_with_tools
 from graphcraft.config import Settings
@@ -38,10 +39,16 @@ DESCRIPTION = "Plan-and-execute agent: analyze, plan JSON steps with dependencie
 _REF = re.compile(r"\$([A-Za-z0-9_.\-]+)")
 
 
+# Length limits are part of the JSON schemas, so a grammar-constrained model cannot run past its
+# token limit in the middle of a plan; other providers are asked to shorten (a repair).
+ID_CHARS, TEXT_CHARS = 16, 200
+
+
 class Step(BaseModel):
-    id: str = Field(description="short unique id, e.g. s1")
-    description: str = Field(description="what this step does")
-    depends_on: list[str] = Field(default_factory=list, description="ids of steps whose results this step needs")
+    id: str = Field(max_length=ID_CHARS, description="short unique id, e.g. s1")
+    description: str = Field(max_length=TEXT_CHARS, description="what this step does")
+    depends_on: list[Annotated[str, Field(max_length=ID_CHARS)]] = Field(
+        default_factory=list, max_length=8, description="ids of steps whose results this step needs")
     tool: str | None = Field(default=None, description="tool to call directly, or null for a reasoning step")
     args: dict[str, Any] = Field(default_factory=dict, description="tool arguments; '$s1' inserts the result of step s1")
 
@@ -50,6 +57,21 @@ class Plan(BaseModel):
     """Steps to solve the task; steps without mutual dependencies run in parallel."""
 
     steps: list[Step]
+
+
+@lru_cache(maxsize=16)
+def plan_schema(max_steps: int, tools: tuple[str, ...]) -> type[Plan]:
+    """`Plan` with 1..max_steps steps whose `tool` is one of `tools` or null in the JSON schema
+    (what a grammar enforces); validation stays lenient: an unknown tool fails its step, and the
+    failure is replanned like any other."""
+
+    def tool_enum(schema: dict[str, Any]) -> None:
+        schema.pop("anyOf", None)
+        schema["enum"] = [*tools, None]
+
+    tool = Field(default=None, description="tool to call directly, or null for a reasoning step", json_schema_extra=tool_enum)
+    step = create_model("Step", __base__=Step, tool=(str | None, tool))
+    return create_model("Plan", __base__=Plan, __doc__=Plan.__doc__, steps=(list[step], Field(min_length=1, max_length=max_steps)))
 
 
 def merge_results(left: dict | None, right: dict | None) -> dict:
@@ -126,8 +148,8 @@ def build(
 
     def plan(state: PlanExecuteState) -> dict:
         prompt = _planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
-        result = structured_call(llm(), Plan, [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
-                                 fallback=Plan(steps=[Step(id="s1", description=state["question"])]), max_repairs=repairs)
+        result = structured_call(llm(), plan_schema(max_steps, _names(toolset())), [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
+                                 fallback=Plan(steps=[Step(id="s1", description=state["question"][:TEXT_CHARS])]), max_repairs=repairs)
         steps = _clean_steps(result.value.steps, set(), max_steps)
         return {"steps": steps, "usage": result.usage, "replan_reasons": [] if not result.fallback else ["plan fallback: single reasoning step"]}
 
@@ -154,20 +176,23 @@ def build(
         return "finalize"
 
     def execute_step(task: StepTask) -> dict:
-        step, started = task["step"], time.perf_counter()
+        step, started, extra = task["step"], time.perf_counter(), {}
         if step.get("tool"):
             call = {"name": step["tool"], "args": _substitute(step.get("args", {}), task["inputs"]), "id": f"plan-{step['id']}"}
             _message, record = execute_tool_call({t.name: t for t in toolset()}, call)
             output, ok, usage, calls = record["output"], record["ok"], empty_usage(), [record]
         else:
             context = "\n".join(f"Result of {k}: {v}" for k, v in task["inputs"].items())
-            run = run_with_tools(llm(), [
-                SystemMessage(EXECUTOR_SYSTEM),
-                HumanMessage(f"Overall task: {task['question']}\n\n{context}\n\nYour step: {step['description']}"),
-            ], toolset(), max_tool_calls=step_tool_calls, max_turns=step_tool_calls + 1)
+            messages = [SystemMessage(EXECUTOR_SYSTEM),
+                        HumanMessage(f"Overall task: {task['question']}\n\n{context}\n\nYour step: {step['description']}")]
+            try:
+                run = run_with_tools(llm(), messages, toolset(), max_tool_calls=step_tool_calls, max_turns=step_tool_calls + 1)
+            except NotImplementedError:  # no native tool calling: the step reasons from its inputs (tool steps still run)
+                run = run_with_tools(llm(), messages, [], max_turns=1)
+                extra["tools"] = "unavailable: the model has no tool calling"
             output, usage, calls = run.text.strip(), run.usage, run.tool_calls
             ok = run.ok and not output.upper().startswith("FAILED")
-        result = {"output": output, "ok": ok, "tool_calls": calls, "seconds": round(time.perf_counter() - started, 4)}
+        result = {"output": output, "ok": ok, "tool_calls": calls, "seconds": round(time.perf_counter() - started, 4), **extra}
         return {"results": {step["id"]: result}, "usage": usage, "executed": [(task["wave"], step["id"])]}
 
     def replan(state: PlanExecuteState) -> dict:
@@ -179,7 +204,7 @@ def build(
         prompt = (_planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
                   + f"\n\nProgress so far:\n{report}\n\nPlan only the REMAINING work. Completed step ids ({', '.join(sorted(done)) or 'none'}) "
                   "may be referenced in depends_on and as $id. Use new ids for new steps.")
-        result = structured_call(llm(), Plan, [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
+        result = structured_call(llm(), plan_schema(max_steps, _names(toolset())), [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
                                  fallback=Plan(steps=[]), max_repairs=repairs)
         kept = [s for s in state["steps"] if s["id"] in done]
         new = _clean_steps(result.value.steps, done, max_steps - len(kept))
@@ -247,6 +272,10 @@ EXECUTOR_SYSTEM = (
     "You carry out one step of a larger plan. Use the given results of earlier steps and tools if needed. "
     "Reply with the step's result only. If the step cannot be done, reply 'FAILED: <reason>'."
 )
+
+
+def _names(tools: list[BaseTool]) -> tuple[str, ...]:
+    return tuple(t.name for t in tools)
 
 
 def _planning_prompt(question: str, analysis: str, tools: list[BaseTool], max_steps: int) -> str:

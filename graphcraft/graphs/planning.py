@@ -20,7 +20,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings
@@ -31,17 +31,22 @@ from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 DESCRIPTION = "Hierarchical planning: phases and steps with dependencies, per-step verification against success criteria, contingencies and bounded replanning."
 
 
+# Length limits are part of the JSON schemas, so a grammar-constrained model cannot run past its
+# token limit in the middle of a plan; other providers are asked to shorten (a repair).
+ID_CHARS, NAME_CHARS, TEXT_CHARS = 16, 60, 200
+
+
 class PlanStep(BaseModel):
-    id: str = Field(description="short unique id, e.g. p1s1")
-    description: str
-    depends_on: list[str] = Field(default_factory=list)
-    success_criterion: str = Field(description="how to tell the step succeeded")
-    contingency: str = Field(default="", description="alternative action if the step fails; empty if none")
+    id: str = Field(max_length=ID_CHARS, description="short unique id, e.g. p1s1")
+    description: str = Field(max_length=TEXT_CHARS)
+    depends_on: list[Annotated[str, Field(max_length=ID_CHARS)]] = Field(default_factory=list, max_length=8)
+    success_criterion: str = Field(max_length=TEXT_CHARS, description="how to tell the step succeeded")
+    contingency: str = Field(default="", max_length=TEXT_CHARS, description="alternative action if the step fails; empty if none")
 
 
 class Phase(BaseModel):
-    name: str
-    steps: list[PlanStep]
+    name: str = Field(max_length=NAME_CHARS)
+    steps: list[PlanStep] = Field(min_length=1)
 
 
 class PhasedPlan(BaseModel):
@@ -54,7 +59,7 @@ class Verdict(BaseModel):
     """Whether a step's result meets its success criterion."""
 
     passed: bool
-    reason: str = ""
+    reason: str = Field(default="", max_length=TEXT_CHARS)
 
 
 def _append(left: list | None, right: list | None) -> list:
@@ -93,6 +98,7 @@ def build(
     bounds = Bounds.from_settings(settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget)
     repairs = settings.max_structured_repairs if settings else 2
     step_tools = list(tools or [])
+    plan_schema = _plan_schema(max_steps)
 
     def llm() -> BaseChatModel:
         return require_chat_model(model, "the planning graph", settings)
@@ -101,9 +107,9 @@ def build(
         prompt = (f"Goal: {state['question']}\n\nBreak the goal into phases (e.g. research, build, check) of concrete "
                   f"steps, at most {max_steps} steps in all. Give every step a success criterion that a reviewer can "
                   "check from its result, its dependencies, and a contingency when a sensible alternative exists." + extra)
-        fallback = PhasedPlan(phases=[Phase(name="do", steps=[PlanStep(id="s1", description=state["question"],
+        fallback = PhasedPlan(phases=[Phase(name="do", steps=[PlanStep(id="s1", description=state["question"][:TEXT_CHARS],
                                                                        success_criterion="the goal is achieved")])])
-        result = structured_call(llm(), PhasedPlan, [SystemMessage("You are an expert project planner."), HumanMessage(prompt)],
+        result = structured_call(llm(), plan_schema, [SystemMessage("You are an expert project planner."), HumanMessage(prompt)],
                                  fallback=fallback if done is None else PhasedPlan(phases=[]), max_repairs=repairs)
         return _flatten(result.value, done or set(), max_steps), result.usage, result.fallback
 
@@ -242,6 +248,13 @@ def build(
 
 def _step(state: PlanningState) -> dict[str, Any]:
     return next(s for s in state["steps"] if s["id"] == state["current"])
+
+
+def _plan_schema(max_steps: int) -> type[PhasedPlan]:
+    """`PhasedPlan` with at most `max_steps` phases and steps per phase (limits a grammar enforces)."""
+    phase = create_model("Phase", __base__=Phase, steps=(list[PlanStep], Field(min_length=1, max_length=max_steps)))
+    return create_model("PhasedPlan", __base__=PhasedPlan, __doc__=PhasedPlan.__doc__,
+                        phases=(list[phase], Field(min_length=1, max_length=max_steps)))
 
 
 def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str, Any]]:

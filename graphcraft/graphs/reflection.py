@@ -10,12 +10,13 @@ the answer is the best-scored draft, not merely the last one. The wall-clock bou
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from graphcraft.config import Settings
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
@@ -26,17 +27,30 @@ DESCRIPTION = "Self-refine: generate, critique with per-criterion scores, refine
 DEFAULT_CRITERIA = ("correctness", "completeness", "clarity")
 
 
+FEEDBACK_CHARS = 120  # limits in the schema keep a grammar-constrained critic within its token limit
+
+
 class CriterionScore(BaseModel):
     criterion: str
     score: float = Field(ge=0, le=10, description="0 (fails) to 10 (perfect)")
-    feedback: str = Field(default="", description="what to change to score higher")
+    feedback: str = Field(default="", max_length=FEEDBACK_CHARS, description="what to change to score higher")
 
 
 class Critique(BaseModel):
     """Scores for each requested criterion and the most important fix."""
 
     scores: list[CriterionScore]
-    summary: str = ""
+    summary: str = Field(default="", max_length=FEEDBACK_CHARS)
+
+
+@lru_cache(maxsize=16)
+def critique_schema(criteria: tuple[str, ...]) -> type[Critique]:
+    """`Critique` for these criteria: one score per criterion, named from the list (a JSON-schema
+    enum, so a grammar-constrained critic names them exactly; validation stays case-insensitive)."""
+    named = Field(json_schema_extra={"enum": list(criteria)})
+    item = create_model("CriterionScore", __base__=CriterionScore, criterion=(str, named))
+    scores = Field(min_length=1, max_length=len(criteria))
+    return create_model("Critique", __base__=Critique, __doc__=Critique.__doc__, scores=(list[item], scores))
 
 
 class ReflectionState(TypedDict, total=False):
@@ -70,6 +84,7 @@ def build(
     """Compile the reflection graph. `threshold` is the mean criterion score (0-10) that passes."""
     bounds = Bounds.from_settings(settings, max_iterations=max_iterations, max_llm_calls=max_llm_calls, token_budget=token_budget)
     criteria = tuple(criteria)
+    schema = critique_schema(criteria)
     repairs = (settings.max_structured_repairs if settings else 2)
 
     def llm() -> BaseChatModel:
@@ -91,7 +106,7 @@ def build(
         )
         fallback = Critique(scores=[CriterionScore(criterion=c, score=0, feedback="no critique available") for c in criteria],
                             summary="critique failed; draft kept unscored")
-        result = structured_call(llm(), Critique, [SystemMessage("You are a demanding reviewer."), HumanMessage(prompt)],
+        result = structured_call(llm(), schema, [SystemMessage("You are a demanding reviewer."), HumanMessage(prompt)],
                                  fallback=fallback, max_repairs=repairs)
         per_criterion = _scores_by_criterion(result.value, criteria)
         score = round(sum(per_criterion.values()) / len(criteria), 3)

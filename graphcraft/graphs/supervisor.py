@@ -153,13 +153,14 @@ class Route(BaseModel):
     """Who acts next, and what exactly they should do."""
 
     next: str = Field(description="the team member who acts next, or FINISH when the final answer is written")
-    task: str = Field(default="", description="a precise, self-contained assignment for that member")
-    reason: str = Field(default="", description="why this member, in one sentence")
+    task: str = Field(default="", max_length=300, description="a precise, self-contained assignment for that member")
+    reason: str = Field(default="", max_length=160, description="why this member, in one sentence")
 
 
 @lru_cache(maxsize=16)
 def route_schema(names: tuple[str, ...]) -> type[Route]:
-    """`Route` whose `next` must be one of `names` or FINISH (case-insensitive)."""
+    """`Route` whose `next` must be one of `names` or FINISH (case-insensitive; the exact names are
+    the JSON-schema enum, which a grammar-constrained model cannot leave)."""
     allowed = {n.lower(): n for n in (*names, FINISH)}
 
     def _known(cls: type, value: str) -> str:
@@ -169,7 +170,8 @@ def route_schema(names: tuple[str, ...]) -> type[Route]:
         return allowed[key]
 
     return create_model("Route", __base__=Route, __doc__=Route.__doc__,
-                        next=(str, Field(description=f"exactly one of: {', '.join(allowed.values())}")),
+                        next=(str, Field(description=f"exactly one of: {', '.join(allowed.values())}",
+                                         json_schema_extra={"enum": list(allowed.values())})),
                         __validators__={"_known": field_validator("next")(classmethod(_known))})
 
 
@@ -240,7 +242,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
             return Command(goto="finish", update={**clock, "stop_reason": reason,
                                                   "steps": [{"actor": "supervisor", "action": "stop", "reason": reason}]})
         chooser = supervisor_model or res.require_model("the supervisor")
-        fallback = Route(next=_first_idle(team, state), task=state["question"], reason="fallback: first member who has not acted")
+        fallback = Route(next=_first_idle(team, state), task="", reason="fallback: first member who has not acted")
         choice = structured_call(chooser, route_schema(names), supervisor_prompt(team, state, max_handoffs),
                                  fallback=fallback, max_repairs=res.settings.max_structured_repairs)
         route = choice.value
@@ -264,8 +266,12 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
             if key not in tool_cache:
                 tool_cache[key] = member.tools_for(res.settings)
             tools = tool_cache[key]
-            run = run_with_tools(chat, member_prompt(member, state), tools, max_tool_calls=max_tool_calls,
-                                 max_turns=max_tool_calls + 1)
+            try:
+                run = run_with_tools(chat, member_prompt(member, state), tools, max_tool_calls=max_tool_calls,
+                                     max_turns=max_tool_calls + 1)
+            except NotImplementedError:  # no native tool calling: the member reports from the shared history alone
+                run = run_with_tools(chat, member_prompt(member, state), [], max_turns=1)
+                run.stop_reason = "no_tool_calling"
             report = run.text.strip() or "(no report)"
             from graphcraft.chains.tool_calls import collect_sources
 

@@ -2,7 +2,11 @@
 
 begin -> recall -> compact -> agent <-> tools -> finalize -> remember
 
-- agent: the model, bound to the tools, decides the next tool calls or answers;
+- agent: the model, bound to the tools, decides the next tool calls or answers. A model with
+  no native tool calling (an in-process GGUF, a plain completion server) is asked for one
+  structured action per turn instead, {"tool", "args", "answer"}, whose tool names are a
+  JSON-schema enum (a grammar-constrained model cannot name a tool that does not exist); the
+  action becomes an ordinary tool call, so the rest of the loop is the same;
 - tools: runs the calls; a failing tool becomes an error observation, never a crash;
 - bounds, checked in the routing functions: tool-call budget, model turns, LLM calls, tokens,
   wall-clock time (Settings.max_seconds), and a loop guard that stops a model repeating the
@@ -14,23 +18,26 @@ begin -> recall -> compact -> agent <-> tools -> finalize -> remember
 
 from __future__ import annotations
 
+import json
+import uuid
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from pydantic import BaseModel, Field, create_model, field_validator
 
 from graphcraft.chains.tool_calls import LoopGuard, call_key, collect_sources, execute_tool_call
 from graphcraft.config import Settings, get_settings
-from graphcraft.errors import GraphcraftError
 from graphcraft.memory.context import ContextWindow
 from graphcraft.memory.long_term import LongTermMemory, extract_facts, format_memories
-from graphcraft.models import invoke_llm, message_text, require_chat_model
+from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
@@ -41,6 +48,34 @@ SYSTEM_PROMPT = (
     "Call a tool when you need a computation, a file, or data; otherwise answer directly. "
     "When you have the answer, reply with it plainly and do not call more tools."
 )
+
+
+FINAL_ANSWER = "final_answer"
+ACTION_PROMPT = ("Reply with the next action as JSON: call one tool with its arguments, or give the final answer "
+                 f"with tool '{FINAL_ANSWER}'. Tools:\n")
+
+
+class Action(BaseModel):
+    """The next action: call one tool with its arguments, or give the final answer."""
+
+    tool: str = Field(description=f"a tool name, or '{FINAL_ANSWER}' when you can answer")
+    args: dict[str, Any] = Field(default_factory=dict, description="the tool's arguments (empty for the final answer)")
+    answer: str = Field(default="", max_length=1000, description=f"the answer to the task (with '{FINAL_ANSWER}' only)")
+
+
+@lru_cache(maxsize=16)
+def action_schema(tools: tuple[str, ...]) -> type[Action]:
+    """`Action` whose tool must be one of `tools` or the final answer (also the JSON-schema enum)."""
+    names = (*tools, FINAL_ANSWER)
+
+    def _known(cls: type, value: str) -> str:
+        if value.strip() not in names:
+            raise ValueError(f"tool must be one of: {', '.join(names)}")
+        return value.strip()
+
+    tool = Field(description=f"one of: {', '.join(names)}", json_schema_extra={"enum": list(names)})
+    return create_model("Action", __base__=Action, __doc__=Action.__doc__, tool=(str, tool),
+                        __validators__={"_known": field_validator("tool")(classmethod(_known))})
 
 
 class ToolAgentState(TypedDict, total=False):
@@ -57,11 +92,6 @@ class ToolAgentState(TypedDict, total=False):
     answer: str
     sources: list[dict[str, Any]]
     trace: dict[str, Any]
-
-
-class ToolCallingUnsupported(GraphcraftError):
-    def __init__(self, model: BaseChatModel) -> None:
-        super().__init__(f"the tool agent needs a chat model with tool calling; {type(model).__name__} has none")
 
 
 def build(
@@ -90,6 +120,7 @@ def build(
     checkpointer / memory_store: short- and long-term memory (None: the run is stateless).
     """
     bounds = Bounds.from_settings(settings, max_iterations=max_turns, max_llm_calls=max_llm_calls, token_budget=token_budget)
+    repairs = (settings or get_settings()).max_structured_repairs
     window = ContextWindow(max_tokens=context_tokens)
     loaded: dict[str, list[BaseTool]] = {}
 
@@ -126,15 +157,16 @@ def build(
         return update
 
     def agent(state: ToolAgentState) -> dict:
-        try:
-            bound = llm().bind_tools(toolset())
-        except NotImplementedError:
-            raise ToolCallingUnsupported(llm()) from None
         system = system_prompt
         if state.get("memories"):
             system += "\n\n" + format_memories(state["memories"])
-        prompt = window.fit(state["messages"], state.get("summary", ""), system=system)
-        reply, usage = invoke_llm(bound, prompt)
+        try:
+            bound = llm().bind_tools(toolset())
+        except NotImplementedError:  # no native tool calling: one structured action per turn
+            reply, usage = _act(llm(), toolset(), window.fit(state["messages"], state.get("summary", ""),
+                                                             system=system + "\n\n" + _catalogue(toolset())), repairs)
+        else:
+            reply, usage = invoke_llm(bound, window.fit(state["messages"], state.get("summary", ""), system=system))
         return {"messages": [reply], "usage": add_usage(state.get("usage"), usage), "turns": state.get("turns", 0) + 1}
 
     def after_agent(state: ToolAgentState) -> str:
@@ -174,7 +206,7 @@ def build(
             update["messages"] = [ToolMessage(content=f"not executed: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
                                   for c in calls]
         elif isinstance(last, AIMessage):
-            reason = "answered"
+            reason = "answered" if message_text(last).strip() else "no_answer"  # an empty reply is not an answer
         else:
             reason = bounds.reached(state, state.get("turns", 0)) or "stopped"
         answer = message_text(last).strip() if isinstance(last, AIMessage) else ""
@@ -225,6 +257,42 @@ def build(
     g.add_edge("remember", END)
     # Sized so the bounds above end the run, never the recursion limit.
     return g.compile(checkpointer=checkpointer, store=memory_store).with_config(recursion_limit=2 * max_turns + 20)
+
+
+def _act(model: BaseChatModel, tools: list[BaseTool], prompt: list[BaseMessage], repairs: int) -> tuple[AIMessage, Usage]:
+    """The next step of a model without native tool calling, as a tool call or an answer.
+
+    Earlier tool calls are shown to it as the JSON actions it chose and their results as user
+    turns, since its chat template knows no tool messages. A reply still malformed after the
+    repairs becomes an empty answer (finalize reports "no_answer"; the trace counts the fallback).
+    """
+    schema = action_schema(tuple(t.name for t in tools))
+    result = structured_call(model, schema, _as_action_turns(prompt), fallback=Action(tool=FINAL_ANSWER), max_repairs=repairs)
+    action = result.value
+    if action.tool == FINAL_ANSWER:
+        return AIMessage(action.answer), result.usage
+    call = {"name": action.tool, "args": action.args, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "tool_call"}
+    return AIMessage("", tool_calls=[call]), result.usage
+
+
+def _as_action_turns(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """Tool calls as the JSON actions that asked for them, tool results as user turns, and every
+    system message merged into one (chat templates refuse a second one)."""
+    system = "\n\n".join(message_text(m) for m in messages if isinstance(m, SystemMessage))
+    turns: list[BaseMessage] = [SystemMessage(system)] if system else []
+    for m in messages:
+        if isinstance(m, AIMessage) and m.tool_calls:
+            turns += [AIMessage(json.dumps({"tool": c["name"], "args": c.get("args") or {}})) for c in m.tool_calls]
+        elif isinstance(m, ToolMessage):
+            turns.append(HumanMessage(f"Result of {m.name}: {message_text(m)}"))
+        elif not isinstance(m, SystemMessage):
+            turns.append(m)
+    return turns
+
+
+def _catalogue(tools: list[BaseTool]) -> str:
+    """The tools and their arguments, for a model that reads them from the prompt."""
+    return ACTION_PROMPT + "\n".join(f"- {t.name}({', '.join(t.args)}): {t.description.splitlines()[0]}" for t in tools)
 
 
 def _pending_calls(state: ToolAgentState) -> list[dict]:

@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from graphcraft.chains.chain_of_thought import extract_final_answer
 from graphcraft.config import Settings
@@ -32,10 +32,13 @@ from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 DESCRIPTION = "Tree-of-Thought: beam search over reasoning steps with bounded breadth/depth, scored thoughts and pruning."
 
 
+THOUGHT_CHARS = 200  # limits in the schemas keep a grammar-constrained model within its token limit
+
+
 class Thoughts(BaseModel):
     """Distinct candidate next steps of reasoning."""
 
-    thoughts: list[str]
+    thoughts: list[Annotated[str, Field(max_length=THOUGHT_CHARS)]]
 
 
 class ThoughtScore(BaseModel):
@@ -81,6 +84,11 @@ def build(
     """Compile the Tree-of-Thought graph (breadth thoughts per path, beam paths kept per depth)."""
     bounds = Bounds.from_settings(settings, max_iterations=max_depth, max_llm_calls=max_llm_calls, token_budget=token_budget)
     repairs = settings.max_structured_repairs if settings else 2
+    # As many thoughts as asked for, as many scores as there can be candidates.
+    thoughts_schema = create_model("Thoughts", __base__=Thoughts, __doc__=Thoughts.__doc__,
+                                   thoughts=(Thoughts.model_fields["thoughts"].annotation, Field(min_length=1, max_length=breadth)))
+    evaluation_schema = create_model("Evaluation", __base__=Evaluation, __doc__=Evaluation.__doc__,
+                                     scores=(list[ThoughtScore], Field(max_length=breadth * beam)))
 
     def llm() -> BaseChatModel:
         return require_chat_model(model, "the tree_of_thought graph", settings)
@@ -95,7 +103,7 @@ def build(
             prompt = (f"Problem: {state['question']}\n\nReasoning so far:\n{_render(parent['path'])}\n\n"
                       f"Propose {breadth} different possible next steps (one or two sentences each). "
                       "If the reasoning can be finished now, one proposal should state the final answer.")
-            result = structured_call(llm(), Thoughts, [SystemMessage("You explore alternative lines of reasoning."),
+            result = structured_call(llm(), thoughts_schema, [SystemMessage("You explore alternative lines of reasoning."),
                                                        HumanMessage(prompt)], fallback=Thoughts(thoughts=[]), max_repairs=repairs)
             usage = add_usage(usage, result.usage)
             if result.fallback:
@@ -112,7 +120,7 @@ def build(
             listing = "\n\n".join(f"Candidate {i}:\n{_render(c['path'])}" for i, c in enumerate(candidates, 1))
             prompt = (f"Problem: {state['question']}\n\n{listing}\n\nRate every candidate reasoning path from 0 to 10 "
                       "for how likely it leads to a correct answer, and flag paths that already reach a correct final answer.")
-            result = structured_call(llm(), Evaluation, [SystemMessage("You evaluate reasoning paths critically."),
+            result = structured_call(llm(), evaluation_schema, [SystemMessage("You evaluate reasoning paths critically."),
                                                          HumanMessage(prompt)], fallback=Evaluation(scores=[]), max_repairs=repairs)
             usage, scored = result.usage, not result.fallback
             if result.fallback:

@@ -117,3 +117,16 @@ def test_llm_budget_stops_execution(workspace):
     t = out["trace"]
     assert t["stop_reason"] == "max_llm_calls" and t["llm_calls"] == 5
     assert out["answer"].startswith("Stopped (max_llm_calls)")
+
+
+def test_model_without_tool_calling_reasons_without_tools_and_tool_steps_still_run(workspace):
+    from tests.fakes import scripted
+
+    model = scripted(plan({"id": "m", "description": "multiply", "tool": "calculator", "args": {"expression": "12 * 7"}},
+                          {"id": "e", "description": "explain the product", "depends_on": ["m"]}),
+                     "12 times 7 is 84", "The answer is 84.")
+    out = build(model, workspace=workspace, analyze=False).invoke({"question": "What is 12 times 7?"})
+    t = out["trace"]
+    assert t["stop_reason"] == "completed" and out["answer"] == "The answer is 84."
+    assert [s["status"] for s in t["steps"]] == ["done", "done"] and t["llm_calls"] == 3
+    assert "Result of m: 84" in "\n".join(str(m.content) for m in model.prompts[1])  # the real calculator ran

@@ -5,12 +5,12 @@ import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
 
-from graphcraft.graphs.tool_agent import ToolCallingUnsupported, build
+from graphcraft.graphs.tool_agent import build
 from graphcraft.memory import make_store, sqlite_checkpointer
 from graphcraft.memory.checkpoints import thread_config
 from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
 from tests.agents.conftest import ANY, script
-from tests.fakes import scripted
+from tests.fakes import prompt_texts, scripted
 
 ECHO_SERVER = Path(__file__).parents[1] / "tools" / "mcp_echo_server.py"
 
@@ -76,9 +76,25 @@ def test_unknown_tool_is_an_observation_not_a_crash(workspace):
     assert out["answer"] == "I cannot teleport."
 
 
-def test_model_without_tool_calling_gets_a_clear_error(workspace):
-    with pytest.raises(ToolCallingUnsupported, match="tool calling"):
-        build(scripted("hello"), workspace=workspace).invoke({"question": "hi"})
+def test_model_without_tool_calling_acts_through_json_actions(workspace):
+    model = scripted({"tool": "calculator", "args": {"expression": "12 * 7"}},  # no bind_tools: JSON actions
+                     "not an action", {"tool": "final_answer", "answer": "12 * 7 = 84"})
+    out = build(model, workspace=workspace).invoke({"question": "What is 12 times 7?"})
+    t = out["trace"]
+    assert t["stop_reason"] == "answered" and out["answer"] == "12 * 7 = 84"
+    assert [(c["tool"], c["output"]) for c in t["tool_calls"]] == [("calculator", "84")]  # the real calculator ran
+    assert t["structured_outputs"] == {"calls": 2, "repairs": 1, "fallbacks": 0} and t["llm_calls"] == 3
+    second = prompt_texts(model)[1]
+    assert '{"tool": "calculator", "args": {"expression": "12 * 7"}}' in second and "Result of calculator: 84" in second
+    assert "- calculator(expression)" in second  # the tools are described in the prompt
+
+
+def test_model_without_tool_calling_that_never_acts_properly_gives_no_answer(workspace):
+    model = scripted("I will just chat")
+    out = build(model, workspace=workspace).invoke({"question": "hi"})
+    t = out["trace"]
+    assert t["stop_reason"] == "no_answer" and out["answer"].startswith("Stopped before finishing (no_answer)")
+    assert t["structured_outputs"]["fallbacks"] == 1 and t["tool_call_count"] == 0
 
 
 def test_sandbox_escape_through_the_agent_is_refused(workspace, tmp_path):

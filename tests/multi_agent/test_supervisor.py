@@ -147,3 +147,15 @@ def test_bad_team_is_rejected_at_build() -> None:
         supervisor.build(agents=["researcher", "researcher"])
     with pytest.raises(ValueError):
         supervisor.build(agents=["novelist"])
+
+
+def test_members_whose_model_has_no_tool_calling_report_without_tools() -> None:
+    from tests.fakes import scripted
+
+    boss = ScriptedChatModel(script=[route("researcher", "find the fee"), route("FINISH")])
+    researcher = scripted("I could not search; the fee is unknown.")  # no bind_tools
+    out = supervisor.build(boss, agents=[{"name": "researcher", "model": researcher,
+                                          "tools": supervisor.default_team()[0].tools}]).invoke({"question": "Fee?"})
+    [work] = [s for s in out["trace"]["steps"] if s["actor"] == "researcher"]
+    assert work["stop_reason"] == "no_tool_calling" and work["tool_calls"] == []
+    assert out["answer"] == "I could not search; the fee is unknown." and researcher.calls == 1
