@@ -111,6 +111,10 @@ class LlamaCppChat(BaseChatModel):
     n_threads: int = 0
     max_tokens: int = 512
     temperature: float = 0.0
+    # llama-cpp-python's Python API defaults to 1.0 (its server and llama.cpp's CLI to 1.1); with
+    # greedy decoding a small model then loops inside a JSON string ("no, no, no, ...") until
+    # max_tokens cuts it, measured with SmolLM2-135M on the consensus prompt.
+    repeat_penalty: float = 1.1
     stop: list[str] | None = None
 
     @property
@@ -124,12 +128,13 @@ class LlamaCppChat(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "n_ctx": self.n_ctx, "max_tokens": self.max_tokens,
-                "temperature": self.temperature}
+                "temperature": self.temperature, "repeat_penalty": self.repeat_penalty}
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
         llama, lock = load_llama(self.model_path, self.n_ctx, resolve_threads(self.n_threads))
-        params = {"max_tokens": self.max_tokens, "temperature": self.temperature, "stop": stop or self.stop or [], **kwargs}
+        params = {"max_tokens": self.max_tokens, "temperature": self.temperature, "repeat_penalty": self.repeat_penalty,
+                  "stop": stop or self.stop or [], **kwargs}
         chat = [{"role": _role(m), "content": _text(m)} for m in messages]
         try:
             with lock:
