@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
@@ -129,13 +129,18 @@ def select_sentences(question: str, strips: list[Strip], max_sentences: int = 3,
 
 
 def generate_answer(question: str, strips: list[Strip], model: BaseChatModel | None, max_sentences: int = 3,
-                    documents: Sequence[Document] = (), config: dict | None = None) -> Answer:
+                    documents: Sequence[Document] = (), config: dict | None = None, store: Any = None) -> Answer:
     """Answer from knowledge strips: extractive offline, the model's cited answer otherwise; abstain on nothing.
 
-    `documents` are the retrieved chunks: a source's text is its whole chunk with the cited strips marked.
+    A source's text is its whole chunk, with the cited strips marked: the chunk comes from `documents`
+    (the retrieved chunks) or else from `store`.
     """
     if not strips:
         return Answer(text=ABSTAIN, sources=[], strategy="abstain", abstained=True)
+    if store is not None:
+        known = {str(d.metadata.get("chunk_id", "")) for d in documents}
+        missing = [s.chunk_id for s in strips if s.chunk_id and s.chunk_id not in known and s.origin == "internal"]
+        documents = [*documents, *store.get(dict.fromkeys(missing))] if missing else documents
     if model is None:
         best = select_sentences(question, strips, max_sentences)
         numbers, sources = number_sources(best, documents)

@@ -190,7 +190,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def generate(state: AdaptiveState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         evidence = gather_evidence(state["question"], state.get("documents", []), res)
-        answer = generate_answer(state["question"], evidence.strips, res.model)
+        answer = generate_answer(state["question"], evidence.strips, res.model, documents=state.get("documents", []), store=res.store)
         return {"answer": answer.text, "sources": answer.sources, "usage": add_usage(evidence.usage, answer.usage),
                 "details": {"evaluator": evidence.evaluator, "action": evidence.action, "answer_strategy": answer.strategy},
                 "steps": [evidence.step("evaluate"), {"step": "generate", "strategy": answer.strategy}]}

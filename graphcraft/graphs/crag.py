@@ -144,7 +144,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         res = base.for_config(config)
         knowledge = (state.get("internal", []) if state.get("action") != "incorrect" else []) + state.get("external", [])
         answer = generate_answer(state["question"], [Strip(**s) for s in knowledge], res.model,
-                                 documents=state.get("documents", []))
+                                 documents=state.get("documents", []), store=res.store)
         steps = state["steps"] + [{"step": "generate", "strategy": answer.strategy}]
         final = {**state, "usage": add_usage(state.get("usage"), answer.usage), "steps": steps}
         trace = make_trace("crag", final, action=state.get("action"), evaluator=_evaluator_name(final),

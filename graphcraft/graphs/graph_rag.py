@@ -184,7 +184,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             qv = np.asarray(res.embeddings.embed_query(query), dtype=np.float32)
             strips += refine_documents(query, qv, group, [float(d.metadata.get("score", 0.0)) for d in group], res.store,
                                        res.settings.strip_threshold)
-        answer = generate_answer(state["question"], strips, res.model)
+        answer = generate_answer(state["question"], strips, res.model, documents=docs, store=res.store)
         cited = {s["chunk_id"] for s in answer.sources}
         used_paths = [p for p in state.get("paths", []) if any(c in cited for step in p["chunk_ids"] for c in step)]
         by_chunk = {str(d.metadata.get("chunk_id")): d.metadata.get("graph_paths", []) for d in docs}

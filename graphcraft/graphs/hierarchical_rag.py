@@ -114,7 +114,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         strips = refine_documents(state["question"], query_vector(res, state["question"]), docs,
                                   [float(d.metadata.get("score") or 0.0) for d in docs], res.store, res.settings.strip_threshold,
                                   embed=lambda texts: embed_texts(res.embeddings, texts))
-        answer = generate_answer(state["question"], _distinct(strips), res.model)
+        answer = generate_answer(state["question"], _distinct(strips), res.model, documents=docs, store=res.store)
         levels = {str(d.metadata.get("chunk_id")): d.metadata.get("level", "chunk") for d in docs}
         for src in answer.sources:
             src["level"] = levels.get(str(src.get("chunk_id")), "chunk")

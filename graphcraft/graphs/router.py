@@ -145,7 +145,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
                 "steps": [evidence.step("grade")]}
 
     def generate(state: RouterState, config: RunnableConfig) -> dict:
-        answer = generate_answer(state["question"], [Strip(**s) for s in state.get("knowledge", [])], base.for_config(config).model)
+        res = base.for_config(config)
+        answer = generate_answer(state["question"], [Strip(**s) for s in state.get("knowledge", [])], res.model,
+                                 documents=state.get("documents", []), store=res.store)
         return {"answer": answer.text, "sources": answer.sources, "usage": answer.usage, "answer_strategy": answer.strategy,
                 "steps": [{"step": "generate", "strategy": answer.strategy}]}
 

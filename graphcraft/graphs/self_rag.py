@@ -116,7 +116,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             strips = [replace(s, score=s.score + 1.0) if has_answer_type(s.text, focus, question, nlp) else s for s in strips]  # type: ignore[arg-type]
         elif res.model is not None and state.get("critique"):
             prompt_question = f"{question}\n(A reviewer rejected an earlier answer: {state['critique']})"
-        answer = generate_answer(prompt_question, strips, res.model)
+        answer = generate_answer(prompt_question, strips, res.model, store=res.store)
         return {"answer": answer.text, "sources": answer.sources, "usage": answer.usage,
                 "steps": [{"step": "generate", "strategy": answer.strategy, "strips": len(strips), "abstained": answer.abstained}]}
 

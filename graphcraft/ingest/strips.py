@@ -15,8 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# A strip ends at sentence punctuation followed by space, or at a line break (list items, headings).
-_BOUNDARY = re.compile(r"(?<=[.!?;])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#*\-•])|\n+")
+# Inside a block of lines, a strip ends at sentence punctuation followed by space and a capital.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#*\-•])")
+# A line that starts a new block: heading, list item, table row, quote, code fence.
+_BLOCK_START = re.compile(r"\s*(?:#|[-+*•] |\d+[.)] |\||>|```)")
 MIN_STRIP_CHARS = 12
 _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "inc", "ltd", "co", "corp", "vs", "no", "fig",
                   "e.g", "i.e", "etc", "approx", "dept", "est", "gen", "gov", "mt", "ave", "u.s"}
@@ -30,16 +32,42 @@ def _after_abbreviation(text: str, end: int) -> bool:
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
+def _line_blocks(text: str) -> list[tuple[int, int]]:
+    """Spans of runs of lines that belong together: a line break inside a wrapped sentence is not a boundary.
+
+    A block ends at a blank line, after a heading, a table row or a line ending a sentence, and
+    before a line that starts a heading, list item, table row or code fence.
+    """
+    blocks: list[tuple[int, int]] = []
+    lines = text.splitlines(keepends=True)
+    start = pos = 0
+    for i, line in enumerate(lines):
+        pos += len(line)
+        body = line.strip()
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if (not body or body.startswith(("#", "|")) or body.endswith((".", "!", "?", ":")) or not following.strip()
+                or _BLOCK_START.match(following)):
+            blocks.append((start, pos))
+            start = pos
+    if start < len(text):
+        blocks.append((start, len(text)))
+    return blocks
+
+
 def split_strips(text: str) -> list[tuple[int, int]]:
-    """Character spans of the strips of `text` (short fragments are merged into their neighbour)."""
+    """Character spans of the strips of `text`: whole sentences, list items, headings, table rows, code blocks.
+
+    Short fragments are merged into their neighbour; a sentence wrapped over several lines stays one strip.
+    """
     spans: list[tuple[int, int]] = []
-    start = 0
-    for match in _BOUNDARY.finditer(text):
-        if "\n" not in match.group() and _after_abbreviation(text, match.start()):
-            continue
-        spans.append((start, match.start()))
-        start = match.end()
-    spans.append((start, len(text)))
+    for block_start, block_end in _line_blocks(text):
+        start = block_start
+        for match in _SENTENCE_END.finditer(text, block_start, block_end):
+            if _after_abbreviation(text, match.start()):
+                continue
+            spans.append((start, match.start()))
+            start = match.end()
+        spans.append((start, block_end))
     cleaned: list[tuple[int, int]] = []
     for s, e in spans:
         while s < e and text[s].isspace():
