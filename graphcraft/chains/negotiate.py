@@ -39,7 +39,8 @@ class Position(BaseModel):
     """An agent's position on the question."""
 
     stance: str = Field(max_length=STANCE_CHARS, description="your answer in a few words (e.g. 'yes', 'no', or one of the options)")
-    confidence: float = Field(ge=0.0, le=1.0, description="how sure you are, from 0 to 1")
+    confidence: float = Field(ge=0.0, le=1.0, description="how sure you are, from 0 to 1",
+                              json_schema_extra={"enum": [i / 10 for i in range(11)]})  # a grammar has no numeric range
     rationale: str = Field(max_length=RATIONALE_CHARS, description="the main reasons for your stance, in one to three sentences")
     ranking: list[Annotated[str, Field(max_length=STANCE_CHARS)]] = Field(
         default_factory=list, max_length=MAX_RANKING, description="optional: acceptable stances, most preferred first")

@@ -32,7 +32,8 @@ FEEDBACK_CHARS = 120  # limits in the schema keep a grammar-constrained critic w
 
 class CriterionScore(BaseModel):
     criterion: str
-    score: float = Field(ge=0, le=10, description="0 (fails) to 10 (perfect)")
+    score: float = Field(ge=0, le=10, description="0 (fails) to 10 (perfect)",
+                         json_schema_extra={"enum": list(range(11))})  # whole scores: a grammar has no numeric range
     feedback: str = Field(default="", max_length=FEEDBACK_CHARS, description="what to change to score higher")
 
 

@@ -43,7 +43,8 @@ class Thoughts(BaseModel):
 
 class ThoughtScore(BaseModel):
     index: int = Field(description="1-based index of the candidate")
-    score: float = Field(ge=0, le=10, description="promise of this path: 0 dead end, 10 solves the problem")
+    score: float = Field(ge=0, le=10, description="promise of this path: 0 dead end, 10 solves the problem",
+                         json_schema_extra={"enum": list(range(11))})  # whole scores: a grammar has no numeric range
     is_solution: bool = Field(default=False, description="true if the path already gives the final answer")
 
 
@@ -87,8 +88,10 @@ def build(
     # As many thoughts as asked for, as many scores as there can be candidates.
     thoughts_schema = create_model("Thoughts", __base__=Thoughts, __doc__=Thoughts.__doc__,
                                    thoughts=(Thoughts.model_fields["thoughts"].annotation, Field(min_length=1, max_length=breadth)))
+    indexed = create_model("ThoughtScore", __base__=ThoughtScore, index=(int, Field(
+        description="1-based index of the candidate", json_schema_extra={"enum": list(range(1, breadth * beam + 1))})))
     evaluation_schema = create_model("Evaluation", __base__=Evaluation, __doc__=Evaluation.__doc__,
-                                     scores=(list[ThoughtScore], Field(max_length=breadth * beam)))
+                                     scores=(list[indexed], Field(max_length=breadth * beam)))
 
     def llm() -> BaseChatModel:
         return require_chat_model(model, "the tree_of_thought graph", settings)
