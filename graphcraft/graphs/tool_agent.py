@@ -40,6 +40,7 @@ from graphcraft.memory.long_term import LongTermMemory, extract_facts, format_me
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
+from graphcraft.runtime.result import usage_trace
 
 DESCRIPTION = "ReAct tool-calling agent (calculator, sandboxed files, optional python/MCP) with tool budget, loop guard and memory."
 
@@ -238,8 +239,7 @@ def build(
             for fact in result.value.facts:
                 memory.add_fact(fact, source="conversation")
             usage = add_usage(state.get("usage"), result.usage)
-            trace.update(facts_saved=len(result.value.facts), llm_calls=usage["llm_calls"],
-                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+            trace.update(usage_trace(usage), facts_saved=len(result.value.facts))
             return {"usage": usage, "trace": trace}
         return {"trace": trace}
 

@@ -175,6 +175,7 @@ def test_long_term_memory_written_and_recalled_across_threads(workspace, embeddi
     agent = build(model, workspace=workspace, memory_store=store, remember_facts=True)
     out = agent.invoke({"question": "I love programming in Rust."}, {"configurable": {"user_id": "ada"}})
     assert out["trace"]["episode_saved"] and out["trace"]["facts_saved"] == 1
+    assert out["trace"]["llm_calls"] == 2 and out["trace"]["structured_outputs"]["calls"] == 1  # the fact extraction counts
 
     later = ScriptedChatModel(script=["You like Rust."])
     out = build(later, workspace=workspace, memory_store=store).invoke(
