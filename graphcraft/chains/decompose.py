@@ -5,12 +5,21 @@ A plan is a list of sub-questions ``{"id": "q2", "question": "What is the popula
 
 - LLM strategy: structured output (`models.structured_call`), repaired a bounded number of
   times; a reply that never validates falls back to the rules below, recorded.
-- Offline rules (spaCy dependency parse) for the common forms:
+- Offline rules (spaCy tags and parse, checked lexically where the small model misparses
+  technical text) for the forms users write:
+  * a scene, then a question about "that X" ("glob relies on another module's matching
+    function. How many patterns does that function cache?"): first the statement asking
+    "which X", then the question naming X by the first answer;
+  * a conjunction of questions ("When ... and who ...?") or of names ("the population of
+    Ferrowharf and Marrow Point"): independent sub-questions, unless a later part refers back
+    ("..., and what is its default?"), which keeps the question whole;
   * a relative clause, "the X of the Y that/who/where ...": first "Which Y ...?", then the
     question with that phrase replaced by the first answer (nested clauses give longer chains);
-  * a conjunction of questions ("When ... and who ...?") or of names ("the population of
-    Ferrowharf and Marrow Point"): independent sub-questions;
+  * an attribute of a name asked about, "What does the default flag of shelve.open mean ...?",
+    "... Quill's default handler ...": first the attribute, then the question about it;
   * anything else: a single hop, the question itself.
+- Between hops, `bridge_answer` reduces an answer to the name the next question needs: an
+  entity, or a technical name (call, identifier, option, file, quoted term, amount).
 - `validate_plan` turns any plan into a runnable one, or raises PlanError when strict: ids made
   unique, unknown and self dependencies dropped, cycles broken by dropping one edge per cycle
   (networkx), the hop and wave counts bounded; every repair is recorded. Levels are networkx

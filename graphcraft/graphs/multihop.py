@@ -10,9 +10,13 @@ offline); the plan is validated (unknown ids, self-dependencies and cycles repai
 refused) and ordered topologically into waves (networkx generations).
 schedule: dispatches the next wave; every hop of a wave runs in parallel (LangGraph Send,
 map-reduce) and the wave's results are merged by a reducer before the next wave starts.
-answer_subquestion: substitutes earlier answers for {q1} placeholders, retrieves, keeps the
-relevant knowledge strips and answers with citations (LLM or extractive).
-compose: the final answer, citing every hop's sources under one numbering.
+answer_subquestion: substitutes earlier answers for {q1} placeholders (the name each answer
+found: a person, a function, an option, a file ... see decompose.bridge_answer), retrieves (the
+final hop also with the user's own question plus those names, fused by RRF, since a
+sub-question drops the scene the user set), keeps the relevant knowledge strips and answers
+with citations (LLM or extractive); its sources carry their whole chunks.
+compose: the final answer with every hop's supporting sentences, citing only what it shows,
+numbered 1..n in reading order to match the sources list.
 Bounds: max_hops and max_waves in the plan, LLM calls and tokens checked in `route_wave`.
 """
 
@@ -32,6 +36,7 @@ from graphcraft.chains.answer import ABSTAIN, generate_answer, renumber_citation
 from graphcraft.chains.decompose import PLACEHOLDER, bridge_answer, decompose as plan_question, substitute
 from graphcraft.chains.refine import refine_documents
 from graphcraft.config import Settings, settings_from
+from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds
@@ -69,6 +74,7 @@ class HopTask(TypedDict):
     hop: dict[str, Any]
     question: str  # with earlier answers substituted
     wave: int
+    context_query: str  # the user's question with the earlier answers, for the final hop ("" for the others)
 
 
 COMPOSE_PROMPT = """Answer the question from the findings of its sub-questions below. Cite the
@@ -133,13 +139,18 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             return "compose"
         wave = state["wave"]
         by_id = {h["id"]: h for h in state["hops"]}
-        return [Send("answer_subquestion", HopTask(hop=by_id[hid], question=_resolve(by_id[hid], state), wave=wave))
+        return [Send("answer_subquestion", HopTask(hop=by_id[hid], question=_resolve(by_id[hid], state), wave=wave,
+                                                   context_query=_context_query(by_id[hid], state)))
                 for hid in state["levels"][wave - 1]]
 
     def answer_subquestion(task: HopTask, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         question = task["question"]
-        docs = hop_retriever(res).search(question)
+        retriever = hop_retriever(res)
+        docs = retriever.search(question)
+        if task.get("context_query"):
+            # The sub-question drops the scene the user set; the user's own words (with the bridge) retrieve it back.
+            docs = rrf_fuse([docs, retriever.search(task["context_query"])], limit=res.settings.top_k, names=["hop", "question"])
         qv = np.asarray(res.embeddings.embed_query(question), dtype=np.float32)
         strips = refine_documents(question, qv, docs, [float(d.metadata.get("score") or 0.0) for d in docs], res.store,
                                   res.settings.strip_threshold)
@@ -148,7 +159,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         verbatim = BRIDGE_VERBATIM_WORDS if answer.strategy == "llm" else 0
         bridge = "" if answer.abstained else bridge_answer(question, answer.text, res.settings.spacy_model, max_words=verbatim)
         result = {"question": question, "answer": answer.text, "bridge": bridge, "sources": answer.sources,
-                  "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"], "retrieved": len(docs)}
+                  "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"], "retrieved": len(docs),
+                  "context_query": task.get("context_query", "")}
         return {"results": {task["hop"]["id"]: result}, "usage": answer.usage, "executed": [(task["wave"], task["hop"]["id"])]}
 
     def compose(state: MultihopState, config: RunnableConfig) -> dict:
@@ -184,7 +196,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             waves=_waves(state), parallel_hops=sum(len(w) for w in _waves(state) if len(w) > 1), compose_strategy=strategy,
             hops=[{"id": h["id"], "planned": h["question"], "question": results[h["id"]]["question"], "depends_on": h["depends_on"],
                    "answer": renumbered[h["id"]], "bridge": results[h["id"]]["bridge"], "abstained": results[h["id"]]["abstained"],
-                   "wave": results[h["id"]]["wave"], "strategy": results[h["id"]]["strategy"]} for h in hops],
+                   "wave": results[h["id"]]["wave"], "strategy": results[h["id"]]["strategy"],
+                   "context_query": results[h["id"]].get("context_query", "")} for h in hops],
             skipped=[h["id"] for h in state.get("hops", []) if h["id"] not in results],
             bounds={**bounds.as_dict(), "max_hops": max_hops, "max_waves": max_waves},
         )
@@ -215,6 +228,15 @@ def _resolve(hop: dict[str, Any], state: MultihopState) -> str:
         else:
             answers[dep] = "(" + (found["question"] if found else dep).rstrip("?") + ")"
     return " ".join(substitute(hop["question"], answers).split())
+
+
+def _context_query(hop: dict[str, Any], state: MultihopState) -> str:
+    """For a final hop that depends on others: the user's question followed by the names its dependencies found."""
+    if not hop["depends_on"] or any(hop["id"] in other["depends_on"] for other in state["hops"]):
+        return ""
+    results = state.get("results", {})
+    bridges = [results[dep]["bridge"] for dep in hop["depends_on"] if results.get(dep, {}).get("bridge")]
+    return " ".join([state["question"], *bridges])
 
 
 def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[dict], dict[str, str]]:
