@@ -2,7 +2,8 @@
 
 For each `multi_hop` question, keyword containment (graphcraft.eval.grading.is_correct) of
 - the bare hybrid retriever: the text of its top 5 chunks;
-- the multihop graph: its answer plus the text of the sources it cites.
+- the multihop graph: its answer plus the text of the sources it cites (and, as a diagnostic,
+  the text of every chunk any hop retrieved: what better answers could have drawn on).
 The question set is split by id (graphcraft.eval.datasets.split_by_id): tune on the first half
 (even ids), report the second (odd ids).
 
@@ -58,6 +59,12 @@ def cited_text(state: dict) -> str:
     return "\n".join([state.get("answer", "")] + [s.get("text", "") for s in state.get("sources", [])])
 
 
+def retrieved_text(state: dict, chunk_store: Any) -> str:
+    """Every chunk any hop retrieved (cited or not): what the answers could have drawn on."""
+    ids = list(dict.fromkeys(cid for hop in state["trace"]["hops"] for cid in hop.get("retrieved", [])))
+    return "\n".join(d.page_content for d in chunk_store.get(ids))
+
+
 def evaluate(questions: list[Question], store: Path, model: Any, show: bool) -> list[dict]:
     """One row per question: whether the retriever's top 5 and the graph's answer+sources hold the keywords."""
     from graphcraft.config import get_settings
@@ -66,7 +73,8 @@ def evaluate(questions: list[Question], store: Path, model: Any, show: bool) -> 
     from graphcraft.stores.vector import open_store
 
     settings = get_settings(store=store)
-    retriever = make_retriever("hybrid", open_store(store, settings, create=False), 5)
+    chunk_store = open_store(store, settings, create=False)
+    retriever = make_retriever("hybrid", chunk_store, 5)
     graph = build(model=model, settings=settings)
     rows = []
     for q in questions:
@@ -76,21 +84,24 @@ def evaluate(questions: list[Question], store: Path, model: Any, show: bool) -> 
         row = {"id": q.id, "retriever": is_correct("\n".join(d.page_content for d in chunks), q.answer_keywords),
                "multihop": is_correct(cited_text(state), q.answer_keywords),
                "answer_only": is_correct(state.get("answer", ""), q.answer_keywords),
+               "hops_retrieved": is_correct(retrieved_text(state, chunk_store), q.answer_keywords),
                "seconds": time.perf_counter() - started, "llm_calls": state["trace"].get("llm_calls", 0)}
         rows.append(row)
         if show:
             hops = " | ".join(f"{h['id']}: {h['question']} -> {h['bridge'] or '-'}" for h in state["trace"]["hops"])
-            print(f"{q.id} retr={row['retriever']:d} graph={row['multihop']:d} ans={row['answer_only']:d}  {q.question}\n"
+            print(f"{q.id} retr={row['retriever']:d} graph={row['multihop']:d} ans={row['answer_only']:d} "
+                  f"pool={row['hops_retrieved']:d}  {q.question}\n"
                   f"    plan={state['trace']['decomposition']['strategy']}  {hops}", file=sys.stderr)
     return rows
 
 
 def summary(name: str, rows: list[dict]) -> str:
     n = len(rows) or 1
-    retr, graph, answer = (sum(r[k] for r in rows) for k in ("retriever", "multihop", "answer_only"))
+    retr, graph, answer, pool = (sum(r[k] for r in rows) for k in ("retriever", "multihop", "answer_only", "hops_retrieved"))
     ratio = f"{graph / retr:.2f}x" if retr else "n/a"
     return (f"{name:<9} n={len(rows):<3} retriever top5 {retr:>2} ({retr / n:.0%})   multihop answer+sources {graph:>2} "
-            f"({graph / n:.0%}, answer alone {answer})   ratio {ratio}   {sum(r['seconds'] for r in rows) / n:.1f} s/q, "
+            f"({graph / n:.0%}, answer alone {answer}, any hop's retrieved chunks {pool})   ratio {ratio}   "
+            f"{sum(r['seconds'] for r in rows) / n:.1f} s/q, "
             f"{sum(r['llm_calls'] for r in rows) / n:.1f} LLM calls/q")
 
 

@@ -159,7 +159,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         verbatim = BRIDGE_VERBATIM_WORDS if answer.strategy == "llm" else 0
         bridge = "" if answer.abstained else bridge_answer(question, answer.text, res.settings.spacy_model, max_words=verbatim)
         result = {"question": question, "answer": answer.text, "bridge": bridge, "sources": answer.sources,
-                  "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"], "retrieved": len(docs),
+                  "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"], "retrieved": [str(d.metadata.get("chunk_id", "")) for d in docs],
                   "context_query": task.get("context_query", "")}
         return {"results": {task["hop"]["id"]: result}, "usage": answer.usage, "executed": [(task["wave"], task["hop"]["id"])]}
 
@@ -197,7 +197,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             hops=[{"id": h["id"], "planned": h["question"], "question": results[h["id"]]["question"], "depends_on": h["depends_on"],
                    "answer": renumbered[h["id"]], "bridge": results[h["id"]]["bridge"], "abstained": results[h["id"]]["abstained"],
                    "wave": results[h["id"]]["wave"], "strategy": results[h["id"]]["strategy"],
-                   "context_query": results[h["id"]].get("context_query", "")} for h in hops],
+                   "context_query": results[h["id"]].get("context_query", ""), "retrieved": results[h["id"]]["retrieved"]}
+                  for h in hops],
             skipped=[h["id"] for h in state.get("hops", []) if h["id"] not in results],
             bounds={**bounds.as_dict(), "max_hops": max_hops, "max_waves": max_waves},
         )
