@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, create_model
 
 from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings
-from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
+from graphcraft.models import StructuredResult, invoke_llm, message_text, require_chat_model, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
@@ -103,21 +103,22 @@ def build(
     def llm() -> BaseChatModel:
         return require_chat_model(model, "the planning graph", settings)
 
-    def make_plan(state: PlanningState, extra: str = "", done: set[str] | None = None) -> tuple[list[dict], Usage, bool]:
+    def make_plan(state: PlanningState, extra: str = "", done: set[str] | None = None) -> tuple[list[dict], Usage, dict]:
         prompt = (f"Goal: {state['question']}\n\nBreak the goal into phases (e.g. research, build, check) of concrete "
                   f"steps, at most {max_steps} steps in all. Give every step a success criterion that a reviewer can "
-                  "check from its result, its dependencies, and a contingency when a sensible alternative exists." + extra)
+                  "check from its result, its dependencies, and a contingency when a sensible alternative exists. "
+                  "Keep every description, criterion and contingency to one short sentence." + extra)
         fallback = PhasedPlan(phases=[Phase(name="do", steps=[PlanStep(id="s1", description=state["question"][:TEXT_CHARS],
                                                                        success_criterion="the goal is achieved")])])
         result = structured_call(llm(), plan_schema, [SystemMessage("You are an expert project planner."), HumanMessage(prompt)],
                                  fallback=fallback if done is None else PhasedPlan(phases=[]), max_repairs=repairs)
-        return _flatten(result.value, done or set(), max_steps), result.usage, result.fallback
+        return _flatten(result.value, done or set(), max_steps), result.usage, _outcome(result)
 
     def plan(state: PlanningState) -> dict:
         clock = start_clock()  # before the first model call: the run's time includes it
-        steps, usage, fallback = make_plan(state)
+        steps, usage, outcome = make_plan(state)
         return {**clock, "steps": steps, "status": {}, "replans": 0, "usage": usage,
-                "log": [{"event": "plan", "steps": [s["id"] for s in steps], "fallback": fallback}]}
+                "log": [{"event": "plan", "steps": [s["id"] for s in steps], **outcome}]}
 
     def select_step(state: PlanningState) -> dict:
         """The first step, in phase order, whose dependencies all passed."""
@@ -165,7 +166,7 @@ def build(
         verdict = result.value
         update: dict[str, Any] = {"verdict": verdict.model_dump(), "usage": result.usage,
                                   "log": [{"event": "verify", "step": step["id"], "attempt": state.get("attempt"),
-                                           "passed": verdict.passed, "reason": verdict.reason, "fallback": result.fallback}]}
+                                           "passed": verdict.passed, "reason": verdict.reason, **_outcome(result)}]}
         if verdict.passed:
             update["status"] = {**state.get("status", {}), step["id"]: {
                 "status": "done", "result": state["result"], "attempt": state.get("attempt")}}
@@ -197,11 +198,11 @@ def build(
                  + ("; ".join(f"{k}: {status[k]['result'][:200]}" for k in sorted(done)) or "nothing")
                  + f"\nStep {step['id']} ('{step['description']}') failed: {state['verdict']['reason']}."
                  "\nPlan only the remaining work, with a different approach for the failed step. Use new ids.")
-        new_steps, usage, fallback = make_plan(state, extra, done)
+        new_steps, usage, outcome = make_plan(state, extra, done)
         kept = [s for s in state["steps"] if s["id"] in done]
         return {"steps": kept + new_steps, "replans": state.get("replans", 0) + 1, "usage": usage,
                 "log": [{"event": "replan", "after": step["id"], "reason": state["verdict"]["reason"],
-                         "steps": [s["id"] for s in new_steps], "fallback": fallback}]}
+                         "steps": [s["id"] for s in new_steps], **outcome}]}
 
     def finalize(state: PlanningState) -> dict:
         status = state.get("status", {})
@@ -248,6 +249,11 @@ def build(
 
 def _step(state: PlanningState) -> dict[str, Any]:
     return next(s for s in state["steps"] if s["id"] == state["current"])
+
+
+def _outcome(result: StructuredResult) -> dict[str, Any]:
+    """How a structured call went, for the log: a fallback carries the errors that caused it."""
+    return {"fallback": True, "errors": result.errors[-2:]} if result.fallback else {"fallback": False}
 
 
 def _plan_schema(max_steps: int) -> type[PhasedPlan]:
