@@ -12,7 +12,7 @@ schedule: dispatches the next wave; every hop of a wave runs in parallel (LangGr
 map-reduce) and the wave's results are merged by a reducer before the next wave starts.
 answer_subquestion: substitutes earlier answers for {q1} placeholders (the name each answer
 found: a person, a function, an option, a file ... see decompose.bridge_answer), retrieves (the
-final hop also with the user's own question plus those names, fused by RRF, since a
+final hop also with the user's own question, both lists fused by RRF and kept whole, since a
 sub-question drops the scene the user set), keeps the relevant knowledge strips and answers
 with citations (LLM or extractive); its sources carry their whole chunks.
 compose: the final answer with every hop's supporting sentences, citing only what it shows,
@@ -74,7 +74,7 @@ class HopTask(TypedDict):
     hop: dict[str, Any]
     question: str  # with earlier answers substituted
     wave: int
-    context_query: str  # the user's question with the earlier answers, for the final hop ("" for the others)
+    context_query: str  # the user's question, for the final hop ("" for the others)
 
 
 COMPOSE_PROMPT = """Answer the question from the findings of its sub-questions below. Cite the
@@ -149,8 +149,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         retriever = hop_retriever(res)
         docs = retriever.search(question)
         if task.get("context_query"):
-            # The sub-question drops the scene the user set; the user's own words (with the bridge) retrieve it back.
-            docs = rrf_fuse([docs, retriever.search(task["context_query"])], limit=res.settings.top_k, names=["hop", "question"])
+            # The sub-question drops the scene the user set: the final hop also reads what the user's own
+            # question retrieves (both lists kept whole), so its evidence never falls below a plain search's.
+            docs = rrf_fuse([docs, retriever.search(task["context_query"])], limit=2 * res.settings.top_k, names=["hop", "question"])
         qv = np.asarray(res.embeddings.embed_query(question), dtype=np.float32)
         strips = refine_documents(question, qv, docs, [float(d.metadata.get("score") or 0.0) for d in docs], res.store,
                                   res.settings.strip_threshold)
@@ -232,12 +233,10 @@ def _resolve(hop: dict[str, Any], state: MultihopState) -> str:
 
 
 def _context_query(hop: dict[str, Any], state: MultihopState) -> str:
-    """For a final hop that depends on others: the user's question followed by the names its dependencies found."""
+    """For a final hop that depends on others: the user's own question ("" for every other hop)."""
     if not hop["depends_on"] or any(hop["id"] in other["depends_on"] for other in state["hops"]):
         return ""
-    results = state.get("results", {})
-    bridges = [results[dep]["bridge"] for dep in hop["depends_on"] if results.get(dep, {}).get("bridge")]
-    return " ".join([state["question"], *bridges])
+    return state["question"]
 
 
 def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[dict], dict[str, str]]:
