@@ -36,8 +36,8 @@ from graphcraft.chains.answer import ABSTAIN, generate_answer, renumber_citation
 from graphcraft.chains.decompose import PLACEHOLDER, bridge_answer, decompose as plan_question, substitute
 from graphcraft.chains.refine import refine_documents
 from graphcraft.config import Settings, settings_from
-from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.models import invoke_llm, message_text
+from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds
 from graphcraft.runtime.resources import Resources
@@ -160,8 +160,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         verbatim = BRIDGE_VERBATIM_WORDS if answer.strategy == "llm" else 0
         bridge = "" if answer.abstained else bridge_answer(question, answer.text, res.settings.spacy_model, max_words=verbatim)
         result = {"question": question, "answer": answer.text, "bridge": bridge, "sources": answer.sources,
-                  "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"], "retrieved": [str(d.metadata.get("chunk_id", "")) for d in docs],
-                  "context_query": task.get("context_query", "")}
+                  "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"],
+                  "retrieved": [str(d.metadata.get("chunk_id", "")) for d in docs], "context_query": task.get("context_query", "")}
         return {"results": {task["hop"]["id"]: result}, "usage": answer.usage, "executed": [(task["wave"], task["hop"]["id"])]}
 
     def compose(state: MultihopState, config: RunnableConfig) -> dict:
@@ -178,7 +178,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             reply, usage = invoke_llm(res.model, COMPOSE_PROMPT.format(findings="\n".join(findings), question=state["question"]))
             text, strategy = message_text(reply).strip() or ABSTAIN, "llm"
         else:
-            sinks = [h for h in hops if not any(h["id"] in other["depends_on"] for other in hops)] or hops[-1:]
+            sinks = [h for h in hops if _is_final(h, hops)] or hops[-1:]
             text = "\n".join(renumbered[h["id"]] if len(sinks) == 1 else f"{results[h['id']]['question']} {renumbered[h['id']]}"
                              for h in sinks)
             strategy = "extractive"
@@ -234,9 +234,16 @@ def _resolve(hop: dict[str, Any], state: MultihopState) -> str:
 
 def _context_query(hop: dict[str, Any], state: MultihopState) -> str:
     """For a final hop that depends on others: the user's own question ("" for every other hop)."""
-    if not hop["depends_on"] or any(hop["id"] in other["depends_on"] for other in state["hops"]):
-        return ""
-    return state["question"]
+    return state["question"] if hop["depends_on"] and _is_final(hop, state["hops"]) else ""
+
+
+def _is_final(hop: dict[str, Any], hops: list[dict[str, Any]]) -> bool:
+    """No other hop needs this hop's answer: it answers (part of) the user's question."""
+    return not any(hop["id"] in other["depends_on"] for other in hops)
+
+
+def _source_key(src: dict) -> str:
+    return src.get("chunk_id") or src.get("source", "")
 
 
 def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[dict], dict[str, str]]:
@@ -248,7 +255,7 @@ def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[di
         result = results[hop["id"]]
         local: dict[int, int] = {}
         for src in result["sources"]:
-            key = src.get("chunk_id") or src.get("source", "")
+            key = _source_key(src)
             if key not in numbers:
                 numbers[key] = len(numbers) + 1
                 sources.append({**src, "citation": numbers[key], "hops": [], "spans": []})
@@ -259,7 +266,7 @@ def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[di
                 local[int(src["citation"])] = numbers[key]
         text = _CITE.sub(lambda m: f"[{local.get(int(m.group(1)), m.group(1))}]", result["answer"])
         if not result["abstained"] and not _CITE.search(text) and result["sources"]:
-            text += " " + "".join(f"[{numbers[s.get('chunk_id') or s.get('source', '')]}]" for s in result["sources"])
+            text += " " + "".join(f"[{numbers[_source_key(s)]}]" for s in result["sources"])
         renumbered[hop["id"]] = text
     return sources, renumbered
 
@@ -267,8 +274,8 @@ def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[di
 def _final_citations(text: str, sources: list[dict], hop_answers: dict[str, str]) -> tuple[str, list[dict], dict[str, str]]:
     """Only the sources the final text cites, numbered 1..n in reading order; the hops' answers renumbered alike."""
     text, cited = renumber_citations(text, sources)
-    new = {old["citation"]: cited_src["citation"] for old in sources for cited_src in cited
-           if (old.get("chunk_id") or old.get("source")) == (cited_src.get("chunk_id") or cited_src.get("source"))}
+    kept = {_source_key(src): src["citation"] for src in cited}
+    new = {src["citation"]: kept[_source_key(src)] for src in sources if _source_key(src) in kept}
 
     def renumber(answer: str) -> str:
         return _CITE.sub(lambda m: f"[{new[int(m.group(1))]}]" if int(m.group(1)) in new else "", answer).strip()
