@@ -375,7 +375,8 @@ def _possessive_attribute(question: str, nlp: Any) -> tuple[int, int, str, str, 
             end -= 1
         if end > case.i + 1:
             attribute = doc[case.i + 1 : end].text
-            return owner.start_char, doc[end - 1].idx + len(doc[end - 1].text), attribute, owner.text, f"{owner.text}{case.text} {attribute}"
+            stop = doc[end - 1].idx + len(doc[end - 1].text)
+            return owner.start_char, stop, attribute, owner.text, f"{owner.text}{case.text} {attribute}"
     return None
 
 
