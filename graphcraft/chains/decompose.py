@@ -52,8 +52,9 @@ class PlanError(GraphcraftError):
 
 
 class SubQuestion(BaseModel):
-    id: str = Field(description="short unique id: q1, q2, ...")
-    question: str = Field(description="a self-contained question; write {q1} where the answer to q1 is needed")
+    id: str = Field(description="short unique id: q1, q2, ...", max_length=8)
+    question: str = Field(description="a self-contained question; write {q1} where the answer to q1 is needed",
+                          min_length=10, max_length=200, pattern=r"[A-Za-z]{3}")
     depends_on: list[str] = Field(default_factory=list, description="ids of sub-questions whose answers this one needs")
 
 

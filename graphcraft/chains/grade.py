@@ -19,12 +19,13 @@ scores < lower, Ambiguous otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal, Protocol
 
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from graphcraft.chains.terms import content_terms, coverage, salient_terms
 from graphcraft.models import structured_call
@@ -146,11 +147,24 @@ class LocalEvaluator:
 
 class _DocGrade(BaseModel):
     index: int = Field(description="The document's number as shown, starting at 1.")
-    score: float = Field(ge=0.0, le=1.0, description="1 = contains what is needed to answer; 0 = irrelevant.")
+    score: float = Field(ge=0.0, le=1.0, description="1 = contains what is needed to answer; 0 = irrelevant.",
+                         json_schema_extra={"enum": [i / 10 for i in range(11)]})
 
 
 class _Grades(BaseModel):
     grades: list[_DocGrade]
+
+
+@lru_cache(maxsize=32)
+def grades_schema(n: int) -> type[_Grades]:
+    """The grading schema for `n` documents: a grammar-constrained model (llama.cpp, json_object with a
+    schema) can then only write n grades, indexes 1..n and scores in tenths, since grammars have
+    enums and lengths but no numeric ranges. Validation stays lenient for providers without grammars."""
+    doc = create_model(f"DocGrade{n}", __base__=_DocGrade,
+                       index=(int, Field(ge=1, le=n, description="The document's number as shown.",
+                                         json_schema_extra={"enum": list(range(1, n + 1))})))
+    return create_model(f"Grades{n}", __base__=_Grades,
+                        grades=(list[doc], Field(json_schema_extra={"minItems": n, "maxItems": n})))  # type: ignore[valid-type]
 
 
 GRADER_PROMPT = """You grade retrieved documents for a question-answering system.
@@ -177,15 +191,18 @@ class LLMEvaluator:
         if not docs:
             return Grading(scores=[], strategy=self.name)
         listing = "\n\n".join(f"[{i}] {d.page_content[:1500]}" for i, d in enumerate(docs, start=1))
-        result = structured_call(self.model, _Grades, GRADER_PROMPT.format(question=question, documents=listing),
-                                 fallback=_Grades(grades=[]), max_repairs=self.max_repairs)
+        schema = grades_schema(len(docs))
+        result = structured_call(self.model, schema, GRADER_PROMPT.format(question=question, documents=listing),
+                                 fallback=schema(grades=[]), max_repairs=self.max_repairs)
         by_index = {g.index: g.score for g in result.value.grades}
         complete = not result.fallback and all(i in by_index for i in range(1, len(docs) + 1))
         if not complete:
             local = self.fallback.evaluate(question, docs, query_vec)
             # Local scores live on the local scale: map them onto this evaluator's thresholds.
             scores = [_rescale(s, (self.fallback.lower, self.fallback.upper), (self.lower, self.upper)) for s in local.scores]
-            return Grading(scores=scores, strategy="llm->local_fallback", usage=result.usage,
+            # A valid but incomplete reply is a fallback too, and counted as one.
+            usage = result.usage if result.fallback else {**result.usage, "structured_fallbacks": result.usage.get("structured_fallbacks", 0) + 1}
+            return Grading(scores=scores, strategy="llm->local_fallback", usage=usage,  # type: ignore[arg-type]
                            details={**result.trace(), "fallback_reason": "malformed or incomplete grades", "local": local.details})
         return Grading(scores=[round(by_index[i], 4) for i in range(1, len(docs) + 1)], strategy=self.name,
                        usage=result.usage, details=result.trace())

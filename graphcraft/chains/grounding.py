@@ -134,9 +134,11 @@ def local_check(question: str, answer: str, sources: Sequence[str], embeddings: 
 class Assessment(BaseModel):
     grounded: bool = Field(description="True if EVERY claim in the answer is supported by the sources.")
     useful: bool = Field(description="True if the answer actually answers the question.")
-    unsupported_claims: list[str] = Field(default_factory=list, description="Claims of the answer that no source supports.")
-    missing: list[str] = Field(default_factory=list, description="What the question asks that the answer does not give.")
-    reason: str = Field(default="", description="One sentence explaining the verdict.")
+    unsupported_claims: list[str] = Field(default_factory=list, description="Claims of the answer that no source supports.",
+                                          json_schema_extra={"maxItems": 3, "items": {"type": "string", "maxLength": 160}})
+    missing: list[str] = Field(default_factory=list, description="What the question asks that the answer does not give.",
+                               json_schema_extra={"maxItems": 3, "items": {"type": "string", "maxLength": 160}})
+    reason: str = Field(default="", description="One sentence explaining the verdict.", json_schema_extra={"maxLength": 160})
 
 
 CHECK_PROMPT = """You check an answer produced by a retrieval-augmented assistant.

@@ -59,7 +59,8 @@ def arithmetic_expression(question: str) -> str | None:
 # ------------------------------------------------------------------------------ answer types
 
 _TYPE_CUES: list[tuple[re.Pattern[str], AnswerType]] = [
-    (re.compile(r"^(in |on |at |by |during |since |until )?(what|which) (year|date|day|month|decade|century)\b|^when\b", re.I), "date"),
+    (re.compile(r"^(in |on |at |by |during |since |until )?(what|which) (year|date|day|month|decade|century)\b|"
+                r"^when (did|was|were|is|are|will|does|do|has|had|have)\b", re.I), "date"),
     (re.compile(r"\bhow (many|much|long|big|large|high|far|old|tall|deep|fast|often)\b|\bwhat (age|percentage|proportion|price|fee|cost|number|"
                 r"population|temperature|speed|depth|height|budget|share|size|total|amount|revenue|income)\b|\bby how much\b|"
                 r"^what (is|was|are|were|does|did|do)\b.*\b(age|price|fee|cost|population|temperature|speed|depth|height|budget|"

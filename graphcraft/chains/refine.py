@@ -19,6 +19,9 @@ from graphcraft.chains.terms import informative
 from graphcraft.stores.vector import ChunkStore
 
 
+MAX_STRIPS = 8  # strips kept for the answer (an LLM reads them all; the extractive answer quotes the best)
+
+
 @dataclass
 class Strip:
     text: str
@@ -38,7 +41,7 @@ class Strip:
 
 def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document], doc_scores: list[float],
                      store: ChunkStore | None, threshold: float, embed: Callable[[list[str]], np.ndarray] | None = None,
-                     max_strips: int = 8, origin: str = "internal", strip_scores: list[list[float]] | None = None) -> list[Strip]:
+                     max_strips: int = MAX_STRIPS, origin: str = "internal", strip_scores: list[list[float]] | None = None) -> list[Strip]:
     """Keep the strips scoring at least `threshold` (at most `max_strips`), in reading order.
 
     `strip_scores` (per document) reuses the scores the evaluator already computed.

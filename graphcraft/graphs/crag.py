@@ -32,6 +32,7 @@ from graphcraft.chains.rewrite import rewrite_query as rewrite
 from graphcraft.config import Settings, settings_from
 from graphcraft.ingest.calibration import evaluator_thresholds
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
+from graphcraft.runtime.bounds import Bounds, start_clock
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
@@ -49,6 +50,7 @@ class CRAGState(TypedDict, total=False):
     queries: list[str]  # search queries tried
     external_source: str
     iterations: int  # external search rounds; bounded by max_search_rounds
+    started_at: float  # the run's wall clock (runtime.bounds)
     answer: str
     sources: list[dict]
     # Plain channels (no reducer), reset by `retrieve`: a thread that is asked a second question
@@ -82,7 +84,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def retrieve(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         docs = res.retriever("hybrid").search(state["question"])
-        return {"documents": docs, "iterations": 0, "queries": [], "internal": [], "external": [], "strip_scores": None,
+        return {**start_clock(), "documents": docs, "iterations": 0, "queries": [], "internal": [], "external": [], "strip_scores": None,
                 "external_source": "not needed", "usage": empty_usage(), "answer": "", "sources": [], "trace": {},
                 "steps": [{"step": "retrieve", "documents": len(docs)}]}
 
@@ -165,8 +167,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def after_web_search(state: CRAGState, config: RunnableConfig) -> str:
         s = base.for_config(config).settings
         found = bool(state.get("external"))
-        within_bounds = state.get("iterations", 0) < s.max_search_rounds and state.get("usage", {}).get("llm_calls", 0) < s.max_llm_calls
-        return "rewrite_query" if not found and within_bounds else "generate"
+        out_of_budget = Bounds.from_settings(s).reached(state)  # LLM calls, tokens, wall clock
+        return "rewrite_query" if not found and state.get("iterations", 0) < s.max_search_rounds and not out_of_budget else "generate"
 
     g = StateGraph(CRAGState)
     for node in (retrieve, evaluate, refine, rewrite_query, web_search, generate):

@@ -39,7 +39,7 @@ from graphcraft.config import Settings, settings_from
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds
+from graphcraft.runtime.bounds import Bounds, start_clock
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
@@ -55,6 +55,7 @@ def merge_results(left: dict | None, right: dict | None) -> dict:
 
 class MultihopState(TypedDict, total=False):
     question: str
+    started_at: float  # the run's wall clock (runtime.bounds), checked with the call and token budgets
     hops: list[dict[str, Any]]  # validated plan: id, question (may hold {q1}), depends_on, level
     levels: list[list[str]]  # waves: hop ids per topological level
     plan: dict[str, Any]  # how the plan was made and repaired
@@ -120,7 +121,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         plan = plan_question(state["question"], res.model, spacy_model=res.settings.spacy_model, max_hops=max_hops,
                              max_waves=max_waves, strict=strict, max_repairs=res.settings.max_structured_repairs)
         # Overwrite: a new question on a reused thread (Studio, LangGraph Server) starts from nothing.
-        return {"hops": plan.hops, "levels": plan.levels, "plan": plan.trace(), "wave": 0, "stop_reason": "",
+        return {**start_clock(), "hops": plan.hops, "levels": plan.levels, "plan": plan.trace(), "wave": 0, "stop_reason": "",
                 "results": Overwrite({}), "executed": Overwrite([]), "usage": Overwrite(plan.usage)}
 
     def schedule(state: MultihopState) -> dict:
@@ -128,7 +129,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         wave = state.get("wave", 0)
         if wave >= len(state.get("levels", [])):
             return {"stop_reason": "completed"}
-        exhausted = bounds.exhausted(state.get("usage"))
+        exhausted = bounds.reached(state)
         if exhausted:
             return {"stop_reason": exhausted}
         return {"wave": wave + 1}

@@ -65,8 +65,8 @@ class RouterState(TypedDict, total=False):
 class RouteChoice(BaseModel):
     route: Route = Field(description="parametric: general knowledge the model knows; tools: arithmetic for the calculator; "
                                      "retrieval: facts from the private documents; hybrid: documents plus general knowledge or arithmetic.")
-    reason: str = Field(default="", description="One sentence: why this source.")
-    expression: str | None = Field(default=None, description="For tools: the arithmetic expression to compute.")
+    reason: str = Field(default="", max_length=160, description="One sentence: why this source.")
+    expression: str | None = Field(default=None, max_length=120, description="For tools: the arithmetic expression to compute.")
 
 
 ROUTE_PROMPT = """Decide where the answer to the question should come from.

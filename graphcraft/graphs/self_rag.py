@@ -35,7 +35,7 @@ from graphcraft.chains.refine import Strip
 from graphcraft.chains.rewrite import load_spacy
 from graphcraft.config import Settings, settings_from
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage, total_tokens
-from graphcraft.runtime.bounds import Bounds
+from graphcraft.runtime.bounds import Bounds, start_clock
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
@@ -46,6 +46,7 @@ MAX_KNOWLEDGE_STRIPS = 8
 
 class SelfRAGState(TypedDict, total=False):
     question: str
+    started_at: float  # the run's wall clock (runtime.bounds), checked with the call and token budgets
     budget: dict  # {"max_iterations", "max_llm_calls", "token_budget"}; may be given in the input
     query: str  # the current search query
     queries: list[str]  # every query tried
@@ -84,7 +85,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         update: dict[str, Any] = {"looping": False}
         if not state.get("looping"):  # a new run (also a new question on a reused thread): reset per-run state
             given = state.get("budget") or {}
-            update.update(budget=Bounds.from_settings(res.settings, **given).as_dict(), iterations=0, loops=[], attempts=[],
+            update.update(**start_clock(), budget=Bounds.from_settings(res.settings, **given).as_dict(), iterations=0, loops=[], attempts=[],
                           knowledge=[], queries=[], focus=None, critique="", query="", stop_reason="", check={},
                           usage=Overwrite(empty_usage()), steps=Overwrite([]))
         query = (state.get("query") if state.get("looping") else "") or state["question"]
@@ -205,7 +206,7 @@ def _stop_reason(state: SelfRAGState) -> str | None:
     bounds = Bounds(**budget)
     usage = state.get("usage") or {}
     rounds = state.get("iterations", 0)
-    hit = bounds.exhausted(usage, rounds)
+    hit = bounds.reached(state, rounds)
     if hit:
         return hit
     used = total_tokens(usage)

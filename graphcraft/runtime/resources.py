@@ -22,7 +22,8 @@ from graphcraft.stores.vector import ChunkStore, open_store
 
 _UNSET: Any = object()
 CONFIGURABLE_SETTINGS = {"store", "chat_model", "base_url", "top_k", "max_iterations", "token_budget", "max_llm_calls",
-                         "upper_threshold", "lower_threshold", "strip_threshold", "external_store", "web_search", "max_search_rounds"}
+                         "upper_threshold", "lower_threshold", "strip_threshold", "external_store", "web_search", "max_search_rounds",
+                         "max_seconds", "max_tokens"}
 
 
 class Resources:

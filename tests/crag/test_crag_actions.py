@@ -79,6 +79,14 @@ def test_external_search_loop_is_bounded(crag_stores: dict[str, Path]) -> None:
     assert state["answer"] == ABSTAIN
 
 
+def test_the_wall_clock_bound_stops_the_search_loop_too(crag_stores: dict[str, Path]) -> None:
+    # Three rounds allowed, but the run's time is up after the first search: the routing stops there.
+    state = run("What is the price of a monthly tram pass in Oslo?", crag_stores, external_store=crag_stores["external"],
+                max_search_rounds=3, lower_threshold=0.6, upper_threshold=0.9, max_seconds=0.001)
+    assert state["trace"]["iterations"] == 1 and len(step(state, "web_search")) == 1
+    assert state["answer"] == ABSTAIN
+
+
 def test_result_shape_and_provenance(crag_stores: dict[str, Path]) -> None:
     import graphcraft
 

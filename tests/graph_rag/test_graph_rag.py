@@ -44,7 +44,7 @@ def test_two_hop_answer_chunk_is_beyond_the_vector_retrievers_reach(sample_index
 
     settings, chunks, graph, _ = sample_index
     item = expected["two_hop"][0]
-    retriever = GraphRetriever(graph_store=graph, chunk_store=chunks, embeddings=chunks.embeddings, k=3)
+    retriever = GraphRetriever(graph_store=graph, chunk_store=chunks, embeddings=chunks.embeddings, k=5)
     found = retriever.retrieve(item["question"])
     assert [s["name"] for s in found.seeds][:1] == ["Acme Corp"]
     hop2 = [d for d in found.graph_documents if d.metadata.get("graph_step") == "hop2"]
