@@ -12,6 +12,7 @@ llama.cpp's JSON-schema grammar.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import threading
@@ -82,6 +83,9 @@ def load_llama(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lo
         llama = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
     except Exception as exc:  # noqa: BLE001 - llama.cpp reports a bad file as ValueError/RuntimeError
         raise ModelError(f"cannot load GGUF model {path}: {exc}".splitlines()[0]) from exc
+    # Free it while the interpreter is still whole: llama.cpp's own finaliser at shutdown runs after
+    # its library handles are gone and prints a traceback.
+    atexit.register(llama.close)
     return llama, threading.Lock()
 
 
