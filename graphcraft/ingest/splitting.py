@@ -92,6 +92,11 @@ def _headings_with_their_text(pieces: list[Document]) -> list[Document]:
     return pieces
 
 
+# Paragraphs, lines, then sentence ends before words: a long paragraph is cut between sentences, so
+# a chunk (and the overlap it shares with its neighbour) starts and ends on whole sentences.
+SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", " ", ""]
+
+
 def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800, chunk_overlap: int = 120) -> list[Document]:
     """Chunks carrying source, page, section, chunk_id, content_hash, modality and position.
 
@@ -100,7 +105,8 @@ def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800
     """
     source = str(pages[0].metadata.get("source", "")) if pages else ""
     id_prefix = sha256(f"{source}\n{file_hash}")[:12]
-    splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
+    splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True,
+                                              separators=SEPARATORS, keep_separator="end")
     chunks: list[Document] = []
     for page in pages:
         for section in _sections(page):
