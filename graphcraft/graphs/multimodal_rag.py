@@ -260,7 +260,7 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             if docs:
                 strips += refine_documents(question, qvec, docs, [float(d.metadata.get("score", 0)) for d in docs],
                                            all_stores.get(modality), res.settings.strip_threshold)
-        result = generate_answer(question, strips, res.model)
+        result = generate_answer(question, strips, res.model, documents=state["documents"])  # sources: the whole chunk or table region
         sources = []
         for src in result.sources:
             doc = by_id.get(src["chunk_id"])
