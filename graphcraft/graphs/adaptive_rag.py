@@ -24,7 +24,9 @@ import math
 import operator
 import time
 import uuid
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel

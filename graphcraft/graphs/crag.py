@@ -16,7 +16,9 @@ Generation answers with citations, or abstains when no knowledge survived.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
+
+from typing_extensions import TypedDict
 
 import numpy as np
 from langchain_core.documents import Document

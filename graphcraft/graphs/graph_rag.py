@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel

@@ -16,7 +16,9 @@ abstention. No loop: the tree bounds the search to n_documents x n_sections.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict
 
 import numpy as np
 from langchain_core.documents import Document

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
 
 import numpy as np
 from langchain_core.documents import Document

@@ -11,7 +11,9 @@ the answer is the best-scored draft, not merely the last one. The wall-clock bou
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage

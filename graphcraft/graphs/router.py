@@ -17,7 +17,9 @@ calculator to the retrieved evidence, in a bounded tool-calling exchange.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import operator
 from dataclasses import replace
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel

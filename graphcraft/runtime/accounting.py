@@ -12,7 +12,9 @@ graph's usage reducer also sums structured outputs, their repairs and their fall
 from __future__ import annotations
 
 import threading
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler

@@ -24,7 +24,9 @@ locks or queues of our own, and every message is checkpointed with the rest of t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 
 from graphcraft.runtime.reducers import append_by_key
 
