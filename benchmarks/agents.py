@@ -41,7 +41,10 @@ def load_tasks(names: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 def _fill(args: dict[str, Any], results: dict[str, str]) -> dict[str, Any]:
-    return {k: _REF.sub(lambda m: results.get(m.group(1), m.group(0)), v) if isinstance(v, str) else v for k, v in args.items()}
+    return {
+        k: _REF.sub(lambda m: results.get(m.group(1), m.group(0)), v) if isinstance(v, str) else v
+        for k, v in args.items()
+    }
 
 
 def plan_execute_model(task: dict, latency_s: float) -> ScriptedChatModel:
@@ -63,7 +66,9 @@ def react_model(task: dict, latency_s: float, batched: bool) -> ScriptedChatMode
     """Calls the next ready tool step (or all ready ones if batched) given the observations so far."""
 
     def respond(call: ScriptCall) -> Any:
-        results = {m.tool_call_id.removeprefix("call_"): str(m.content) for m in call.messages if isinstance(m, ToolMessage)}
+        results = {
+            m.tool_call_id.removeprefix("call_"): str(m.content) for m in call.messages if isinstance(m, ToolMessage)
+        }
         done = set(results)
         # reasoning happens inside the model's turns: a reasoning step is done once its inputs are
         changed = True
@@ -73,12 +78,19 @@ def react_model(task: dict, latency_s: float, batched: bool) -> ScriptedChatMode
                 if not s.get("tool") and s["id"] not in done and all(d in done for d in s.get("depends_on", [])):
                     done.add(s["id"])
                     changed = True
-        ready = [s for s in task["steps"] if s.get("tool") and s["id"] not in done
-                 and all(d in done for d in s.get("depends_on", []))]
+        ready = [
+            s
+            for s in task["steps"]
+            if s.get("tool") and s["id"] not in done and all(d in done for d in s.get("depends_on", []))
+        ]
         if not ready:
             return f"Done: {task['question']}"
         chosen = ready if batched else ready[:1]
-        return {"tool_calls": [{"name": s["tool"], "args": _fill(s["args"], results), "id": f"call_{s['id']}"} for s in chosen]}
+        return {
+            "tool_calls": [
+                {"name": s["tool"], "args": _fill(s["args"], results), "id": f"call_{s['id']}"} for s in chosen
+            ]
+        }
 
     return ScriptedChatModel(script=respond, latency_s=latency_s)
 
@@ -107,9 +119,17 @@ def run_once(task: dict, variant: str, latency_s: float) -> dict[str, Any]:
         outputs = [c["output"] for c in trace["tool_calls"]]
         tool_calls = trace["tool_call_count"]
         rounds = trace["iterations"]
-    return {"task": task["id"], "variant": variant, "llm_calls": trace["llm_calls"], "tool_calls": tool_calls,
-            "rounds": rounds, "seconds": round(seconds, 3), "model_seconds": round(trace["llm_calls"] * latency_s, 3),
-            "reached_expected": any(task["expected"] in o for o in outputs), "stop_reason": trace["stop_reason"]}
+    return {
+        "task": task["id"],
+        "variant": variant,
+        "llm_calls": trace["llm_calls"],
+        "tool_calls": tool_calls,
+        "rounds": rounds,
+        "seconds": round(seconds, 3),
+        "model_seconds": round(trace["llm_calls"] * latency_s, 3),
+        "reached_expected": any(task["expected"] in o for o in outputs),
+        "stop_reason": trace["stop_reason"],
+    }
 
 
 def _plan_outputs(out: dict) -> list[str]:
@@ -132,24 +152,49 @@ def main() -> None:
     rows = [run_once(task, variant, args.latency) for task in tasks for variant in VARIANTS]
 
     table = Table(title=f"plan_execute vs ReAct tool agent, {args.latency:.2f} s per LLM call ({len(tasks)} tasks)")
-    for column in ("task", "agent", "LLM calls", "tool calls", "rounds", "calls x latency s", "wall s", "reached expected"):
+    for column in (
+        "task",
+        "agent",
+        "LLM calls",
+        "tool calls",
+        "rounds",
+        "calls x latency s",
+        "wall s",
+        "reached expected",
+    ):
         table.add_column(column, justify="right" if column not in ("task", "agent") else "left")
     for task in tasks:
         for row in (r for r in rows if r["task"] == task["id"]):
-            table.add_row(row["task"], row["variant"], str(row["llm_calls"]), str(row["tool_calls"]), str(row["rounds"]),
-                          f"{row['model_seconds']:.2f}", f"{row['seconds']:.2f}", "yes" if row["reached_expected"] else "NO")
+            table.add_row(
+                row["task"],
+                row["variant"],
+                str(row["llm_calls"]),
+                str(row["tool_calls"]),
+                str(row["rounds"]),
+                f"{row['model_seconds']:.2f}",
+                f"{row['seconds']:.2f}",
+                "yes" if row["reached_expected"] else "NO",
+            )
         table.add_section()
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
-        table.add_row("[bold]all[/]", variant, str(sum(r["llm_calls"] for r in mine)), str(sum(r["tool_calls"] for r in mine)),
-                      str(sum(r["rounds"] for r in mine)), f"{sum(r['model_seconds'] for r in mine):.2f}",
-                      f"{sum(r['seconds'] for r in mine):.2f}",
-                      f"{sum(r['reached_expected'] for r in mine)}/{len(mine)}")
+        table.add_row(
+            "[bold]all[/]",
+            variant,
+            str(sum(r["llm_calls"] for r in mine)),
+            str(sum(r["tool_calls"] for r in mine)),
+            str(sum(r["rounds"] for r in mine)),
+            f"{sum(r['model_seconds'] for r in mine):.2f}",
+            f"{sum(r['seconds'] for r in mine):.2f}",
+            f"{sum(r['reached_expected'] for r in mine)}/{len(mine)}",
+        )
     console = Console(width=140)
     console.print(table)
-    console.print("rounds: model turns for ReAct, parallel waves for plan_execute. Tool steps in a plan cost no LLM call; "
-                  "reasoning steps of one wave overlap (wall < calls x latency). ReAct is credited with free reasoning "
-                  "inside its turns, which favours it on reasoning-heavy tasks.")
+    console.print(
+        "rounds: model turns for ReAct, parallel waves for plan_execute. Tool steps in a plan cost no LLM call; "
+        "reasoning steps of one wave overlap (wall < calls x latency). ReAct is credited with free reasoning "
+        "inside its turns, which favours it on reasoning-heavy tasks."
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")
 

@@ -32,10 +32,21 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "out"
 
 RAG_GRAPHS = ["crag", "self_rag", "adaptive_rag", "router", "multihop", "hierarchical_rag", "graph_rag"]
-COLUMNS = [("retr", "retriever"), ("cont", "contains"), ("ratio", "ratio"), ("text|r", "answer_text_given_retrieved"),
-           ("fabst", "false_abstention"), ("2h.r", "two_hop_retriever"), ("2h.g", "two_hop_contains"),
-           ("2h.x", "two_hop_ratio"), ("uabst", "unanswerable_abstention"), ("calls", "llm_calls"), ("tok", "tokens"),
-           ("s/q", "seconds"), ("fb", "fallbacks")]
+COLUMNS = [
+    ("retr", "retriever"),
+    ("cont", "contains"),
+    ("ratio", "ratio"),
+    ("text|r", "answer_text_given_retrieved"),
+    ("fabst", "false_abstention"),
+    ("2h.r", "two_hop_retriever"),
+    ("2h.g", "two_hop_contains"),
+    ("2h.x", "two_hop_ratio"),
+    ("uabst", "unanswerable_abstention"),
+    ("calls", "llm_calls"),
+    ("tok", "tokens"),
+    ("s/q", "seconds"),
+    ("fb", "fallbacks"),
+]
 
 
 def corpus_pages(name: str) -> tuple[list[Path], list]:
@@ -77,8 +88,11 @@ def run_corpus(name: str, graphs: list[str], half: str, limit: int, llm: bool) -
     store = OUT / "stores" / name
     start = time.perf_counter()
     report = graphcraft.ingest(files, store=store)
-    print(f"[{name}] ingest: {report['added']} chunks added, {report['skipped']} files unchanged, {len(report['failed'])} failed "
-          f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    print(
+        f"[{name}] ingest: {report['added']} chunks added, {report['skipped']} files unchanged, {len(report['failed'])} failed "
+        f"({time.perf_counter() - start:.0f} s)",
+        file=sys.stderr,
+    )
     questions = select(questions, half, limit)
     chunk_store = open_store(store, create=False)
     retriever = make_retriever("hybrid", chunk_store, 5)
@@ -92,7 +106,9 @@ def run_corpus(name: str, graphs: list[str], half: str, limit: int, llm: bool) -
             from graphcraft.graph_api import build as build_entity_graph
 
             build_entity_graph(store, model=model)
-        compiled = build_graph(graph, model=model, store=store, **({"log_runs": False} if graph == "adaptive_rag" else {}))
+        compiled = build_graph(
+            graph, model=model, store=store, **({"log_runs": False} if graph == "adaptive_rag" else {})
+        )
         ask = lambda question, g=compiled: g.invoke({"question": question})  # noqa: E731
         start = time.perf_counter()
         rows = evaluate_graph(graph, ask, questions, retrieved)
@@ -101,7 +117,10 @@ def run_corpus(name: str, graphs: list[str], half: str, limit: int, llm: bool) -
             print(f"[{name}] {graph} {r['id']}: {r['error']}", file=sys.stderr)
         summary = summarize_quality(graph, rows)
         summaries.append((summary, rows))
-        print(f"[{name}] {graph}: {len(rows)} questions in {time.perf_counter() - start:.0f} s, {len(errors)} errors", file=sys.stderr)
+        print(
+            f"[{name}] {graph}: {len(rows)} questions in {time.perf_counter() - start:.0f} s, {len(errors)} errors",
+            file=sys.stderr,
+        )
     return summaries
 
 
@@ -109,8 +128,10 @@ def table(name: str, half: str, summaries: list) -> str:
     if not summaries:
         return ""
     n = summaries[0][0].n
-    head = (f"\n{name} ({half} half: {n['answerable']} answerable, {n['two_hop']} two-hop, {n['unanswerable']} unanswerable; "
-            "retriever = hybrid top 5)\n")
+    head = (
+        f"\n{name} ({half} half: {n['answerable']} answerable, {n['two_hop']} two-hop, {n['unanswerable']} unanswerable; "
+        "retriever = hybrid top 5)\n"
+    )
     lines = [f"{'graph':<17}" + "".join(f"{c:>7}" for c, _ in COLUMNS)]
     for s, _ in summaries:
         d = s.as_dict()
@@ -130,12 +151,17 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
-    for ax, (name, summaries) in zip(axes[0], results.items()):
+    for ax, (name, summaries) in zip(axes[0], results.items(), strict=False):
         graphs = [s["graph"] for s in summaries]
         x = range(len(graphs))
         ax.bar([i - 0.27 for i in x], [s["retriever"] for s in summaries], 0.27, label="retriever top 5")
         ax.bar(list(x), [s["contains"] for s in summaries], 0.27, label="graph: answer or cited sources")
-        ax.bar([i + 0.27 for i in x], [s["unanswerable_abstention"] for s in summaries], 0.27, label="abstains on unanswerable")
+        ax.bar(
+            [i + 0.27 for i in x],
+            [s["unanswerable_abstention"] for s in summaries],
+            0.27,
+            label="abstains on unanswerable",
+        )
         ax.set_xticks(list(x), graphs, rotation=30, ha="right")
         ax.set_ylim(0, 1)
         ax.set_title(name)
@@ -148,7 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     from graphcraft.eval.corpora import available_corpora
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default="", help="comma-separated corpora (default: every public corpus; 'samples' = demo)")
+    parser.add_argument(
+        "--corpus", default="", help="comma-separated corpora (default: every public corpus; 'samples' = demo)"
+    )
     parser.add_argument("--graphs", default=",".join(RAG_GRAPHS), help="comma-separated graphs")
     parser.add_argument("--half", choices=["tune", "heldout", "all"], default="heldout")
     parser.add_argument("--limit", type=int, default=0, help="questions per type (0 = all)")
@@ -163,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = [s.as_dict() for s, _ in summaries]
         tag = f"{name}_{args.half}{'_llm' if args.llm else ''}"
         (OUT / f"answer_quality_{tag}.json").write_text(
-            json.dumps({"summary": results[name], "rows": [r for _, rows in summaries for r in rows]}, indent=1), encoding="utf-8")
+            json.dumps({"summary": results[name], "rows": [r for _, rows in summaries for r in rows]}, indent=1),
+            encoding="utf-8",
+        )
     if results:
         path = OUT / f"answer_quality_{args.half}{'_llm' if args.llm else ''}.png"
         plot(results, path)

@@ -23,9 +23,17 @@ from graphcraft.runtime.scripted import ScriptedChatModel
 
 def deadlocked_team(n: int, latency_s: float) -> list[AgentSpec]:
     """n agents split between two stances that nobody gives up."""
-    return [AgentSpec(name=f"agent{i + 1}", model=ScriptedChatModel(
-        script=[{"stance": "yes" if i % 2 else "no", "confidence": 0.7, "rationale": f"argument {i + 1}"}],
-        repeat_last=True, latency_s=latency_s)) for i in range(n)]
+    return [
+        AgentSpec(
+            name=f"agent{i + 1}",
+            model=ScriptedChatModel(
+                script=[{"stance": "yes" if i % 2 else "no", "confidence": 0.7, "rationale": f"argument {i + 1}"}],
+                repeat_last=True,
+                latency_s=latency_s,
+            ),
+        )
+        for i in range(n)
+    ]
 
 
 def measure(n: int, latency_s: float, rounds: int) -> list[dict]:
@@ -41,11 +49,27 @@ def measure(n: int, latency_s: float, rounds: int) -> list[dict]:
             elif node == "tally":
                 now = time.perf_counter()
                 summary = value["rounds"][0]
-                rows.append({"agents": n, "round": summary["round"], "calls": calls, "seconds": now - last,
-                             "sequential": calls * latency_s, "agreement": summary["agreement"]})
+                rows.append(
+                    {
+                        "agents": n,
+                        "round": summary["round"],
+                        "calls": calls,
+                        "seconds": now - last,
+                        "sequential": calls * latency_s,
+                        "agreement": summary["agreement"],
+                    }
+                )
                 calls, last = 0, now
-    rows.append({"agents": n, "round": "total", "calls": sum(r["calls"] for r in rows),
-                 "seconds": time.perf_counter() - start, "sequential": sum(r["sequential"] for r in rows), "agreement": None})
+    rows.append(
+        {
+            "agents": n,
+            "round": "total",
+            "calls": sum(r["calls"] for r in rows),
+            "seconds": time.perf_counter() - start,
+            "sequential": sum(r["sequential"] for r in rows),
+            "agreement": None,
+        }
+    )
     return rows
 
 
@@ -63,8 +87,15 @@ def main() -> None:
     for n in args.agents:
         for row in measure(n, args.latency, args.rounds):
             speedup = row["sequential"] / row["seconds"] if row["seconds"] else 0.0
-            table.add_row(str(n), str(row["round"]), str(row["calls"]), f"{row['seconds']:.3f}", f"{row['sequential']:.2f}",
-                          f"{speedup:.1f}x", f"{row['seconds'] / args.latency:.2f}" if row["round"] != "total" else "")
+            table.add_row(
+                str(n),
+                str(row["round"]),
+                str(row["calls"]),
+                f"{row['seconds']:.3f}",
+                f"{row['sequential']:.2f}",
+                f"{speedup:.1f}x",
+                f"{row['seconds'] / args.latency:.2f}" if row["round"] != "total" else "",
+            )
         table.add_section()
     Console().print(table)
 

@@ -30,8 +30,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypedDict
+from typing import Any, TypedDict
 
 from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -109,11 +110,15 @@ def measure_speed(store: Any, questions: list[Question], repeats: int) -> tuple[
     med = {side: {qid: statistics.median(ts) for qid, ts in per.items()} for side, per in times.items()}
     total = {side: sum(m.values()) for side, m in med.items()}
     per_q_ratio = statistics.median(med["crag"][q.id] / med["retriever"][q.id] for q in questions)
-    figures = {"questions": len(questions), "repeats": repeats,
-               "retriever ms/question": 1000 * total["retriever"] / len(questions),
-               "crag ms/question": 1000 * total["crag"] / len(questions),
-               "ratio (total)": total["crag"] / total["retriever"], "ratio (median per question)": per_q_ratio,
-               "retrieved": retrieved}
+    figures = {
+        "questions": len(questions),
+        "repeats": repeats,
+        "retriever ms/question": 1000 * total["retriever"] / len(questions),
+        "crag ms/question": 1000 * total["crag"] / len(questions),
+        "ratio (total)": total["crag"] / total["retriever"],
+        "ratio (median per question)": per_q_ratio,
+        "retrieved": retrieved,
+    }
     return figures, results
 
 
@@ -154,8 +159,10 @@ def _split_numbered(listing: str) -> list[tuple[int, str]]:
     import re
 
     marks = list(re.finditer(r"(?:^|\n\n)\[(\d+)\] ", listing))
-    return [(int(m.group(1)), listing[m.end(): marks[j + 1].start() if j + 1 < len(marks) else len(listing)])
-            for j, m in enumerate(marks)]
+    return [
+        (int(m.group(1)), listing[m.end() : marks[j + 1].start() if j + 1 < len(marks) else len(listing)])
+        for j, m in enumerate(marks)
+    ]
 
 
 class GradeDocuments(BaseModel):
@@ -195,8 +202,12 @@ def build_tutorial(model: ScriptedChatModel, retriever: Any, external: Any, k: i
     def grade_documents(state: TutorialState) -> dict:
         kept, web_search = [], "No"
         for d in state["documents"]:  # one LLM call per document
-            score = grader.invoke([SystemMessage(TUTORIAL_GRADER_SYSTEM),
-                                   HumanMessage(f"Retrieved document: \n\n {d.page_content} \n\n User question: {state['question']}")])
+            score = grader.invoke(
+                [
+                    SystemMessage(TUTORIAL_GRADER_SYSTEM),
+                    HumanMessage(f"Retrieved document: \n\n {d.page_content} \n\n User question: {state['question']}"),
+                ]
+            )
             if score.binary_score == "yes":
                 kept.append(d)
             else:
@@ -204,8 +215,14 @@ def build_tutorial(model: ScriptedChatModel, retriever: Any, external: Any, k: i
         return {"documents": kept, "web_search": web_search}
 
     def transform_query(state: TutorialState) -> dict:
-        better = model.invoke([SystemMessage(TUTORIAL_REWRITER_SYSTEM),
-                               HumanMessage(f"Here is the initial question: \n\n {state['question']} \n Formulate an improved question.")])
+        better = model.invoke(
+            [
+                SystemMessage(TUTORIAL_REWRITER_SYSTEM),
+                HumanMessage(
+                    f"Here is the initial question: \n\n {state['question']} \n Formulate an improved question."
+                ),
+            ]
+        )
         return {"question": str(better.content)}
 
     def web_search(state: TutorialState) -> dict:
@@ -259,13 +276,21 @@ def measure_calls(store: Any, external: Any, questions: list[Question]) -> dict:
                 actions[state["trace"]["action"]] = actions.get(state["trace"]["action"], 0) + 1
     for name, model in (("crag", ours_model), ("tutorial", tut_model)):
         if sum(counts[name]) != model.call_count:
-            raise AssertionError(f"{name}: UsageCallback counted {sum(counts[name])} calls, the model saw {model.call_count}")
+            raise AssertionError(
+                f"{name}: UsageCallback counted {sum(counts[name])} calls, the model saw {model.call_count}"
+            )
     n = len(questions)
-    return {"questions": n, "crag calls/answer": sum(counts["crag"]) / n, "tutorial calls/answer": sum(counts["tutorial"]) / n,
-            "ratio": sum(counts["crag"]) / sum(counts["tutorial"]), "crag max": max(counts["crag"]),
-            "tutorial max": max(counts["tutorial"]), "crag actions": actions,
-            "answered with keywords (crag / tutorial)": f"{hits['crag']} / {hits['tutorial']}",
-            "seen by a run-config UsageCallback (crag / tutorial)": f"{seen_via_config['crag']} / {seen_via_config['tutorial']}"}
+    return {
+        "questions": n,
+        "crag calls/answer": sum(counts["crag"]) / n,
+        "tutorial calls/answer": sum(counts["tutorial"]) / n,
+        "ratio": sum(counts["crag"]) / sum(counts["tutorial"]),
+        "crag max": max(counts["crag"]),
+        "tutorial max": max(counts["tutorial"]),
+        "crag actions": actions,
+        "answered with keywords (crag / tutorial)": f"{hits['crag']} / {hits['tutorial']}",
+        "seen by a run-config UsageCallback (crag / tutorial)": f"{seen_via_config['crag']} / {seen_via_config['tutorial']}",
+    }
 
 
 # ----------------------------------------------------------------------------- 3. ingestion
@@ -280,14 +305,20 @@ def measure_ingest(tmp: Path, repeats: int) -> tuple[dict, Path]:
     embed_texts(emb, texts[:8])
     ingest_t, embed_t = [], []
     for r in range(repeats):
-        for side in (("ingest", "embed") if r % 2 == 0 else ("embed", "ingest")):
+        for side in ("ingest", "embed") if r % 2 == 0 else ("embed", "ingest"):
             if side == "ingest":
                 ingest_t.append(timed(lambda r=r: ingest([SAMPLE_CORPUS], store=tmp / f"ingest-{r + 1}"))[0])
             else:
                 embed_t.append(timed(lambda: emb.embed_documents(texts))[0])
-    figures = {"files": report["files"], "chunks": report["added"], "repeats": repeats, "ingest s": statistics.median(ingest_t),
-               "embed chunks alone s": statistics.median(embed_t), "ratio": statistics.median(ingest_t) / statistics.median(embed_t),
-               "first (cold) ingest s": t0}
+    figures = {
+        "files": report["files"],
+        "chunks": report["added"],
+        "repeats": repeats,
+        "ingest s": statistics.median(ingest_t),
+        "embed chunks alone s": statistics.median(embed_t),
+        "ratio": statistics.median(ingest_t) / statistics.median(embed_t),
+        "first (cold) ingest s": t0,
+    }
     return figures, first
 
 
@@ -337,56 +368,88 @@ def main(argv: list[str] | None = None) -> int:
 
         progress("offline CRAG vs hybrid retriever ...")
         speed, results = measure_speed(store, questions, args.repeats)
-        progress(f"ingest {ing['ingest s']:.2f} s vs embed {ing['embed chunks alone s']:.2f} s (ratio {ing['ratio']:.3f}); "
-                 f"CRAG {speed['crag ms/question']:.1f} ms vs retriever {speed['retriever ms/question']:.1f} ms per question "
-                 f"(ratio {speed['ratio (total)']:.3f})")
+        progress(
+            f"ingest {ing['ingest s']:.2f} s vs embed {ing['embed chunks alone s']:.2f} s (ratio {ing['ratio']:.3f}); "
+            f"CRAG {speed['crag ms/question']:.1f} ms vs retriever {speed['retriever ms/question']:.1f} ms per question "
+            f"(ratio {speed['ratio (total)']:.3f})"
+        )
         progress("LLM calls: CRAG vs tutorial pattern ...")
         calls = measure_calls(store, external, questions)
         progress("done measuring")
         print(f"LLM-call details: {calls}")
 
-        print_table([
-            {"ratio": "offline CRAG time / hybrid retriever time", "measured": speed["ratio (total)"], "target": f"<= {TARGETS['speed']}",
-             "verdict": verdict("speed", speed["ratio (total)"]),
-             "figures": f"{speed['crag ms/question']:.1f} ms vs {speed['retriever ms/question']:.1f} ms per question "
-                        f"(median of {speed['repeats']} interleaved repeats, {speed['questions']} questions; "
-                        f"median per-question ratio {speed['ratio (median per question)']:.2f})"},
-            {"ratio": "LLM calls per answer: CRAG (LLM mode) / tutorial", "measured": calls["ratio"], "target": f"<= {TARGETS['calls']}",
-             "verdict": verdict("calls", calls["ratio"]),
-             "figures": f"{calls['crag calls/answer']:.2f} vs {calls['tutorial calls/answer']:.2f} calls per answer "
-                        f"(max {calls['crag max']} vs {calls['tutorial max']}; {calls['questions']} questions; CRAG actions {calls['crag actions']})"},
-            {"ratio": "ingestion time / embedding the chunks alone", "measured": ing["ratio"], "target": f"<= {TARGETS['ingest']}",
-             "verdict": verdict("ingest", ing["ratio"]),
-             "figures": f"{ing['ingest s']:.2f} s vs {ing['embed chunks alone s']:.2f} s for {ing['files']} files / {ing['chunks']} chunks "
-                        f"(median of {ing['repeats']} interleaved; cold first ingest {ing['first (cold) ingest s']:.2f} s)"},
-        ], title="CRAG benchmark (samples/corpus, samples/questions.jsonl)", columns=["ratio", "measured", "target", "verdict", "figures"],
-            digits=2)
+        print_table(
+            [
+                {
+                    "ratio": "offline CRAG time / hybrid retriever time",
+                    "measured": speed["ratio (total)"],
+                    "target": f"<= {TARGETS['speed']}",
+                    "verdict": verdict("speed", speed["ratio (total)"]),
+                    "figures": f"{speed['crag ms/question']:.1f} ms vs {speed['retriever ms/question']:.1f} ms per question "
+                    f"(median of {speed['repeats']} interleaved repeats, {speed['questions']} questions; "
+                    f"median per-question ratio {speed['ratio (median per question)']:.2f})",
+                },
+                {
+                    "ratio": "LLM calls per answer: CRAG (LLM mode) / tutorial",
+                    "measured": calls["ratio"],
+                    "target": f"<= {TARGETS['calls']}",
+                    "verdict": verdict("calls", calls["ratio"]),
+                    "figures": f"{calls['crag calls/answer']:.2f} vs {calls['tutorial calls/answer']:.2f} calls per answer "
+                    f"(max {calls['crag max']} vs {calls['tutorial max']}; {calls['questions']} questions; CRAG actions {calls['crag actions']})",
+                },
+                {
+                    "ratio": "ingestion time / embedding the chunks alone",
+                    "measured": ing["ratio"],
+                    "target": f"<= {TARGETS['ingest']}",
+                    "verdict": verdict("ingest", ing["ratio"]),
+                    "figures": f"{ing['ingest s']:.2f} s vs {ing['embed chunks alone s']:.2f} s for {ing['files']} files / {ing['chunks']} chunks "
+                    f"(median of {ing['repeats']} interleaved; cold first ingest {ing['first (cold) ingest s']:.2f} s)",
+                },
+            ],
+            title="CRAG benchmark (samples/corpus, samples/questions.jsonl)",
+            columns=["ratio", "measured", "target", "verdict", "figures"],
+            digits=2,
+        )
 
         # quality, offline, no external source: CRAG's answers vs the bare retriever's recall
         rows = [grade_result(q, results[q.id]) for q in questions]
         per_type = []
         for t in ("single", "paraphrase", "multi_hop", "overview", "no_retrieval", "unanswerable", "external"):
-            chosen = [(q, r) for q, r in zip(questions, rows) if q.type == t]
+            chosen = [(q, r) for q, r in zip(questions, rows, strict=False) if q.type == t]
             recalls = [recall_at_k(speed["retrieved"][q.id], q.gold_sources, 5) for q, _ in chosen]
             recalls = [x for x in recalls if x is not None]
-            per_type.append({"type": t, "n": len(chosen), "expected": "abstain" if chosen[0][0].expects_abstention else "answer",
-                             "CRAG correct": sum(r["correct"] for _, r in chosen) / len(chosen),
-                             "CRAG abstained": sum(r["abstained"] for _, r in chosen) / len(chosen),
-                             "retriever recall@5": sum(recalls) / len(recalls) if recalls else None})
+            per_type.append(
+                {
+                    "type": t,
+                    "n": len(chosen),
+                    "expected": "abstain" if chosen[0][0].expects_abstention else "answer",
+                    "CRAG correct": sum(r["correct"] for _, r in chosen) / len(chosen),
+                    "CRAG abstained": sum(r["abstained"] for _, r in chosen) / len(chosen),
+                    "retriever recall@5": sum(recalls) / len(recalls) if recalls else None,
+                }
+            )
         summary = summarize(rows)
         gold = [recall_at_k(speed["retrieved"][q.id], q.gold_sources, 5) for q in questions]
         retriever_recall = sum(x for x in gold if x is not None) / sum(x is not None for x in gold)
-        corpus_rows = [r for q, r in zip(questions, rows) if q.in_corpus]
+        corpus_rows = [r for q, r in zip(questions, rows, strict=False) if q.in_corpus]
         answerable_recall = [recall_at_k(speed["retrieved"][q.id], q.gold_sources, 5) for q in questions if q.in_corpus]
-        per_type.append({"type": "corpus questions (single..overview)", "n": len(corpus_rows), "expected": "answer",
-                         "CRAG correct": sum(r["correct"] for r in corpus_rows) / len(corpus_rows),
-                         "CRAG abstained": sum(r["abstained"] for r in corpus_rows) / len(corpus_rows),
-                         "retriever recall@5": sum(answerable_recall) / len(answerable_recall)})
+        per_type.append(
+            {
+                "type": "corpus questions (single..overview)",
+                "n": len(corpus_rows),
+                "expected": "answer",
+                "CRAG correct": sum(r["correct"] for r in corpus_rows) / len(corpus_rows),
+                "CRAG abstained": sum(r["abstained"] for r in corpus_rows) / len(corpus_rows),
+                "retriever recall@5": sum(answerable_recall) / len(answerable_recall),
+            }
+        )
         print_table(per_type, title="Offline CRAG (extractive, no external source) vs the bare hybrid retriever")
-        print(f"offline CRAG: answer hit rate {summary['answer_hit_rate']:.3f} on the {sum(not r['should_abstain'] for r in rows)} questions "
-              f"that expect an answer; abstention accuracy {summary['abstention_accuracy']:.3f} (right call to abstain or not, all "
-              f"{summary['n']}), unanswerable+external abstained {summary['abstention_recall']:.3f}, answerable wrongly abstained "
-              f"{summary['false_abstention_rate']:.3f}; hybrid retriever recall@5 {retriever_recall:.3f} ({sum(x is not None for x in gold)} questions with gold sources)")
+        print(
+            f"offline CRAG: answer hit rate {summary['answer_hit_rate']:.3f} on the {sum(not r['should_abstain'] for r in rows)} questions "
+            f"that expect an answer; abstention accuracy {summary['abstention_accuracy']:.3f} (right call to abstain or not, all "
+            f"{summary['n']}), unanswerable+external abstained {summary['abstention_recall']:.3f}, answerable wrongly abstained "
+            f"{summary['false_abstention_rate']:.3f}; hybrid retriever recall@5 {retriever_recall:.3f} ({sum(x is not None for x in gold)} questions with gold sources)"
+        )
         if args.profile:
             profile(store, questions, tmp)
     print(f"total time {time.perf_counter() - started:.1f} s")

@@ -36,9 +36,9 @@ import itertools
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -114,14 +114,24 @@ def collect(store, questions: list[Question], k: int) -> list[QuestionSignals]: 
         qv = evaluator.query_vector(q.question)
         grading = evaluator.evaluate(q.question, docs, qv)
         rows = []
-        for doc, parts in zip(docs, grading.details.get("signals", [])):
+        for doc, parts in zip(docs, grading.details.get("signals", []), strict=False):
             _, strip_vecs = store.strips(doc)
             strip_cos = float((strip_vecs @ qv).max()) if strip_vecs is not None and len(strip_vecs) else parts["chunk"]
-            rows.append((parts["strip"], strip_cos, parts["chunk"], parts["coverage"], names_coverage(q.question, doc.page_content)))
+            rows.append(
+                (
+                    parts["strip"],
+                    strip_cos,
+                    parts["chunk"],
+                    parts["coverage"],
+                    names_coverage(q.question, doc.page_content),
+                )
+            )
         signals = QuestionSignals(q, q.type in ANSWERABLE, np.array(rows, dtype=np.float64).reshape(-1, len(SIGNALS)))
         # Guard: the recomputed combined score must match the evaluator's own (signals are rounded to 3 digits).
         if grading.scores and abs(signals.combined(evaluator.weights) - max(grading.scores)) > 2e-3:
-            raise AssertionError(f"{q.id}: recomputed score {signals.combined(evaluator.weights)} != {max(grading.scores)}")
+            raise AssertionError(
+                f"{q.id}: recomputed score {signals.combined(evaluator.weights)} != {max(grading.scores)}"
+            )
         out.append(signals)
     return out
 
@@ -168,8 +178,11 @@ def upper_for(neg: Sequence[float], share: float = MAX_UNANSWERABLE_ABOVE_UPPER)
 def weight_grid(n_weights: int = 3, step: float = GRID_STEP) -> list[tuple[float, ...]]:
     """All weight vectors on the simplex with the given step."""
     n = round(1 / step)
-    return [tuple(round(c * step, 10) for c in combo) + (round(1 - sum(combo) * step, 10),)
-            for combo in itertools.product(range(n + 1), repeat=n_weights - 1) if sum(combo) <= n]
+    return [
+        tuple(round(c * step, 10) for c in combo) + (round(1 - sum(combo) * step, 10),)
+        for combo in itertools.product(range(n + 1), repeat=n_weights - 1)
+        if sum(combo) <= n
+    ]
 
 
 def split_scores(items: list[QuestionSignals], fn) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
@@ -192,22 +205,36 @@ def run_graph(store, external, questions: list[Question], upper: float, lower: f
     """Offline CRAG on the questions; external questions count as answerable when an external store is given."""
     from graphcraft.graphs.crag import build
 
-    settings = get_settings(store=store.path, upper_threshold=upper, lower_threshold=lower, strip_threshold=strip, chat_model="")
+    settings = get_settings(
+        store=store.path, upper_threshold=upper, lower_threshold=lower, strip_threshold=strip, chat_model=""
+    )
     graph = build(settings=settings, store=store, external=external)
     rows = []
     for q in questions:
         state = graph.invoke({"question": q.question})
         expect = q.type == "unanswerable" or (q.type == "external" and external is None)
-        rows.append(grade_result(q, {"answer": state["answer"], "sources": state["sources"], "trace": state["trace"]},
-                                 expect_abstention=expect) | {"action": state["trace"].get("action")})
+        rows.append(
+            grade_result(
+                q,
+                {"answer": state["answer"], "sources": state["sources"], "trace": state["trace"]},
+                expect_abstention=expect,
+            )
+            | {"action": state["trace"].get("action")}
+        )
+
     def rate(sel, key="correct"):  # type: ignore[no-untyped-def]
         chosen = [r for r in rows if sel(r)]
         return sum(bool(r[key]) for r in chosen) / len(chosen) if chosen else None
-    return {"corpus answer hit": rate(lambda r: r["type"] in ANSWERABLE),
-            "corpus answers abstained": rate(lambda r: r["type"] in ANSWERABLE, "abstained"),
-            "external hit" if external is not None else "external abstained": rate(lambda r: r["type"] == "external"),
-            "unanswerable abstained": rate(lambda r: r["type"] == "unanswerable"),
-            "Correct / Ambiguous / Incorrect": "/".join(str(sum(r["action"] == a for r in rows)) for a in ("correct", "ambiguous", "incorrect"))}
+
+    return {
+        "corpus answer hit": rate(lambda r: r["type"] in ANSWERABLE),
+        "corpus answers abstained": rate(lambda r: r["type"] in ANSWERABLE, "abstained"),
+        "external hit" if external is not None else "external abstained": rate(lambda r: r["type"] == "external"),
+        "unanswerable abstained": rate(lambda r: r["type"] == "unanswerable"),
+        "Correct / Ambiguous / Incorrect": "/".join(
+            str(sum(r["action"] == a for r in rows)) for a in ("correct", "ambiguous", "incorrect")
+        ),
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -229,17 +256,25 @@ def main(argv: list[str] | None = None) -> int:
         ingest([SAMPLE_EXTERNAL], store=Path(tmp) / "external")
         store = open_store(Path(tmp) / "corpus", settings, create=False)
         cal, hold = collect(store, calibration, args.k), collect(store, held_out, args.k)
-        print(f"corpus: {report['files']} files, {report['added']} chunks; questions: calibration {len(cal)} "
-              f"({sum(s.positive for s in cal)} answerable / {sum(not s.positive for s in cal)} not in corpus), held-out {len(hold)} "
-              f"({sum(s.positive for s in hold)} / {sum(not s.positive for s in hold)}); top-{args.k} hybrid documents each; "
-              f"signal = best document's")
+        print(
+            f"corpus: {report['files']} files, {report['added']} chunks; questions: calibration {len(cal)} "
+            f"({sum(s.positive for s in cal)} answerable / {sum(not s.positive for s in cal)} not in corpus), held-out {len(hold)} "
+            f"({sum(s.positive for s in hold)} / {sum(not s.positive for s in hold)}); top-{args.k} hybrid documents each; "
+            f"signal = best document's"
+        )
 
         def auc_row(name: str, fn) -> dict:  # type: ignore[no-untyped-def]
             cp, cn = split_scores(cal, fn)
             hp, hn = split_scores(hold, fn)
             lo, hi = auc_interval(hp, hn)
-            return {"signal": name, "AUC calib": roc_auc(cp, cn), "AUC held-out": roc_auc(hp, hn), "held-out 95% CI": f"{lo:.2f}-{hi:.2f}",
-                    "answerable (held-out)": f"{min(hp):.2f}-{max(hp):.2f}", "not in corpus (held-out)": f"{min(hn):.2f}-{max(hn):.2f}"}
+            return {
+                "signal": name,
+                "AUC calib": roc_auc(cp, cn),
+                "AUC held-out": roc_auc(hp, hn),
+                "held-out 95% CI": f"{lo:.2f}-{hi:.2f}",
+                "answerable (held-out)": f"{min(hp):.2f}-{max(hp):.2f}",
+                "not in corpus (held-out)": f"{min(hn):.2f}-{max(hn):.2f}",
+            }
 
         # 1. the weight grids, chosen on the calibration half only
         grids = {}
@@ -247,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             ranked = []
             for w in weight_grid(n_weights):
                 cp, cn = split_scores(cal, lambda s, w=w: s.combined(w))
-                ranked.append((roc_auc(cp, cn), -sum(abs(a - b) for a, b in zip(w, current_w + (0.0,))), w))
+                ranked.append(
+                    (roc_auc(cp, cn), -sum(abs(a - b) for a, b in zip(w, current_w + (0.0,), strict=False)), w)
+                )
             ranked.sort(reverse=True)
             grids[label] = ranked
         best3, best4 = grids["strip/chunk/cov"][0][2], grids["strip/chunk/cov/names"][0][2]
@@ -262,73 +299,139 @@ def main(argv: list[str] | None = None) -> int:
         grid_rows = []
         for label, ranked in grids.items():
             for i, (auc, _, w) in enumerate(ranked[:3]):
-                grid_rows.append({"grid": label if i == 0 else "", "rank": i + 1, "weights": fmt_w(w), "AUC calib": auc,
-                                  "AUC held-out": roc_auc(*split_scores(hold, lambda s, w=w: s.combined(w)))})
+                grid_rows.append(
+                    {
+                        "grid": label if i == 0 else "",
+                        "rank": i + 1,
+                        "weights": fmt_w(w),
+                        "AUC calib": auc,
+                        "AUC held-out": roc_auc(*split_scores(hold, lambda s, w=w: s.combined(w))),
+                    }
+                )
         rank_cur = next(i + 1 for i, g in enumerate(grids["strip/chunk/cov"]) if g[2] == current_w)
-        grid_rows.append({"grid": "strip/chunk/cov", "rank": rank_cur, "weights": f"{fmt_w(current_w)} (current)",
-                          "AUC calib": roc_auc(*split_scores(cal, lambda s: s.combined(current_w))),
-                          "AUC held-out": roc_auc(*split_scores(hold, lambda s: s.combined(current_w)))})
-        print_table(grid_rows, title=f"Weight grids (step {GRID_STEP}; {len(grids['strip/chunk/cov'])} and "
-                                     f"{len(grids['strip/chunk/cov/names'])} combinations), ranked on the calibration half")
+        grid_rows.append(
+            {
+                "grid": "strip/chunk/cov",
+                "rank": rank_cur,
+                "weights": f"{fmt_w(current_w)} (current)",
+                "AUC calib": roc_auc(*split_scores(cal, lambda s: s.combined(current_w))),
+                "AUC held-out": roc_auc(*split_scores(hold, lambda s: s.combined(current_w))),
+            }
+        )
+        print_table(
+            grid_rows,
+            title=f"Weight grids (step {GRID_STEP}; {len(grids['strip/chunk/cov'])} and "
+            f"{len(grids['strip/chunk/cov/names'])} combinations), ranked on the calibration half",
+        )
 
         # 3. verdict on weights: a grid winner replaces the current weights only if the held-out half confirms it
         cur_hold = roc_auc(*split_scores(hold, lambda s: s.combined(current_w)))
         rec_w: tuple[float, ...] = current_w
         for w in (best3, best4):
             hp, hn = split_scores(hold, lambda s, w=w: s.combined(w))
-            if roc_auc(hp, hn) >= cur_hold + 0.05 and auc_interval(hp, hn)[0] > 0.5 and roc_auc(hp, hn) > roc_auc(*split_scores(hold, lambda s: s.combined(rec_w))):
+            if (
+                roc_auc(hp, hn) >= cur_hold + 0.05
+                and auc_interval(hp, hn)[0] > 0.5
+                and roc_auc(hp, hn) > roc_auc(*split_scores(hold, lambda s: s.combined(rec_w)))  # noqa: B023 - used at once
+            ):
                 rec_w = w
         confirmed = rec_w != current_w
-        print(("weights: grid winner confirmed on the held-out half" if confirmed else
-               "weights: no grid winner is confirmed on the held-out half (AUC gain < 0.05 or interval reaching 0.5): keep the current weights"))
+        print(
+            "weights: grid winner confirmed on the held-out half"
+            if confirmed
+            else "weights: no grid winner is confirmed on the held-out half (AUC gain < 0.05 or interval reaching 0.5): keep the current weights"
+        )
 
         # 4. thresholds for the recommended weights: chosen on calibration, reported on held-out
         cp, cn = split_scores(cal, lambda s: s.combined(rec_w))
         hp, hn = split_scores(hold, lambda s: s.combined(rec_w))
         rec_low, rec_up = best_lower(cp, cn), upper_for(cn)
         trows = []
-        for name, t in ((f"current lower {current[1]:.3f}", current[1]), (f"current upper {current[0]:.3f}", current[0]),
-                        (f"balanced-accuracy lower {rec_low:.3f}", rec_low), (f"10%-rule upper {rec_up:.3f}", rec_up)):
+        for name, t in (
+            (f"current lower {current[1]:.3f}", current[1]),
+            (f"current upper {current[0]:.3f}", current[0]),
+            (f"balanced-accuracy lower {rec_low:.3f}", rec_low),
+            (f"10%-rule upper {rec_up:.3f}", rec_up),
+        ):
             c, h = at_threshold(cp, cn, t), at_threshold(hp, hn, t)
-            trows.append({"threshold": name, "calib kept": c["kept"], "calib abstained": c["abstained"], "held-out kept": h["kept"],
-                          "held-out abstained": h["abstained"], "held-out balanced": h["balanced"]})
-        print_table(trows, title=f"Weights {fmt_w(rec_w)}: answerable questions at/above the threshold (kept) vs "
-                                 "not-in-corpus questions below it (abstained, or not Correct for `upper`)")
+            trows.append(
+                {
+                    "threshold": name,
+                    "calib kept": c["kept"],
+                    "calib abstained": c["abstained"],
+                    "held-out kept": h["kept"],
+                    "held-out abstained": h["abstained"],
+                    "held-out balanced": h["balanced"],
+                }
+            )
+        print_table(
+            trows,
+            title=f"Weights {fmt_w(rec_w)}: answerable questions at/above the threshold (kept) vs "
+            "not-in-corpus questions below it (abstained, or not Correct for `upper`)",
+        )
         per_type = []
         for t in ANSWERABLE + NOT_IN_CORPUS:
             vals = [s.combined(rec_w) for s in hold if s.question.type == t]
-            per_type.append({"type": t, "n": len(vals), "median score": float(np.median(vals)), "min": min(vals), "max": max(vals),
-                             f"> upper {current[0]:.2f}": float(np.mean([v > current[0] for v in vals])),
-                             f"> upper {rec_up:.3f}": float(np.mean([v > rec_up for v in vals])),
-                             f"< lower {current[1]:.2f}": float(np.mean([v < current[1] for v in vals]))})
-        print_table(per_type, title=f"Held-out half per type, weights {fmt_w(rec_w)}: share Correct (> upper) and Incorrect (< lower)")
+            per_type.append(
+                {
+                    "type": t,
+                    "n": len(vals),
+                    "median score": float(np.median(vals)),
+                    "min": min(vals),
+                    "max": max(vals),
+                    f"> upper {current[0]:.2f}": float(np.mean([v > current[0] for v in vals])),
+                    f"> upper {rec_up:.3f}": float(np.mean([v > rec_up for v in vals])),
+                    f"< lower {current[1]:.2f}": float(np.mean([v < current[1] for v in vals])),
+                }
+            )
+        print_table(
+            per_type,
+            title=f"Held-out half per type, weights {fmt_w(rec_w)}: share Correct (> upper) and Incorrect (< lower)",
+        )
 
         # 5. the trade-off plot (held-out half)
         sweep = np.linspace(0.0, 1.0, 201)
         curves = {}
-        for name, fn in [(n, lambda s, n=n: s.best(n)) for n in ("strip", "chunk", "coverage", "names")] + \
-                        [(f"combined {fmt_w(current_w)} (current)", lambda s: s.combined(current_w)),
-                         (f"combined+names {fmt_w(best4)}", lambda s: s.combined(best4))]:
+        for name, fn in [(n, lambda s, n=n: s.best(n)) for n in ("strip", "chunk", "coverage", "names")] + [
+            (f"combined {fmt_w(current_w)} (current)", lambda s: s.combined(current_w)),
+            (f"combined+names {fmt_w(best4)}", lambda s: s.combined(best4)),
+        ]:
             php, phn = split_scores(hold, fn)
             x, y = tradeoff(php, phn, sweep)
             curves[f"{name}, AUC {roc_auc(php, phn):.2f}"] = (x.tolist(), y.tolist())
         cur, rec = at_threshold(hp, hn, current[1]), at_threshold(hp, hn, rec_low)
-        png = save_curve_plot(curves, OUT / "evaluator_calibration.png", title="Local evaluator, held-out half: threshold sweep",
-                              xlabel="not-in-corpus questions abstained (share)", ylabel="answerable questions kept (share)",
-                              points={f"lower {current[1]:.2f} (current)": (cur["abstained"], cur["kept"]),
-                                      f"lower {rec_low:.3f} (calibrated)": (rec["abstained"], rec["kept"])}, diagonal=True)
+        png = save_curve_plot(
+            curves,
+            OUT / "evaluator_calibration.png",
+            title="Local evaluator, held-out half: threshold sweep",
+            xlabel="not-in-corpus questions abstained (share)",
+            ylabel="answerable questions kept (share)",
+            points={
+                f"lower {current[1]:.2f} (current)": (cur["abstained"], cur["kept"]),
+                f"lower {rec_low:.3f} (calibrated)": (rec["abstained"], rec["kept"]),
+            },
+            diagonal=True,
+        )
 
         # 6. the real graph on the held-out half (the graph uses the current weights)
         external = StoreSearch(Path(tmp) / "external", settings)
         # `upper` only matters with an external source (offline, Correct and Ambiguous use the same knowledge).
-        runs = [("current", current, None), ("current", current, external),
-                (f"upper {rec_up:.3f}", (max(rec_up, current[1]), current[1], current[2]), external)]
+        runs = [
+            ("current", current, None),
+            ("current", current, external),
+            (f"upper {rec_up:.3f}", (max(rec_up, current[1]), current[1], current[2]), external),
+        ]
         if not confirmed and abs(rec_low - current[1]) > 0.01:
             runs.append((f"lower {rec_low:.3f}", (max(current[0], rec_low), rec_low, current[2]), None))
         e2e = []
         for name, (up, low, strip), ext in runs:
-            e2e.append({"thresholds (upper/lower/strip)": f"{name}: {up:.3f}/{low:.3f}/{strip:.2f}",
-                        "external": "samples/external" if ext else "none", **run_graph(store, ext, held_out, up, low, strip)})
+            e2e.append(
+                {
+                    "thresholds (upper/lower/strip)": f"{name}: {up:.3f}/{low:.3f}/{strip:.2f}",
+                    "external": "samples/external" if ext else "none",
+                    **run_graph(store, ext, held_out, up, low, strip),
+                }
+            )
         print_table(e2e, title="Offline CRAG on the held-out half (extractive answers; current weights)")
         print(f"plot: {png}   total time {time.perf_counter() - started:.1f} s")
     return 0

@@ -73,14 +73,29 @@ def main(argv: list[str] | None = None) -> dict:
 
         chunk_store = open_store(store, create=False)
         graph_store = graph_api.open_graph(store)
-        questions = [json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines() if line.strip()]
+        questions = [
+            json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
         multi = [q for q in questions if q["type"] == "multi_hop"]
+
         def systems(k: int) -> dict:
             return {
                 "vector": make_retriever("vector", chunk_store, k),
                 "hybrid": make_retriever("hybrid", chunk_store, k),
-                "graph+vector": GraphRetriever(graph_store=graph_store, chunk_store=chunk_store, embeddings=chunk_store.embeddings, k=k, base="vector"),
-                "graph+hybrid": GraphRetriever(graph_store=graph_store, chunk_store=chunk_store, embeddings=chunk_store.embeddings, k=k, base="hybrid"),
+                "graph+vector": GraphRetriever(
+                    graph_store=graph_store,
+                    chunk_store=chunk_store,
+                    embeddings=chunk_store.embeddings,
+                    k=k,
+                    base="vector",
+                ),
+                "graph+hybrid": GraphRetriever(
+                    graph_store=graph_store,
+                    chunk_store=chunk_store,
+                    embeddings=chunk_store.embeddings,
+                    k=k,
+                    base="hybrid",
+                ),
             }
 
         results: dict[str, dict] = {}
@@ -130,16 +145,24 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(out, indent=1))
         return out
     ix = out["indexing"]
-    print(f"indexing  {ix['chunks']} chunks in {ix['seconds']} s = {ix['chunks_per_second']} chunks/s, "
-          f"LLM calls per chunk {ix['llm_calls_per_chunk']} ({ix['llm_calls']} calls)")
-    print(f"          {ix['entities']} entities, {ix['relations']} relations, {ix['communities']} communities on "
-          f"{ix['levels']} levels; rebuild unchanged: {ix['rebuild_unchanged']} ({ix['rebuild_seconds']} s)")
-    print(f"\ntwo-hop questions: {len(multi)} (answer hit = every answer keyword group in the top-k chunks; "
-          f"recall = share of gold documents in the top-k)")
+    print(
+        f"indexing  {ix['chunks']} chunks in {ix['seconds']} s = {ix['chunks_per_second']} chunks/s, "
+        f"LLM calls per chunk {ix['llm_calls_per_chunk']} ({ix['llm_calls']} calls)"
+    )
+    print(
+        f"          {ix['entities']} entities, {ix['relations']} relations, {ix['communities']} communities on "
+        f"{ix['levels']} levels; rebuild unchanged: {ix['rebuild_unchanged']} ({ix['rebuild_seconds']} s)"
+    )
+    print(
+        f"\ntwo-hop questions: {len(multi)} (answer hit = every answer keyword group in the top-k chunks; "
+        f"recall = share of gold documents in the top-k)"
+    )
     header = "".join(f"{f'hit@{k}':>9}{f'recall@{k}':>11}" for k in args.k)
     print(f"{'retriever':<14}{header}{'ms/query':>10}")
     for name, by_k in results.items():
-        cells = "".join(f"{by_k[f'top{k}']['answer_hit_rate']:>9.3f}{by_k[f'top{k}']['gold_source_recall']:>11.3f}" for k in args.k)
+        cells = "".join(
+            f"{by_k[f'top{k}']['answer_hit_rate']:>9.3f}{by_k[f'top{k}']['gold_source_recall']:>11.3f}" for k in args.k
+        )
         print(f"{name:<14}{cells}{by_k[f'top{args.k[0]}']['ms_per_query']:>10.1f}")
     return out
 

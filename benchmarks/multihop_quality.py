@@ -49,8 +49,11 @@ def prepare_store(data: Path, workdir: Path) -> Path:
     store = workdir / "store"
     started = time.perf_counter()
     report = ingest(files, store=store)
-    print(f"ingested {report['files']} files, {report['added']} chunks in {time.perf_counter() - started:.0f} s"
-          + (f", {len(report['failed'])} failed" if report["failed"] else ""), file=sys.stderr)
+    print(
+        f"ingested {report['files']} files, {report['added']} chunks in {time.perf_counter() - started:.0f} s"
+        + (f", {len(report['failed'])} failed" if report["failed"] else ""),
+        file=sys.stderr,
+    )
     return store
 
 
@@ -81,28 +84,39 @@ def evaluate(questions: list[Question], store: Path, model: Any, show: bool) -> 
         chunks = retriever.search(q.question)
         started = time.perf_counter()
         state = graph.invoke({"question": q.question})
-        row = {"id": q.id, "retriever": is_correct("\n".join(d.page_content for d in chunks), q.answer_keywords),
-               "multihop": is_correct(cited_text(state), q.answer_keywords),
-               "answer_only": is_correct(state.get("answer", ""), q.answer_keywords),
-               "hops_retrieved": is_correct(retrieved_text(state, chunk_store), q.answer_keywords),
-               "seconds": time.perf_counter() - started, "llm_calls": state["trace"].get("llm_calls", 0)}
+        row = {
+            "id": q.id,
+            "retriever": is_correct("\n".join(d.page_content for d in chunks), q.answer_keywords),
+            "multihop": is_correct(cited_text(state), q.answer_keywords),
+            "answer_only": is_correct(state.get("answer", ""), q.answer_keywords),
+            "hops_retrieved": is_correct(retrieved_text(state, chunk_store), q.answer_keywords),
+            "seconds": time.perf_counter() - started,
+            "llm_calls": state["trace"].get("llm_calls", 0),
+        }
         rows.append(row)
         if show:
             hops = " | ".join(f"{h['id']}: {h['question']} -> {h['bridge'] or '-'}" for h in state["trace"]["hops"])
-            print(f"{q.id} retr={row['retriever']:d} graph={row['multihop']:d} ans={row['answer_only']:d} "
-                  f"pool={row['hops_retrieved']:d}  {q.question}\n"
-                  f"    plan={state['trace']['decomposition']['strategy']}  {hops}", file=sys.stderr)
+            print(
+                f"{q.id} retr={row['retriever']:d} graph={row['multihop']:d} ans={row['answer_only']:d} "
+                f"pool={row['hops_retrieved']:d}  {q.question}\n"
+                f"    plan={state['trace']['decomposition']['strategy']}  {hops}",
+                file=sys.stderr,
+            )
     return rows
 
 
 def summary(name: str, rows: list[dict]) -> str:
     n = len(rows) or 1
-    retr, graph, answer, pool = (sum(r[k] for r in rows) for k in ("retriever", "multihop", "answer_only", "hops_retrieved"))
+    retr, graph, answer, pool = (
+        sum(r[k] for r in rows) for k in ("retriever", "multihop", "answer_only", "hops_retrieved")
+    )
     ratio = f"{graph / retr:.2f}x" if retr else "n/a"
-    return (f"{name:<9} n={len(rows):<3} retriever top5 {retr:>2} ({retr / n:.0%})   multihop answer+sources {graph:>2} "
-            f"({graph / n:.0%}, answer alone {answer}, any hop's retrieved chunks {pool})   ratio {ratio}   "
-            f"{sum(r['seconds'] for r in rows) / n:.1f} s/q, "
-            f"{sum(r['llm_calls'] for r in rows) / n:.1f} LLM calls/q")
+    return (
+        f"{name:<9} n={len(rows):<3} retriever top5 {retr:>2} ({retr / n:.0%})   multihop answer+sources {graph:>2} "
+        f"({graph / n:.0%}, answer alone {answer}, any hop's retrieved chunks {pool})   ratio {ratio}   "
+        f"{sum(r['seconds'] for r in rows) / n:.1f} s/q, "
+        f"{sum(r['llm_calls'] for r in rows) / n:.1f} LLM calls/q"
+    )
 
 
 def main() -> None:
@@ -111,7 +125,9 @@ def main() -> None:
     parser.add_argument("--half", choices=[*HALVES, "both"], default="both")
     parser.add_argument("--limit", type=int, default=0, help="at most this many questions per half (0: all)")
     parser.add_argument("--llm", action="store_true", help="use the configured chat model (GRAPHCRAFT_CHAT_MODEL)")
-    parser.add_argument("--workdir", type=Path, help="keep the copied corpus and store here (re-runs skip unchanged files)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the copied corpus and store here (re-runs skip unchanged files)"
+    )
     parser.add_argument("--show", action="store_true", help="print each question's plan and hops")
     args = parser.parse_args()
     model = None
@@ -120,7 +136,7 @@ def main() -> None:
 
         model = get_chat_model()
     questions = load_questions(args.data / "questions.jsonl", types={"multi_hop"})
-    halves = dict(zip(HALVES, split_by_id(questions)))
+    halves = dict(zip(HALVES, split_by_id(questions), strict=False))
     with tempfile.TemporaryDirectory(prefix="multihop-quality-") as tmp:
         store = prepare_store(args.data, args.workdir or Path(tmp))
         for name in HALVES if args.half == "both" else (args.half,):

@@ -40,7 +40,12 @@ def pages_per_second(path: Path, pages: int, **options: Any) -> dict[str, float]
     start = time.perf_counter()
     chunks = load_pdf_multimodal(path, **options)
     seconds = time.perf_counter() - start
-    return {"pages": pages, "seconds": round(seconds, 2), "pages_per_s": round(pages / seconds, 2), "chunks": len(chunks)}
+    return {
+        "pages": pages,
+        "seconds": round(seconds, 2),
+        "pages_per_s": round(pages / seconds, 2),
+        "chunks": len(chunks),
+    }
 
 
 def run(text_pages: int, ocr_pages: int, dpi: int) -> dict[str, Any]:
@@ -49,8 +54,10 @@ def run(text_pages: int, ocr_pages: int, dpi: int) -> dict[str, Any]:
         root = Path(tmp)
         text_pdf = make_text_pdf(root / "text.pdf", text_pages)
         scanned_pdf = make_scanned_pdf(root / "scanned.pdf", ocr_pages)
-        out["speed"] = {"text": pages_per_second(text_pdf, text_pages),
-                        f"ocr@{dpi}dpi": pages_per_second(scanned_pdf, ocr_pages, dpi=dpi)}
+        out["speed"] = {
+            "text": pages_per_second(text_pdf, text_pages),
+            f"ocr@{dpi}dpi": pages_per_second(scanned_pdf, ocr_pages, dpi=dpi),
+        }
 
         docs = root / "docs"
         docs.mkdir()
@@ -86,9 +93,17 @@ def show(result: dict[str, Any]) -> None:
         quality.add_column(col, justify="right")
     for kind, s in result["summary"].items():
         exact = (f"{s['multimodal_exact']:.2f}", f"{s['text_only_exact']:.2f}") if kind == "table" else ("-", "-")
-        quality.add_row(kind, str(s["n"]), f"{s['multimodal_hit']:.2f}", f"{s['text_only_hit']:.2f}",
-                        f"{s['multimodal_page']:.2f}", f"{s['text_only_page']:.2f}", *exact,
-                        str(s["multimodal_answer_chars"]), str(s["text_only_answer_chars"]))
+        quality.add_row(
+            kind,
+            str(s["n"]),
+            f"{s['multimodal_hit']:.2f}",
+            f"{s['text_only_hit']:.2f}",
+            f"{s['multimodal_page']:.2f}",
+            f"{s['text_only_page']:.2f}",
+            *exact,
+            str(s["multimodal_answer_chars"]),
+            str(s["text_only_answer_chars"]),
+        )
     console.print(quality)
     mean_s = sum(r["multimodal"]["s"] for r in result["questions"]) / len(result["questions"])
     console.print(f"multimodal_rag mean latency per question (offline): {mean_s:.3f} s")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
@@ -13,11 +14,20 @@ from graphcraft.runtime.result import result_of
 
 
 def _settings(store: str | Path | None, **overrides: Any) -> Settings:
-    return get_settings(store=Path(store) if store else None, **{k: v for k, v in overrides.items() if k in Settings.model_fields})
+    return get_settings(
+        store=Path(store) if store else None, **{k: v for k, v in overrides.items() if k in Settings.model_fields}
+    )
 
 
-def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None, *, prune: bool = False,
-           multimodal: bool = False, on_progress: Callable[[int, int, str], None] | None = None, **overrides: Any) -> dict:
+def ingest(
+    paths: list[str | Path] | str | Path,
+    store: str | Path | None = None,
+    *,
+    prune: bool = False,
+    multimodal: bool = False,
+    on_progress: Callable[[int, int, str], None] | None = None,
+    **overrides: Any,
+) -> dict:
     """Ingest files/folders; returns {"files", "added", "skipped", "removed", "failed": [{"path", "error"}]}.
 
     prune=True also removes stored files that no longer exist under the given folders.
@@ -90,8 +100,13 @@ def calibration(store: str | Path | None = None, recompute: bool = False) -> dic
             recalibrate(open_store(settings.store, settings, create=False))
     chunk_store = open_store(settings.store, settings, create=False)
     upper, lower, origin = evaluator_thresholds(settings, chunk_store)
-    return {"store": str(settings.store), "upper": upper, "lower": lower, "origin": origin,
-            "calibration": chunk_store.manifest.get("calibration")}
+    return {
+        "store": str(settings.store),
+        "upper": upper,
+        "lower": lower,
+        "origin": origin,
+        "calibration": chunk_store.manifest.get("calibration"),
+    }
 
 
 def build_graph(graph: str, model: BaseChatModel | None = None, store: str | Path | None = None, **options: Any) -> Any:
@@ -102,8 +117,14 @@ def build_graph(graph: str, model: BaseChatModel | None = None, store: str | Pat
     return module.build(model=model, settings=settings, **extra)
 
 
-def ask(question: str, graph: str = "crag", store: str | Path | None = None, model: BaseChatModel | None = None,
-        config: dict | None = None, **options: Any) -> dict:
+def ask(
+    question: str,
+    graph: str = "crag",
+    store: str | Path | None = None,
+    model: BaseChatModel | None = None,
+    config: dict | None = None,
+    **options: Any,
+) -> dict:
     """Run a graph on a question; returns {"question", "answer", "sources", "trace"}."""
     compiled = build_graph(graph, model=model, store=store, **options)
     state = compiled.invoke({"question": question}, config=config)  # the trace carries the run's usage
@@ -112,7 +133,9 @@ def ask(question: str, graph: str = "crag", store: str | Path | None = None, mod
     return result
 
 
-def feedback(run_id_or_question: str, score: float, store: str | Path | None = None, strategy: str | None = None) -> dict:
+def feedback(
+    run_id_or_question: str, score: float, store: str | Path | None = None, strategy: str | None = None
+) -> dict:
     """Score an earlier answer (0..1); adaptive_rag learns per-strategy quality from it."""
     from graphcraft.runtime.feedback import record
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,12 +18,18 @@ from rich.table import Table
 from graphcraft.errors import GraphcraftError
 
 
-def feedback(key: Optional[str] = typer.Argument(None, help="Run id (trace.run_id of adaptive_rag) or the exact question."),
-             score: Optional[float] = typer.Option(None, "--score", min=0.0, max=1.0, help="Answer quality, 0 (wrong) to 1 (perfect)."),
-             insights: bool = typer.Option(False, "--insights", help="Show per-strategy quality and cost statistics."),
-             strategy: Optional[str] = typer.Option(None, "--strategy", help="Strategy to credit when no run is logged for KEY."),
-             store: Optional[Path] = typer.Option(None, "--store", "-s", help="Store directory (default: GRAPHCRAFT_STORE or ./.graphcraft)."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def feedback(
+    key: str | None = typer.Argument(None, help="Run id (trace.run_id of adaptive_rag) or the exact question."),
+    score: float | None = typer.Option(
+        None, "--score", min=0.0, max=1.0, help="Answer quality, 0 (wrong) to 1 (perfect)."
+    ),
+    insights: bool = typer.Option(False, "--insights", help="Show per-strategy quality and cost statistics."),
+    strategy: str | None = typer.Option(None, "--strategy", help="Strategy to credit when no run is logged for KEY."),
+    store: Path | None = typer.Option(
+        None, "--store", "-s", help="Store directory (default: GRAPHCRAFT_STORE or ./.graphcraft)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """Record feedback for an adaptive_rag run, or show performance insights."""
     out = Console()
     if insights or key is None:
@@ -37,12 +42,30 @@ def feedback(key: Optional[str] = typer.Argument(None, help="Run id (trace.run_i
         if not rows:
             out.print("no adaptive_rag runs logged yet: run `graphcraft ask --graph adaptive_rag ...` first")
             return
-        table = Table("class", "strategy", "runs", "feedback", "mean score", "quality", "LLM calls", "tokens", "seconds",
-                      title="performance insights (quality = prior blended with feedback)")
+        table = Table(
+            "class",
+            "strategy",
+            "runs",
+            "feedback",
+            "mean score",
+            "quality",
+            "LLM calls",
+            "tokens",
+            "seconds",
+            title="performance insights (quality = prior blended with feedback)",
+        )
         for r in rows:
-            table.add_row(r["query_class"], r["strategy"], str(r["runs"]), str(r["feedback"]),
-                          "-" if r["mean_score"] is None else f"{r['mean_score']:.2f}", f"{r['quality']:.2f}",
-                          f"{r['mean_llm_calls']:.1f}", f"{r['mean_tokens']:.0f}", f"{r['mean_seconds']:.2f}")
+            table.add_row(
+                r["query_class"],
+                r["strategy"],
+                str(r["runs"]),
+                str(r["feedback"]),
+                "-" if r["mean_score"] is None else f"{r['mean_score']:.2f}",
+                f"{r['quality']:.2f}",
+                f"{r['mean_llm_calls']:.1f}",
+                f"{r['mean_tokens']:.0f}",
+                f"{r['mean_seconds']:.2f}",
+            )
         out.print(table)
         return
     if score is None:
@@ -53,4 +76,6 @@ def feedback(key: Optional[str] = typer.Argument(None, help="Run id (trace.run_i
     if as_json:
         out.print_json(json.dumps(entry))
     else:
-        out.print(f"recorded {entry['score']:.2f} for strategy {entry['strategy']} ({entry['query_class']}) run {entry['run_id'] or '-'}")
+        out.print(
+            f"recorded {entry['score']:.2f} for strategy {entry['strategy']} ({entry['query_class']}) run {entry['run_id'] or '-'}"
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -24,8 +23,11 @@ def _fail(message: str) -> None:
 
 
 @app.command()
-def build(store: Optional[Path] = StoreOpt, force: bool = typer.Option(False, help="Rebuild even if nothing changed."),
-          as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def build(
+    store: Path | None = StoreOpt,
+    force: bool = typer.Option(False, help="Rebuild even if nothing changed."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
     """Build or update the entity graph from the ingested chunks (incremental)."""
     from graphcraft import graph_api
 
@@ -38,16 +40,22 @@ def build(store: Optional[Path] = StoreOpt, force: bool = typer.Option(False, he
         out.print_json(json.dumps(report.as_dict()))
         return
     if report.unchanged:
-        out.print(f"unchanged: {report.chunks} chunks, {report.entities} entities, {report.relations} relations, "
-                  f"{report.communities} communities (nothing written)")
+        out.print(
+            f"unchanged: {report.chunks} chunks, {report.entities} entities, {report.relations} relations, "
+            f"{report.communities} communities (nothing written)"
+        )
         return
-    out.print(f"chunks: {report.chunks} (extracted now: {report.extracted}, removed: {report.removed_chunks})  "
-              f"entities: {report.entities}  relations: {report.relations}  communities: {report.communities} "
-              f"on {report.levels} levels  LLM calls: {report.llm_calls}  {report.seconds:.1f}s")
+    out.print(
+        f"chunks: {report.chunks} (extracted now: {report.extracted}, removed: {report.removed_chunks})  "
+        f"entities: {report.entities}  relations: {report.relations}  communities: {report.communities} "
+        f"on {report.levels} levels  LLM calls: {report.llm_calls}  {report.seconds:.1f}s"
+    )
 
 
 @app.command()
-def stats(store: Optional[Path] = StoreOpt, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def stats(
+    store: Path | None = StoreOpt, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")
+) -> None:
     """Counts of the entity graph: entities, relations, chunks, communities."""
     from graphcraft import graph_api
 
@@ -62,12 +70,16 @@ def stats(store: Optional[Path] = StoreOpt, as_json: bool = typer.Option(False, 
 
 
 @app.command()
-def show(entity: Optional[str] = typer.Argument(None, help="An entity name (any alias); omit to draw the communities."),
-         store: Optional[Path] = StoreOpt,
-         output: Path = typer.Option(Path("graph.png"), "--out", "-o", help="Output file: .png (matplotlib) or .html (pyvis)."),
-         hops: int = typer.Option(1, help="Neighbourhood radius around the entity."),
-         level: int = typer.Option(0, help="Community level to draw when no entity is given."),
-         max_nodes: int = typer.Option(40, help="Most nodes to draw.")) -> None:
+def show(
+    entity: str | None = typer.Argument(None, help="An entity name (any alias); omit to draw the communities."),
+    store: Path | None = StoreOpt,
+    output: Path = typer.Option(
+        Path("graph.png"), "--out", "-o", help="Output file: .png (matplotlib) or .html (pyvis)."
+    ),
+    hops: int = typer.Option(1, help="Neighbourhood radius around the entity."),
+    level: int = typer.Option(0, help="Community level to draw when no entity is given."),
+    max_nodes: int = typer.Option(40, help="Most nodes to draw."),
+) -> None:
     """Draw an entity's neighbourhood, or the communities of one level."""
     from graphcraft import graph_api
     from graphcraft.graph_index.render import check_render_options, render

@@ -12,7 +12,7 @@ import inspect
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from langchain_core.language_models import BaseChatModel
@@ -27,8 +27,16 @@ from graphcraft.runtime.result import result_of
 out = Console()
 
 
-def run_task(graph: str, task: str, *, model: BaseChatModel | None = None, settings: Settings | None = None,
-             thread_id: str | None = None, user_id: str | None = None, **options: Any) -> dict:
+def run_task(
+    graph: str,
+    task: str,
+    *,
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    thread_id: str | None = None,
+    user_id: str | None = None,
+    **options: Any,
+) -> dict:
     """Run `graph` on `task`; returns {"question", "answer", "sources", "trace"}.
 
     options: Settings fields (store, chat_model, max_llm_calls ...) and the graph's build options
@@ -38,8 +46,11 @@ def run_task(graph: str, task: str, *, model: BaseChatModel | None = None, setti
     overrides = {k: v for k, v in options.items() if k in Settings.model_fields and v is not None}
     settings = settings.model_copy(update=overrides) if settings else get_settings(**overrides)
     accepted = inspect.signature(module.build).parameters
-    extra = {k: v for k, v in options.items()
-             if k in accepted and k not in Settings.model_fields and k not in ("model", "settings") and v is not None}
+    extra = {
+        k: v
+        for k, v in options.items()
+        if k in accepted and k not in Settings.model_fields and k not in ("model", "settings") and v is not None
+    }
     configurable: dict[str, Any] = {}
     if user_id:
         configurable["user_id"] = user_id
@@ -63,23 +74,36 @@ def run_task(graph: str, task: str, *, model: BaseChatModel | None = None, setti
 def run(
     graph: str = typer.Argument(..., help="Graph name (see `graphcraft graphs`)."),
     task: str = typer.Argument(..., help="The task or question."),
-    store: Optional[Path] = typer.Option(None, "--store", "-s", help="Store directory."),
-    workspace: Optional[Path] = typer.Option(None, help="Folder the file tools may use (default: <store>/workspace)."),
+    store: Path | None = typer.Option(None, "--store", "-s", help="Store directory."),
+    workspace: Path | None = typer.Option(None, help="Folder the file tools may use (default: <store>/workspace)."),
     python: bool = typer.Option(False, "--python", help="Enable the sandboxed python tool."),
-    mcp: Optional[Path] = typer.Option(None, "--mcp", help="MCP servers config (JSON/YAML) whose tools are added."),
-    thread: Optional[str] = typer.Option(None, "--thread", help="Conversation thread id (resumable, SQLite)."),
-    max_llm_calls: Optional[int] = typer.Option(None, help="LLM-call budget."),
-    max_tool_calls: Optional[int] = typer.Option(None, help="Tool-call budget (tool agent)."),
-    agents: Optional[int] = typer.Option(None, "--agents", help="Consensus: number of agents."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", help="Consensus: max negotiation rounds."),
-    rule: Optional[str] = typer.Option(None, "--rule", help="Consensus: majority | confidence | borda | unanimity."),
-    max_handoffs: Optional[int] = typer.Option(None, "--max-handoffs", help="Supervisor: handoff bound."),
+    mcp: Path | None = typer.Option(None, "--mcp", help="MCP servers config (JSON/YAML) whose tools are added."),
+    thread: str | None = typer.Option(None, "--thread", help="Conversation thread id (resumable, SQLite)."),
+    max_llm_calls: int | None = typer.Option(None, help="LLM-call budget."),
+    max_tool_calls: int | None = typer.Option(None, help="Tool-call budget (tool agent)."),
+    agents: int | None = typer.Option(None, "--agents", help="Consensus: number of agents."),
+    rounds: int | None = typer.Option(None, "--rounds", help="Consensus: max negotiation rounds."),
+    rule: str | None = typer.Option(None, "--rule", help="Consensus: majority | confidence | borda | unanimity."),
+    max_handoffs: int | None = typer.Option(None, "--max-handoffs", help="Supervisor: handoff bound."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run an agent or reasoning graph on a task; print the answer and a trace of its decisions."""
-    result = run_task(graph, task, store=store, workspace=workspace, enable_python=python or None, mcp_config=mcp,
-                      thread_id=thread, max_llm_calls=max_llm_calls, max_tool_calls=max_tool_calls,
-                      **{k: v for k, v in {"agents": agents, "rounds": rounds, "rule": rule, "max_handoffs": max_handoffs}.items() if v is not None})
+    result = run_task(
+        graph,
+        task,
+        store=store,
+        workspace=workspace,
+        enable_python=python or None,
+        mcp_config=mcp,
+        thread_id=thread,
+        max_llm_calls=max_llm_calls,
+        max_tool_calls=max_tool_calls,
+        **{
+            k: v
+            for k, v in {"agents": agents, "rounds": rounds, "rule": rule, "max_handoffs": max_handoffs}.items()
+            if v is not None
+        },
+    )
     if as_json:
         out.print_json(json.dumps(result, default=str))
         return

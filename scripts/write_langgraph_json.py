@@ -10,7 +10,12 @@ from graphcraft.graphs import available_graphs
 
 def langgraph_config() -> dict:
     graphs = {name: f"./graphcraft/graphs/{name}.py:graph" for name in available_graphs()}
-    return {"$schema": "https://langgra.ph/schema.json", "python_version": "3.11", "dependencies": ["."], "graphs": graphs}
+    return {
+        "$schema": "https://langgra.ph/schema.json",
+        "python_version": "3.11",
+        "dependencies": ["."],
+        "graphs": graphs,
+    }
 
 
 if __name__ == "__main__":

@@ -79,8 +79,9 @@ def distribution(ballots: Sequence[Ballot]) -> dict[str, int]:
 # ---------------------------------------------------------------------------- rules
 
 
-def _rank(rule: str, ballots: Sequence[Ballot], primary: dict[str, float], secondary: dict[str, float],
-          secondary_name: str) -> Decision:
+def _rank(
+    rule: str, ballots: Sequence[Ballot], primary: dict[str, float], secondary: dict[str, float], secondary_name: str
+) -> Decision:
     """Winner by primary score; ties broken by the secondary score, then alphabetically."""
     counts = distribution(ballots)
     if not primary:
@@ -93,8 +94,17 @@ def _rank(rule: str, ballots: Sequence[Ballot], primary: dict[str, float], secon
         still_tied = [s for s in tied if _close(secondary.get(s, 0.0), secondary.get(best, 0.0))]
         tie_break = secondary_name if len(still_tied) == 1 else "alphabetical"
     vote = {s: round(primary[s], 6) for s in order}
-    return Decision(best, rule, vote, counts, tie=len(tied) > 1, tied=tied if len(tied) > 1 else [],
-                    tie_break=tie_break, unanimous=len(counts) == 1, dissent=dissent(ballots, best))
+    return Decision(
+        best,
+        rule,
+        vote,
+        counts,
+        tie=len(tied) > 1,
+        tied=tied if len(tied) > 1 else [],
+        tie_break=tie_break,
+        unanimous=len(counts) == 1,
+        dissent=dissent(ballots, best),
+    )
 
 
 def _close(a: float, b: float) -> bool:
@@ -119,8 +129,9 @@ def confidence_weighted(ballots: Sequence[Ballot], options: Sequence[str] = ()) 
 
 
 def borda(ballots: Sequence[Ballot], options: Sequence[str] = ()) -> Decision:
-    candidates = sorted({b.stance for b in ballots} | {r for b in ballots for r in b.ranking}
-                        | {normalize_stance(o) for o in options})
+    candidates = sorted(
+        {b.stance for b in ballots} | {r for b in ballots for r in b.ranking} | {normalize_stance(o) for o in options}
+    )
     if not ballots:
         return Decision(None, "borda", {}, {})
     m = len(candidates)
@@ -142,7 +153,7 @@ def ballot_ranking(ballot: Ballot) -> list[str]:
 def unanimity(ballots: Sequence[Ballot], options: Sequence[str] = (), fallback: str = "majority") -> Decision:
     counts = distribution(ballots)
     if len(counts) == 1:
-        (stance, n), = counts.items()
+        ((stance, n),) = counts.items()
         return Decision(stance, "unanimity", {stance: float(n)}, counts, unanimous=True)
     decided = get_rule(fallback)(ballots, options)
     decided.rule, decided.fallback_rule = "unanimity", decided.rule
@@ -151,8 +162,11 @@ def unanimity(ballots: Sequence[Ballot], options: Sequence[str] = (), fallback: 
 
 def dissent(ballots: Sequence[Ballot], decision: str | None) -> list[dict[str, Any]]:
     """Every agent whose stance differs from the decision, with its rationale."""
-    return [{"agent": b.agent, "stance": b.stance, "confidence": b.confidence, "rationale": b.rationale}
-            for b in ballots if b.stance != decision]
+    return [
+        {"agent": b.agent, "stance": b.stance, "confidence": b.confidence, "rationale": b.rationale}
+        for b in ballots
+        if b.stance != decision
+    ]
 
 
 Rule = Callable[[Sequence[Ballot], Sequence[str]], Decision]
@@ -163,8 +177,13 @@ RULES: dict[str, Rule] = {
     "borda": borda,
     "unanimity": unanimity,
 }
-_ALIASES = {"confidence_weighted": "confidence", "weighted": "confidence", "ranked": "borda",
-            "ranked_choice": "borda", "unanimous": "unanimity"}
+_ALIASES = {
+    "confidence_weighted": "confidence",
+    "weighted": "confidence",
+    "ranked": "borda",
+    "ranked_choice": "borda",
+    "unanimous": "unanimity",
+}
 
 
 def get_rule(rule: str | Rule) -> Rule:

@@ -8,8 +8,9 @@ Both abstain with `ABSTAIN` when no knowledge survived, instead of guessing.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
@@ -56,9 +57,18 @@ def number_sources(strips: list[Strip], documents: Sequence[Document] = ()) -> t
         if key not in numbers:
             numbers[key] = len(numbers) + 1
             doc = chunks.get(strip.chunk_id) if strip.chunk_id else None
-            sources.append({"source": strip.source, "chunk_id": strip.chunk_id, "page": strip.page,
-                            "score": round(strip.doc_score, 4), "text": doc.page_content if doc is not None else "",
-                            "spans": [], "origin": strip.origin, "citation": numbers[key]})
+            sources.append(
+                {
+                    "source": strip.source,
+                    "chunk_id": strip.chunk_id,
+                    "page": strip.page,
+                    "score": round(strip.doc_score, 4),
+                    "text": doc.page_content if doc is not None else "",
+                    "spans": [],
+                    "origin": strip.origin,
+                    "citation": numbers[key],
+                }
+            )
             for extra in ("bbox", "modality", "section"):
                 if doc is not None and doc.metadata.get(extra) not in (None, "text"):
                     sources[-1][extra] = doc.metadata[extra]
@@ -90,8 +100,9 @@ def renumber_citations(text: str, sources: list[dict]) -> tuple[str, list[dict]]
     new = {old: i for i, old in enumerate(order, start=1)}
     text = _CITATION.sub(lambda m: f"[{new[int(m.group(1))]}]" if int(m.group(1)) in new else "", text)
     text = re.sub(r"(\[\d+\])(\s*\1)+", r"\1", text)  # "[1] [1]" -> "[1]"
-    return re.sub(r"[ \t]+([.,;:])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip(), \
-        [{**by_number[old], "citation": new[old]} for old in order]
+    return re.sub(r"[ \t]+([.,;:])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip(), [
+        {**by_number[old], "citation": new[old]} for old in order
+    ]
 
 
 def readable(text: str) -> str:
@@ -109,7 +120,9 @@ def _rank(strip: Strip, question: str) -> float:
     return strip.score + ANSWER_FIT_BONUS * answer_fit(strip.text, question) + DOC_WEIGHT * strip.doc_score
 
 
-def select_sentences(question: str, strips: list[Strip], max_sentences: int = 3, margin: float = ANSWER_MARGIN) -> list[Strip]:
+def select_sentences(
+    question: str, strips: list[Strip], max_sentences: int = 3, margin: float = ANSWER_MARGIN
+) -> list[Strip]:
     """The strips an extractive answer quotes: the best first, then close runners-up, no repeats.
 
     Overlapping chunks hold the same sentence twice: a strip whose text is already quoted (or
@@ -130,8 +143,15 @@ def select_sentences(question: str, strips: list[Strip], max_sentences: int = 3,
     return chosen
 
 
-def generate_answer(question: str, strips: list[Strip], model: BaseChatModel | None, max_sentences: int = 3,
-                    documents: Sequence[Document] = (), config: dict | None = None, store: Any = None) -> Answer:
+def generate_answer(
+    question: str,
+    strips: list[Strip],
+    model: BaseChatModel | None,
+    max_sentences: int = 3,
+    documents: Sequence[Document] = (),
+    config: dict | None = None,
+    store: Any = None,
+) -> Answer:
     """Answer from knowledge strips: extractive offline, the model's cited answer otherwise; abstain on nothing.
 
     A source's text is its whole chunk, with the cited strips marked: the chunk comes from `documents`
@@ -149,7 +169,9 @@ def generate_answer(question: str, strips: list[Strip], model: BaseChatModel | N
         return Answer(text=cite_sentences(best, numbers), sources=sources, strategy="extractive")
     numbers, sources = number_sources(strips, documents)
     knowledge = "\n".join(f"[{numbers[s.chunk_id or s.source]}] {s.text}" for s in strips)
-    reply, usage = invoke_llm(model, ANSWER_PROMPT.format(knowledge=knowledge, question=question, abstain=ABSTAIN), config)
+    reply, usage = invoke_llm(
+        model, ANSWER_PROMPT.format(knowledge=knowledge, question=question, abstain=ABSTAIN), config
+    )
     text = message_text(reply).strip() or ABSTAIN
     abstained = text.rstrip(".").lower() == ABSTAIN.rstrip(".").lower()
     if abstained:
@@ -168,7 +190,11 @@ def with_following_sentence(chosen: list[Strip], documents: Sequence[Document], 
     if not chosen or max_sentences < 2:
         return chosen
     best = chosen[0]
-    doc = next((d for d in documents if str(d.metadata.get("chunk_id", "")) == best.chunk_id), None) if best.chunk_id else None
+    doc = (
+        next((d for d in documents if str(d.metadata.get("chunk_id", "")) == best.chunk_id), None)
+        if best.chunk_id
+        else None
+    )
     spans = strip_spans(doc) if doc is not None else []
     nxt = best.position + 1
     if nxt >= len(spans) or any(s.chunk_id == best.chunk_id and s.position == nxt for s in chosen):

@@ -48,11 +48,16 @@ def probe_store(store: Any, question: str, k: int = 8) -> dict[str, Any]:
     hits = store.search_by_vector(store.embeddings.embed_query(question), k)
     sims = np.array([score for _, score in hits], dtype=np.float32)
     sources = {doc.metadata.get("source") for doc, _ in hits[:5]}
-    return {"max_sim": round(float(sims[0]), 3), "spread": round(float(sims[0] - sims[1:].mean()) if len(sims) > 1 else 0.0, 3),
-            "sources": len(sources)}
+    return {
+        "max_sim": round(float(sims[0]), 3),
+        "spread": round(float(sims[0] - sims[1:].mean()) if len(sims) > 1 else 0.0, 3),
+        "sources": len(sources),
+    }
 
 
-def classify_local(signals: QuestionSignals, probe: dict[str, Any] | None = None, unrelated_below: float = UNRELATED_BELOW) -> Classification:
+def classify_local(
+    signals: QuestionSignals, probe: dict[str, Any] | None = None, unrelated_below: float = UNRELATED_BELOW
+) -> Classification:
     """The class from cheap signals (see module docstring); reasons say which rule fired."""
     info = {**signals.as_dict(), **({"probe": probe} if probe else {})}
 
@@ -62,7 +67,9 @@ def classify_local(signals: QuestionSignals, probe: dict[str, Any] | None = None
     if signals.arithmetic:
         return result("no_retrieval", f"arithmetic: {signals.arithmetic}")
     if probe is not None and probe["max_sim"] < unrelated_below:
-        return result("no_retrieval", f"unrelated to the store (best similarity {probe['max_sim']:.2f} < {unrelated_below})")
+        return result(
+            "no_retrieval", f"unrelated to the store (best similarity {probe['max_sim']:.2f} < {unrelated_below})"
+        )
     if signals.overview_cue:
         return result("overview", f"overview cue: {signals.overview_cue!r}")
     if signals.bridges:
@@ -73,8 +80,10 @@ def classify_local(signals: QuestionSignals, probe: dict[str, Any] | None = None
 
 
 class _QueryKind(BaseModel):
-    kind: QueryClass = Field(description="no_retrieval: general knowledge or arithmetic; single_hop: one fact from one document; "
-                                          "multi_hop: needs facts chained across documents; overview: a broad summary.")
+    kind: QueryClass = Field(
+        description="no_retrieval: general knowledge or arithmetic; single_hop: one fact from one document; "
+        "multi_hop: needs facts chained across documents; overview: a broad summary."
+    )
     reason: str = Field(default="", description="One short sentence.")
 
 
@@ -87,8 +96,15 @@ CLASSIFY_PROMPT = """Classify the question for a retrieval system over a private
 Question: {question}"""
 
 
-def classify_query(question: str, *, model: BaseChatModel | None = None, store: Any = None, nlp: Any = None,
-                   mode: str = "auto", max_repairs: int = 2) -> Classification:
+def classify_query(
+    question: str,
+    *,
+    model: BaseChatModel | None = None,
+    store: Any = None,
+    nlp: Any = None,
+    mode: str = "auto",
+    max_repairs: int = 2,
+) -> Classification:
     """Classify `question` (mode: auto = LLM when a model is given, local, llm). The probe uses `store`."""
     signals = question_signals(question, nlp)
     probe = probe_store(store, question) if store is not None else None
@@ -97,9 +113,19 @@ def classify_query(question: str, *, model: BaseChatModel | None = None, store: 
         return local
     from graphcraft.models import require_chat_model
 
-    result = structured_call(require_chat_model(model, "the LLM query classifier"), _QueryKind, CLASSIFY_PROMPT.format(question=question),
-                             fallback=_QueryKind(kind=local.kind, reason="fallback to the local classifier"), max_repairs=max_repairs)
+    result = structured_call(
+        require_chat_model(model, "the LLM query classifier"),
+        _QueryKind,
+        CLASSIFY_PROMPT.format(question=question),
+        fallback=_QueryKind(kind=local.kind, reason="fallback to the local classifier"),
+        max_repairs=max_repairs,
+    )
     strategy = "llm->local_fallback" if result.fallback else "llm"
     reasons = [result.value.reason or "llm"] + ([f"local: {local.reasons[0]}"] if result.fallback else [])
-    return Classification(kind=result.value.kind, strategy=strategy, reasons=reasons,
-                          signals={**local.signals, "local_kind": local.kind, **result.trace()}, usage=result.usage)
+    return Classification(
+        kind=result.value.kind,
+        strategy=strategy,
+        reasons=reasons,
+        signals={**local.signals, "local_kind": local.kind, **result.trace()},
+        usage=result.usage,
+    )

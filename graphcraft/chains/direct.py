@@ -18,8 +18,10 @@ If you do not know, reply exactly: I don't know.
 Question: {question}
 Answer:"""
 
-NEEDS_MODEL = ("This question needs the model's own knowledge, and no chat model is configured: set GRAPHCRAFT_CHAT_MODEL "
-               "(e.g. 'ollama:llama3.1') to answer it.")
+NEEDS_MODEL = (
+    "This question needs the model's own knowledge, and no chat model is configured: set GRAPHCRAFT_CHAT_MODEL "
+    "(e.g. 'ollama:llama3.1') to answer it."
+)
 
 
 def calculate(question: str, expression: str | None = None) -> Answer | None:
@@ -31,7 +33,9 @@ def calculate(question: str, expression: str | None = None) -> Answer | None:
         return None
     value = calculator_tool().invoke({"expression": expression})
     ok = not str(value).startswith("calculator error")
-    return Answer(text=f"{expression} = {value}" if ok else str(value), sources=[], strategy="calculator", abstained=not ok)
+    return Answer(
+        text=f"{expression} = {value}" if ok else str(value), sources=[], strategy="calculator", abstained=not ok
+    )
 
 
 def parametric_answer(question: str, model: BaseChatModel | None) -> Answer:
@@ -40,7 +44,9 @@ def parametric_answer(question: str, model: BaseChatModel | None) -> Answer:
         return Answer(text=NEEDS_MODEL, sources=[], strategy="needs_model", abstained=True)
     reply, usage = invoke_llm(model, PARAMETRIC_PROMPT.format(question=question))
     text = message_text(reply).strip() or "I don't know."
-    return Answer(text=text, sources=[], strategy="parametric", usage=usage, abstained=text.lower().startswith("i don't know"))
+    return Answer(
+        text=text, sources=[], strategy="parametric", usage=usage, abstained=text.lower().startswith("i don't know")
+    )
 
 
 def direct_answer(question: str, model: BaseChatModel | None) -> Answer:

@@ -30,8 +30,14 @@ class Evidence:
 
     def step(self, name: str = "grade") -> dict[str, Any]:
         """A compact trace record of this grading."""
-        return {"step": name, "evaluator": self.evaluator, "scores": self.scores, "action": self.action,
-                "strips_kept": len(self.strips), **({"fallback": self.details.get("fallback_reason")} if self.details.get("fallback_reason") else {})}
+        return {
+            "step": name,
+            "evaluator": self.evaluator,
+            "scores": self.scores,
+            "action": self.action,
+            "strips_kept": len(self.strips),
+            **({"fallback": self.details.get("fallback_reason")} if self.details.get("fallback_reason") else {}),
+        }
 
 
 def make_evaluator(res: Any, mode: str = "auto") -> LocalEvaluator | LLMEvaluator:
@@ -42,8 +48,13 @@ def make_evaluator(res: Any, mode: str = "auto") -> LocalEvaluator | LLMEvaluato
     upper, lower, _ = evaluator_thresholds(s, res.store)
     local = LocalEvaluator(res.store, res.embeddings, upper, lower)
     if mode == "llm" or (mode == "auto" and res.model is not None):
-        return LLMEvaluator(res.require_model("the LLM evaluator"), local, s.llm_upper_threshold, s.llm_lower_threshold,
-                            s.max_structured_repairs)
+        return LLMEvaluator(
+            res.require_model("the LLM evaluator"),
+            local,
+            s.llm_upper_threshold,
+            s.llm_lower_threshold,
+            s.max_structured_repairs,
+        )
     return local
 
 
@@ -53,10 +64,20 @@ def gather_evidence(question: str, docs: list[Document], res: Any, mode: str = "
     query_vec = np.asarray(res.embeddings.embed_query(question), dtype=np.float32)
     grading = judge.evaluate(question, docs, query_vec)
     action = decide_action(grading.scores, judge.upper, judge.lower) if docs else "incorrect"
-    kept = [(d, s) for d, s in zip(docs, grading.scores) if s >= judge.lower]
-    strips = refine_documents(question, query_vec, [d for d, _ in kept], [s for _, s in kept], res.store, res.settings.strip_threshold)
-    return Evidence(scores=grading.scores, action=action, strips=strips, evaluator=grading.strategy, upper=judge.upper,
-                    lower=judge.lower, usage=grading.usage, details=grading.details)
+    kept = [(d, s) for d, s in zip(docs, grading.scores, strict=False) if s >= judge.lower]
+    strips = refine_documents(
+        question, query_vec, [d for d, _ in kept], [s for _, s in kept], res.store, res.settings.strip_threshold
+    )
+    return Evidence(
+        scores=grading.scores,
+        action=action,
+        strips=strips,
+        evaluator=grading.strategy,
+        upper=judge.upper,
+        lower=judge.lower,
+        usage=grading.usage,
+        details=grading.details,
+    )
 
 
 def strip_vectors(store: Any, strips: list[Strip] | list[dict]) -> np.ndarray | None:
@@ -66,7 +87,9 @@ def strip_vectors(store: Any, strips: list[Strip] | list[dict]) -> np.ndarray | 
     """
     rows = []
     for strip in strips:
-        chunk_id, position = (strip["chunk_id"], strip["position"]) if isinstance(strip, dict) else (strip.chunk_id, strip.position)
+        chunk_id, position = (
+            (strip["chunk_id"], strip["position"]) if isinstance(strip, dict) else (strip.chunk_id, strip.position)
+        )
         docs = store.get([chunk_id]) if store is not None else []
         if not docs:
             return None

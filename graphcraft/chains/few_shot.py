@@ -19,8 +19,9 @@ from langchain_core.runnables import Runnable
 from graphcraft.models import get_embeddings
 
 
-def example_selector(examples: Sequence[dict[str, str]], k: int = 3, embeddings: Embeddings | None = None,
-                     input_key: str = "input") -> SemanticSimilarityExampleSelector:
+def example_selector(
+    examples: Sequence[dict[str, str]], k: int = 3, embeddings: Embeddings | None = None, input_key: str = "input"
+) -> SemanticSimilarityExampleSelector:
     """Selects the k examples whose `input_key` is closest in meaning to the new input."""
     from langchain_community.vectorstores import FAISS
 
@@ -29,8 +30,12 @@ def example_selector(examples: Sequence[dict[str, str]], k: int = 3, embeddings:
     )
 
 
-def few_shot_prompt(examples: Sequence[dict[str, str]], k: int = 3, embeddings: Embeddings | None = None,
-                    system: str = "Answer in the same style as the examples.") -> ChatPromptTemplate:
+def few_shot_prompt(
+    examples: Sequence[dict[str, str]],
+    k: int = 3,
+    embeddings: Embeddings | None = None,
+    system: str = "Answer in the same style as the examples.",
+) -> ChatPromptTemplate:
     """A chat prompt: system, k selected {input, output} examples as turns, then `{input}`."""
     shots = FewShotChatMessagePromptTemplate(
         example_selector=example_selector(examples, k, embeddings),
@@ -40,7 +45,14 @@ def few_shot_prompt(examples: Sequence[dict[str, str]], k: int = 3, embeddings: 
     return ChatPromptTemplate.from_messages([("system", system), shots, ("human", "{input}")])
 
 
-def few_shot_chain(model: BaseChatModel, examples: Sequence[dict[str, str]], k: int = 3,
-                   embeddings: Embeddings | None = None, system: str = "Answer in the same style as the examples.") -> Runnable:
+def few_shot_chain(
+    model: BaseChatModel,
+    examples: Sequence[dict[str, str]],
+    k: int = 3,
+    embeddings: Embeddings | None = None,
+    system: str = "Answer in the same style as the examples.",
+) -> Runnable:
     """Runnable {"input": str} -> str with the k most similar examples as demonstrations."""
-    return (few_shot_prompt(examples, k, embeddings, system) | model | StrOutputParser()).with_config(run_name="few_shot")
+    return (few_shot_prompt(examples, k, embeddings, system) | model | StrOutputParser()).with_config(
+        run_name="few_shot"
+    )

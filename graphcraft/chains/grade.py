@@ -70,8 +70,14 @@ class StripScores:
     scores: np.ndarray
 
 
-def score_strips(store: ChunkStore | None, query_vec: np.ndarray, question: str, doc: Document, embed=None,  # type: ignore[no-untyped-def]
-                 terms: dict[str, float] | None = None) -> StripScores:
+def score_strips(
+    store: ChunkStore | None,
+    query_vec: np.ndarray,
+    question: str,
+    doc: Document,
+    embed=None,  # type: ignore[no-untyped-def]
+    terms: dict[str, float] | None = None,
+) -> StripScores:
     """Strip relevance = cosine(query, strip) + a bonus for the question's terms in the strip.
 
     `terms` are the question's weighted terms when the caller already has them.
@@ -101,8 +107,14 @@ class LocalEvaluator:
 
     name = "local"
 
-    def __init__(self, store: ChunkStore | None, embeddings, upper: float = 0.62, lower: float = 0.42,  # type: ignore[no-untyped-def]
-                 weights: tuple[float, float, float] = (0.5, 0.2, 0.3)) -> None:
+    def __init__(
+        self,
+        store: ChunkStore | None,
+        embeddings,
+        upper: float = 0.62,
+        lower: float = 0.42,  # type: ignore[no-untyped-def]
+        weights: tuple[float, float, float] = (0.5, 0.2, 0.3),
+    ) -> None:
         self.store, self.embeddings = store, embeddings
         self.upper, self.lower, self.weights = upper, lower, weights
 
@@ -147,8 +159,12 @@ class LocalEvaluator:
 
 class _DocGrade(BaseModel):
     index: int = Field(description="The document's number as shown, starting at 1.")
-    score: float = Field(ge=0.0, le=1.0, description="1 = contains what is needed to answer; 0 = irrelevant.",
-                         json_schema_extra={"enum": [i / 10 for i in range(11)]})
+    score: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="1 = contains what is needed to answer; 0 = irrelevant.",
+        json_schema_extra={"enum": [i / 10 for i in range(11)]},
+    )
 
 
 class _Grades(BaseModel):
@@ -160,11 +176,22 @@ def grades_schema(n: int) -> type[_Grades]:
     """The grading schema for `n` documents: a grammar-constrained model (llama.cpp, json_object with a
     schema) can then only write n grades, indexes 1..n and scores in tenths, since grammars have
     enums and lengths but no numeric ranges. Validation stays lenient for providers without grammars."""
-    doc = create_model(f"DocGrade{n}", __base__=_DocGrade,
-                       index=(int, Field(ge=1, le=n, description="The document's number as shown.",
-                                         json_schema_extra={"enum": list(range(1, n + 1))})))
-    return create_model(f"Grades{n}", __base__=_Grades,
-                        grades=(list[doc], Field(json_schema_extra={"minItems": n, "maxItems": n})))  # type: ignore[valid-type]
+    doc = create_model(
+        f"DocGrade{n}",
+        __base__=_DocGrade,
+        index=(
+            int,
+            Field(
+                ge=1,
+                le=n,
+                description="The document's number as shown.",
+                json_schema_extra={"enum": list(range(1, n + 1))},
+            ),
+        ),
+    )
+    return create_model(
+        f"Grades{n}", __base__=_Grades, grades=(list[doc], Field(json_schema_extra={"minItems": n, "maxItems": n}))
+    )  # type: ignore[valid-type]
 
 
 GRADER_PROMPT = """You grade retrieved documents for a question-answering system.
@@ -182,8 +209,14 @@ class LLMEvaluator:
 
     name = "llm"
 
-    def __init__(self, model: BaseChatModel, fallback: LocalEvaluator, upper: float = 0.7, lower: float = 0.3,
-                 max_repairs: int = 2) -> None:
+    def __init__(
+        self,
+        model: BaseChatModel,
+        fallback: LocalEvaluator,
+        upper: float = 0.7,
+        lower: float = 0.3,
+        max_repairs: int = 2,
+    ) -> None:
         self.model, self.fallback = model, fallback
         self.upper, self.lower, self.max_repairs = upper, lower, max_repairs
 
@@ -192,20 +225,39 @@ class LLMEvaluator:
             return Grading(scores=[], strategy=self.name)
         listing = "\n\n".join(f"[{i}] {d.page_content[:1500]}" for i, d in enumerate(docs, start=1))
         schema = grades_schema(len(docs))
-        result = structured_call(self.model, schema, GRADER_PROMPT.format(question=question, documents=listing),
-                                 fallback=schema(grades=[]), max_repairs=self.max_repairs)
+        result = structured_call(
+            self.model,
+            schema,
+            GRADER_PROMPT.format(question=question, documents=listing),
+            fallback=schema(grades=[]),
+            max_repairs=self.max_repairs,
+        )
         by_index = {g.index: g.score for g in result.value.grades}
         complete = not result.fallback and all(i in by_index for i in range(1, len(docs) + 1))
         if not complete:
             local = self.fallback.evaluate(question, docs, query_vec)
             # Local scores live on the local scale: map them onto this evaluator's thresholds.
-            scores = [_rescale(s, (self.fallback.lower, self.fallback.upper), (self.lower, self.upper)) for s in local.scores]
+            scores = [
+                _rescale(s, (self.fallback.lower, self.fallback.upper), (self.lower, self.upper)) for s in local.scores
+            ]
             # A valid but incomplete reply is a fallback too, and counted as one.
-            usage = result.usage if result.fallback else {**result.usage, "structured_fallbacks": result.usage.get("structured_fallbacks", 0) + 1}
-            return Grading(scores=scores, strategy="llm->local_fallback", usage=usage,  # type: ignore[arg-type]
-                           details={**result.trace(), "fallback_reason": "malformed or incomplete grades", "local": local.details})
-        return Grading(scores=[round(by_index[i], 4) for i in range(1, len(docs) + 1)], strategy=self.name,
-                       usage=result.usage, details=result.trace())
+            usage = (
+                result.usage
+                if result.fallback
+                else {**result.usage, "structured_fallbacks": result.usage.get("structured_fallbacks", 0) + 1}
+            )
+            return Grading(
+                scores=scores,
+                strategy="llm->local_fallback",
+                usage=usage,  # type: ignore[arg-type]
+                details={**result.trace(), "fallback_reason": "malformed or incomplete grades", "local": local.details},
+            )
+        return Grading(
+            scores=[round(by_index[i], 4) for i in range(1, len(docs) + 1)],
+            strategy=self.name,
+            usage=result.usage,
+            details=result.trace(),
+        )
 
 
 def _rescale(x: float, src: tuple[float, float], dst: tuple[float, float]) -> float:

@@ -16,8 +16,9 @@ strategies behind one function, `check_answer`:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
@@ -72,8 +73,9 @@ def is_abstention(answer: str) -> bool:
 # ------------------------------------------------------------------------------ local strategy
 
 
-def sentence_support(sentences: Sequence[str], sources: Sequence[str], embeddings: Any,
-                     source_vectors: np.ndarray | None = None) -> np.ndarray:
+def sentence_support(
+    sentences: Sequence[str], sources: Sequence[str], embeddings: Any, source_vectors: np.ndarray | None = None
+) -> np.ndarray:
     """Best support of each sentence by any source text: 0.7 * cosine + 0.3 * term containment.
 
     `source_vectors` (normalised, one row per source) are reused when given, e.g. the strip
@@ -88,23 +90,43 @@ def sentence_support(sentences: Sequence[str], sources: Sequence[str], embedding
         sent, src = vectors[: len(sentences)], vectors[len(sentences) :]
     cosine = sent @ src.T
     source_terms = [set(content_terms(s)) for s in sources]
-    contained = np.array([[(len(set(content_terms(x)) & st) / max(1, len(set(content_terms(x))))) for st in source_terms] for x in sentences],
-                         dtype=np.float32)
+    contained = np.array(
+        [
+            [(len(set(content_terms(x)) & st) / max(1, len(set(content_terms(x))))) for st in source_terms]
+            for x in sentences
+        ],
+        dtype=np.float32,
+    )
     return np.max(0.7 * cosine + 0.3 * contained, axis=1)
 
 
-def local_check(question: str, answer: str, sources: Sequence[str], embeddings: Any, *, support_threshold: float = 0.6,
-                min_supported: float = 0.75, min_coverage: float = 0.2, nlp: Any = None,
-                source_vectors: np.ndarray | None = None) -> AnswerCheck:
+def local_check(
+    question: str,
+    answer: str,
+    sources: Sequence[str],
+    embeddings: Any,
+    *,
+    support_threshold: float = 0.6,
+    min_supported: float = 0.75,
+    min_coverage: float = 0.2,
+    nlp: Any = None,
+    source_vectors: np.ndarray | None = None,
+) -> AnswerCheck:
     """Sentence-level grounding and cheap usefulness, no LLM (see module docstring). `nlp`: spaCy, for names."""
     if is_abstention(answer):
-        return AnswerCheck(grounded=True, useful=False, strategy="local", support=1.0, missing=["an answer"],
-                           reason="the answer is an abstention: nothing relevant was found")
+        return AnswerCheck(
+            grounded=True,
+            useful=False,
+            strategy="local",
+            support=1.0,
+            missing=["an answer"],
+            reason="the answer is an abstention: nothing relevant was found",
+        )
     sentences = answer_sentences(answer)
     scores = sentence_support(sentences, sources, embeddings, source_vectors)
     supported = [bool(s >= support_threshold) for s in scores]
     share = sum(supported) / len(supported) if supported else 0.0
-    unsupported = [s for s, ok in zip(sentences, supported) if not ok]
+    unsupported = [s for s, ok in zip(sentences, supported, strict=False) if not ok]
     kind = expected_answer_type(question)
     typed = has_answer_type(_CITATION.sub("", answer), kind, question, nlp)
     terms = salient_terms(question)
@@ -122,10 +144,21 @@ def local_check(question: str, answer: str, sources: Sequence[str], embeddings: 
         reasons.append(f"the question asks for a {kind} and the answer gives none")
     if cov < min_coverage:
         reasons.append(f"the answer covers {cov:.0%} of the question's key terms")
-    return AnswerCheck(grounded=grounded, useful=useful, strategy="local", support=round(share, 3), usefulness=round(cov, 3),
-                       unsupported=unsupported, missing=missing, reason="; ".join(reasons) or "supported and on topic",
-                       details={"sentence_support": [round(float(s), 3) for s in scores], "answer_type": kind,
-                                "support_threshold": support_threshold})
+    return AnswerCheck(
+        grounded=grounded,
+        useful=useful,
+        strategy="local",
+        support=round(share, 3),
+        usefulness=round(cov, 3),
+        unsupported=unsupported,
+        missing=missing,
+        reason="; ".join(reasons) or "supported and on topic",
+        details={
+            "sentence_support": [round(float(s), 3) for s in scores],
+            "answer_type": kind,
+            "support_threshold": support_threshold,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------ LLM strategy
@@ -134,11 +167,19 @@ def local_check(question: str, answer: str, sources: Sequence[str], embeddings: 
 class Assessment(BaseModel):
     grounded: bool = Field(description="True if EVERY claim in the answer is supported by the sources.")
     useful: bool = Field(description="True if the answer actually answers the question.")
-    unsupported_claims: list[str] = Field(default_factory=list, description="Claims of the answer that no source supports.",
-                                          json_schema_extra={"maxItems": 3, "items": {"type": "string", "maxLength": 160}})
-    missing: list[str] = Field(default_factory=list, description="What the question asks that the answer does not give.",
-                               json_schema_extra={"maxItems": 3, "items": {"type": "string", "maxLength": 160}})
-    reason: str = Field(default="", description="One sentence explaining the verdict.", json_schema_extra={"maxLength": 160})
+    unsupported_claims: list[str] = Field(
+        default_factory=list,
+        description="Claims of the answer that no source supports.",
+        json_schema_extra={"maxItems": 3, "items": {"type": "string", "maxLength": 160}},
+    )
+    missing: list[str] = Field(
+        default_factory=list,
+        description="What the question asks that the answer does not give.",
+        json_schema_extra={"maxItems": 3, "items": {"type": "string", "maxLength": 160}},
+    )
+    reason: str = Field(
+        default="", description="One sentence explaining the verdict.", json_schema_extra={"maxLength": 160}
+    )
 
 
 CHECK_PROMPT = """You check an answer produced by a retrieval-augmented assistant.
@@ -155,26 +196,56 @@ Sources:
 Answer: {answer}"""
 
 
-def llm_check(question: str, answer: str, sources: Sequence[str], model: BaseChatModel, embeddings: Any, *,
-              max_repairs: int = 2, **local_options: Any) -> AnswerCheck:
+def llm_check(
+    question: str,
+    answer: str,
+    sources: Sequence[str],
+    model: BaseChatModel,
+    embeddings: Any,
+    *,
+    max_repairs: int = 2,
+    **local_options: Any,
+) -> AnswerCheck:
     """Both judgements in one structured call; local check on a malformed reply (recorded)."""
     listing = "\n".join(f"[{i}] {s[:1200]}" for i, s in enumerate(sources, start=1)) or "(no sources)"
-    result = structured_call(model, Assessment, CHECK_PROMPT.format(question=question, sources=listing, answer=answer),
-                             fallback=Assessment(grounded=False, useful=False), max_repairs=max_repairs)
+    result = structured_call(
+        model,
+        Assessment,
+        CHECK_PROMPT.format(question=question, sources=listing, answer=answer),
+        fallback=Assessment(grounded=False, useful=False),
+        max_repairs=max_repairs,
+    )
     if result.fallback:
         local = local_check(question, answer, sources, embeddings, **local_options)
         local.strategy, local.usage = "llm->local_fallback", result.usage
         local.details = {**local.details, **result.trace()}
         return local
     verdict = result.value
-    return AnswerCheck(grounded=verdict.grounded, useful=verdict.useful and not is_abstention(answer), strategy="llm",
-                       support=1.0 if verdict.grounded else 0.0, usefulness=1.0 if verdict.useful else 0.0,
-                       unsupported=verdict.unsupported_claims, missing=verdict.missing, reason=verdict.reason,
-                       usage=result.usage, details=result.trace())
+    return AnswerCheck(
+        grounded=verdict.grounded,
+        useful=verdict.useful and not is_abstention(answer),
+        strategy="llm",
+        support=1.0 if verdict.grounded else 0.0,
+        usefulness=1.0 if verdict.useful else 0.0,
+        unsupported=verdict.unsupported_claims,
+        missing=verdict.missing,
+        reason=verdict.reason,
+        usage=result.usage,
+        details=result.trace(),
+    )
 
 
-def check_answer(question: str, answer: str, sources: Sequence[str], *, model: BaseChatModel | None = None, embeddings: Any = None,
-                 strategy: str = "auto", max_repairs: int = 2, **local_options: Any) -> AnswerCheck:
+def check_answer(
+    question: str,
+    answer: str,
+    sources: Sequence[str],
+    *,
+    model: BaseChatModel | None = None,
+    embeddings: Any = None,
+    strategy: str = "auto",
+    max_repairs: int = 2,
+    **local_options: Any,
+) -> AnswerCheck:
     """Grounding + usefulness of `answer` against `sources` (texts). strategy: auto | local | llm."""
     if embeddings is None:
         from graphcraft.models import get_embeddings
@@ -184,6 +255,13 @@ def check_answer(question: str, answer: str, sources: Sequence[str], *, model: B
     if use_llm:
         from graphcraft.models import require_chat_model
 
-        return llm_check(question, answer, sources, require_chat_model(model, "the LLM grounding check"), embeddings,
-                         max_repairs=max_repairs, **local_options)
+        return llm_check(
+            question,
+            answer,
+            sources,
+            require_chat_model(model, "the LLM grounding check"),
+            embeddings,
+            max_repairs=max_repairs,
+            **local_options,
+        )
     return local_check(question, answer, sources, embeddings, **local_options)

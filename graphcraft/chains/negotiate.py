@@ -27,7 +27,6 @@ from graphcraft.errors import GraphcraftError, ModelError, NoChatModelError
 from graphcraft.models import structured_call, with_counter
 from graphcraft.runtime.accounting import Usage, UsageCallback
 
-
 # Length limits appear in the JSON schema, so a grammar-constrained model cannot run past its
 # token limit in the middle of a string; other providers are asked to shorten (a repair).
 STANCE_CHARS = 80
@@ -38,12 +37,21 @@ MAX_RANKING = 5
 class Position(BaseModel):
     """An agent's position on the question."""
 
-    stance: str = Field(max_length=STANCE_CHARS, description="your answer in a few words (e.g. 'yes', 'no', or one of the options)")
-    confidence: float = Field(ge=0.0, le=1.0, description="how sure you are, from 0 to 1",
-                              json_schema_extra={"enum": [i / 10 for i in range(11)]})  # a grammar has no numeric range
-    rationale: str = Field(max_length=RATIONALE_CHARS, description="the main reasons for your stance, in one to three sentences")
+    stance: str = Field(
+        max_length=STANCE_CHARS, description="your answer in a few words (e.g. 'yes', 'no', or one of the options)"
+    )
+    confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="how sure you are, from 0 to 1",
+        json_schema_extra={"enum": [i / 10 for i in range(11)]},
+    )  # a grammar has no numeric range
+    rationale: str = Field(
+        max_length=RATIONALE_CHARS, description="the main reasons for your stance, in one to three sentences"
+    )
     ranking: list[Annotated[str, Field(max_length=STANCE_CHARS)]] = Field(
-        default_factory=list, max_length=MAX_RANKING, description="optional: acceptable stances, most preferred first")
+        default_factory=list, max_length=MAX_RANKING, description="optional: acceptable stances, most preferred first"
+    )
 
     @field_validator("stance")
     @classmethod
@@ -71,10 +79,17 @@ def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
 
     enum = {"enum": list(options)}
     stance = Field(max_length=STANCE_CHARS, description=f"exactly one of: {', '.join(options)}", json_schema_extra=enum)
-    ranking = Field(default_factory=list, max_length=len(options), description="optional: acceptable options, most preferred first")
-    return create_model("Position", __base__=Position, __doc__=Position.__doc__, stance=(str, stance),
-                        ranking=(list[Annotated[str, Field(json_schema_extra=enum)]], ranking),
-                        __validators__={"_in_options": field_validator("stance")(classmethod(_in_options))})
+    ranking = Field(
+        default_factory=list, max_length=len(options), description="optional: acceptable options, most preferred first"
+    )
+    return create_model(
+        "Position",
+        __base__=Position,
+        __doc__=Position.__doc__,
+        stance=(str, stance),
+        ranking=(list[Annotated[str, Field(json_schema_extra=enum)]], ranking),
+        __validators__={"_in_options": field_validator("stance")(classmethod(_in_options))},
+    )
 
 
 # ---------------------------------------------------------------------------- agents
@@ -95,8 +110,10 @@ class AgentSpec:
 
     def system_prompt(self) -> str:
         persona = f" {self.persona}" if self.persona else ""
-        return (f"You are {self.name}, the {self.role} on a panel that must reach a decision together.{persona} "
-                "Think independently, state your honest position, and change it only for good reasons.")
+        return (
+            f"You are {self.name}, the {self.role} on a panel that must reach a decision together.{persona} "
+            "Think independently, state your honest position, and change it only for good reasons."
+        )
 
 
 DEFAULT_TEAM: tuple[tuple[str, str], ...] = (
@@ -112,8 +129,12 @@ DEFAULT_TEAM: tuple[tuple[str, str], ...] = (
 )
 
 
-def make_agents(agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None, *,
-                default: int = 3, max_agents: int | None = None) -> list[AgentSpec]:
+def make_agents(
+    agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None,
+    *,
+    default: int = 3,
+    max_agents: int | None = None,
+) -> list[AgentSpec]:
     """A team from a size (default roles), or from specs / dicts / role names; names made unique.
 
     Raises TeamError for an empty team, a size beyond `max_agents` (checked before any agent is
@@ -130,8 +151,14 @@ def make_agents(agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | No
     if max_agents is not None and size > max_agents:
         raise TeamError(f"a consensus takes at most {max_agents} agents (got {size}); raise max_agents to allow more")
     if isinstance(agents, int):
-        specs = [AgentSpec(name=f"agent{i + 1}", role=DEFAULT_TEAM[i % len(DEFAULT_TEAM)][0],
-                           persona=DEFAULT_TEAM[i % len(DEFAULT_TEAM)][1]) for i in range(agents)]
+        specs = [
+            AgentSpec(
+                name=f"agent{i + 1}",
+                role=DEFAULT_TEAM[i % len(DEFAULT_TEAM)][0],
+                persona=DEFAULT_TEAM[i % len(DEFAULT_TEAM)][1],
+            )
+            for i in range(agents)
+        ]
     else:
         specs = []
         for i, item in enumerate(agents):
@@ -150,8 +177,15 @@ def make_agents(agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | No
 # ---------------------------------------------------------------------------- prompts
 
 
-def position_prompt(agent: AgentSpec, question: str, *, options: Sequence[str] = (), round: int = 0,
-                    previous: Mapping[str, Any] | None = None, others: Sequence[Mapping[str, Any]] = ()) -> list[BaseMessage]:
+def position_prompt(
+    agent: AgentSpec,
+    question: str,
+    *,
+    options: Sequence[str] = (),
+    round: int = 0,
+    previous: Mapping[str, Any] | None = None,
+    others: Sequence[Mapping[str, Any]] = (),
+) -> list[BaseMessage]:
     """Round 0: state a position alone. Later rounds: read the others' positions and keep or revise."""
     lines = [f"Question: {question}"]
     if options:
@@ -160,13 +194,17 @@ def position_prompt(agent: AgentSpec, question: str, *, options: Sequence[str] =
         lines.append("State your position independently.")
     else:
         if previous is not None and previous.get("status") != "excluded":
-            lines.append(f"Your position in the previous round: {previous['stance']} "
-                         f"(confidence {previous['confidence']:.2f}) because {previous['rationale']}")
+            lines.append(
+                f"Your position in the previous round: {previous['stance']} "
+                f"(confidence {previous['confidence']:.2f}) because {previous['rationale']}"
+            )
         lines.append(f"Negotiation round {round}. The other panel members' latest positions:")
         for other in others:
             pos = other.get("content", other)
-            lines.append(f"- {other.get('sender', pos.get('agent', '?'))}: {pos['stance']} "
-                         f"(confidence {pos['confidence']:.2f}) because {pos['rationale']}")
+            lines.append(
+                f"- {other.get('sender', pos.get('agent', '?'))}: {pos['stance']} "
+                f"(confidence {pos['confidence']:.2f}) because {pos['rationale']}"
+            )
         if not others:
             lines.append("- (none received)")
         lines.append("Consider their arguments. Keep your stance or revise it; say why in the rationale.")
@@ -176,10 +214,18 @@ def position_prompt(agent: AgentSpec, question: str, *, options: Sequence[str] =
 # ---------------------------------------------------------------------------- one turn
 
 
-def state_position(agent: AgentSpec, model: BaseChatModel, question: str, *, options: Sequence[str] = (),
-                   round: int = 0, previous: Mapping[str, Any] | None = None,
-                   others: Sequence[Mapping[str, Any]] = (), max_repairs: int = 2,
-                   config: dict | None = None) -> tuple[dict[str, Any], Usage]:
+def state_position(
+    agent: AgentSpec,
+    model: BaseChatModel,
+    question: str,
+    *,
+    options: Sequence[str] = (),
+    round: int = 0,
+    previous: Mapping[str, Any] | None = None,
+    others: Sequence[Mapping[str, Any]] = (),
+    max_repairs: int = 2,
+    config: dict | None = None,
+) -> tuple[dict[str, Any], Usage]:
     """Ask `agent` for its position; returns (ballot record, usage).
 
     The ballot's status is "ok", "repaired" (valid after one or more repairs) or "excluded"
@@ -194,23 +240,33 @@ def state_position(agent: AgentSpec, model: BaseChatModel, question: str, *, opt
     record: dict[str, Any] = {"agent": agent.name, "round": round}
     spent = UsageCallback()  # sees the calls of a structured call that raised, whose own usage is lost
     try:
-        result = structured_call(model, schema, messages, fallback=fallback, max_repairs=max_repairs,
-                                 config=with_counter(config, spent))
+        result = structured_call(
+            model, schema, messages, fallback=fallback, max_repairs=max_repairs, config=with_counter(config, spent)
+        )
     except NoChatModelError:
         raise  # configuration problems are the user's to fix, not a vote to skip
     except Exception as exc:  # noqa: BLE001 - a failing provider call excludes the agent for this round
         text = str(exc) if isinstance(exc, GraphcraftError) else f"{type(exc).__name__}: {exc}"
-        record.update(status="excluded", attempts=int(spent.usage["llm_calls"]) or 1, errors=[text.splitlines()[0][:300]],
-                      model_error=isinstance(exc, ModelError))
+        record.update(
+            status="excluded",
+            attempts=int(spent.usage["llm_calls"]) or 1,
+            errors=[text.splitlines()[0][:300]],
+            model_error=isinstance(exc, ModelError),
+        )
         return record, spent.usage
     record["attempts"] = result.attempts
     if result.fallback:
         record.update(status="excluded", errors=result.errors[-3:])
     else:
         pos = result.value
-        record.update(status="repaired" if result.attempts > 1 else "ok", stance=normalize_stance(pos.stance),
-                      stated=pos.stance, confidence=float(pos.confidence), rationale=pos.rationale.strip(),
-                      ranking=[normalize_stance(r) for r in pos.ranking if normalize_stance(r)])
+        record.update(
+            status="repaired" if result.attempts > 1 else "ok",
+            stance=normalize_stance(pos.stance),
+            stated=pos.stance,
+            confidence=float(pos.confidence),
+            rationale=pos.rationale.strip(),
+            ranking=[normalize_stance(r) for r in pos.ranking if normalize_stance(r)],
+        )
         if result.errors:
             record["errors"] = result.errors[-3:]
     return record, result.usage
@@ -218,5 +274,10 @@ def state_position(agent: AgentSpec, model: BaseChatModel, question: str, *, opt
 
 def as_ballot(record: Mapping[str, Any]) -> Ballot:
     """The vote of a valid ballot record."""
-    return Ballot(agent=record["agent"], stance=record["stance"], confidence=float(record["confidence"]),
-                  rationale=record.get("rationale", ""), ranking=tuple(record.get("ranking", ())))
+    return Ballot(
+        agent=record["agent"],
+        stance=record["stance"],
+        confidence=float(record["confidence"]),
+        rationale=record.get("rationale", ""),
+        ranking=tuple(record.get("ranking", ())),
+    )

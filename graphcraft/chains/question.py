@@ -14,8 +14,8 @@ No LLM, no network; a spaCy parse of one short sentence costs about a millisecon
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from graphcraft.chains.terms import words
@@ -25,9 +25,16 @@ AnswerType = Literal["person", "date", "number", "place", "code"]
 # ------------------------------------------------------------------------------ arithmetic
 
 _WORD_OPERATORS = [
-    (r"\bmultiplied by\b|\btimes\b", "*"), (r"\bdivided by\b|\bover\b", "/"), (r"\bplus\b|\badded to\b", "+"),
-    (r"\bminus\b|\bless\b", "-"), (r"\bto the power of\b|\braised to\b", "**"), (r"\bsquared\b", "**2"),
-    (r"\bcubed\b", "**3"), (r"\bmodulo\b|\bmod\b", "%"), (r"(?<=\d)\s*[x×]\s*(?=\d)", "*"), (r"÷", "/"),
+    (r"\bmultiplied by\b|\btimes\b", "*"),
+    (r"\bdivided by\b|\bover\b", "/"),
+    (r"\bplus\b|\badded to\b", "+"),
+    (r"\bminus\b|\bless\b", "-"),
+    (r"\bto the power of\b|\braised to\b", "**"),
+    (r"\bsquared\b", "**2"),
+    (r"\bcubed\b", "**3"),
+    (r"\bmodulo\b|\bmod\b", "%"),
+    (r"(?<=\d)\s*[x×]\s*(?=\d)", "*"),
+    (r"÷", "/"),
 ]
 _SQRT = re.compile(r"\bsquare root of\s+(\d+(?:\.\d+)?)", re.IGNORECASE)
 _PERCENT_OF = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent)\s+of\s+(\d+(?:\.\d+)?)", re.IGNORECASE)
@@ -59,24 +66,61 @@ def arithmetic_expression(question: str) -> str | None:
 # ------------------------------------------------------------------------------ answer types
 
 _TYPE_CUES: list[tuple[re.Pattern[str], AnswerType]] = [
-    (re.compile(r"^(in |on |at |by |during |since |until )?(what|which) (year|date|day|month|decade|century)\b|"
-                r"^when (did|was|were|is|are|will|does|do|has|had|have)\b", re.I), "date"),
-    (re.compile(r"\bhow (many|much|long|big|large|high|far|old|tall|deep|fast|often)\b|\bwhat (age|percentage|proportion|price|fee|cost|number|"
-                r"population|temperature|speed|depth|height|budget|share|size|total|amount|revenue|income)\b|\bby how much\b|"
-                r"^what (is|was|are|were|does|did|do)\b.*\b(age|price|fee|cost|population|temperature|speed|depth|height|budget|"
-                r"revenue|income|level|ceiling|limit|distance|length|weight|capacity|endurance|salary)\b", re.I), "number"),
-    (re.compile(r"^(who|whom|whose)\b|\b(which|what) (person|woman|man|brothers|company|organisation|organization|firm|group|"
-                r"contractor|party|engineer|director|founder)\b", re.I), "person"),
-    (re.compile(r"^where\b|\b(which|what) (district|city|town|country|street|place|region|part of the city)\b", re.I), "place"),
-    (re.compile(r"\b(what|which) (\w+[ -])?(version|release|size|port|timeout|limit|level)\b|"
-                r"\bwhat (is|was|are) the (oldest|newest|largest|smallest|maximum|minimum|highest|lowest) ", re.I), "number"),
-    (re.compile(r"\b(which|what) ([\w-]+ ){0,2}(functions?|methods?|options?|arguments?|parameters?|flags?|modules?|class(es)?|attributes?|"
-                r"settings?|variables?|commands?|exceptions?|constants?|keywords?|fields?|propert(y|ies)|keys?|switch(es)?|"
-                r"extensions?|calls?|roles?|privileges?|statements?|clauses?|tools?|utilit(y|ies)|programs?|views?)\b|"
-                r"^how (do|can|should|would) (i|we|you|one|my)\b", re.I), "code"),
+    (
+        re.compile(
+            r"^(in |on |at |by |during |since |until )?(what|which) (year|date|day|month|decade|century)\b|"
+            r"^when (did|was|were|is|are|will|does|do|has|had|have)\b",
+            re.I,
+        ),
+        "date",
+    ),
+    (
+        re.compile(
+            r"\bhow (many|much|long|big|large|high|far|old|tall|deep|fast|often)\b|\bwhat (age|percentage|proportion|price|fee|cost|number|"
+            r"population|temperature|speed|depth|height|budget|share|size|total|amount|revenue|income)\b|\bby how much\b|"
+            r"^what (is|was|are|were|does|did|do)\b.*\b(age|price|fee|cost|population|temperature|speed|depth|height|budget|"
+            r"revenue|income|level|ceiling|limit|distance|length|weight|capacity|endurance|salary)\b",
+            re.I,
+        ),
+        "number",
+    ),
+    (
+        re.compile(
+            r"^(who|whom|whose)\b|\b(which|what) (person|woman|man|brothers|company|organisation|organization|firm|group|"
+            r"contractor|party|engineer|director|founder)\b",
+            re.I,
+        ),
+        "person",
+    ),
+    (
+        re.compile(
+            r"^where\b|\b(which|what) (district|city|town|country|street|place|region|part of the city)\b", re.I
+        ),
+        "place",
+    ),
+    (
+        re.compile(
+            r"\b(what|which) (\w+[ -])?(version|release|size|port|timeout|limit|level)\b|"
+            r"\bwhat (is|was|are) the (oldest|newest|largest|smallest|maximum|minimum|highest|lowest) ",
+            re.I,
+        ),
+        "number",
+    ),
+    (
+        re.compile(
+            r"\b(which|what) ([\w-]+ ){0,2}(functions?|methods?|options?|arguments?|parameters?|flags?|modules?|class(es)?|attributes?|"
+            r"settings?|variables?|commands?|exceptions?|constants?|keywords?|fields?|propert(y|ies)|keys?|switch(es)?|"
+            r"extensions?|calls?|roles?|privileges?|statements?|clauses?|tools?|utilit(y|ies)|programs?|views?)\b|"
+            r"^how (do|can|should|would) (i|we|you|one|my)\b",
+            re.I,
+        ),
+        "code",
+    ),
 ]
 # A name as code writes it: --option, func(), pkg.mod, snake_case, CamelCase, CONSTANT.
-_CODE_TOKEN = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]+|\w+\(\)|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z]\w*_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[A-Z]{3,}\w*)")
+_CODE_TOKEN = re.compile(
+    r"(?<![\w-])(--?[A-Za-z][\w-]+|\w+\(\)|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z]\w*_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[A-Z]{3,}\w*)"
+)
 _NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen)\b"
 _MONTHS = r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\b"
 
@@ -148,8 +192,10 @@ _OVERVIEW = re.compile(
     r"^what (has|have|did) .+ (shown|decided?|found|achieved|changed)\b",
     re.IGNORECASE,
 )
-_BRIDGE = re.compile(r"\b(the|a|an)\s+(?:\w+\s+){0,3}?\w+\s+(where|whose|that|which|who)\s+\w+|\bthe (year|day|month|date) (the|that|when)\b",
-                     re.IGNORECASE)
+_BRIDGE = re.compile(
+    r"\b(the|a|an)\s+(?:\w+\s+){0,3}?\w+\s+(where|whose|that|which|who)\s+\w+|\bthe (year|day|month|date) (the|that|when)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -170,13 +216,30 @@ def question_signals(question: str, nlp: object | None = None) -> QuestionSignal
     """Cheap signals about a question; `nlp` is a spaCy pipeline (entities and relative clauses)."""
     tokens = words(question)
     first = tokens[0].lower() if tokens else None
-    qword = next((t.lower() for t in tokens[:4] if t.lower() in {"what", "which", "who", "whom", "whose", "when", "where", "why", "how"}), first)
+    qword = next(
+        (
+            t.lower()
+            for t in tokens[:4]
+            if t.lower() in {"what", "which", "who", "whom", "whose", "when", "where", "why", "how"}
+        ),
+        first,
+    )
     overview = _OVERVIEW.search(question.strip())
     bridges = [m.group(0) for m in _BRIDGE.finditer(question) if m.start() > 0]
     entities: list[str] = []
     if nlp is not None:
         doc = nlp(question)  # type: ignore[operator]
-        entities = [e.text for e in doc.ents if e.label_ not in ("CARDINAL", "ORDINAL") and not e.text.lower().startswith(("what", "which"))]
-    return QuestionSignals(words=len(tokens), question_word=qword, answer_type=expected_answer_type(question), entities=entities,
-                           bridges=bridges, overview_cue=overview.group(0) if overview else None,
-                           arithmetic=arithmetic_expression(question))
+        entities = [
+            e.text
+            for e in doc.ents
+            if e.label_ not in ("CARDINAL", "ORDINAL") and not e.text.lower().startswith(("what", "which"))
+        ]
+    return QuestionSignals(
+        words=len(tokens),
+        question_word=qword,
+        answer_type=expected_answer_type(question),
+        entities=entities,
+        bridges=bridges,
+        overview_cue=overview.group(0) if overview else None,
+        arithmetic=arithmetic_expression(question),
+    )

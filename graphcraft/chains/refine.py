@@ -7,8 +7,8 @@ order. A `Strip` keeps its provenance so the answer can cite chunk, page and sco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 from langchain_core.documents import Document
@@ -17,7 +17,6 @@ from graphcraft.chains.grade import StripScores, score_strips
 from graphcraft.chains.question import ANSWER_FIT_BONUS, answer_fit
 from graphcraft.chains.terms import informative
 from graphcraft.stores.vector import ChunkStore
-
 
 MAX_STRIPS = 8  # strips kept for the answer (an LLM reads them all; the extractive answer quotes the best)
 
@@ -39,15 +38,24 @@ class Strip:
         return asdict(self)
 
 
-def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document], doc_scores: list[float],
-                     store: ChunkStore | None, threshold: float, embed: Callable[[list[str]], np.ndarray] | None = None,
-                     max_strips: int = MAX_STRIPS, origin: str = "internal", strip_scores: list[list[float]] | None = None) -> list[Strip]:
+def refine_documents(
+    question: str,
+    query_vec: np.ndarray,
+    docs: list[Document],
+    doc_scores: list[float],
+    store: ChunkStore | None,
+    threshold: float,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    max_strips: int = MAX_STRIPS,
+    origin: str = "internal",
+    strip_scores: list[list[float]] | None = None,
+) -> list[Strip]:
     """Keep the strips scoring at least `threshold` (at most `max_strips`), in reading order.
 
     `strip_scores` (per document) reuses the scores the evaluator already computed.
     """
     candidates: list[Strip] = []
-    for i, (doc, doc_score) in enumerate(zip(docs, doc_scores)):
+    for i, (doc, doc_score) in enumerate(zip(docs, doc_scores, strict=False)):
         known = strip_scores[i] if strip_scores is not None else None
         if known is not None and store is not None:
             texts = store.strips(doc)[0]
@@ -56,14 +64,27 @@ def refine_documents(question: str, query_vec: np.ndarray, docs: list[Document],
             strips = None
         strips = strips or score_strips(store, query_vec, question, doc, embed)
         spans = strip_spans(doc)
-        for position, (text, score) in enumerate(zip(strips.texts, strips.scores)):
+        for position, (text, score) in enumerate(zip(strips.texts, strips.scores, strict=False)):
             if score >= threshold and informative(text):
                 start, end = spans[position] if position < len(spans) else (-1, -1)
-                candidates.append(Strip(text=text.strip(), score=round(float(score), 4), source=str(doc.metadata.get("source", "")),
-                                        chunk_id=str(doc.metadata.get("chunk_id", "")), page=doc.metadata.get("page"),
-                                        position=position, origin=origin, doc_score=float(doc_score), start=start, end=end))
+                candidates.append(
+                    Strip(
+                        text=text.strip(),
+                        score=round(float(score), 4),
+                        source=str(doc.metadata.get("source", "")),
+                        chunk_id=str(doc.metadata.get("chunk_id", "")),
+                        page=doc.metadata.get("page"),
+                        position=position,
+                        origin=origin,
+                        doc_score=float(doc_score),
+                        start=start,
+                        end=end,
+                    )
+                )
     # Keep the strips most likely to answer: relevance, plus a bonus for holding the asked-for kind of answer.
-    best = sorted(candidates, key=lambda s: s.score + ANSWER_FIT_BONUS * answer_fit(s.text, question), reverse=True)[:max_strips]
+    best = sorted(candidates, key=lambda s: s.score + ANSWER_FIT_BONUS * answer_fit(s.text, question), reverse=True)[
+        :max_strips
+    ]
     order = {id(s): i for i, s in enumerate(candidates)}
     return sorted(best, key=lambda s: order[id(s)])
 

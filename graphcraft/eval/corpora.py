@@ -41,7 +41,9 @@ class Corpus:
 
     def missing_reason(self) -> str:
         missing = [f for f in self.files if not (self.root / f).is_file()]
-        return f"{len(missing)} page(s) of corpus {self.name!r} missing under {self.root}: apt-get install {self.package}"
+        return (
+            f"{len(missing)} page(s) of corpus {self.name!r} missing under {self.root}: apt-get install {self.package}"
+        )
 
     def materialize(self, target: str | Path) -> list[Path]:
         """Copy the corpus pages into `target` (flat, by base name); returns the copied paths."""
@@ -69,8 +71,13 @@ def load_corpus(name_or_folder: str | Path) -> Corpus:
     except (OSError, json.JSONDecodeError) as exc:
         raise DatasetError(f"cannot read corpus description {path}: {exc}") from exc
     try:
-        return Corpus(name=str(meta["name"]), package=str(meta.get("package", "")), root=Path(meta["root"]),
-                      files=[str(f) for f in meta["files"]], folder=folder)
+        return Corpus(
+            name=str(meta["name"]),
+            package=str(meta.get("package", "")),
+            root=Path(meta["root"]),
+            files=[str(f) for f in meta["files"]],
+            folder=folder,
+        )
     except (KeyError, TypeError) as exc:
         raise DatasetError(f"{path}: missing or malformed field ({exc})") from exc
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from graphcraft.errors import GraphcraftError
 
@@ -79,13 +79,25 @@ def _record(obj: dict, where: str) -> Question:
     if missing:
         raise DatasetError(f"{where}: missing key(s) {', '.join(missing)}")
     if obj["type"] not in QUESTION_TYPES:
-        raise DatasetError(f"{where}: unknown question type {obj['type']!r} (expected one of {', '.join(QUESTION_TYPES)})")
+        raise DatasetError(
+            f"{where}: unknown question type {obj['type']!r} (expected one of {', '.join(QUESTION_TYPES)})"
+        )
     try:
-        hops = [Hop(fact=h.get("fact", ""), source=h["source"], evidence=h.get("evidence", "")) for h in obj.get("hops") or []]
-        return Question(id=str(obj["id"]), question=str(obj["question"]), type=obj["type"], answer=str(obj.get("answer", "")),
-                        answer_keywords=as_groups(obj.get("answer_keywords") or []),
-                        gold_sources=[str(s) for s in obj.get("gold_sources") or []], hops=hops,
-                        computed=bool(obj.get("computed", False)), note=str(obj.get("note", "")))
+        hops = [
+            Hop(fact=h.get("fact", ""), source=h["source"], evidence=h.get("evidence", ""))
+            for h in obj.get("hops") or []
+        ]
+        return Question(
+            id=str(obj["id"]),
+            question=str(obj["question"]),
+            type=obj["type"],
+            answer=str(obj.get("answer", "")),
+            answer_keywords=as_groups(obj.get("answer_keywords") or []),
+            gold_sources=[str(s) for s in obj.get("gold_sources") or []],
+            hops=hops,
+            computed=bool(obj.get("computed", False)),
+            note=str(obj.get("note", "")),
+        )
     except (KeyError, TypeError, AttributeError) as exc:
         raise DatasetError(f"{where}: malformed field ({exc})") from exc
 

@@ -9,9 +9,10 @@ carry paths.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import PurePath
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from graphcraft.eval.datasets import Question, as_groups
 
@@ -108,19 +109,27 @@ def abstention_metrics(should_abstain: Sequence[bool], abstained: Sequence[bool]
     """Compare expected and actual abstentions, question by question."""
     if len(should_abstain) != len(abstained):
         raise ValueError(f"{len(should_abstain)} expectations but {len(abstained)} outcomes")
-    pairs = list(zip(map(bool, should_abstain), map(bool, abstained)))
+    pairs = list(zip(map(bool, should_abstain), map(bool, abstained), strict=False))
     tp = sum(e and a for e, a in pairs)
     expected = sum(e for e, _ in pairs)
     made = sum(a for _, a in pairs)
     answerable = len(pairs) - expected
     right = sum(e == a for e, a in pairs)
-    return AbstentionMetrics(n=len(pairs), should_abstain=expected, abstained=made, correct_abstentions=tp,
-                             accuracy=_ratio(right, len(pairs)), precision=_ratio(tp, made), recall=_ratio(tp, expected),
-                             false_abstention_rate=_ratio(made - tp, answerable))
+    return AbstentionMetrics(
+        n=len(pairs),
+        should_abstain=expected,
+        abstained=made,
+        correct_abstentions=tp,
+        accuracy=_ratio(right, len(pairs)),
+        precision=_ratio(tp, made),
+        recall=_ratio(tp, expected),
+        false_abstention_rate=_ratio(made - tp, answerable),
+    )
 
 
-def grade_result(question: Question, result: Mapping[str, Any], k: int = 5,
-                 expect_abstention: bool | None = None) -> dict[str, Any]:
+def grade_result(
+    question: Question, result: Mapping[str, Any], k: int = 5, expect_abstention: bool | None = None
+) -> dict[str, Any]:
     """One row for a graph's result ({"answer", "sources", "trace"}) on one question.
 
     correct: abstained when abstention is expected, otherwise not abstained and passing the
@@ -137,9 +146,15 @@ def grade_result(question: Question, result: Mapping[str, Any], k: int = 5,
     else:
         correct = not abstained and is_correct(answer, question.answer_keywords)
     sources = list(result.get("sources") or [])
-    return {"id": question.id, "type": question.type, "correct": correct, "abstained": abstained,
-            "should_abstain": expect, f"recall@{k}": recall_at_k(sources, question.gold_sources, k),
-            "llm_calls": int(trace.get("llm_calls", 0))}
+    return {
+        "id": question.id,
+        "type": question.type,
+        "correct": correct,
+        "abstained": abstained,
+        "should_abstain": expect,
+        f"recall@{k}": recall_at_k(sources, question.gold_sources, k),
+        "llm_calls": int(trace.get("llm_calls", 0)),
+    }
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], k: int = 5) -> dict[str, Any]:
@@ -147,9 +162,13 @@ def summarize(rows: Sequence[Mapping[str, Any]], k: int = 5) -> dict[str, Any]:
     answerable = [r for r in rows if not r["should_abstain"]]
     recalls = [r[f"recall@{k}"] for r in rows if r.get(f"recall@{k}") is not None]
     abst = abstention_metrics([r["should_abstain"] for r in rows], [r["abstained"] for r in rows])
-    return {"n": len(rows), "accuracy": _ratio(sum(r["correct"] for r in rows), len(rows)),
-            "answer_hit_rate": _ratio(sum(r["correct"] for r in answerable), len(answerable)),
-            "abstention_accuracy": abst.accuracy, "abstention_recall": abst.recall,
-            "false_abstention_rate": abst.false_abstention_rate,
-            f"recall@{k}": sum(recalls) / len(recalls) if recalls else None,
-            "llm_calls_per_question": _ratio(sum(r.get("llm_calls", 0) for r in rows), len(rows))}
+    return {
+        "n": len(rows),
+        "accuracy": _ratio(sum(r["correct"] for r in rows), len(rows)),
+        "answer_hit_rate": _ratio(sum(r["correct"] for r in answerable), len(answerable)),
+        "abstention_accuracy": abst.accuracy,
+        "abstention_recall": abst.recall,
+        "false_abstention_rate": abst.false_abstention_rate,
+        f"recall@{k}": sum(recalls) / len(recalls) if recalls else None,
+        "llm_calls_per_question": _ratio(sum(r.get("llm_calls", 0) for r in rows), len(rows)),
+    }

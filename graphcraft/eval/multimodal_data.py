@@ -36,18 +36,36 @@ INTRO = [
 
 # (sentence on a scanned page, question, exact answer)
 SCANNED_FACTS = [
-    ("The Lisbon warehouse inspection on 14 March 2023 found 37 damaged panels.",
-     "How many damaged panels did the Lisbon warehouse inspection find?", "37"),
-    ("Inspector Marta Okafor signed the Lisbon report and ordered new racking.",
-     "Who signed the Lisbon inspection report?", "Marta Okafor"),
-    ("The Gdansk depot stored 5,820 inverters in climate controlled halls.",
-     "How many inverters did the Gdansk depot store?", "5,820"),
-    ("Fire drills at the Gdansk depot took place every 45 days.",
-     "How often did fire drills take place at the Gdansk depot?", "45 days"),
-    ("The Valencia site replaced its forklift fleet with 12 electric units.",
-     "How many electric forklifts did the Valencia site buy?", "12"),
-    ("Insurance premiums for all warehouses rose to 1.9 million euros.",
-     "How much were the insurance premiums for all warehouses?", "1.9 million"),
+    (
+        "The Lisbon warehouse inspection on 14 March 2023 found 37 damaged panels.",
+        "How many damaged panels did the Lisbon warehouse inspection find?",
+        "37",
+    ),
+    (
+        "Inspector Marta Okafor signed the Lisbon report and ordered new racking.",
+        "Who signed the Lisbon inspection report?",
+        "Marta Okafor",
+    ),
+    (
+        "The Gdansk depot stored 5,820 inverters in climate controlled halls.",
+        "How many inverters did the Gdansk depot store?",
+        "5,820",
+    ),
+    (
+        "Fire drills at the Gdansk depot took place every 45 days.",
+        "How often did fire drills take place at the Gdansk depot?",
+        "45 days",
+    ),
+    (
+        "The Valencia site replaced its forklift fleet with 12 electric units.",
+        "How many electric forklifts did the Valencia site buy?",
+        "12",
+    ),
+    (
+        "Insurance premiums for all warehouses rose to 1.9 million euros.",
+        "How much were the insurance premiums for all warehouses?",
+        "1.9 million",
+    ),
 ]
 
 SCAN_HEADING = "Warehouse inspection notes"
@@ -143,20 +161,27 @@ def make_sample_report(path: str | Path, scanned_dpi: int = 150) -> SampleReport
     _paragraphs(page, INTRO[1:], top=110)
 
     page = doc.new_page()  # 2: table
-    top = _paragraphs(page, ["Financial results", "Quarterly revenue per region is listed below. "
-                             "All figures are unaudited and rounded to one decimal."])
+    top = _paragraphs(
+        page,
+        [
+            "Financial results",
+            "Quarterly revenue per region is listed below. All figures are unaudited and rounded to one decimal.",
+        ],
+    )
     _paragraphs(page, [TABLE_CAPTION], top=top + 6, fontsize=10)
     bottom = _table(page, top + 30)
     _paragraphs(page, ["The board proposes a dividend of 0.42 euros per share."], top=bottom + 20)
 
     page = doc.new_page()  # 3: scanned, no text layer
-    png = text_image([SCAN_HEADING] + [f for f, _, _ in SCANNED_FACTS], page.rect.width,
-                      page.rect.height, scanned_dpi, 12)
+    png = text_image(
+        [SCAN_HEADING] + [f for f, _, _ in SCANNED_FACTS], page.rect.width, page.rect.height, scanned_dpi, 12
+    )
     page.insert_image(page.rect, stream=png)
 
     page = doc.new_page()  # 4: text with a chart image carrying text
-    top = _paragraphs(page, ["Capacity growth", "Installed capacity doubled over three years, "
-                             "as the chart below shows."])
+    top = _paragraphs(
+        page, ["Capacity growth", "Installed capacity doubled over three years, as the chart below shows."]
+    )
     chart = pymupdf.Rect(72, top + 10, 72 + 360, top + 250)
     page.insert_image(chart, stream=_chart_image())
     _paragraphs(page, [FIGURE_CAPTION], top=chart.y1 + 8, fontsize=10)
@@ -199,8 +224,9 @@ def make_scanned_pdf(path: str | Path, n_pages: int, dpi: int = 150) -> Path:
     lines = [f for f, _, _ in SCANNED_FACTS]
     for i in range(n_pages):
         page = doc.new_page()
-        page.insert_image(page.rect, stream=text_image([f"Scanned page {i + 1}", *lines], page.rect.width,
-                                                        page.rect.height, dpi, 12))
+        page.insert_image(
+            page.rect, stream=text_image([f"Scanned page {i + 1}", *lines], page.rect.width, page.rect.height, dpi, 12)
+        )
     doc.save(path)
     doc.close()
     return Path(path)

@@ -35,8 +35,9 @@ def text_only_answerer(store_dir: str | Path) -> Callable[[str], dict]:
     def ask(question: str) -> dict:
         docs = retriever.search(question)
         qvec = np.asarray(store.embeddings.embed_query(question), dtype=np.float32)
-        strips = refine_documents(question, qvec, docs, [float(d.metadata.get("score", 0)) for d in docs], store,
-                                  settings.strip_threshold)
+        strips = refine_documents(
+            question, qvec, docs, [float(d.metadata.get("score", 0)) for d in docs], store, settings.strip_threshold
+        )
         answer = generate_answer(question, strips, None)
         return {"answer": answer.text, "sources": answer.sources}
 
@@ -49,12 +50,16 @@ def score(question: Question, answer: str, sources: list[dict]) -> dict[str, boo
     (for table questions: it named the cell rather than pasting a row that contains it)."""
     body = answer_body(answer)
     first = _NUMBER.search(body)
-    return {"hit": question.answer in body,
-            "page": bool(sources) and sources[0].get("page") == question.page,
-            "exact": bool(first) and first.group() == question.answer}
+    return {
+        "hit": question.answer in body,
+        "page": bool(sources) and sources[0].get("page") == question.page,
+        "exact": bool(first) and first.group() == question.answer,
+    }
 
 
-def summarize(rows: list[dict[str, Any]], systems: tuple[str, ...] = ("multimodal", "text_only")) -> dict[str, dict[str, float]]:
+def summarize(
+    rows: list[dict[str, Any]], systems: tuple[str, ...] = ("multimodal", "text_only")
+) -> dict[str, dict[str, float]]:
     """Per question kind: n, and each system's hit/page/exact rates and mean answer length."""
     summary: dict[str, dict[str, float]] = {}
     for kind in dict.fromkeys(r["kind"] for r in rows):
@@ -78,8 +83,17 @@ def compare(graph: Any, baseline: Callable[[str], dict], questions: list[Questio
         state = graph.invoke({"question": q.question})
         seconds = time.perf_counter() - start
         base = baseline(q.question)
-        rows.append({"kind": q.kind, "question": q.question, "expected": q.answer,
-                     "multimodal": {**score(q, state["answer"], state["sources"]), "s": round(seconds, 3),
-                                    "answer": answer_body(state["answer"])},
-                     "text_only": {**score(q, base["answer"], base["sources"]), "answer": base["answer"]}})
+        rows.append(
+            {
+                "kind": q.kind,
+                "question": q.question,
+                "expected": q.answer,
+                "multimodal": {
+                    **score(q, state["answer"], state["sources"]),
+                    "s": round(seconds, 3),
+                    "answer": answer_body(state["answer"]),
+                },
+                "text_only": {**score(q, base["answer"], base["sources"]), "answer": base["answer"]},
+            }
+        )
     return rows

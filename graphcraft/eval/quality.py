@@ -15,8 +15,9 @@ Questions whose answer is not in the corpus count abstentions instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from graphcraft.eval.datasets import Question
 from graphcraft.eval.grading import is_abstention, is_correct
@@ -55,7 +56,9 @@ def grade_question(question: Question, result: Mapping[str, Any], retrieved: Seq
     groups = question.answer_keywords
     answerable = kind_of(question) != "unanswerable"
     return {
-        "id": question.id, "kind": kind_of(question), "abstained": abstained,
+        "id": question.id,
+        "kind": kind_of(question),
+        "abstained": abstained,
         "retriever": answerable and bool(groups) and is_correct(" ".join(retrieved), groups),
         "contains": answerable and not abstained and bool(groups) and is_correct(result_text(result), groups),
         "answer_text": answerable and not abstained and bool(groups) and is_correct(answer, groups),
@@ -100,8 +103,14 @@ def summarize_quality(graph: str, rows: Iterable[Mapping[str, Any]]) -> QualityS
     two_hop = [r for r in rows if r["kind"] == "two_hop"]
     unanswerable = [r for r in rows if r["kind"] == "unanswerable"]
     retrieved = [r for r in answerable if r["retriever"]]
-    s = QualitySummary(graph=graph, n={"answerable": len(answerable), "two_hop": len(two_hop), "unanswerable": len(unanswerable)})
-    s.retriever, s.contains, s.answer_text = _share(answerable, "retriever"), _share(answerable, "contains"), _share(answerable, "answer_text")
+    s = QualitySummary(
+        graph=graph, n={"answerable": len(answerable), "two_hop": len(two_hop), "unanswerable": len(unanswerable)}
+    )
+    s.retriever, s.contains, s.answer_text = (
+        _share(answerable, "retriever"),
+        _share(answerable, "contains"),
+        _share(answerable, "answer_text"),
+    )
     s.ratio = s.contains / s.retriever if s.retriever else None
     s.answer_text_given_retrieved = _share(retrieved, "answer_text") if retrieved else None
     s.false_abstention = _share(answerable, "abstained")
@@ -116,8 +125,13 @@ def summarize_quality(graph: str, rows: Iterable[Mapping[str, Any]]) -> QualityS
     return s
 
 
-def evaluate_graph(graph: str, ask: Callable[[str], Mapping[str, Any]], questions: Sequence[Question],
-                   retrieved: Mapping[str, Sequence[str]], on_question: Callable[[], None] | None = None) -> list[dict]:
+def evaluate_graph(
+    graph: str,
+    ask: Callable[[str], Mapping[str, Any]],
+    questions: Sequence[Question],
+    retrieved: Mapping[str, Sequence[str]],
+    on_question: Callable[[], None] | None = None,
+) -> list[dict]:
     """Run `ask` on every question and grade it; a graph that raises is graded as an error row."""
     rows = []
     for q in questions:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,8 +21,9 @@ def format_value(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def make_table(rows: Sequence[Mapping[str, Any]], title: str | None = None, columns: Sequence[str] | None = None,
-               digits: int = 3) -> Table:
+def make_table(
+    rows: Sequence[Mapping[str, Any]], title: str | None = None, columns: Sequence[str] | None = None, digits: int = 3
+) -> Table:
     """A rich Table from dict rows; columns default to the keys in first-seen order."""
     if columns is None:
         columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -34,8 +36,13 @@ def make_table(rows: Sequence[Mapping[str, Any]], title: str | None = None, colu
     return table
 
 
-def print_table(rows: Sequence[Mapping[str, Any]], title: str | None = None, columns: Sequence[str] | None = None,
-                digits: int = 3, console: Console | None = None) -> Table:
+def print_table(
+    rows: Sequence[Mapping[str, Any]],
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
+    digits: int = 3,
+    console: Console | None = None,
+) -> Table:
     """Print dict rows as a table (and return it)."""
     table = make_table(rows, title, columns, digits)
     (console or Console()).print(table)
@@ -51,8 +58,13 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def save_comparison_plot(results: Mapping[str, Mapping[str, float | None]], path: str | Path, title: str = "",
-                         metrics: Sequence[str] | None = None, ylabel: str = "") -> Path:
+def save_comparison_plot(
+    results: Mapping[str, Mapping[str, float | None]],
+    path: str | Path,
+    title: str = "",
+    metrics: Sequence[str] | None = None,
+    ylabel: str = "",
+) -> Path:
     """Grouped bars: one group per metric, one bar per system (`results[system][metric]`)."""
     plt = _pyplot()
     systems = list(results)
@@ -72,9 +84,15 @@ def save_comparison_plot(results: Mapping[str, Mapping[str, float | None]], path
     return _save(fig, path)
 
 
-def save_curve_plot(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, title: str = "",
-                    xlabel: str = "", ylabel: str = "", points: Mapping[str, tuple[float, float]] | None = None,
-                    diagonal: bool = False) -> Path:
+def save_curve_plot(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    points: Mapping[str, tuple[float, float]] | None = None,
+    diagonal: bool = False,
+) -> Path:
     """Line plot of named (x, y) curves, with optional labelled points (e.g. chosen thresholds)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))

@@ -19,14 +19,14 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-from langchain_core.documents import Document
-from langchain_core.language_models import BaseChatModel
+from typing import Any
 
 import numpy as np
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel
 
 from graphcraft.chains.extract_entities import EXTRACTOR_VERSION, ChunkExtraction, make_extractor
 from graphcraft.graph_index.communities import build_nx_graph, detect_communities, summarise_communities
@@ -91,7 +91,12 @@ class ExtractionCache:
         return None
 
     def put(self, chunk_id: str, content_hash: str, extractor: str, extraction: ChunkExtraction) -> None:
-        self.entries[chunk_id] = {"chunk_id": chunk_id, "hash": content_hash, "extractor": extractor, "extraction": extraction.as_dict()}
+        self.entries[chunk_id] = {
+            "chunk_id": chunk_id,
+            "hash": content_hash,
+            "extractor": extractor,
+            "extraction": extraction.as_dict(),
+        }
 
     def keep_only(self, chunk_ids: set[str]) -> None:
         self.entries = {k: v for k, v in self.entries.items() if k in chunk_ids}
@@ -132,7 +137,7 @@ class NameVectors:
         if path.exists():
             try:
                 with np.load(path, allow_pickle=False) as data:
-                    self.vectors = dict(zip(data["names"].tolist(), data["vectors"]))
+                    self.vectors = dict(zip(data["names"].tolist(), data["vectors"], strict=False))
             except (OSError, ValueError, KeyError):
                 self.vectors = {}
 
@@ -141,7 +146,7 @@ class NameVectors:
 
         missing = sorted({n for n in names if n not in self.vectors})
         if missing:
-            for name, vec in zip(missing, embed_texts(self.embeddings, missing)):
+            for name, vec in zip(missing, embed_texts(self.embeddings, missing), strict=False):
                 self.vectors[name] = np.asarray(vec, dtype=np.float32)
         if not names:
             return np.zeros((0, 0), dtype=np.float32)
@@ -179,12 +184,15 @@ def build_graph_index(
     by_id = {str(d.metadata["chunk_id"]): d for d in docs}
     report.chunks = len(by_id)
     hashes = {cid: _content_hash(d) for cid, d in by_id.items()}
-    fingerprint = hashlib.sha256(
-        json.dumps([INDEX_VERSION, extractor_id, sorted(hashes.items())]).encode()
-    ).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps([INDEX_VERSION, extractor_id, sorted(hashes.items())]).encode()).hexdigest()
     state_path = state_dir / "state.json"
     previous = _load_state(state_path)
-    if not force and previous.fingerprint == fingerprint and previous.counts and graph_store.counts() == previous.counts:
+    if (
+        not force
+        and previous.fingerprint == fingerprint
+        and previous.counts
+        and graph_store.counts() == previous.counts
+    ):
         report.unchanged = True
         report.entities, report.relations = previous.counts["entities"], previous.counts["relations"]
         report.communities = previous.counts["communities"]
@@ -206,7 +214,9 @@ def build_graph_index(
     batch = 64
     for start in range(0, len(todo), batch):
         ids = todo[start : start + batch]
-        for cid, extraction in zip(ids, extractor.extract([(cid, by_id[cid].page_content) for cid in ids])):
+        for cid, extraction in zip(
+            ids, extractor.extract([(cid, by_id[cid].page_content) for cid in ids]), strict=False
+        ):
             extractions[cid] = extraction
             cache.put(cid, hashes[cid], extractor_id, extraction)
             report.fallbacks += int(extraction.strategy.endswith("fallback"))
@@ -245,7 +255,10 @@ def build_graph_index(
                 continue
             if r.type == "MENTIONED_WITH":
                 a, b = sorted((a, b))
-            row = rel_acc.setdefault((a, b, r.type), {"source": a, "target": b, "type": r.type, "weight": 0.0, "chunk_ids": [], "evidence": r.evidence})
+            row = rel_acc.setdefault(
+                (a, b, r.type),
+                {"source": a, "target": b, "type": r.type, "weight": 0.0, "chunk_ids": [], "evidence": r.evidence},
+            )
             row["weight"] += r.weight
             if cid not in row["chunk_ids"]:
                 row["chunk_ids"].append(cid)
@@ -258,7 +271,14 @@ def build_graph_index(
     nx_graph = build_nx_graph([e.id for e in entities], relations)
     communities = detect_communities(nx_graph)
     summary_usage = summarise_communities(
-        communities, names, aliases, mention_acc, by_id, chunk_store.strips, model=model, max_llm_summaries=max_llm_summaries
+        communities,
+        names,
+        aliases,
+        mention_acc,
+        by_id,
+        chunk_store.strips,
+        model=model,
+        max_llm_summaries=max_llm_summaries,
     )
     usage = add_usage(usage, summary_usage)
     if on_progress:
@@ -270,13 +290,15 @@ def build_graph_index(
     if embed is not None:
         if entities:
             matrix = embed([e.name for e in entities])
-            entity_vectors = {e.id: [round(float(x), 6) for x in row] for e, row in zip(entities, matrix)}
+            entity_vectors = {e.id: [round(float(x), 6) for x in row] for e, row in zip(entities, matrix, strict=False)}
         missing = [c for c in communities if c.vector is None]
         if missing:  # communities whose summary has no stored sentence vectors: embed the title
             matrix = embed([c.title for c in missing])
-            for c, row in zip(missing, matrix):
+            for c, row in zip(missing, matrix, strict=False):
                 c.vector = [round(float(x), 6) for x in row]
-        embed.save({e.name for e in entities} | {n for e in entities for n in e.aliases} | {c.title for c in communities})
+        embed.save(
+            {e.name for e in entities} | {n for e in entities for n in e.aliases} | {c.title for c in communities}
+        )
         community_vectors = {c.id: c.vector for c in communities if c.vector is not None}
 
     removed = sorted(set(previous.chunk_ids) - set(by_id))
@@ -297,13 +319,21 @@ def build_graph_index(
     graph_store.write("MATCH (:Chunk)-[m:MENTIONS]->(:Entity) DELETE m")
     graph_store.upsert_relations(relations)
     graph_store.upsert_mentions(
-        [{"chunk_id": cid, "entity_id": eid, "count": n} for eid, counter in mention_acc.items() for cid, n in counter.items()]
+        [
+            {"chunk_id": cid, "entity_id": eid, "count": n}
+            for eid, counter in mention_acc.items()
+            for cid, n in counter.items()
+        ]
     )
     rows = [{**c.as_row(), "embedding": community_vectors.get(c.id)} for c in communities]
     graph_store.replace_communities(rows)
 
     counts = graph_store.counts()
-    report.entities, report.relations, report.communities = counts["entities"], counts["relations"], counts["communities"]
+    report.entities, report.relations, report.communities = (
+        counts["entities"],
+        counts["relations"],
+        counts["communities"],
+    )
     report.levels = len({c.level for c in communities})
     report.llm_calls = int(usage.get("llm_calls", 0))
     report.prompt_tokens = int(usage.get("prompt_tokens", 0))

@@ -15,8 +15,9 @@ community (up to a bound) writes an abstractive summary from the same sentences.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -27,11 +28,16 @@ from graphcraft.chains.summarize import summarize
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 
 
-def louvain_levels(graph: nx.Graph, seed: int = 42, resolution: float = 1.0, max_levels: int = 3) -> list[list[set[str]]]:
+def louvain_levels(
+    graph: nx.Graph, seed: int = 42, resolution: float = 1.0, max_levels: int = 3
+) -> list[list[set[str]]]:
     """Nested partitions of the graph's nodes, finest first (at least two when the graph has edges)."""
     if graph.number_of_nodes() == 0:
         return []
-    levels = [list(map(set, p)) for p in nx.community.louvain_partitions(graph, weight="weight", resolution=resolution, seed=seed)]
+    levels = [
+        list(map(set, p))
+        for p in nx.community.louvain_partitions(graph, weight="weight", resolution=resolution, seed=seed)
+    ]
     levels = levels[:max_levels] or [[{n} for n in graph.nodes]]
     components = [set(c) for c in nx.connected_components(graph)]
     if len(levels) < 2 and len(components) < len(levels[-1]):
@@ -114,8 +120,12 @@ def summarise_communities(
         for e in c.members:
             for chunk_id in mentions.get(e, Counter()):
                 coverage[chunk_id] += 1
-        picked = [cid for cid, _ in sorted(coverage.items(), key=lambda kv: (-kv[1], kv[0]))[:max_chunks] if cid in chunks]
-        surface = sorted({a.lower() for e in c.members for a in aliases.get(e, [names.get(e, e)])}, key=len, reverse=True)
+        picked = [
+            cid for cid, _ in sorted(coverage.items(), key=lambda kv: (-kv[1], kv[0]))[:max_chunks] if cid in chunks
+        ]
+        surface = sorted(
+            {a.lower() for e in c.members for a in aliases.get(e, [names.get(e, e)])}, key=len, reverse=True
+        )
         sentences: list[str] = []
         vectors: list[np.ndarray] = []
         used: list[str] = []
@@ -131,8 +141,15 @@ def summarise_communities(
                         used.append(chunk_id)
         use_llm = model is not None and llm_used < max_llm_summaries
         matrix = np.asarray(vectors) if vectors and len(vectors) == len(sentences) else None
-        result = summarize(sentences, matrix, model if use_llm else None, kind="community of related entities",
-                           title=c.title, max_sentences=max_sentences, max_words=120)
+        result = summarize(
+            sentences,
+            matrix,
+            model if use_llm else None,
+            kind="community of related entities",
+            title=c.title,
+            max_sentences=max_sentences,
+            max_words=120,
+        )
         llm_used += int(use_llm and bool(sentences))
         usage = add_usage(usage, result.usage)
         c.names = [names.get(e, e) for e in by_mentions[:10]]

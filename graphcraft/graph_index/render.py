@@ -15,14 +15,27 @@ from graphcraft.errors import GraphcraftError
 from graphcraft.graph_index.resolve import normalise
 
 SUFFIXES = (".png", ".html")
-_PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+_PALETTE = [
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+]
 
 
 def check_render_options(out: str | Path, hops: int = 1, max_nodes: int = 40) -> None:
     """GraphcraftError (a one-line CLI error) for options `render` cannot honour."""
     suffix = Path(out).suffix.lower()
     if suffix not in SUFFIXES:
-        raise GraphcraftError(f"output {out} must end in .png (image) or .html (interactive), not {suffix or 'no suffix'!r}")
+        raise GraphcraftError(
+            f"output {out} must end in .png (image) or .html (interactive), not {suffix or 'no suffix'!r}"
+        )
     if max_nodes < 1:
         raise GraphcraftError(f"--max-nodes must be at least 1, got {max_nodes}")
     if hops < 0:
@@ -84,7 +97,9 @@ def communities_graph(graph_store: Any, level: int = 0, max_nodes: int = 150) ->
         levels = [int(r["level"]) for r in rows if r["level"] is not None]
         if levels:
             raise GraphcraftError(f"no communities at level {level}: levels {', '.join(map(str, levels))} exist")
-        raise GraphcraftError(f"no communities at level {level}: the graph has none yet, run `graphcraft graph build` first")
+        raise GraphcraftError(
+            f"no communities at level {level}: the graph has none yet, run `graphcraft graph build` first"
+        )
     g = nx.MultiDiGraph()
     for row in members:
         g.add_node(row["id"], label=row["name"], type=row["type"], community=row["community"], title=row["title"])
@@ -103,7 +118,9 @@ def _colours(g: nx.MultiDiGraph, by: str) -> dict[str, str]:
     return {n: index[str(d.get(by, ""))] for n, d in g.nodes(data=True)}
 
 
-def draw(g: nx.MultiDiGraph, out: str | Path, title: str = "", colour_by: str = "type", edge_labels: bool = True) -> Path:
+def draw(
+    g: nx.MultiDiGraph, out: str | Path, title: str = "", colour_by: str = "type", edge_labels: bool = True
+) -> Path:
     """Write the graph as PNG (matplotlib) or HTML (pyvis, when `out` ends in .html)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +130,9 @@ def draw(g: nx.MultiDiGraph, out: str | Path, title: str = "", colour_by: str = 
 
         net = Network(height="750px", width="100%", directed=True, notebook=False, cdn_resources="in_line")
         for n, d in g.nodes(data=True):
-            net.add_node(n, label=d.get("label", n), color=colours[n], title=f"{d.get('type', '')} {d.get('title', '')}".strip())
+            net.add_node(
+                n, label=d.get("label", n), color=colours[n], title=f"{d.get('type', '')} {d.get('title', '')}".strip()
+            )
         for a, b, d in g.edges(data=True):
             net.add_edge(a, b, title=d.get("label", ""), label=d.get("label", "") if edge_labels else "")
         out.write_text(net.generate_html(), encoding="utf-8")
@@ -128,7 +147,9 @@ def draw(g: nx.MultiDiGraph, out: str | Path, title: str = "", colour_by: str = 
     fig, ax = plt.subplots(figsize=(12, 9), dpi=110)
     nx.draw_networkx_edges(simple, pos, ax=ax, alpha=0.35, width=1.0)
     nx.draw_networkx_nodes(simple, pos, ax=ax, node_color=[colours[n] for n in simple.nodes], node_size=420, alpha=0.9)
-    nx.draw_networkx_labels(simple, pos, ax=ax, labels={n: d.get("label", n) for n, d in g.nodes(data=True)}, font_size=8)
+    nx.draw_networkx_labels(
+        simple, pos, ax=ax, labels={n: d.get("label", n) for n, d in g.nodes(data=True)}, font_size=8
+    )
     if edge_labels and simple.number_of_edges() <= 60:
         labels = {(a, b): d.get("label", "") for a, b, d in g.edges(data=True) if d.get("label") != "MENTIONED_WITH"}
         nx.draw_networkx_edge_labels(simple, pos, ax=ax, edge_labels=labels, font_size=6, alpha=0.8)
@@ -137,7 +158,10 @@ def draw(g: nx.MultiDiGraph, out: str | Path, title: str = "", colour_by: str = 
         from matplotlib.lines import Line2D
 
         names = {str(d.get(colour_by, "")): str(d.get("title") or d.get(colour_by, "")) for _, d in g.nodes(data=True)}
-        handles = [Line2D([0], [0], marker="o", color="w", markerfacecolor=c, markersize=9, label=names[k][:40]) for k, c in sorted(groups.items())]
+        handles = [
+            Line2D([0], [0], marker="o", color="w", markerfacecolor=c, markersize=9, label=names[k][:40])
+            for k, c in sorted(groups.items())
+        ]
         ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=False)
     ax.set_title(title)
     ax.axis("off")
@@ -147,12 +171,15 @@ def draw(g: nx.MultiDiGraph, out: str | Path, title: str = "", colour_by: str = 
     return out
 
 
-def render(graph_store: Any, out: str | Path, entity: str | None = None, hops: int = 1, level: int = 0,
-           max_nodes: int = 40) -> Path:
+def render(
+    graph_store: Any, out: str | Path, entity: str | None = None, hops: int = 1, level: int = 0, max_nodes: int = 40
+) -> Path:
     """An entity's neighbourhood (when `entity` is given) or the communities of `level`."""
     check_render_options(out, hops=hops, max_nodes=max_nodes)
     if entity:
         g = neighbourhood_graph(graph_store, entity, hops=hops, max_nodes=max_nodes)
-        return draw(g, out, title=f"{g.nodes[next(iter(g.nodes))]['label']}: {hops}-hop neighbourhood", colour_by="type")
+        return draw(
+            g, out, title=f"{g.nodes[next(iter(g.nodes))]['label']}: {hops}-hop neighbourhood", colour_by="type"
+        )
     g = communities_graph(graph_store, level=level, max_nodes=max_nodes)
     return draw(g, out, title=f"communities at level {level}", colour_by="community", edge_labels=False)

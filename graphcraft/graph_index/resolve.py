@@ -24,13 +24,30 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 _TITLES = {"dr", "mr", "mrs", "ms", "miss", "prof", "professor", "sir", "dame", "lord", "lady", "st"}
-_SUFFIXES = {"inc", "incorporated", "corp", "corporation", "co", "ltd", "limited", "llc", "plc", "gmbh", "ag", "sa", "company", "ab", "as", "oy"}
+_SUFFIXES = {
+    "inc",
+    "incorporated",
+    "corp",
+    "corporation",
+    "co",
+    "ltd",
+    "limited",
+    "llc",
+    "plc",
+    "gmbh",
+    "ag",
+    "sa",
+    "company",
+    "ab",
+    "as",
+    "oy",
+}
 _ARTICLES = {"the", "a", "an"}
 _STOP = {"of", "for", "and", "the", "de", "la", "in", "on", "at", "to"}
 _KIND = {
@@ -225,7 +242,11 @@ class EntityResolver:
                 if not w.isdigit():
                     by_word[w].append(i)
         pairs = {(i, j) for idx in by_word.values() if len(idx) <= 50 for i in idx for j in idx if i < j}
-        pairs = {(i, j) for i, j in pairs if compatible(forms[keys[i]].type, forms[keys[j]].type) and uf.find(keys[i]) != uf.find(keys[j])}
+        pairs = {
+            (i, j)
+            for i, j in pairs
+            if compatible(forms[keys[i]].type, forms[keys[j]].type) and uf.find(keys[i]) != uf.find(keys[j])
+        }
         if not pairs:
             return
         assert self.embed is not None

@@ -28,7 +28,9 @@ def available_graphs() -> dict[str, str]:
             continue
         tree = ast.parse((_HERE / f"{info.name}.py").read_text(encoding="utf-8"))
         for node in tree.body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "DESCRIPTION" for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "DESCRIPTION" for t in node.targets
+            ):
                 if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                     graphs[info.name] = node.value.value
     return dict(sorted(graphs.items()))

@@ -42,14 +42,13 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from typing_extensions import TypedDict
 
-from graphcraft.chains.aggregate import Decision, agreement, aggregate, distribution, get_rule, unanimity
+from graphcraft.chains.aggregate import Decision, aggregate, agreement, distribution, get_rule, unanimity
 from graphcraft.chains.negotiate import AgentSpec, as_ballot, make_agents, state_position
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import GraphcraftError, ModelError
@@ -68,6 +67,7 @@ MAX_CONCURRENCY = 16
 
 class ConsensusOptionError(GraphcraftError, ValueError):
     """A build option is out of range (rounds, threshold, budget...): a one-line CLI error."""
+
 
 def position_topic(agent: str) -> str:
     """The broker topic an agent publishes its positions on."""
@@ -102,13 +102,25 @@ class AgentTask(TypedDict, total=False):
     others: list[dict]
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *,
-          agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None, rounds: int = 3,
-          threshold: float = 0.75, quorum: float = 0.5, rule: str | Callable[..., Decision] = "majority",
-          unanimity_fallback: str = "majority", options: Sequence[str] = (), max_repairs: int | None = None,
-          max_llm_calls: int | None = None, token_budget: int | None = None,
-          subscriptions: Mapping[str, Sequence[str]] | None = None, max_agents: int = MAX_AGENTS,
-          max_concurrency: int = MAX_CONCURRENCY, **settings_overrides: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None,
+    rounds: int = 3,
+    threshold: float = 0.75,
+    quorum: float = 0.5,
+    rule: str | Callable[..., Decision] = "majority",
+    unanimity_fallback: str = "majority",
+    options: Sequence[str] = (),
+    max_repairs: int | None = None,
+    max_llm_calls: int | None = None,
+    token_budget: int | None = None,
+    subscriptions: Mapping[str, Sequence[str]] | None = None,
+    max_agents: int = MAX_AGENTS,
+    max_concurrency: int = MAX_CONCURRENCY,
+    **settings_overrides: Any,
+) -> Any:
     """Compile the consensus graph.
 
     model: default chat model for agents without their own (None: the configured one, resolved at run time).
@@ -138,11 +150,15 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     # otherwise the call cap is what the round limit already implies.
     if max_llm_calls is None and "max_llm_calls" in settings.model_fields_set:
         max_llm_calls = settings.max_llm_calls
-    call_cap = _number(int, "max_llm_calls", max_llm_calls, 0) if max_llm_calls is not None else per_round * (rounds + 1)
+    call_cap = (
+        _number(int, "max_llm_calls", max_llm_calls, 0) if max_llm_calls is not None else per_round * (rounds + 1)
+    )
     concurrency = max(1, min(len(team), _number(int, "max_concurrency", max_concurrency, 1)))
     tokens_cap = token_budget if token_budget is not None else settings.token_budget
     max_seconds = settings.max_seconds
-    chosen_rule = partial(unanimity, fallback=unanimity_fallback) if rule in ("unanimity", "unanimous") else get_rule(rule)
+    chosen_rule = (
+        partial(unanimity, fallback=unanimity_fallback) if rule in ("unanimity", "unanimous") else get_rule(rule)
+    )
     rule_label = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
     base = Resources(settings, model=model)
     fixed_options = list(options)
@@ -157,7 +173,8 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if per_round > call_cap:
             raise ConsensusOptionError(
                 f"max_llm_calls={call_cap} cannot fund round 0: {len(team)} agents x (1 + {repairs} repairs) = {per_round} "
-                "calls in the worst case; raise max_llm_calls or lower the number of agents or max_repairs")
+                "calls in the worst case; raise max_llm_calls or lower the number of agents or max_repairs"
+            )
         # Resolve the shared model before any fan-out: a missing model fails here, once, not per agent.
         if any(agent.model is None for agent in team):
             base.for_config(config).require_model("the consensus agents")
@@ -165,13 +182,25 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         for agent in team:
             wanted = (subscriptions or {}).get(agent.name, [a.name for a in team if a is not agent])
             subs = subscribe(subs, agent.name, *(position_topic(w) if w in by_name else w for w in wanted))
-        return {**start_clock(), "subscriptions": subs, "options": list(state.get("options") or fixed_options), "iterations": 0}
+        return {
+            **start_clock(),
+            "subscriptions": subs,
+            "options": list(state.get("options") or fixed_options),
+            "iterations": 0,
+        }
 
     def position(task: AgentTask, config: RunnableConfig) -> dict:
         agent = by_name[task["agent"]]
-        record, usage = state_position(agent, agent_model(agent, config), task["question"], options=task.get("options", []),
-                                       round=task["round"], previous=task.get("previous"), others=task.get("others", []),
-                                       max_repairs=repairs)
+        record, usage = state_position(
+            agent,
+            agent_model(agent, config),
+            task["question"],
+            options=task.get("options", []),
+            round=task["round"],
+            previous=task.get("previous"),
+            others=task.get("others", []),
+            max_repairs=repairs,
+        )
         update: dict[str, Any] = {"ballots": [record], "usage": usage, "agent_usage": {agent.name: usage}}
         if record["status"] != "excluded":
             content = {k: record[k] for k in ("agent", "stance", "confidence", "rationale", "ranking")}
@@ -185,12 +214,19 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if unreachable and 2 * len(unreachable) >= len(team):  # not a minority: no panel left to speak of
             raise ModelError(unreachable[0]["errors"][0])
         ballots = [as_ballot(b) for b in records if b["status"] != "excluded"]
-        summary = {"round": r, "agreement": round(agreement(ballots), 4), "voters": len(ballots),
-                   "distribution": distribution(ballots),
-                   "excluded": [{"agent": b["agent"], "errors": b.get("errors", []), "model_error": bool(b.get("model_error"))}
-                                for b in records if b["status"] == "excluded"],
-                   "repaired": [b["agent"] for b in records if b["status"] == "repaired"],
-                   "changed": _changed(state.get("ballots", []), r)}
+        summary = {
+            "round": r,
+            "agreement": round(agreement(ballots), 4),
+            "voters": len(ballots),
+            "distribution": distribution(ballots),
+            "excluded": [
+                {"agent": b["agent"], "errors": b.get("errors", []), "model_error": bool(b.get("model_error"))}
+                for b in records
+                if b["status"] == "excluded"
+            ],
+            "repaired": [b["agent"] for b in records if b["status"] == "repaired"],
+            "changed": _changed(state.get("ballots", []), r),
+        }
         return {"rounds": [summary], "iterations": r}
 
     def decide(state: ConsensusState) -> dict:
@@ -202,16 +238,38 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         curve = [r["agreement"] for r in rounds_done]
         converged = reason == "converged"
         per_agent = _per_agent(team, state)
-        result = {**decided.as_dict(), "rule": rule_label if decided.fallback_rule is None else decided.rule,
-                  "agreement": final["agreement"], "decided_on_round": final["round"]}
+        result = {
+            **decided.as_dict(),
+            "rule": rule_label if decided.fallback_rule is None else decided.rule,
+            "agreement": final["agreement"],
+            "decided_on_round": final["round"],
+        }
         answer = _answer_text(decided, final, len(team), reason)
-        trace = make_trace("consensus", state, decision=decided.decision, rule=result["rule"], stop_reason=reason,
-                           converged=converged, rounds_to_convergence=rounds_done[-1]["round"] if converged else None,
-                           agreement_curve=curve, rounds=rounds_done, vote=decided.vote, tie=decided.tie,
-                           tie_break=decided.tie_break, fallback_rule=decided.fallback_rule, dissent=decided.dissent,
-                           agents=per_agent, bounds={"rounds": rounds, "threshold": threshold, "quorum": quorum,
-                                                     "max_llm_calls": call_cap, "token_budget": tokens_cap,
-                                                     "max_seconds": max_seconds})
+        trace = make_trace(
+            "consensus",
+            state,
+            decision=decided.decision,
+            rule=result["rule"],
+            stop_reason=reason,
+            converged=converged,
+            rounds_to_convergence=rounds_done[-1]["round"] if converged else None,
+            agreement_curve=curve,
+            rounds=rounds_done,
+            vote=decided.vote,
+            tie=decided.tie,
+            tie_break=decided.tie_break,
+            fallback_rule=decided.fallback_rule,
+            dissent=decided.dissent,
+            agents=per_agent,
+            bounds={
+                "rounds": rounds,
+                "threshold": threshold,
+                "quorum": quorum,
+                "max_llm_calls": call_cap,
+                "token_budget": tokens_cap,
+                "max_seconds": max_seconds,
+            },
+        )
         return {"decision": result, "answer": answer, "sources": [], "trace": trace}
 
     # ------------------------------------------------------------------ routing (the loop's bounds live here)
@@ -231,17 +289,32 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         return None
 
     def fan_out_proposals(state: ConsensusState) -> list[Send]:
-        return [Send("propose", AgentTask(agent=a.name, question=state["question"], options=state.get("options", []), round=0))
-                for a in team]
+        return [
+            Send(
+                "propose",
+                AgentTask(agent=a.name, question=state["question"], options=state.get("options", []), round=0),
+            )
+            for a in team
+        ]
 
     def after_tally(state: ConsensusState) -> list[Send] | str:
         if stop_reason(state) is not None:
             return "decide"
         nxt = state["rounds"][-1]["round"] + 1
-        return [Send("revise", AgentTask(agent=a.name, question=state["question"], options=state.get("options", []), round=nxt,
-                                         previous=_latest(state.get("ballots", []), a.name),
-                                         others=_latest_positions(state, a.name)))
-                for a in team]
+        return [
+            Send(
+                "revise",
+                AgentTask(
+                    agent=a.name,
+                    question=state["question"],
+                    options=state.get("options", []),
+                    round=nxt,
+                    previous=_latest(state.get("ballots", []), a.name),
+                    others=_latest_positions(state, a.name),
+                ),
+            )
+            for a in team
+        ]
 
     g = StateGraph(ConsensusState)
     g.add_node("convene", convene)
@@ -273,6 +346,7 @@ def _number(kind: type, name: str, value: Any, low: float, high: float | None = 
         bound = f">= {low}" if high is None else f"between {low} and {high}"
         raise ConsensusOptionError(f"{name} must be {bound} (got {value!r})")
     return number
+
 
 def _latest(ballots: Sequence[Mapping[str, Any]], agent: str) -> dict | None:
     """The agent's most recent valid ballot (a round where it was excluded does not erase its stance)."""
@@ -307,12 +381,16 @@ def _per_agent(team: Sequence[AgentSpec], state: ConsensusState) -> dict[str, di
     for agent in team:
         mine = [b for b in state.get("ballots", []) if b["agent"] == agent.name]
         u = usage.get(agent.name, {})
-        out[agent.name] = {"role": agent.role, "model": _model_name(agent.model),
-                           "llm_calls": int(u.get("llm_calls", 0)), "prompt_tokens": int(u.get("prompt_tokens", 0)),
-                           "completion_tokens": int(u.get("completion_tokens", 0)),
-                           "excluded_rounds": [b["round"] for b in mine if b["status"] == "excluded"],
-                           "repaired_rounds": [b["round"] for b in mine if b["status"] == "repaired"],
-                           "stances": [b.get("stance") for b in mine]}
+        out[agent.name] = {
+            "role": agent.role,
+            "model": _model_name(agent.model),
+            "llm_calls": int(u.get("llm_calls", 0)),
+            "prompt_tokens": int(u.get("prompt_tokens", 0)),
+            "completion_tokens": int(u.get("completion_tokens", 0)),
+            "excluded_rounds": [b["round"] for b in mine if b["status"] == "excluded"],
+            "repaired_rounds": [b["round"] for b in mine if b["status"] == "repaired"],
+            "stances": [b.get("stance") for b in mine],
+        }
     return out
 
 
@@ -326,8 +404,10 @@ def _answer_text(decided: Decision, final: Mapping[str, Any], n_agents: int, rea
     if decided.decision is None:
         return f"No decision: no agent produced a valid position (stopped: {reason})."
     held = decided.counts.get(decided.decision, 0)
-    text = (f"Decision: {decided.decision} ({decided.rule}{' -> ' + decided.fallback_rule if decided.fallback_rule else ''}; "
-            f"{held} of {n_agents} agents; agreement {final['agreement']:.2f} in round {final['round']}; stopped: {reason}).")
+    text = (
+        f"Decision: {decided.decision} ({decided.rule}{' -> ' + decided.fallback_rule if decided.fallback_rule else ''}; "
+        f"{held} of {n_agents} agents; agreement {final['agreement']:.2f} in round {final['round']}; stopped: {reason})."
+    )
     if decided.tie:
         text += f" Tie between {', '.join(decided.tied)} broken by {decided.tie_break}."
     if decided.dissent:

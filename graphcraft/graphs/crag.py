@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from typing_extensions import TypedDict
-
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import generate_answer
 from graphcraft.chains.evidence import make_evaluator
@@ -62,8 +61,16 @@ class CRAGState(TypedDict, total=False):
     trace: dict
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
-          external: Any = None, evaluator: str = "auto", checkpointer: Any = None, **options: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    store: Any = None,
+    external: Any = None,
+    evaluator: str = "auto",
+    checkpointer: Any = None,
+    **options: Any,
+) -> Any:
     """Compile the CRAG graph.
 
     model: chat model for the LLM evaluator, rewriting and generation (None: configured or offline).
@@ -86,39 +93,81 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def retrieve(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         docs = res.retriever("hybrid").search(state["question"])
-        return {**start_clock(), "documents": docs, "iterations": 0, "queries": [], "internal": [], "external": [], "strip_scores": None,
-                "external_source": "not needed", "usage": empty_usage(), "answer": "", "sources": [], "trace": {},
-                "steps": [{"step": "retrieve", "documents": len(docs)}]}
+        return {
+            **start_clock(),
+            "documents": docs,
+            "iterations": 0,
+            "queries": [],
+            "internal": [],
+            "external": [],
+            "strip_scores": None,
+            "external_source": "not needed",
+            "usage": empty_usage(),
+            "answer": "",
+            "sources": [],
+            "trace": {},
+            "steps": [{"step": "retrieve", "documents": len(docs)}],
+        }
 
     def evaluate(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         judge = grader(res)
         grading = judge.evaluate(state["question"], state["documents"], query_vector(res, state["question"]))
         action = decide_action(grading.scores, judge.upper, judge.lower)
-        return {"scores": grading.scores, "strip_scores": grading.strip_scores, "action": action,
-                "usage": add_usage(state.get("usage"), grading.usage),
-                "steps": state["steps"] + [{"step": "evaluate", "evaluator": grading.strategy, "scores": grading.scores, "action": action,
-                           "upper": judge.upper, "lower": judge.lower, **({"details": grading.details} if grading.details else {})}]}
+        return {
+            "scores": grading.scores,
+            "strip_scores": grading.strip_scores,
+            "action": action,
+            "usage": add_usage(state.get("usage"), grading.usage),
+            "steps": state["steps"]
+            + [
+                {
+                    "step": "evaluate",
+                    "evaluator": grading.strategy,
+                    "scores": grading.scores,
+                    "action": action,
+                    "upper": judge.upper,
+                    "lower": judge.lower,
+                    **({"details": grading.details} if grading.details else {}),
+                }
+            ],
+        }
 
     def refine(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         lower = grader(res).lower
         known = state.get("strip_scores")
         kept = [i for i, s in enumerate(state["scores"]) if s >= lower]
-        strips = refine_documents(state["question"], query_vector(res, state["question"]), [state["documents"][i] for i in kept],
-                                  [state["scores"][i] for i in kept], res.store, res.settings.strip_threshold,
-                                  strip_scores=[known[i] for i in kept] if known else None)
-        return {"internal": [s.as_dict() for s in strips],
-                "steps": state["steps"] + [{"step": "refine", "documents": len(kept), "strips_kept": len(strips)}]}
+        strips = refine_documents(
+            state["question"],
+            query_vector(res, state["question"]),
+            [state["documents"][i] for i in kept],
+            [state["scores"][i] for i in kept],
+            res.store,
+            res.settings.strip_threshold,
+            strip_scores=[known[i] for i in kept] if known else None,
+        )
+        return {
+            "internal": [s.as_dict() for s in strips],
+            "steps": state["steps"] + [{"step": "refine", "documents": len(kept), "strips_kept": len(strips)}],
+        }
 
     def rewrite_query(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         if res.external is None:
-            return {"external_source": "none", "steps": state["steps"] + [{"step": "rewrite_query", "skipped": "no external source configured"}]}
-        query, usage, strategy = rewrite(state["question"], res.model, res.settings.spacy_model, state.get("queries", []))
-        return {"queries": state.get("queries", []) + [query], "usage": add_usage(state.get("usage"), usage),
-                "external_source": res.external.name,
-                "steps": state["steps"] + [{"step": "rewrite_query", "strategy": strategy, "query": query}]}
+            return {
+                "external_source": "none",
+                "steps": state["steps"] + [{"step": "rewrite_query", "skipped": "no external source configured"}],
+            }
+        query, usage, strategy = rewrite(
+            state["question"], res.model, res.settings.spacy_model, state.get("queries", [])
+        )
+        return {
+            "queries": state.get("queries", []) + [query],
+            "usage": add_usage(state.get("usage"), usage),
+            "external_source": res.external.name,
+            "steps": state["steps"] + [{"step": "rewrite_query", "strategy": strategy, "query": query}],
+        }
 
     def web_search(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -126,9 +175,18 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         try:
             docs = res.external.search(query, res.settings.top_k)
         except Exception as exc:  # noqa: BLE001 - a search outage must not lose the internal knowledge
-            return {"iterations": state.get("iterations", 0) + 1,
-                    "steps": state["steps"] + [{"step": "web_search", "source": res.external.name, "query": query,
-                                                "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}]}
+            return {
+                "iterations": state.get("iterations", 0) + 1,
+                "steps": state["steps"]
+                + [
+                    {
+                        "step": "web_search",
+                        "source": res.external.name,
+                        "query": query,
+                        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                    }
+                ],
+            }
         # External knowledge is graded and refined locally, as the paper does with its small evaluator:
         # strip vectors come from the external store when it is one; an LLM is not asked again.
         external_store = getattr(res.external, "store", None)
@@ -137,24 +195,65 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         qv = query_vector(res, state["question"])
         grading = judge.evaluate(state["question"], docs, qv)
         kept = [i for i, s in enumerate(grading.scores) if s >= judge.lower]
-        strips = refine_documents(state["question"], qv, [docs[i] for i in kept], [grading.scores[i] for i in kept],
-                                  external_store, res.settings.strip_threshold, embed=judge.embed, origin="external",
-                                  strip_scores=[grading.strip_scores[i] for i in kept] if grading.strip_scores else None)
-        return {"external": [s.as_dict() for s in strips], "iterations": state.get("iterations", 0) + 1,
-                "steps": state["steps"] + [{"step": "web_search", "source": res.external.name, "query": query, "documents": len(docs),
-                           "scores": grading.scores, "strips_kept": len(strips)}]}
+        strips = refine_documents(
+            state["question"],
+            qv,
+            [docs[i] for i in kept],
+            [grading.scores[i] for i in kept],
+            external_store,
+            res.settings.strip_threshold,
+            embed=judge.embed,
+            origin="external",
+            strip_scores=[grading.strip_scores[i] for i in kept] if grading.strip_scores else None,
+        )
+        return {
+            "external": [s.as_dict() for s in strips],
+            "iterations": state.get("iterations", 0) + 1,
+            "steps": state["steps"]
+            + [
+                {
+                    "step": "web_search",
+                    "source": res.external.name,
+                    "query": query,
+                    "documents": len(docs),
+                    "scores": grading.scores,
+                    "strips_kept": len(strips),
+                }
+            ],
+        }
 
     def generate(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
-        knowledge = (state.get("internal", []) if state.get("action") != "incorrect" else []) + state.get("external", [])
-        answer = generate_answer(state["question"], [Strip(**s) for s in knowledge], res.model,
-                                 documents=state.get("documents", []), store=res.store)
+        knowledge = (state.get("internal", []) if state.get("action") != "incorrect" else []) + state.get(
+            "external", []
+        )
+        answer = generate_answer(
+            state["question"],
+            [Strip(**s) for s in knowledge],
+            res.model,
+            documents=state.get("documents", []),
+            store=res.store,
+        )
         steps = state["steps"] + [{"step": "generate", "strategy": answer.strategy}]
         final = {**state, "usage": add_usage(state.get("usage"), answer.usage), "steps": steps}
-        trace = make_trace("crag", final, action=state.get("action"), evaluator=_evaluator_name(final),
-                           external_source=state.get("external_source", "not needed"), queries=state.get("queries", []),
-                           answer_strategy=answer.strategy, abstained=answer.abstained, steps=steps)
-        return {"answer": answer.text, "sources": answer.sources, "usage": final["usage"], "trace": trace, "steps": steps}
+        trace = make_trace(
+            "crag",
+            final,
+            action=state.get("action"),
+            evaluator=_evaluator_name(final),
+            external_source=state.get("external_source", "not needed"),
+            queries=state.get("queries", []),
+            answer_strategy=answer.strategy,
+            abstained=answer.abstained,
+            steps=steps,
+        )
+        return {
+            "answer": answer.text,
+            "sources": answer.sources,
+            "usage": final["usage"],
+            "trace": trace,
+            "steps": steps,
+        }
 
     # ------------------------------------------------------------------ routing (every loop bounded here)
     def after_evaluate(state: CRAGState) -> str:
@@ -170,7 +269,11 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         s = base.for_config(config).settings
         found = bool(state.get("external"))
         out_of_budget = Bounds.from_settings(s).reached(state)  # LLM calls, tokens, wall clock
-        return "rewrite_query" if not found and state.get("iterations", 0) < s.max_search_rounds and not out_of_budget else "generate"
+        return (
+            "rewrite_query"
+            if not found and state.get("iterations", 0) < s.max_search_rounds and not out_of_budget
+            else "generate"
+        )
 
     g = StateGraph(CRAGState)
     for node in (retrieve, evaluate, refine, rewrite_query, web_search, generate):

@@ -25,13 +25,12 @@ import operator
 import re
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict
-
 import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import ABSTAIN, generate_answer, readable
 from graphcraft.chains.refine import Strip, refine_documents
@@ -68,7 +67,9 @@ class GraphRAGState(TypedDict, total=False):
 
 
 class _Route(BaseModel):
-    route: Literal["local", "global"] = Field(description="local: about specific named entities; global: broad, about the whole collection")
+    route: Literal["local", "global"] = Field(
+        description="local: about specific named entities; global: broad, about the whole collection"
+    )
     reason: str = ""
 
 
@@ -114,9 +115,19 @@ def heuristic_route(question: str, seeds: list[dict]) -> tuple[str, str]:
     return "local", f"names {', '.join(s['name'] for s in seeds[:3])}"
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
-          graph_store: Any = None, hops: int = 2, max_communities: int = 6, points_per_community: int = 2,
-          max_points: int = 5, base_retriever: str = "vector", **options: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    store: Any = None,
+    graph_store: Any = None,
+    hops: int = 2,
+    max_communities: int = 6,
+    points_per_community: int = 2,
+    max_points: int = 5,
+    base_retriever: str = "vector",
+    **options: Any,
+) -> Any:
     """Compile the graph RAG graph.
 
     store / graph_store: a ChunkStore and a GraphStore to use instead of the configured ones.
@@ -140,8 +151,15 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         from graphcraft.retrievers.graph import GraphRetriever
 
         chunks = res.store
-        return GraphRetriever(graph_store=graph_of(res), chunk_store=chunks, embeddings=chunks.embeddings,
-                              k=res.settings.top_k, hops=hops, base=base_retriever, rrf_k=res.settings.rrf_k)
+        return GraphRetriever(
+            graph_store=graph_of(res),
+            chunk_store=chunks,
+            embeddings=chunks.embeddings,
+            k=res.settings.top_k,
+            hops=hops,
+            base=base_retriever,
+            rrf_k=res.settings.rrf_k,
+        )
 
     # ------------------------------------------------------------------ nodes
     def route_question(state: GraphRAGState, config: RunnableConfig) -> dict:
@@ -150,28 +168,58 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if gs.counts()["entities"] == 0:
             from graphcraft.errors import EmptyStoreError
 
-            raise EmptyStoreError(f"{res.settings.store} (entity graph: run `graphcraft graph build --store {res.settings.store}`)")
+            raise EmptyStoreError(
+                f"{res.settings.store} (entity graph: run `graphcraft graph build --store {res.settings.store}`)"
+            )
         seeds = retriever(res).link_entities(state["question"])
         route, reason = heuristic_route(state["question"], seeds)
         usage: Usage = {}
         strategy = "rules"
         if res.model is not None:
-            result = structured_call(res.model, _Route, ROUTE_PROMPT.format(entities=", ".join(s["name"] for s in seeds) or "none",
-                                                                           question=state["question"]),
-                                     fallback=_Route(route=route, reason=reason), max_repairs=res.settings.max_structured_repairs)
+            result = structured_call(
+                res.model,
+                _Route,
+                ROUTE_PROMPT.format(entities=", ".join(s["name"] for s in seeds) or "none", question=state["question"]),
+                fallback=_Route(route=route, reason=reason),
+                max_repairs=res.settings.max_structured_repairs,
+            )
             usage, strategy = result.usage, "llm" if not result.fallback else "llm->rules_fallback"
             route, reason = result.value.route, result.value.reason or reason
-        return {"route": route, "route_reason": reason, "seeds": seeds, "iterations": 0, "usage": usage,
-                "steps": [{"step": "route_question", "route": route, "reason": reason, "strategy": strategy,
-                           "entities": [s["name"] for s in seeds]}]}
+        return {
+            "route": route,
+            "route_reason": reason,
+            "seeds": seeds,
+            "iterations": 0,
+            "usage": usage,
+            "steps": [
+                {
+                    "step": "route_question",
+                    "route": route,
+                    "reason": reason,
+                    "strategy": strategy,
+                    "entities": [s["name"] for s in seeds],
+                }
+            ],
+        }
 
     def local_search(state: GraphRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         found = retriever(res).retrieve(state["question"])
         paths = [p.as_dict() for p in found.paths[:8]]
-        return {"documents": found.documents, "paths": paths, "seeds": found.seeds or state.get("seeds", []),
-                "steps": [{"step": "local_search", "seeds": [s["name"] for s in found.seeds], "documents": len(found.documents),
-                           "graph_documents": len(found.graph_documents), "paths": [p["path"] for p in paths]}]}
+        return {
+            "documents": found.documents,
+            "paths": paths,
+            "seeds": found.seeds or state.get("seeds", []),
+            "steps": [
+                {
+                    "step": "local_search",
+                    "seeds": [s["name"] for s in found.seeds],
+                    "documents": len(found.documents),
+                    "graph_documents": len(found.graph_documents),
+                    "paths": [p["path"] for p in paths],
+                }
+            ],
+        }
 
     def generate(state: GraphRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -184,8 +232,14 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         strips: list[Strip] = []
         for query, group in groups.items():
             qv = np.asarray(res.embeddings.embed_query(query), dtype=np.float32)
-            strips += refine_documents(query, qv, group, [float(d.metadata.get("score", 0.0)) for d in group], res.store,
-                                       res.settings.strip_threshold)
+            strips += refine_documents(
+                query,
+                qv,
+                group,
+                [float(d.metadata.get("score", 0.0)) for d in group],
+                res.store,
+                res.settings.strip_threshold,
+            )
         answer = generate_answer(state["question"], strips, res.model, documents=docs, store=res.store)
         cited = {s["chunk_id"] for s in answer.sources}
         used_paths = [p for p in state.get("paths", []) if any(c in cited for step in p["chunk_ids"] for c in step)]
@@ -199,8 +253,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def global_search(state: GraphRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         gs = graph_of(res)
-        rows = gs.query("MATCH (c:Community) RETURN c.id AS id, c.level AS level, c.title AS title, c.summary AS summary, "
-                        "c.chunk_ids AS chunk_ids, c.rank AS rank, c.embedding AS embedding, c.size AS size, c.entity_names AS entity_names")
+        rows = gs.query(
+            "MATCH (c:Community) RETURN c.id AS id, c.level AS level, c.title AS title, c.summary AS summary, "
+            "c.chunk_ids AS chunk_ids, c.rank AS rank, c.embedding AS embedding, c.size AS size, c.entity_names AS entity_names"
+        )
         qv = np.asarray(res.embeddings.embed_query(state["question"]), dtype=np.float32)
         for row in rows:
             vec = np.asarray(row.pop("embedding") or [0.0] * len(qv), dtype=np.float32)
@@ -208,7 +264,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         # Bound the map step: at most max_communities, and no more LLM calls than the budget allows.
         budget = max_communities
         if res.model is not None:
-            budget = max(0, min(budget, res.settings.max_llm_calls - int(state.get("usage", {}).get("llm_calls", 0)) - 1))
+            budget = max(
+                0, min(budget, res.settings.max_llm_calls - int(state.get("usage", {}).get("llm_calls", 0)) - 1)
+            )
         chosen: list[dict] = []
         for row in sorted(rows, key=lambda r: -r["relevance"]):
             if len(chosen) >= budget:
@@ -221,20 +279,41 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         for community in chosen:
             if res.model is not None:
                 summary = f"{community['summary']} (entities: {', '.join(community.get('entity_names') or [])})"
-                result = structured_call(res.model, _Points, MAP_PROMPT.format(title=community["title"], summary=summary,
-                                                                              question=state["question"]),
-                                         fallback=_Points(), max_repairs=res.settings.max_structured_repairs)
+                result = structured_call(
+                    res.model,
+                    _Points,
+                    MAP_PROMPT.format(title=community["title"], summary=summary, question=state["question"]),
+                    fallback=_Points(),
+                    max_repairs=res.settings.max_structured_repairs,
+                )
                 usage = add_usage(usage, result.usage)
                 found = [(p.text, p.score / 100.0) for p in result.value.points]
             else:
                 found = _summary_points(community["summary"], qv, res.embeddings)
             for text, score in sorted(found, key=lambda t: -t[1])[:points_per_community]:
-                points.append({"text": text, "score": round(float(score), 4), "community": community["id"],
-                               "title": community["title"], "chunk_ids": community["chunk_ids"] or []})
-        return {"communities": [{k: c[k] for k in ("id", "level", "title", "relevance", "size")} for c in chosen],
-                "points": points, "usage": usage, "iterations": 1,
-                "steps": [{"step": "global_search", "communities": [c["id"] for c in chosen], "points": len(points),
-                           "mapped_with": "llm" if res.model is not None else "summary_sentences"}]}
+                points.append(
+                    {
+                        "text": text,
+                        "score": round(float(score), 4),
+                        "community": community["id"],
+                        "title": community["title"],
+                        "chunk_ids": community["chunk_ids"] or [],
+                    }
+                )
+        return {
+            "communities": [{k: c[k] for k in ("id", "level", "title", "relevance", "size")} for c in chosen],
+            "points": points,
+            "usage": usage,
+            "iterations": 1,
+            "steps": [
+                {
+                    "step": "global_search",
+                    "communities": [c["id"] for c in chosen],
+                    "points": len(points),
+                    "mapped_with": "llm" if res.model is not None else "summary_sentences",
+                }
+            ],
+        }
 
     def reduce(state: GraphRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -244,7 +323,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         points = list(unique.values())[:max_points]
         if not points:
             return _final(state, ABSTAIN, [], {}, "abstain", True, [])
-        chunk_text = {d.metadata["chunk_id"]: d for d in res.store.get(sorted({c for p in points for c in p["chunk_ids"]}))}
+        chunk_text = {
+            d.metadata["chunk_id"]: d for d in res.store.get(sorted({c for p in points for c in p["chunk_ids"]}))
+        }
         sources: list[dict] = []
         numbers: dict[str, int] = {}
         for p in points:
@@ -253,28 +334,58 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             if key not in numbers:
                 numbers[key] = len(numbers) + 1
                 doc = chunk_text.get(cid) if cid else None
-                sources.append({"source": doc.metadata.get("source", "") if doc else "", "chunk_id": cid or "",
-                                "page": doc.metadata.get("page") if doc else None, "score": p["score"], "text": p["text"],
-                                "community": p["community"], "citation": numbers[key]})
+                sources.append(
+                    {
+                        "source": doc.metadata.get("source", "") if doc else "",
+                        "chunk_id": cid or "",
+                        "page": doc.metadata.get("page") if doc else None,
+                        "score": p["score"],
+                        "text": p["text"],
+                        "community": p["community"],
+                        "citation": numbers[key],
+                    }
+                )
             p["citation"] = numbers[key]
         if res.model is not None:
             listing = "\n".join(f"[{p['citation']}] ({p['title']}) {p['text']}" for p in points)
-            reply, usage = invoke_llm(res.model, REDUCE_PROMPT.format(points=listing, question=state["question"], abstain=ABSTAIN))
+            reply, usage = invoke_llm(
+                res.model, REDUCE_PROMPT.format(points=listing, question=state["question"], abstain=ABSTAIN)
+            )
             text = message_text(reply).strip() or ABSTAIN
             abstained = text.rstrip(".").lower() == ABSTAIN.rstrip(".").lower()
             return _final(state, text, [] if abstained else sources, usage, "llm_map_reduce", abstained, [])
         text = " ".join(f"{readable(p['text'])} [{p['citation']}]" for p in points)
         return _final(state, text, sources, {}, "extractive_map_reduce", False, [])
 
-    def _final(state: GraphRAGState, text: str, sources: list[dict], usage: Usage, strategy: str, abstained: bool,
-               paths: list[dict]) -> dict:
+    def _final(
+        state: GraphRAGState,
+        text: str,
+        sources: list[dict],
+        usage: Usage,
+        strategy: str,
+        abstained: bool,
+        paths: list[dict],
+    ) -> dict:
         final_usage = add_usage(state.get("usage"), usage)
-        trace = make_trace("graph_rag", {**state, "usage": final_usage}, route=state.get("route"), route_reason=state.get("route_reason"),
-                           entities=[s["name"] for s in state.get("seeds", [])], graph_paths=[p["path"] for p in paths],
-                           communities=[c["id"] for c in state.get("communities", [])], answer_strategy=strategy,
-                           abstained=abstained, steps=state.get("steps", []))
-        return {"answer": text, "sources": sources, "usage": usage, "trace": trace,
-                "steps": [{"step": "generate" if state.get("route") == "local" else "reduce", "strategy": strategy}]}
+        trace = make_trace(
+            "graph_rag",
+            {**state, "usage": final_usage},
+            route=state.get("route"),
+            route_reason=state.get("route_reason"),
+            entities=[s["name"] for s in state.get("seeds", [])],
+            graph_paths=[p["path"] for p in paths],
+            communities=[c["id"] for c in state.get("communities", [])],
+            answer_strategy=strategy,
+            abstained=abstained,
+            steps=state.get("steps", []),
+        )
+        return {
+            "answer": text,
+            "sources": sources,
+            "usage": usage,
+            "trace": trace,
+            "steps": [{"step": "generate" if state.get("route") == "local" else "reduce", "strategy": strategy}],
+        }
 
     # ------------------------------------------------------------------ routing (no loop: each path runs once)
     def after_route(state: GraphRAGState) -> str:
@@ -307,7 +418,7 @@ def _summary_points(summary: str, qv: np.ndarray, embeddings: Any) -> list[tuple
     from graphcraft.models import embed_texts
 
     vectors = embed_texts(embeddings, sentences)
-    return [(s, float(v @ qv)) for s, v in zip(sentences, vectors)]
+    return [(s, float(v @ qv)) for s, v in zip(sentences, vectors, strict=False)]
 
 
 def _source_chunk(text: str, chunk_ids: list[str], docs: dict[str, Any]) -> str | None:

@@ -18,23 +18,22 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict
-
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import generate_answer
 from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.config import Settings, settings_from
 from graphcraft.ingest.hierarchy import update_if_stale
 from graphcraft.models import embed_texts
+from graphcraft.retrievers.hierarchical import HierarchicalRetriever
 from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
-from graphcraft.retrievers.hierarchical import HierarchicalRetriever
 
 DESCRIPTION = "Hierarchical RAG: document summaries -> sections -> chunks (top-down) or a collapsed RAPTOR tree; incremental summaries."
 
@@ -53,9 +52,18 @@ class HierarchicalState(TypedDict, total=False):
     trace: dict
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
-          mode: Literal["top_down", "collapsed"] | None = None, n_documents: int | None = None, n_sections: int | None = None,
-          clusters: bool | None = None, llm_summaries: bool | None = None, **options: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    store: Any = None,
+    mode: Literal["top_down", "collapsed"] | None = None,
+    n_documents: int | None = None,
+    n_sections: int | None = None,
+    clusters: bool | None = None,
+    llm_summaries: bool | None = None,
+    **options: Any,
+) -> Any:
     """Compile the hierarchical RAG graph.
 
     mode: "top_down" (default) or "collapsed"; the input state may override it with "mode".
@@ -75,8 +83,14 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
 
     def retriever(res: Resources) -> HierarchicalRetriever:
         # The `index` node has already brought the tree up to date (and counted what it cost).
-        return HierarchicalRetriever(store=res.store, k=res.settings.top_k, n_documents=n_documents, n_sections=n_sections,
-                                     settings=res.settings, build_options={"clusters": clusters})
+        return HierarchicalRetriever(
+            store=res.store,
+            k=res.settings.top_k,
+            n_documents=n_documents,
+            n_sections=n_sections,
+            settings=res.settings,
+            build_options={"clusters": clusters},
+        )
 
     def query_vector(res: Resources, text: str) -> np.ndarray:
         return np.asarray(res.embeddings.embed_query(text), dtype=np.float32)
@@ -86,9 +100,21 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         res = base.for_config(config)
         report = update_if_stale(res.store, res.settings, res.model if llm_summaries else None, clusters=clusters)
         summary = report.as_dict() if report else {"up_to_date": True}
-        return {"mode": state.get("mode") or mode, "usage": report.usage if report else None, "index_report": summary,
-                "steps": [{"step": "index", **({k: summary[k] for k in ("built", "unchanged", "removed", "summaries", "clusters_new")}
-                                               if report else {"up_to_date": True})}]}
+        return {
+            "mode": state.get("mode") or mode,
+            "usage": report.usage if report else None,
+            "index_report": summary,
+            "steps": [
+                {
+                    "step": "index",
+                    **(
+                        {k: summary[k] for k in ("built", "unchanged", "removed", "summaries", "clusters_new")}
+                        if report
+                        else {"up_to_date": True}
+                    ),
+                }
+            ],
+        }
 
     def select_documents(state: HierarchicalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -113,18 +139,30 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     def generate(state: HierarchicalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         docs = state.get("chunks", [])
-        strips = refine_documents(state["question"], query_vector(res, state["question"]), docs,
-                                  [float(d.metadata.get("score") or 0.0) for d in docs], res.store, res.settings.strip_threshold,
-                                  embed=lambda texts: embed_texts(res.embeddings, texts))
+        strips = refine_documents(
+            state["question"],
+            query_vector(res, state["question"]),
+            docs,
+            [float(d.metadata.get("score") or 0.0) for d in docs],
+            res.store,
+            res.settings.strip_threshold,
+            embed=lambda texts: embed_texts(res.embeddings, texts),
+        )
         answer = generate_answer(state["question"], _distinct(strips), res.model, documents=docs, store=res.store)
         levels = {str(d.metadata.get("chunk_id")): d.metadata.get("level", "chunk") for d in docs}
         for src in answer.sources:
             src["level"] = levels.get(str(src.get("chunk_id")), "chunk")
         final = {**state, "usage": add_usage(state.get("usage"), answer.usage)}
-        trace = make_trace("hierarchical_rag", final, mode=state["mode"], index=state.get("index_report", {}),
-                           answer_strategy=answer.strategy, abstained=answer.abstained,
-                           levels_used=sorted({s["level"] for s in answer.sources}),
-                           steps=state.get("steps", []) + [{"step": "generate", "strategy": answer.strategy, "strips": len(strips)}])
+        trace = make_trace(
+            "hierarchical_rag",
+            final,
+            mode=state["mode"],
+            index=state.get("index_report", {}),
+            answer_strategy=answer.strategy,
+            abstained=answer.abstained,
+            levels_used=sorted({s["level"] for s in answer.sources}),
+            steps=state.get("steps", []) + [{"step": "generate", "strategy": answer.strategy, "strips": len(strips)}],
+        )
         return {"answer": answer.text, "sources": answer.sources, "usage": answer.usage, "trace": trace}
 
     def route_mode(state: HierarchicalState) -> str:
@@ -156,9 +194,15 @@ def _distinct(strips: list[Strip]) -> list[Strip]:
 
 def _brief(docs: list[Document]) -> list[dict[str, Any]]:
     """What the trace keeps of a selection: node id, level, title or source, score."""
-    return [{"id": d.metadata.get("chunk_id"), "level": d.metadata.get("level", "chunk"),
-             "title": d.metadata.get("title") or d.metadata.get("section") or d.metadata.get("source"),
-             "score": round(float(d.metadata.get("score") or 0.0), 4)} for d in docs]
+    return [
+        {
+            "id": d.metadata.get("chunk_id"),
+            "level": d.metadata.get("level", "chunk"),
+            "title": d.metadata.get("title") or d.metadata.get("section") or d.metadata.get("source"),
+            "score": round(float(d.metadata.get("score") or 0.0), 4),
+        }
+        for d in docs
+    ]
 
 
 graph = build()

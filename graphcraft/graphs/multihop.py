@@ -26,16 +26,16 @@ import operator
 import re
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Overwrite, Send
+from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import ABSTAIN, generate_answer, renumber_citations
-from graphcraft.chains.decompose import PLACEHOLDER, bridge_answer, decompose as plan_question, substitute
+from graphcraft.chains.decompose import PLACEHOLDER, bridge_answer, substitute
+from graphcraft.chains.decompose import decompose as plan_question
 from graphcraft.chains.refine import refine_documents
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import invoke_llm, message_text
@@ -91,9 +91,20 @@ Question: {question}
 Answer:"""
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None,
-          retriever: str | None = None, max_hops: int | None = None, max_waves: int | None = None, strict: bool | None = None,
-          max_llm_calls: int | None = None, token_budget: int | None = None, checkpointer: Any = None, **options: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    store: Any = None,
+    retriever: str | None = None,
+    max_hops: int | None = None,
+    max_waves: int | None = None,
+    strict: bool | None = None,
+    max_llm_calls: int | None = None,
+    token_budget: int | None = None,
+    checkpointer: Any = None,
+    **options: Any,
+) -> Any:
     """Compile the multi-hop graph.
 
     retriever: "hybrid" (default) | "vector" | "keyword" | "hierarchical" for each hop.
@@ -120,11 +131,27 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
     # ------------------------------------------------------------------ nodes
     def decompose(state: MultihopState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
-        plan = plan_question(state["question"], res.model, spacy_model=res.settings.spacy_model, max_hops=max_hops,
-                             max_waves=max_waves, strict=strict, max_repairs=res.settings.max_structured_repairs)
+        plan = plan_question(
+            state["question"],
+            res.model,
+            spacy_model=res.settings.spacy_model,
+            max_hops=max_hops,
+            max_waves=max_waves,
+            strict=strict,
+            max_repairs=res.settings.max_structured_repairs,
+        )
         # Overwrite: a new question on a reused thread (Studio, LangGraph Server) starts from nothing.
-        return {**start_clock(), "hops": plan.hops, "levels": plan.levels, "plan": plan.trace(), "wave": 0, "stop_reason": "",
-                "results": Overwrite({}), "executed": Overwrite([]), "usage": Overwrite(plan.usage)}
+        return {
+            **start_clock(),
+            "hops": plan.hops,
+            "levels": plan.levels,
+            "plan": plan.trace(),
+            "wave": 0,
+            "stop_reason": "",
+            "results": Overwrite({}),
+            "executed": Overwrite([]),
+            "usage": Overwrite(plan.usage),
+        }
 
     def schedule(state: MultihopState) -> dict:
         """Advance to the next wave, or record why no further wave runs."""
@@ -142,9 +169,18 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             return "compose"
         wave = state["wave"]
         by_id = {h["id"]: h for h in state["hops"]}
-        return [Send("answer_subquestion", HopTask(hop=by_id[hid], question=_resolve(by_id[hid], state), wave=wave,
-                                                   context_query=_context_query(by_id[hid], state)))
-                for hid in state["levels"][wave - 1]]
+        return [
+            Send(
+                "answer_subquestion",
+                HopTask(
+                    hop=by_id[hid],
+                    question=_resolve(by_id[hid], state),
+                    wave=wave,
+                    context_query=_context_query(by_id[hid], state),
+                ),
+            )
+            for hid in state["levels"][wave - 1]
+        ]
 
     def answer_subquestion(task: HopTask, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -154,18 +190,42 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if task.get("context_query"):
             # The sub-question drops the scene the user set: the final hop also reads what the user's own
             # question retrieves (both lists kept whole), so its evidence never falls below a plain search's.
-            docs = rrf_fuse([docs, retriever.search(task["context_query"])], limit=2 * res.settings.top_k, names=["hop", "question"])
+            docs = rrf_fuse(
+                [docs, retriever.search(task["context_query"])], limit=2 * res.settings.top_k, names=["hop", "question"]
+            )
         qv = np.asarray(res.embeddings.embed_query(question), dtype=np.float32)
-        strips = refine_documents(question, qv, docs, [float(d.metadata.get("score") or 0.0) for d in docs], res.store,
-                                  res.settings.strip_threshold)
+        strips = refine_documents(
+            question,
+            qv,
+            docs,
+            [float(d.metadata.get("score") or 0.0) for d in docs],
+            res.store,
+            res.settings.strip_threshold,
+        )
         answer = generate_answer(question, strips, res.model, documents=docs)
         # An extractive answer quotes whole sentences: the bridge is always the name extracted from them.
         verbatim = BRIDGE_VERBATIM_WORDS if answer.strategy == "llm" else 0
-        bridge = "" if answer.abstained else bridge_answer(question, answer.text, res.settings.spacy_model, max_words=verbatim)
-        result = {"question": question, "answer": answer.text, "bridge": bridge, "sources": answer.sources,
-                  "abstained": answer.abstained, "strategy": answer.strategy, "wave": task["wave"],
-                  "retrieved": [str(d.metadata.get("chunk_id", "")) for d in docs], "context_query": task.get("context_query", "")}
-        return {"results": {task["hop"]["id"]: result}, "usage": answer.usage, "executed": [(task["wave"], task["hop"]["id"])]}
+        bridge = (
+            ""
+            if answer.abstained
+            else bridge_answer(question, answer.text, res.settings.spacy_model, max_words=verbatim)
+        )
+        result = {
+            "question": question,
+            "answer": answer.text,
+            "bridge": bridge,
+            "sources": answer.sources,
+            "abstained": answer.abstained,
+            "strategy": answer.strategy,
+            "wave": task["wave"],
+            "retrieved": [str(d.metadata.get("chunk_id", "")) for d in docs],
+            "context_query": task.get("context_query", ""),
+        }
+        return {
+            "results": {task["hop"]["id"]: result},
+            "usage": answer.usage,
+            "executed": [(task["wave"], task["hop"]["id"])],
+        }
 
     def compose(state: MultihopState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -178,17 +238,23 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if not answered:
             text, strategy = ABSTAIN, "abstain"
         elif res.model is not None and not bounds.exhausted(state.get("usage")):
-            reply, usage = invoke_llm(res.model, COMPOSE_PROMPT.format(findings="\n".join(findings), question=state["question"]))
+            reply, usage = invoke_llm(
+                res.model, COMPOSE_PROMPT.format(findings="\n".join(findings), question=state["question"])
+            )
             text, strategy = message_text(reply).strip() or ABSTAIN, "llm"
         else:
             sinks = [h for h in hops if _is_final(h, hops)] or hops[-1:]
-            text = "\n".join(renumbered[h["id"]] if len(sinks) == 1 else f"{results[h['id']]['question']} {renumbered[h['id']]}"
-                             for h in sinks)
+            text = "\n".join(
+                renumbered[h["id"]] if len(sinks) == 1 else f"{results[h['id']]['question']} {renumbered[h['id']]}"
+                for h in sinks
+            )
             strategy = "extractive"
         # Every hop is cited: its finding is listed unless the composed answer already cites its sources.
         cited = _hop_citations(text)
         if strategy == "llm":
-            listed = [f for h, f in zip(hops, findings) if not _hop_citations(renumbered[h["id"]]) & cited]
+            listed = [
+                f for h, f in zip(hops, findings, strict=False) if not _hop_citations(renumbered[h["id"]]) & cited
+            ]
         else:
             listed = findings if len(hops) > 1 else []
         if listed:
@@ -196,13 +262,29 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         text, sources, renumbered = _final_citations(text, sources, renumbered)
         final = {**state, "usage": add_usage(state.get("usage"), usage), "iterations": len(_waves(state))}
         trace = make_trace(
-            "multihop", final, decomposition=state.get("plan", {}), stop_reason=state.get("stop_reason", "completed"),
-            waves=_waves(state), parallel_hops=sum(len(w) for w in _waves(state) if len(w) > 1), compose_strategy=strategy,
-            hops=[{"id": h["id"], "planned": h["question"], "question": results[h["id"]]["question"], "depends_on": h["depends_on"],
-                   "answer": renumbered[h["id"]], "bridge": results[h["id"]]["bridge"], "abstained": results[h["id"]]["abstained"],
-                   "wave": results[h["id"]]["wave"], "strategy": results[h["id"]]["strategy"],
-                   "context_query": results[h["id"]].get("context_query", ""), "retrieved": results[h["id"]]["retrieved"]}
-                  for h in hops],
+            "multihop",
+            final,
+            decomposition=state.get("plan", {}),
+            stop_reason=state.get("stop_reason", "completed"),
+            waves=_waves(state),
+            parallel_hops=sum(len(w) for w in _waves(state) if len(w) > 1),
+            compose_strategy=strategy,
+            hops=[
+                {
+                    "id": h["id"],
+                    "planned": h["question"],
+                    "question": results[h["id"]]["question"],
+                    "depends_on": h["depends_on"],
+                    "answer": renumbered[h["id"]],
+                    "bridge": results[h["id"]]["bridge"],
+                    "abstained": results[h["id"]]["abstained"],
+                    "wave": results[h["id"]]["wave"],
+                    "strategy": results[h["id"]]["strategy"],
+                    "context_query": results[h["id"]].get("context_query", ""),
+                    "retrieved": results[h["id"]]["retrieved"],
+                }
+                for h in hops
+            ],
             skipped=[h["id"] for h in state.get("hops", []) if h["id"] not in results],
             bounds={**bounds.as_dict(), "max_hops": max_hops, "max_waves": max_waves},
         )
@@ -264,17 +346,21 @@ def _number_sources(hops: list[dict], results: dict[str, dict]) -> tuple[list[di
                 sources.append({**src, "citation": numbers[key], "hops": [], "spans": []})
             merged = sources[numbers[key] - 1]
             merged["hops"].append(hop["id"])
-            merged["spans"] = [list(span) for span in sorted({tuple(span) for span in merged["spans"] + list(src.get("spans", []))})]
+            merged["spans"] = [
+                list(span) for span in sorted({tuple(span) for span in merged["spans"] + list(src.get("spans", []))})
+            ]
             if src.get("citation") is not None:
                 local[int(src["citation"])] = numbers[key]
-        text = _CITE.sub(lambda m: f"[{local.get(int(m.group(1)), m.group(1))}]", result["answer"])
+        text = _CITE.sub(lambda m: f"[{local.get(int(m.group(1)), m.group(1))}]", result["answer"])  # noqa: B023 - used at once
         if not result["abstained"] and not _CITE.search(text) and result["sources"]:
             text += " " + "".join(f"[{numbers[_source_key(s)]}]" for s in result["sources"])
         renumbered[hop["id"]] = text
     return sources, renumbered
 
 
-def _final_citations(text: str, sources: list[dict], hop_answers: dict[str, str]) -> tuple[str, list[dict], dict[str, str]]:
+def _final_citations(
+    text: str, sources: list[dict], hop_answers: dict[str, str]
+) -> tuple[str, list[dict], dict[str, str]]:
     """Only the sources the final text cites, numbered 1..n in reading order; the hops' answers renumbered alike."""
     text, cited = renumber_citations(text, sources)
     kept = {_source_key(src): src["citation"] for src in cited}

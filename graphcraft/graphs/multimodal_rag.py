@@ -27,14 +27,13 @@ import operator
 import re
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.refine import Strip, refine_documents
@@ -108,8 +107,11 @@ def analyze_locally(question: str) -> dict:
 
 
 def weights_for(table: bool, image: bool) -> dict[str, float]:
-    return {"text": TEXT_WEIGHT, "table": CUED_WEIGHT if table else UNCUED_WEIGHT,
-            "image": CUED_WEIGHT if image else UNCUED_WEIGHT}
+    return {
+        "text": TEXT_WEIGHT,
+        "table": CUED_WEIGHT if table else UNCUED_WEIGHT,
+        "image": CUED_WEIGHT if image else UNCUED_WEIGHT,
+    }
 
 
 def relevant(doc: Document, floor: bool) -> bool:
@@ -145,15 +147,31 @@ def _cell_source(doc: Document, cell: CellAnswer) -> dict:
     cell_boxes = [boxes[i][j] for i, j in cell.cells if i < len(boxes) and j < len(boxes[i]) and boxes[i][j]]
     if cell_boxes:
         src["table_bbox"] = doc.metadata.get("bbox")
-        src["bbox"] = [min(b[0] for b in cell_boxes), min(b[1] for b in cell_boxes),
-                       max(b[2] for b in cell_boxes), max(b[3] for b in cell_boxes)]
-    src.update(citation=1, modality="table", row=cell.row, column=cell.column, operation=cell.operation,
-               caption=doc.metadata.get("caption"))
+        src["bbox"] = [
+            min(b[0] for b in cell_boxes),
+            min(b[1] for b in cell_boxes),
+            max(b[2] for b in cell_boxes),
+            max(b[3] for b in cell_boxes),
+        ]
+    src.update(
+        citation=1,
+        modality="table",
+        row=cell.row,
+        column=cell.column,
+        operation=cell.operation,
+        caption=doc.metadata.get("caption"),
+    )
     return src
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, stores: dict | None = None,
-          analyzer: str = "auto", **options: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    stores: dict | None = None,
+    analyzer: str = "auto",
+    **options: Any,
+) -> Any:
     """Compile the multimodal RAG graph.
 
     model: chat model for query analysis and generation (None: configured one, or offline).
@@ -168,7 +186,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         """The modality stores; a StoreError when none holds a chunk (checked before any model call)."""
         if stores is not None:
             if not any(len(s) for s in stores.values()):
-                raise StoreError("the given multimodal stores hold no chunks: ingest with `graphcraft ingest PATH --multimodal`")
+                raise StoreError(
+                    "the given multimodal stores hold no chunks: ingest with `graphcraft ingest PATH --multimodal`"
+                )
             return stores
         key = str(res.settings.store)
         if key not in opened:
@@ -186,34 +206,75 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         local = analyze_locally(question)
         use_llm = analyzer == "llm" or (analyzer == "auto" and res.model is not None)
         if not use_llm:
-            return {"weights": weights_for(local["table"], local["image"]), "analysis": local, "floor": True,
-                    "iterations": 0, "steps": [{"step": "analyze_query", **local}]}
+            return {
+                "weights": weights_for(local["table"], local["image"]),
+                "analysis": local,
+                "floor": True,
+                "iterations": 0,
+                "steps": [{"step": "analyze_query", **local}],
+            }
         fallback = ModalityChoice(table=local["table"], image=local["image"], reason="cue words (fallback)")
-        result = structured_call(res.require_model("multimodal query analysis"), ModalityChoice,
-                                 ANALYZE_PROMPT.format(question=question), fallback=fallback,
-                                 max_repairs=res.settings.max_structured_repairs)
+        result = structured_call(
+            res.require_model("multimodal query analysis"),
+            ModalityChoice,
+            ANALYZE_PROMPT.format(question=question),
+            fallback=fallback,
+            max_repairs=res.settings.max_structured_repairs,
+        )
         choice = result.value
-        analysis = {"strategy": "llm", "table": choice.table, "image": choice.image, "reason": choice.reason,
-                    **result.trace()}
-        return {"weights": weights_for(choice.table, choice.image), "analysis": analysis, "floor": True,
-                "iterations": 0, "usage": result.usage, "steps": [{"step": "analyze_query", **analysis}]}
+        analysis = {
+            "strategy": "llm",
+            "table": choice.table,
+            "image": choice.image,
+            "reason": choice.reason,
+            **result.trace(),
+        }
+        return {
+            "weights": weights_for(choice.table, choice.image),
+            "analysis": analysis,
+            "floor": True,
+            "iterations": 0,
+            "usage": result.usage,
+            "steps": [{"step": "analyze_query", **analysis}],
+        }
 
     def retrieve(state: MultimodalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         hits = retriever(res).search_each(state["question"], [m for m in MODALITIES if state["weights"].get(m, 0) > 0])
         kept = {m: [d for d in docs if relevant(d, state.get("floor", True))] for m, docs in hits.items()}
-        return {"hits": kept, "steps": [{"step": "retrieve", "found": {m: len(d) for m, d in hits.items()},
-                                         "relevant": {m: len(d) for m, d in kept.items()}}]}
+        return {
+            "hits": kept,
+            "steps": [
+                {
+                    "step": "retrieve",
+                    "found": {m: len(d) for m, d in hits.items()},
+                    "relevant": {m: len(d) for m, d in kept.items()},
+                }
+            ],
+        }
 
     def fuse(state: MultimodalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         docs = retriever(res).fuse(state["hits"], state["weights"], k=res.settings.top_k)
-        return {"documents": docs, "steps": [{"step": "fuse", "weights": state["weights"], "rrf_k": FUSION_RRF_K,
-                                              "ranked": [f"{d.metadata['modality']}:p{d.metadata.get('page')}" for d in docs]}]}
+        return {
+            "documents": docs,
+            "steps": [
+                {
+                    "step": "fuse",
+                    "weights": state["weights"],
+                    "rrf_k": FUSION_RRF_K,
+                    "ranked": [f"{d.metadata['modality']}:p{d.metadata.get('page')}" for d in docs],
+                }
+            ],
+        }
 
     def widen(state: MultimodalState) -> dict:
-        return {"weights": {m: 1.0 for m in MODALITIES}, "floor": False, "iterations": state.get("iterations", 0) + 1,
-                "steps": [{"step": "widen", "reason": "no relevant hit in any modality"}]}
+        return {
+            "weights": {m: 1.0 for m in MODALITIES},
+            "floor": False,
+            "iterations": state.get("iterations", 0) + 1,
+            "steps": [{"step": "widen", "reason": "no relevant hit in any modality"}],
+        }
 
     def lookup(state: MultimodalState) -> dict:
         best: tuple[CellAnswer, Document] | None = None
@@ -226,9 +287,19 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if best is None:
             return {"cell": None, "steps": [{"step": "lookup_table", "found": False}]}
         cell, doc = best
-        return {"cell": {"answer": cell.__dict__, "source": _cell_source(doc, cell)},
-                "steps": [{"step": "lookup_table", "found": True, "row": cell.row, "column": cell.column,
-                           "operation": cell.operation, "score": cell.score}]}
+        return {
+            "cell": {"answer": cell.__dict__, "source": _cell_source(doc, cell)},
+            "steps": [
+                {
+                    "step": "lookup_table",
+                    "found": True,
+                    "row": cell.row,
+                    "column": cell.column,
+                    "operation": cell.operation,
+                    "score": cell.score,
+                }
+            ],
+        }
 
     def generate(state: MultimodalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
@@ -243,13 +314,25 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             abstained = text == ABSTAIN
         answer = with_footer(text, sources)
         final = {**state, "usage": add_usage(state.get("usage"), usage)}
-        trace = make_trace("multimodal_rag", final, analysis=state.get("analysis", {}), weights=state.get("weights", {}),
-                           retrieved={m: len(d) for m, d in state.get("hits", {}).items()},
-                           table_lookup=bool(state.get("cell")), answer_strategy=strategy, abstained=abstained,
-                           widened=state.get("iterations", 0) > 0,
-                           steps=state.get("steps", []) + [{"step": "generate", "strategy": strategy}])
-        return {"answer": answer, "sources": sources, "usage": usage, "trace": trace,
-                "steps": [{"step": "generate", "strategy": strategy}]}
+        trace = make_trace(
+            "multimodal_rag",
+            final,
+            analysis=state.get("analysis", {}),
+            weights=state.get("weights", {}),
+            retrieved={m: len(d) for m, d in state.get("hits", {}).items()},
+            table_lookup=bool(state.get("cell")),
+            answer_strategy=strategy,
+            abstained=abstained,
+            widened=state.get("iterations", 0) > 0,
+            steps=state.get("steps", []) + [{"step": "generate", "strategy": strategy}],
+        )
+        return {
+            "answer": answer,
+            "sources": sources,
+            "usage": usage,
+            "trace": trace,
+            "steps": [{"step": "generate", "strategy": strategy}],
+        }
 
     def _answer_from_strips(res: Resources, state: MultimodalState) -> tuple[str, list[dict], str, Usage | None]:
         question = state["question"]
@@ -260,16 +343,37 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         for modality in MODALITIES:
             docs = [d for d in state["documents"] if d.metadata.get("modality") == modality]
             if docs:
-                strips += refine_documents(question, qvec, docs, [float(d.metadata.get("score", 0)) for d in docs],
-                                           all_stores.get(modality), res.settings.strip_threshold)
-        result = generate_answer(question, strips, res.model, documents=state["documents"])  # sources: the whole chunk or table region
+                strips += refine_documents(
+                    question,
+                    qvec,
+                    docs,
+                    [float(d.metadata.get("score", 0)) for d in docs],
+                    all_stores.get(modality),
+                    res.settings.strip_threshold,
+                )
+        result = generate_answer(
+            question, strips, res.model, documents=state["documents"]
+        )  # sources: the whole chunk or table region
         sources = []
         for src in result.sources:
             doc = by_id.get(src["chunk_id"])
             if doc is not None:
                 meta = doc.metadata
-                src.update({k: meta[k] for k in ("bbox", "modality", "caption", "ocr", "ocr_confidence",
-                                                  "low_confidence", "bbox_units") if meta.get(k) is not None})
+                src.update(
+                    {
+                        k: meta[k]
+                        for k in (
+                            "bbox",
+                            "modality",
+                            "caption",
+                            "ocr",
+                            "ocr_confidence",
+                            "low_confidence",
+                            "bbox_units",
+                        )
+                        if meta.get(k) is not None
+                    }
+                )
             sources.append(src)
         return result.text, sources, result.strategy, result.usage
 

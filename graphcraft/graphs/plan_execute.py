@@ -21,14 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from pydantic import BaseModel, Field, create_model
+from typing_extensions import TypedDict
 
 from graphcraft.chains.tool_calls import collect_sources, execute_tool_call, run_with_tools
 from graphcraft.config import Settings
@@ -50,9 +49,12 @@ class Step(BaseModel):
     id: str = Field(max_length=ID_CHARS, description="short unique id, e.g. s1")
     description: str = Field(max_length=TEXT_CHARS, description="what this step does")
     depends_on: list[Annotated[str, Field(max_length=ID_CHARS)]] = Field(
-        default_factory=list, max_length=8, description="ids of steps whose results this step needs")
+        default_factory=list, max_length=8, description="ids of steps whose results this step needs"
+    )
     tool: str | None = Field(default=None, description="tool to call directly, or null for a reasoning step")
-    args: dict[str, Any] = Field(default_factory=dict, description="tool arguments; '$s1' inserts the result of step s1")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="tool arguments; '$s1' inserts the result of step s1"
+    )
 
 
 class Plan(BaseModel):
@@ -71,9 +73,13 @@ def plan_schema(max_steps: int, tools: tuple[str, ...]) -> type[Plan]:
         schema.pop("anyOf", None)
         schema["enum"] = [*tools, None]
 
-    tool = Field(default=None, description="tool to call directly, or null for a reasoning step", json_schema_extra=tool_enum)
+    tool = Field(
+        default=None, description="tool to call directly, or null for a reasoning step", json_schema_extra=tool_enum
+    )
     step = create_model("Step", __base__=Step, tool=(str | None, tool))
-    return create_model("Plan", __base__=Plan, __doc__=Plan.__doc__, steps=(list[step], Field(min_length=1, max_length=max_steps)))
+    return create_model(
+        "Plan", __base__=Plan, __doc__=Plan.__doc__, steps=(list[step], Field(min_length=1, max_length=max_steps))
+    )
 
 
 def merge_results(left: dict | None, right: dict | None) -> dict:
@@ -123,7 +129,9 @@ def build(
     checkpointer: Any = None,
 ):
     """Compile the plan-and-execute graph. max_replans bounds the replan loop; max_steps the plan size."""
-    bounds = Bounds.from_settings(settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget)
+    bounds = Bounds.from_settings(
+        settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget
+    )
     repairs = settings.max_structured_repairs if settings else 2
     loaded: dict[str, list[BaseTool]] = {}
 
@@ -141,19 +149,33 @@ def build(
         clock = start_clock()  # before the first model call: the run's time includes it
         if not analyze:
             return {**clock, "analysis": "", "replans": 0, "wave": 0, "results": {}}
-        reply, usage = invoke_llm(llm(), [
-            SystemMessage("You analyze tasks before planning: the goal, the information needed, constraints, and what "
-                          "can be done independently. Be brief."),
-            HumanMessage(state["question"]),
-        ])
+        reply, usage = invoke_llm(
+            llm(),
+            [
+                SystemMessage(
+                    "You analyze tasks before planning: the goal, the information needed, constraints, and what "
+                    "can be done independently. Be brief."
+                ),
+                HumanMessage(state["question"]),
+            ],
+        )
         return {**clock, "analysis": message_text(reply), "usage": usage, "replans": 0, "wave": 0, "results": {}}
 
     def plan(state: PlanExecuteState) -> dict:
         prompt = _planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
-        result = structured_call(llm(), plan_schema(max_steps, _names(toolset())), [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
-                                 fallback=Plan(steps=[Step(id="s1", description=state["question"][:TEXT_CHARS])]), max_repairs=repairs)
+        result = structured_call(
+            llm(),
+            plan_schema(max_steps, _names(toolset())),
+            [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
+            fallback=Plan(steps=[Step(id="s1", description=state["question"][:TEXT_CHARS])]),
+            max_repairs=repairs,
+        )
         steps = _clean_steps(result.value.steps, set(), max_steps)
-        return {"steps": steps, "usage": result.usage, "replan_reasons": [] if not result.fallback else ["plan fallback: single reasoning step"]}
+        return {
+            "steps": steps,
+            "usage": result.usage,
+            "replan_reasons": [] if not result.fallback else ["plan fallback: single reasoning step"],
+        }
 
     def schedule(state: PlanExecuteState) -> dict:
         """Pick every step whose dependencies are done: they form the next parallel wave."""
@@ -169,9 +191,18 @@ def build(
         results = _live(state)
         if state.get("ready"):
             steps = {s["id"]: s for s in state["steps"]}
-            return [Send("execute_step", StepTask(question=state["question"], step=steps[sid], wave=state["wave"],
-                                                  inputs={d: results[d]["output"] for d in steps[sid]["depends_on"]}))
-                    for sid in state["ready"]]
+            return [
+                Send(
+                    "execute_step",
+                    StepTask(
+                        question=state["question"],
+                        step=steps[sid],
+                        wave=state["wave"],
+                        inputs={d: results[d]["output"] for d in steps[sid]["depends_on"]},
+                    ),
+                )
+                for sid in state["ready"]
+            ]
         unfinished = [s for s in state.get("steps", []) if not results.get(s["id"], {}).get("ok")]
         if unfinished and not bounds.reached(state, state.get("replans", 0)):
             return "replan"
@@ -180,47 +211,82 @@ def build(
     def execute_step(task: StepTask) -> dict:
         step, started, extra = task["step"], time.perf_counter(), {}
         if step.get("tool"):
-            call = {"name": step["tool"], "args": _substitute(step.get("args", {}), task["inputs"]), "id": f"plan-{step['id']}"}
+            call = {
+                "name": step["tool"],
+                "args": _substitute(step.get("args", {}), task["inputs"]),
+                "id": f"plan-{step['id']}",
+            }
             _message, record = execute_tool_call({t.name: t for t in toolset()}, call)
             output, ok, usage, calls = record["output"], record["ok"], empty_usage(), [record]
         else:
             context = "\n".join(f"Result of {k}: {v}" for k, v in task["inputs"].items())
-            messages = [SystemMessage(EXECUTOR_SYSTEM),
-                        HumanMessage(f"Overall task: {task['question']}\n\n{context}\n\nYour step: {step['description']}")]
+            messages = [
+                SystemMessage(EXECUTOR_SYSTEM),
+                HumanMessage(f"Overall task: {task['question']}\n\n{context}\n\nYour step: {step['description']}"),
+            ]
             try:
-                run = run_with_tools(llm(), messages, toolset(), max_tool_calls=step_tool_calls, max_turns=step_tool_calls + 1)
-            except NotImplementedError:  # no native tool calling: the step reasons from its inputs (tool steps still run)
+                run = run_with_tools(
+                    llm(), messages, toolset(), max_tool_calls=step_tool_calls, max_turns=step_tool_calls + 1
+                )
+            except (
+                NotImplementedError
+            ):  # no native tool calling: the step reasons from its inputs (tool steps still run)
                 run = run_with_tools(llm(), messages, [], max_turns=1)
                 extra["tools"] = "unavailable: the model has no tool calling"
             output, usage, calls = run.text.strip(), run.usage, run.tool_calls
             ok = run.ok and not output.upper().startswith("FAILED")
-        result = {"output": output, "ok": ok, "tool_calls": calls, "seconds": round(time.perf_counter() - started, 4), **extra}
+        result = {
+            "output": output,
+            "ok": ok,
+            "tool_calls": calls,
+            "seconds": round(time.perf_counter() - started, 4),
+            **extra,
+        }
         return {"results": {step["id"]: result}, "usage": usage, "executed": [(task["wave"], step["id"])]}
 
     def replan(state: PlanExecuteState) -> dict:
         results = _live(state)
         done = {k for k, v in results.items() if v["ok"]}
-        report = "\n".join(f"- {s['id']} ({'done' if s['id'] in done else 'FAILED' if s['id'] in results else 'not run'}): "
-                           f"{s['description']} -> {results.get(s['id'], {}).get('output', '')[:300]}"
-                           for s in state.get("steps", []))
-        prompt = (_planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
-                  + f"\n\nProgress so far:\n{report}\n\nPlan only the REMAINING work. Completed step ids ({', '.join(sorted(done)) or 'none'}) "
-                  "may be referenced in depends_on and as $id. Use new ids for new steps.")
-        result = structured_call(llm(), plan_schema(max_steps, _names(toolset())), [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
-                                 fallback=Plan(steps=[]), max_repairs=repairs)
+        report = "\n".join(
+            f"- {s['id']} ({'done' if s['id'] in done else 'FAILED' if s['id'] in results else 'not run'}): "
+            f"{s['description']} -> {results.get(s['id'], {}).get('output', '')[:300]}"
+            for s in state.get("steps", [])
+        )
+        prompt = (
+            _planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
+            + f"\n\nProgress so far:\n{report}\n\nPlan only the REMAINING work. Completed step ids ({', '.join(sorted(done)) or 'none'}) "
+            "may be referenced in depends_on and as $id. Use new ids for new steps."
+        )
+        result = structured_call(
+            llm(),
+            plan_schema(max_steps, _names(toolset())),
+            [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
+            fallback=Plan(steps=[]),
+            max_repairs=repairs,
+        )
         kept = [s for s in state["steps"] if s["id"] in done]
         new = _clean_steps(result.value.steps, done, max_steps - len(kept))
         failed = sorted(set(results) - done)
-        reason = f"replan {state.get('replans', 0) + 1}: failed {failed}" if failed else f"replan {state.get('replans', 0) + 1}: blocked steps"
+        reason = (
+            f"replan {state.get('replans', 0) + 1}: failed {failed}"
+            if failed
+            else f"replan {state.get('replans', 0) + 1}: blocked steps"
+        )
         # Drop failed results so that re-planned steps with the same purpose can run.
-        return {"steps": kept + new, "usage": result.usage, "replans": state.get("replans", 0) + 1,
-                "results": {k: {**v, "superseded": True} for k, v in results.items() if k not in done},
-                "replan_reasons": state.get("replan_reasons", []) + [reason]}
+        return {
+            "steps": kept + new,
+            "usage": result.usage,
+            "replans": state.get("replans", 0) + 1,
+            "results": {k: {**v, "superseded": True} for k, v in results.items() if k not in done},
+            "replan_reasons": state.get("replan_reasons", []) + [reason],
+        }
 
     def finalize(state: PlanExecuteState) -> dict:
         results = _live(state)
-        lines = [f"{s['id']}. {s['description']}: {results[s['id']]['output'] if s['id'] in results else '(not run)'}"
-                 for s in state.get("steps", [])]
+        lines = [
+            f"{s['id']}. {s['description']}: {results[s['id']]['output'] if s['id'] in results else '(not run)'}"
+            for s in state.get("steps", [])
+        ]
         complete = all(results.get(s["id"], {}).get("ok") for s in state.get("steps", []))
         usage = empty_usage()
         spent = bounds.reached(state)
@@ -228,19 +294,33 @@ def build(
             answer = f"Stopped ({spent}) before the final synthesis. Step results:\n" + "\n".join(lines)
             reason = spent
         else:
-            reply, usage = invoke_llm(llm(), [
-                SystemMessage("Write the final answer to the task from the step results. Be direct; say what could not be done."),
-                HumanMessage(f"Task: {state['question']}\n\nStep results:\n" + "\n".join(lines)),
-            ])
+            reply, usage = invoke_llm(
+                llm(),
+                [
+                    SystemMessage(
+                        "Write the final answer to the task from the step results. Be direct; say what could not be done."
+                    ),
+                    HumanMessage(f"Task: {state['question']}\n\nStep results:\n" + "\n".join(lines)),
+                ],
+            )
             answer = message_text(reply)
-            reason = "completed" if complete else ("max_replans" if state.get("replans", 0) >= max_replans else "incomplete")
+            reason = (
+                "completed" if complete else ("max_replans" if state.get("replans", 0) >= max_replans else "incomplete")
+            )
         total = add_usage(state.get("usage"), usage)
         waves = _waves(state)
         trace = make_trace(
-            "plan_execute", total, len(waves), stop_reason=reason, replans=state.get("replans", 0),
-            replan_reasons=state.get("replan_reasons", []), waves=waves,
+            "plan_execute",
+            total,
+            len(waves),
+            stop_reason=reason,
+            replans=state.get("replans", 0),
+            replan_reasons=state.get("replan_reasons", []),
+            waves=waves,
             steps=[{**s, "status": _status(results.get(s["id"]))} for s in state.get("steps", [])],
-            parallel_steps=sum(len(w) for w in waves if len(w) > 1), max_replans=max_replans, bounds=bounds.as_dict(),
+            parallel_steps=sum(len(w) for w in waves if len(w) > 1),
+            max_replans=max_replans,
+            bounds=bounds.as_dict(),
         )
         sources = collect_sources([call for r in results.values() for call in r.get("tool_calls", [])])
         return {"answer": answer, "sources": sources, "usage": usage, "stop_reason": reason, "trace": trace}
@@ -281,9 +361,14 @@ def _names(tools: list[BaseTool]) -> tuple[str, ...]:
 
 
 def _planning_prompt(question: str, analysis: str, tools: list[BaseTool], max_steps: int) -> str:
-    catalogue = "\n".join(f"- {t.name}({', '.join(t.args)}): {t.description.splitlines()[0]}" for t in tools) or "(none)"
-    return (f"Task: {question}\n\n" + (f"Analysis:\n{analysis}\n\n" if analysis else "")
-            + f"Tools:\n{catalogue}\n\nReturn at most {max_steps} steps.")
+    catalogue = (
+        "\n".join(f"- {t.name}({', '.join(t.args)}): {t.description.splitlines()[0]}" for t in tools) or "(none)"
+    )
+    return (
+        f"Task: {question}\n\n"
+        + (f"Analysis:\n{analysis}\n\n" if analysis else "")
+        + f"Tools:\n{catalogue}\n\nReturn at most {max_steps} steps."
+    )
 
 
 def _clean_steps(steps: list[Step], done: set[str], limit: int) -> list[dict[str, Any]]:
@@ -297,8 +382,15 @@ def _clean_steps(steps: list[Step], done: set[str], limit: int) -> list[dict[str
         # Only earlier steps may be dependencies: this rules out cycles by construction.
         deps = [d for d in dict.fromkeys(step.depends_on) if d in known]
         refs = [r for r in _REF.findall(json.dumps(step.args)) if r in known and r not in deps]
-        out.append({"id": sid, "description": step.description, "depends_on": deps + refs,
-                    "tool": step.tool or None, "args": dict(step.args)})
+        out.append(
+            {
+                "id": sid,
+                "description": step.description,
+                "depends_on": deps + refs,
+                "tool": step.tool or None,
+                "args": dict(step.args),
+            }
+        )
         known.add(sid)
     return out
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field, create_model
+from typing_extensions import TypedDict
 
 from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings
@@ -43,7 +42,9 @@ class PlanStep(BaseModel):
     description: str = Field(max_length=TEXT_CHARS)
     depends_on: list[Annotated[str, Field(max_length=ID_CHARS)]] = Field(default_factory=list, max_length=8)
     success_criterion: str = Field(max_length=TEXT_CHARS, description="how to tell the step succeeded")
-    contingency: str = Field(default="", max_length=TEXT_CHARS, description="alternative action if the step fails; empty if none")
+    contingency: str = Field(
+        default="", max_length=TEXT_CHARS, description="alternative action if the step fails; empty if none"
+    )
 
 
 class Phase(BaseModel):
@@ -97,7 +98,9 @@ def build(
     checkpointer: Any = None,
 ):
     """Compile the planning graph. `tools` (optional) are available to step execution."""
-    bounds = Bounds.from_settings(settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget)
+    bounds = Bounds.from_settings(
+        settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget
+    )
     repairs = settings.max_structured_repairs if settings else 2
     step_tools = list(tools or [])
     plan_schema = _plan_schema(max_steps)
@@ -105,22 +108,49 @@ def build(
     def llm() -> BaseChatModel:
         return require_chat_model(model, "the planning graph", settings)
 
-    def make_plan(state: PlanningState, extra: str = "", done: set[str] | None = None) -> tuple[list[dict], Usage, dict]:
-        prompt = (f"Goal: {state['question']}\n\nBreak the goal into phases (e.g. research, build, check) of concrete "
-                  f"steps, at most {max_steps} steps in all. Give every step a success criterion that a reviewer can "
-                  "check from its result, its dependencies, and a contingency when a sensible alternative exists. "
-                  "Keep every description, criterion and contingency to one short sentence." + extra)
-        fallback = PhasedPlan(phases=[Phase(name="do", steps=[PlanStep(id="s1", description=state["question"][:TEXT_CHARS],
-                                                                       success_criterion="the goal is achieved")])])
-        result = structured_call(llm(), plan_schema, [SystemMessage("You are an expert project planner."), HumanMessage(prompt)],
-                                 fallback=fallback if done is None else PhasedPlan(phases=[]), max_repairs=repairs)
+    def make_plan(
+        state: PlanningState, extra: str = "", done: set[str] | None = None
+    ) -> tuple[list[dict], Usage, dict]:
+        prompt = (
+            f"Goal: {state['question']}\n\nBreak the goal into phases (e.g. research, build, check) of concrete "
+            f"steps, at most {max_steps} steps in all. Give every step a success criterion that a reviewer can "
+            "check from its result, its dependencies, and a contingency when a sensible alternative exists. "
+            "Keep every description, criterion and contingency to one short sentence." + extra
+        )
+        fallback = PhasedPlan(
+            phases=[
+                Phase(
+                    name="do",
+                    steps=[
+                        PlanStep(
+                            id="s1",
+                            description=state["question"][:TEXT_CHARS],
+                            success_criterion="the goal is achieved",
+                        )
+                    ],
+                )
+            ]
+        )
+        result = structured_call(
+            llm(),
+            plan_schema,
+            [SystemMessage("You are an expert project planner."), HumanMessage(prompt)],
+            fallback=fallback if done is None else PhasedPlan(phases=[]),
+            max_repairs=repairs,
+        )
         return _flatten(result.value, done or set(), max_steps), result.usage, _outcome(result)
 
     def plan(state: PlanningState) -> dict:
         clock = start_clock()  # before the first model call: the run's time includes it
         steps, usage, outcome = make_plan(state)
-        return {**clock, "steps": steps, "status": {}, "replans": 0, "usage": usage,
-                "log": [{"event": "plan", "steps": [s["id"] for s in steps], **outcome}]}
+        return {
+            **clock,
+            "steps": steps,
+            "status": {},
+            "replans": 0,
+            "usage": usage,
+            "log": [{"event": "plan", "steps": [s["id"] for s in steps], **outcome}],
+        }
 
     def select_step(state: PlanningState) -> dict:
         """The first step, in phase order, whose dependencies all passed."""
@@ -137,11 +167,18 @@ def build(
 
     def _run(state: PlanningState, action: str) -> tuple[str, Usage]:
         step = _step(state)
-        done = "\n".join(f"- {s['id']}: {state['status'][s['id']]['result'][:400]}" for s in state["steps"]
-                         if state.get("status", {}).get(s["id"], {}).get("status") == "done")
-        messages = [SystemMessage("You execute one step of a plan and report its concrete result."),
-                    HumanMessage(f"Goal: {state['question']}\n\nCompleted steps:\n{done or '(none)'}\n\n"
-                                 f"Step ({step['phase']}): {action}\nSuccess criterion: {step['success_criterion']}")]
+        done = "\n".join(
+            f"- {s['id']}: {state['status'][s['id']]['result'][:400]}"
+            for s in state["steps"]
+            if state.get("status", {}).get(s["id"], {}).get("status") == "done"
+        )
+        messages = [
+            SystemMessage("You execute one step of a plan and report its concrete result."),
+            HumanMessage(
+                f"Goal: {state['question']}\n\nCompleted steps:\n{done or '(none)'}\n\n"
+                f"Step ({step['phase']}): {action}\nSuccess criterion: {step['success_criterion']}"
+            ),
+        ]
         if step_tools:
             run = run_with_tools(llm(), messages, step_tools)
             return run.text, run.usage
@@ -155,23 +192,47 @@ def build(
     def contingency(state: PlanningState) -> dict:
         step = _step(state)
         result, usage = _run(state, f"{step['contingency']} (contingency for: {step['description']})")
-        return {"result": result, "usage": usage, "attempt": "contingency",
-                "log": [{"event": "contingency", "step": step["id"], "action": step["contingency"]}]}
+        return {
+            "result": result,
+            "usage": usage,
+            "attempt": "contingency",
+            "log": [{"event": "contingency", "step": step["id"], "action": step["contingency"]}],
+        }
 
     def verify(state: PlanningState) -> dict:
         step = _step(state)
-        attempt = (f"\nAttempt: contingency ({step['contingency']})" if state.get("attempt") == "contingency" else "")
-        prompt = (f"Step: {step['description']}{attempt}\nSuccess criterion: {step['success_criterion']}\n\n"
-                  f"Result:\n{state['result']}\n\nDoes the result meet the criterion?")
-        result = structured_call(llm(), Verdict, [SystemMessage("You are a strict verifier."), HumanMessage(prompt)],
-                                 fallback=Verdict(passed=False, reason="verification failed"), max_repairs=repairs)
+        attempt = f"\nAttempt: contingency ({step['contingency']})" if state.get("attempt") == "contingency" else ""
+        prompt = (
+            f"Step: {step['description']}{attempt}\nSuccess criterion: {step['success_criterion']}\n\n"
+            f"Result:\n{state['result']}\n\nDoes the result meet the criterion?"
+        )
+        result = structured_call(
+            llm(),
+            Verdict,
+            [SystemMessage("You are a strict verifier."), HumanMessage(prompt)],
+            fallback=Verdict(passed=False, reason="verification failed"),
+            max_repairs=repairs,
+        )
         verdict = result.value
-        update: dict[str, Any] = {"verdict": verdict.model_dump(), "usage": result.usage,
-                                  "log": [{"event": "verify", "step": step["id"], "attempt": state.get("attempt"),
-                                           "passed": verdict.passed, "reason": verdict.reason, **_outcome(result)}]}
+        update: dict[str, Any] = {
+            "verdict": verdict.model_dump(),
+            "usage": result.usage,
+            "log": [
+                {
+                    "event": "verify",
+                    "step": step["id"],
+                    "attempt": state.get("attempt"),
+                    "passed": verdict.passed,
+                    "reason": verdict.reason,
+                    **_outcome(result),
+                }
+            ],
+        }
         if verdict.passed:
-            update["status"] = {**state.get("status", {}), step["id"]: {
-                "status": "done", "result": state["result"], "attempt": state.get("attempt")}}
+            update["status"] = {
+                **state.get("status", {}),
+                step["id"]: {"status": "done", "result": state["result"], "attempt": state.get("attempt")},
+            }
         return update
 
     def route_verify(state: PlanningState) -> str:
@@ -188,53 +249,99 @@ def build(
 
     def give_up(state: PlanningState) -> dict:
         step = _step(state)
-        return {"status": {**state.get("status", {}), step["id"]: {
-                    "status": "failed", "result": state.get("result", ""), "reason": state["verdict"]["reason"]}},
-                "log": [{"event": "failed", "step": step["id"], "reason": state["verdict"]["reason"]}]}
+        return {
+            "status": {
+                **state.get("status", {}),
+                step["id"]: {
+                    "status": "failed",
+                    "result": state.get("result", ""),
+                    "reason": state["verdict"]["reason"],
+                },
+            },
+            "log": [{"event": "failed", "step": step["id"], "reason": state["verdict"]["reason"]}],
+        }
 
     def replan(state: PlanningState) -> dict:
         status = state.get("status", {})
         done = {k for k, v in status.items() if v["status"] == "done"}
         step = _step(state)
-        extra = (f"\n\nAlready done (reuse their ids in depends_on): "
-                 + ("; ".join(f"{k}: {status[k]['result'][:200]}" for k in sorted(done)) or "nothing")
-                 + f"\nStep {step['id']} ('{step['description']}') failed: {state['verdict']['reason']}."
-                 "\nPlan only the remaining work, with a different approach for the failed step. Use new ids.")
+        extra = (
+            "\n\nAlready done (reuse their ids in depends_on): "
+            + ("; ".join(f"{k}: {status[k]['result'][:200]}" for k in sorted(done)) or "nothing")
+            + f"\nStep {step['id']} ('{step['description']}') failed: {state['verdict']['reason']}."
+            "\nPlan only the remaining work, with a different approach for the failed step. Use new ids."
+        )
         new_steps, usage, outcome = make_plan(state, extra, done)
         kept = [s for s in state["steps"] if s["id"] in done]
-        return {"steps": kept + new_steps, "replans": state.get("replans", 0) + 1, "usage": usage,
-                "log": [{"event": "replan", "after": step["id"], "reason": state["verdict"]["reason"],
-                         "steps": [s["id"] for s in new_steps], **outcome}]}
+        return {
+            "steps": kept + new_steps,
+            "replans": state.get("replans", 0) + 1,
+            "usage": usage,
+            "log": [
+                {
+                    "event": "replan",
+                    "after": step["id"],
+                    "reason": state["verdict"]["reason"],
+                    "steps": [s["id"] for s in new_steps],
+                    **outcome,
+                }
+            ],
+        }
 
     def finalize(state: PlanningState) -> dict:
         status = state.get("status", {})
-        lines = [f"[{s['phase']}] {s['id']} {s['description']}: "
-                 + (f"{status[s['id']]['status']} - {status[s['id']]['result'][:500]}" if s["id"] in status else "not run")
-                 for s in state["steps"]]
+        lines = [
+            f"[{s['phase']}] {s['id']} {s['description']}: "
+            + (f"{status[s['id']]['status']} - {status[s['id']]['result'][:500]}" if s["id"] in status else "not run")
+            for s in state["steps"]
+        ]
         usage = empty_usage()
         reason = bounds.reached(state)
         if reason:
             answer = f"Stopped ({reason}) before the plan was finished. Progress:\n" + "\n".join(lines)
         else:
-            reply, usage = invoke_llm(llm(), [SystemMessage("Report the outcome of the plan: the result for the goal, then "
-                                                            "any step that failed and why."),
-                                              HumanMessage(f"Goal: {state['question']}\n\nSteps:\n" + "\n".join(lines))])
+            reply, usage = invoke_llm(
+                llm(),
+                [
+                    SystemMessage(
+                        "Report the outcome of the plan: the result for the goal, then any step that failed and why."
+                    ),
+                    HumanMessage(f"Goal: {state['question']}\n\nSteps:\n" + "\n".join(lines)),
+                ],
+            )
             answer = message_text(reply)
             done = all(status.get(s["id"], {}).get("status") == "done" for s in state["steps"])
-            reason = "completed" if done else ("max_replans" if state.get("replans", 0) >= max_replans else "incomplete")
+            reason = (
+                "completed" if done else ("max_replans" if state.get("replans", 0) >= max_replans else "incomplete")
+            )
         total = add_usage(state.get("usage"), usage)
         log = state.get("log", [])
         trace = make_trace(
-            "planning", total, sum(1 for e in log if e["event"] == "verify"), stop_reason=reason,
-            replans=state.get("replans", 0), max_replans=max_replans,
-            phases=_phases_view(state["steps"], status), contingencies=sum(1 for e in log if e["event"] == "contingency"),
-            failed_steps=[k for k, v in status.items() if v["status"] == "failed"], log=log, bounds=bounds.as_dict(),
+            "planning",
+            total,
+            sum(1 for e in log if e["event"] == "verify"),
+            stop_reason=reason,
+            replans=state.get("replans", 0),
+            max_replans=max_replans,
+            phases=_phases_view(state["steps"], status),
+            contingencies=sum(1 for e in log if e["event"] == "contingency"),
+            failed_steps=[k for k, v in status.items() if v["status"] == "failed"],
+            log=log,
+            bounds=bounds.as_dict(),
         )
         return {"answer": answer, "sources": [], "usage": usage, "trace": trace}
 
     g = StateGraph(PlanningState)
-    for name, node in (("plan", plan), ("select_step", select_step), ("execute", execute), ("verify", verify),
-                       ("contingency", contingency), ("replan", replan), ("give_up", give_up), ("finalize", finalize)):
+    for name, node in (
+        ("plan", plan),
+        ("select_step", select_step),
+        ("execute", execute),
+        ("verify", verify),
+        ("contingency", contingency),
+        ("replan", replan),
+        ("give_up", give_up),
+        ("finalize", finalize),
+    ):
         g.add_node(name, node)
     g.add_edge(START, "plan")
     g.add_edge("plan", "select_step")
@@ -261,8 +368,12 @@ def _outcome(result: StructuredResult) -> dict[str, Any]:
 def _plan_schema(max_steps: int) -> type[PhasedPlan]:
     """`PhasedPlan` with at most `max_steps` phases and steps per phase (limits a grammar enforces)."""
     phase = create_model("Phase", __base__=Phase, steps=(list[PlanStep], Field(min_length=1, max_length=max_steps)))
-    return create_model("PhasedPlan", __base__=PhasedPlan, __doc__=PhasedPlan.__doc__,
-                        phases=(list[phase], Field(min_length=1, max_length=max_steps)))
+    return create_model(
+        "PhasedPlan",
+        __base__=PhasedPlan,
+        __doc__=PhasedPlan.__doc__,
+        phases=(list[phase], Field(min_length=1, max_length=max_steps)),
+    )
 
 
 def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str, Any]]:
@@ -276,9 +387,16 @@ def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str,
             sid = step.id.strip() or f"s{len(out) + 1}"
             while sid in known:
                 sid += "'"
-            out.append({"id": sid, "phase": phase.name, "description": step.description,
-                        "depends_on": [d for d in dict.fromkeys(step.depends_on) if d in known],
-                        "success_criterion": step.success_criterion, "contingency": step.contingency})
+            out.append(
+                {
+                    "id": sid,
+                    "phase": phase.name,
+                    "description": step.description,
+                    "depends_on": [d for d in dict.fromkeys(step.depends_on) if d in known],
+                    "success_criterion": step.success_criterion,
+                    "contingency": step.contingency,
+                }
+            )
             known.add(sid)
     return out
 
@@ -286,7 +404,9 @@ def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str,
 def _phases_view(steps: list[dict], status: dict[str, dict]) -> list[dict[str, Any]]:
     phases: dict[str, list] = {}
     for s in steps:
-        phases.setdefault(s["phase"], []).append({"id": s["id"], "status": status.get(s["id"], {}).get("status", "not_run")})
+        phases.setdefault(s["phase"], []).append(
+            {"id": s["id"], "status": status.get(s["id"], {}).get("status", "not_run")}
+        )
     return [{"name": name, "steps": items} for name, items in phases.items()]
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field, create_model
+from typing_extensions import TypedDict
 
 from graphcraft.config import Settings
 from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
@@ -34,8 +33,9 @@ FEEDBACK_CHARS = 120  # limits in the schema keep a grammar-constrained critic w
 
 class CriterionScore(BaseModel):
     criterion: str
-    score: float = Field(ge=0, le=10, description="0 (fails) to 10 (perfect)",
-                         json_schema_extra={"enum": list(range(11))})  # whole scores: a grammar has no numeric range
+    score: float = Field(
+        ge=0, le=10, description="0 (fails) to 10 (perfect)", json_schema_extra={"enum": list(range(11))}
+    )  # whole scores: a grammar has no numeric range
     feedback: str = Field(default="", max_length=FEEDBACK_CHARS, description="what to change to score higher")
 
 
@@ -85,20 +85,25 @@ def build(
     checkpointer: Any = None,
 ):
     """Compile the reflection graph. `threshold` is the mean criterion score (0-10) that passes."""
-    bounds = Bounds.from_settings(settings, max_iterations=max_iterations, max_llm_calls=max_llm_calls, token_budget=token_budget)
+    bounds = Bounds.from_settings(
+        settings, max_iterations=max_iterations, max_llm_calls=max_llm_calls, token_budget=token_budget
+    )
     criteria = tuple(criteria)
     schema = critique_schema(criteria)
-    repairs = (settings.max_structured_repairs if settings else 2)
+    repairs = settings.max_structured_repairs if settings else 2
 
     def llm() -> BaseChatModel:
         return require_chat_model(model, "the reflection graph", settings)
 
     def generate(state: ReflectionState) -> dict:
         clock = start_clock()  # before the first model call: the run's time includes it
-        reply, usage = invoke_llm(llm(), [
-            SystemMessage("You are a careful expert. Answer the task fully and precisely."),
-            HumanMessage(state["question"]),
-        ])
+        reply, usage = invoke_llm(
+            llm(),
+            [
+                SystemMessage("You are a careful expert. Answer the task fully and precisely."),
+                HumanMessage(state["question"]),
+            ],
+        )
         return {**clock, "draft": message_text(reply), "iterations": 0, "usage": usage}
 
     def critique(state: ReflectionState) -> dict:
@@ -107,10 +112,17 @@ def build(
             f"Score the draft from 0 to 10 on each criterion: {', '.join(criteria)}. "
             "Be strict: 10 means nothing to improve. Give concrete feedback per criterion."
         )
-        fallback = Critique(scores=[CriterionScore(criterion=c, score=0, feedback="no critique available") for c in criteria],
-                            summary="critique failed; draft kept unscored")
-        result = structured_call(llm(), schema, [SystemMessage("You are a demanding reviewer."), HumanMessage(prompt)],
-                                 fallback=fallback, max_repairs=repairs)
+        fallback = Critique(
+            scores=[CriterionScore(criterion=c, score=0, feedback="no critique available") for c in criteria],
+            summary="critique failed; draft kept unscored",
+        )
+        result = structured_call(
+            llm(),
+            schema,
+            [SystemMessage("You are a demanding reviewer."), HumanMessage(prompt)],
+            fallback=fallback,
+            max_repairs=repairs,
+        )
         per_criterion = _scores_by_criterion(result.value, criteria)
         score = round(sum(per_criterion.values()) / len(criteria), 3)
         iteration = state.get("iterations", 0) + 1
@@ -119,7 +131,9 @@ def build(
             "score": score,
             "iterations": iteration,
             "usage": result.usage,
-            "history": [{"iteration": iteration, "score": score, "scores": per_criterion, "critique_fallback": result.fallback}],
+            "history": [
+                {"iteration": iteration, "score": score, "scores": per_criterion, "critique_fallback": result.fallback}
+            ],
         }
         if score > state.get("best_score", -1.0):
             update["best_draft"], update["best_score"] = state["draft"], score
@@ -137,7 +151,9 @@ def build(
             f"Reviewer feedback:\n{state['critique']['feedback']}\n\n"
             "Rewrite the draft to address every point. Return only the improved answer."
         )
-        reply, usage = invoke_llm(llm(), [SystemMessage("You revise drafts using reviewer feedback."), HumanMessage(prompt)])
+        reply, usage = invoke_llm(
+            llm(), [SystemMessage("You revise drafts using reviewer feedback."), HumanMessage(prompt)]
+        )
         return {"draft": message_text(reply), "usage": usage}
 
     def finalize(state: ReflectionState) -> dict:
@@ -146,13 +162,24 @@ def build(
         else:
             reason = bounds.reached(state, state.get("iterations", 0)) or "unknown"
         trace = make_trace(
-            "reflection", state.get("usage"), state.get("iterations", 0),
-            stop_reason=reason, threshold=threshold, best_score=state.get("best_score"),
-            final_score=state.get("score"), scores=[h["score"] for h in state.get("history", [])],
-            kept=("best" if state.get("best_draft") != state.get("draft") else "last"), bounds=bounds.as_dict(),
+            "reflection",
+            state.get("usage"),
+            state.get("iterations", 0),
+            stop_reason=reason,
+            threshold=threshold,
+            best_score=state.get("best_score"),
+            final_score=state.get("score"),
+            scores=[h["score"] for h in state.get("history", [])],
+            kept=("best" if state.get("best_draft") != state.get("draft") else "last"),
+            bounds=bounds.as_dict(),
             critique_fallbacks=sum(1 for h in state.get("history", []) if h["critique_fallback"]),
         )
-        return {"answer": state.get("best_draft", state.get("draft", "")), "sources": [], "stop_reason": reason, "trace": trace}
+        return {
+            "answer": state.get("best_draft", state.get("draft", "")),
+            "sources": [],
+            "stop_reason": reason,
+            "trace": trace,
+        }
 
     g = StateGraph(ReflectionState)
     g.add_node("generate", generate)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict
-
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import generate_answer, number_sources
 from graphcraft.chains.classify import UNRELATED_BELOW, probe_store
@@ -65,10 +64,14 @@ class RouterState(TypedDict, total=False):
 
 
 class RouteChoice(BaseModel):
-    route: Route = Field(description="parametric: general knowledge the model knows; tools: arithmetic for the calculator; "
-                                     "retrieval: facts from the private documents; hybrid: documents plus general knowledge or arithmetic.")
+    route: Route = Field(
+        description="parametric: general knowledge the model knows; tools: arithmetic for the calculator; "
+        "retrieval: facts from the private documents; hybrid: documents plus general knowledge or arithmetic."
+    )
     reason: str = Field(default="", max_length=160, description="One sentence: why this source.")
-    expression: str | None = Field(default=None, max_length=120, description="For tools: the arithmetic expression to compute.")
+    expression: str | None = Field(
+        default=None, max_length=120, description="For tools: the arithmetic expression to compute."
+    )
 
 
 ROUTE_PROMPT = """Decide where the answer to the question should come from.
@@ -92,14 +95,31 @@ def local_route(question: str, probe: dict[str, Any], has_model: bool) -> tuple[
         return "tools", f"arithmetic expression {expression!r}: the calculator computes it exactly", expression
     if probe["max_sim"] < UNRELATED_BELOW:
         if has_model:
-            return "parametric", f"unrelated to the documents (best similarity {probe['max_sim']:.2f}): general knowledge", None
-        return "retrieval", (f"looks like general knowledge (best similarity {probe['max_sim']:.2f}) but parametric answering needs a "
-                             "chat model: searching the documents instead"), None
+            return (
+                "parametric",
+                f"unrelated to the documents (best similarity {probe['max_sim']:.2f}): general knowledge",
+                None,
+            )
+        return (
+            "retrieval",
+            (
+                f"looks like general knowledge (best similarity {probe['max_sim']:.2f}) but parametric answering needs a "
+                "chat model: searching the documents instead"
+            ),
+            None,
+        )
     return "retrieval", f"about the documents (best similarity {probe['max_sim']:.2f})", None
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None, router: str = "auto",
-          max_tool_calls: int = 3, **options: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    store: Any = None,
+    router: str = "auto",
+    max_tool_calls: int = 3,
+    **options: Any,
+) -> Any:
     """Compile the router graph. router: "auto" (LLM when a model exists), "local" or "llm"."""
     settings = settings_from(settings, options)
     base = Resources(settings, model=model, store=store)
@@ -112,29 +132,50 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         chosen, reason, expression = local_route(question, probe, res.model is not None)
         strategy, usage, extra = "local", None, {}
         if router == "llm" or (router == "auto" and res.model is not None):
-            result = structured_call(res.require_model("the LLM router"), RouteChoice,
-                                     ROUTE_PROMPT.format(question=question, max_sim=probe["max_sim"], unrelated=UNRELATED_BELOW),
-                                     fallback=RouteChoice(route=chosen, reason=reason, expression=expression),
-                                     max_repairs=res.settings.max_structured_repairs)
+            result = structured_call(
+                res.require_model("the LLM router"),
+                RouteChoice,
+                ROUTE_PROMPT.format(question=question, max_sim=probe["max_sim"], unrelated=UNRELATED_BELOW),
+                fallback=RouteChoice(route=chosen, reason=reason, expression=expression),
+                max_repairs=res.settings.max_structured_repairs,
+            )
             usage, extra = result.usage, result.trace()
             strategy = "llm->local_fallback" if result.fallback else "llm"
             chosen, reason = result.value.route, result.value.reason or reason
             expression = (result.value.expression or expression) if chosen == "tools" else expression
-        return {"route": chosen, "reason": reason, "router": strategy, "expression": expression, "usage": usage,
-                "signals": {"probe": probe, "arithmetic": arithmetic_expression(question), **extra},
-                "steps": [{"step": "route", "route": chosen, "router": strategy, "reason": reason}]}
+        return {
+            "route": chosen,
+            "reason": reason,
+            "router": strategy,
+            "expression": expression,
+            "usage": usage,
+            "signals": {"probe": probe, "arithmetic": arithmetic_expression(question), **extra},
+            "steps": [{"step": "route", "route": chosen, "router": strategy, "reason": reason}],
+        }
 
     def use_tool(state: RouterState, config: RunnableConfig) -> dict:
         answer = calculate(state["question"], state.get("expression"))
         if answer is None:  # the LLM chose tools but gave nothing computable
             answer = parametric_answer(state["question"], base.for_config(config).model)
-        return {"answer": answer.text, "sources": [], "usage": answer.usage, "answer_strategy": answer.strategy,
-                "steps": [{"step": "use_tool", "tool": "calculator", "expression": state.get("expression"), "answer": answer.text}]}
+        return {
+            "answer": answer.text,
+            "sources": [],
+            "usage": answer.usage,
+            "answer_strategy": answer.strategy,
+            "steps": [
+                {"step": "use_tool", "tool": "calculator", "expression": state.get("expression"), "answer": answer.text}
+            ],
+        }
 
     def answer_parametric(state: RouterState, config: RunnableConfig) -> dict:
         answer = parametric_answer(state["question"], base.for_config(config).model)
-        return {"answer": answer.text, "sources": [], "usage": answer.usage, "answer_strategy": answer.strategy,
-                "steps": [{"step": "answer_parametric", "strategy": answer.strategy}]}
+        return {
+            "answer": answer.text,
+            "sources": [],
+            "usage": answer.usage,
+            "answer_strategy": answer.strategy,
+            "steps": [{"step": "answer_parametric", "strategy": answer.strategy}],
+        }
 
     def retrieve(state: RouterState, config: RunnableConfig) -> dict:
         docs = base.for_config(config).retriever("hybrid").search(state["question"])
@@ -142,37 +183,74 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
 
     def grade(state: RouterState, config: RunnableConfig) -> dict:
         evidence = gather_evidence(state["question"], state["documents"], base.for_config(config))
-        return {"knowledge": [s.as_dict() for s in evidence.strips], "usage": evidence.usage,
-                "grading": {"evaluator": evidence.evaluator, "action": evidence.action, "scores": evidence.scores},
-                "steps": [evidence.step("grade")]}
+        return {
+            "knowledge": [s.as_dict() for s in evidence.strips],
+            "usage": evidence.usage,
+            "grading": {"evaluator": evidence.evaluator, "action": evidence.action, "scores": evidence.scores},
+            "steps": [evidence.step("grade")],
+        }
 
     def generate(state: RouterState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
-        answer = generate_answer(state["question"], [Strip(**s) for s in state.get("knowledge", [])], res.model,
-                                 documents=state.get("documents", []), store=res.store)
-        return {"answer": answer.text, "sources": answer.sources, "usage": answer.usage, "answer_strategy": answer.strategy,
-                "steps": [{"step": "generate", "strategy": answer.strategy}]}
+        answer = generate_answer(
+            state["question"],
+            [Strip(**s) for s in state.get("knowledge", [])],
+            res.model,
+            documents=state.get("documents", []),
+            store=res.store,
+        )
+        return {
+            "answer": answer.text,
+            "sources": answer.sources,
+            "usage": answer.usage,
+            "answer_strategy": answer.strategy,
+            "steps": [{"step": "generate", "strategy": answer.strategy}],
+        }
 
     def generate_hybrid(state: RouterState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         model = res.model
         if model is None:  # hybrid is only chosen by an LLM router, but a scripted route may say so offline
-            return {"answer": NEEDS_MODEL, "sources": [], "answer_strategy": "needs_model",
-                    "steps": [{"step": "generate_hybrid", "strategy": "needs_model"}]}
+            return {
+                "answer": NEEDS_MODEL,
+                "sources": [],
+                "answer_strategy": "needs_model",
+                "steps": [{"step": "generate_hybrid", "strategy": "needs_model"}],
+            }
         from graphcraft.tools.calculator import calculator_tool
 
         strips = [Strip(**s) for s in state.get("knowledge", [])]
         numbers, sources = number_sources(strips)
-        knowledge = "\n".join(f"[{numbers[s.chunk_id or s.source]}] {s.text}" for s in strips) or "(no relevant documents)"
-        run = run_with_tools(model, [SystemMessage(HYBRID_SYSTEM), HumanMessage(f"Knowledge:\n{knowledge}\n\nQuestion: {state['question']}")],
-                             [calculator_tool()], max_tool_calls=max_tool_calls, max_turns=max_tool_calls + 1)
-        return {"answer": run.text, "sources": sources, "usage": run.usage, "answer_strategy": "hybrid",
-                "steps": [{"step": "generate_hybrid", "tool_calls": run.tool_calls, "stop_reason": run.stop_reason}]}
+        knowledge = (
+            "\n".join(f"[{numbers[s.chunk_id or s.source]}] {s.text}" for s in strips) or "(no relevant documents)"
+        )
+        run = run_with_tools(
+            model,
+            [SystemMessage(HYBRID_SYSTEM), HumanMessage(f"Knowledge:\n{knowledge}\n\nQuestion: {state['question']}")],
+            [calculator_tool()],
+            max_tool_calls=max_tool_calls,
+            max_turns=max_tool_calls + 1,
+        )
+        return {
+            "answer": run.text,
+            "sources": sources,
+            "usage": run.usage,
+            "answer_strategy": "hybrid",
+            "steps": [{"step": "generate_hybrid", "tool_calls": run.tool_calls, "stop_reason": run.stop_reason}],
+        }
 
     def finish(state: RouterState) -> dict:
-        trace = make_trace("router", state, route=state.get("route"), reason=state.get("reason"), router=state.get("router"),
-                           signals=state.get("signals", {}), answer_strategy=state.get("answer_strategy"),
-                           grading=state.get("grading"), steps=state.get("steps", []))
+        trace = make_trace(
+            "router",
+            state,
+            route=state.get("route"),
+            reason=state.get("reason"),
+            router=state.get("router"),
+            signals=state.get("signals", {}),
+            answer_strategy=state.get("answer_strategy"),
+            grading=state.get("grading"),
+            steps=state.get("steps", []),
+        )
         return {"trace": trace}
 
     # ------------------------------------------------------------------ routing

@@ -14,11 +14,10 @@ import operator
 from collections import Counter
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from typing_extensions import TypedDict
 
 from graphcraft.chains.chain_of_thought import cot_messages, parse_cot
 from graphcraft.config import Settings
@@ -83,8 +82,14 @@ def build(
         else:
             winner, answer, agreement = "", "", 0.0
         trace = make_trace(
-            "self_consistency", state.get("usage"), len(samples), n=samples_to_draw, votes=dict(counts.most_common()),
-            winner=winner, agreement=round(agreement, 3), answers=[s["answer"] for s in samples],
+            "self_consistency",
+            state.get("usage"),
+            len(samples),
+            n=samples_to_draw,
+            votes=dict(counts.most_common()),
+            winner=winner,
+            agreement=round(agreement, 3),
+            answers=[s["answer"] for s in samples],
             unanimous=len(counts) == 1 and len(valid) == len(samples),
         )
         return {"answer": answer, "agreement": agreement, "sources": [], "trace": trace}

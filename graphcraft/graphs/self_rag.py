@@ -20,13 +20,12 @@ import operator
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict
-
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Overwrite
+from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.critique import critique_answer
@@ -69,9 +68,17 @@ class SelfRAGState(TypedDict, total=False):
     trace: dict
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None, *, store: Any = None, checker: str = "auto",
-          evaluator: str = "auto", unverified: Literal["best", "abstain"] = "best", checkpointer: Any = None,
-          **options: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    store: Any = None,
+    checker: str = "auto",
+    evaluator: str = "auto",
+    unverified: Literal["best", "abstain"] = "best",
+    checkpointer: Any = None,
+    **options: Any,
+) -> Any:
     """Compile the self-reflective RAG graph.
 
     checker / evaluator: "auto" (LLM when a model exists), "local" or "llm".
@@ -87,9 +94,22 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         update: dict[str, Any] = {"looping": False}
         if not state.get("looping"):  # a new run (also a new question on a reused thread): reset per-run state
             given = state.get("budget") or {}
-            update.update(**start_clock(), budget=Bounds.from_settings(res.settings, **given).as_dict(), iterations=0, loops=[], attempts=[],
-                          knowledge=[], queries=[], focus=None, critique="", query="", stop_reason="", check={},
-                          usage=Overwrite(empty_usage()), steps=Overwrite([]))
+            update.update(
+                **start_clock(),
+                budget=Bounds.from_settings(res.settings, **given).as_dict(),
+                iterations=0,
+                loops=[],
+                attempts=[],
+                knowledge=[],
+                queries=[],
+                focus=None,
+                critique="",
+                query="",
+                stop_reason="",
+                check={},
+                usage=Overwrite(empty_usage()),
+                steps=Overwrite([]),
+            )
         query = (state.get("query") if state.get("looping") else "") or state["question"]
         docs = res.retriever("hybrid").search(query)
         queries = (update.get("queries", state.get("queries", [])) or []) + [query]
@@ -116,42 +136,99 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         if res.model is None and state.get("focus"):  # local: lead with strips holding what the critic found missing
             focus = state["focus"]
             nlp = load_spacy(res.settings.spacy_model)
-            strips = [replace(s, score=s.score + 1.0) if has_answer_type(s.text, focus, question, nlp) else s for s in strips]  # type: ignore[arg-type]
+            strips = [
+                replace(s, score=s.score + 1.0) if has_answer_type(s.text, focus, question, nlp) else s for s in strips
+            ]  # type: ignore[arg-type]
         elif res.model is not None and state.get("critique"):
             prompt_question = f"{question}\n(A reviewer rejected an earlier answer: {state['critique']})"
         answer = generate_answer(prompt_question, strips, res.model, store=res.store)
-        return {"answer": answer.text, "sources": answer.sources, "usage": answer.usage,
-                "steps": [{"step": "generate", "strategy": answer.strategy, "strips": len(strips), "abstained": answer.abstained}]}
+        return {
+            "answer": answer.text,
+            "sources": answer.sources,
+            "usage": answer.usage,
+            "steps": [
+                {"step": "generate", "strategy": answer.strategy, "strips": len(strips), "abstained": answer.abstained}
+            ],
+        }
 
     def check(state: SelfRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         texts = [s["text"] for s in state.get("knowledge", [])]
-        verdict = check_answer(state["question"], state["answer"], texts, model=res.model, embeddings=res.embeddings,
-                               strategy=checker, max_repairs=res.settings.max_structured_repairs, nlp=load_spacy(res.settings.spacy_model),
-                               source_vectors=strip_vectors(res.store, state.get("knowledge", [])))
+        verdict = check_answer(
+            state["question"],
+            state["answer"],
+            texts,
+            model=res.model,
+            embeddings=res.embeddings,
+            strategy=checker,
+            max_repairs=res.settings.max_structured_repairs,
+            nlp=load_spacy(res.settings.spacy_model),
+            source_vectors=strip_vectors(res.store, state.get("knowledge", [])),
+        )
         record = verdict.as_dict()
-        attempt = {"round": state.get("iterations", 0) + 1, "answer": state["answer"], "sources": state.get("sources", []),
-                   "grounded": verdict.grounded, "useful": verdict.useful, "support": verdict.support, "usefulness": verdict.usefulness}
-        return {"check": record, "attempts": state.get("attempts", []) + [attempt], "iterations": state.get("iterations", 0) + 1,
-                "usage": verdict.usage, "steps": [{"step": "check", "strategy": verdict.strategy, "grounded": verdict.grounded,
-                                                   "useful": verdict.useful, "reason": verdict.reason}]}
+        attempt = {
+            "round": state.get("iterations", 0) + 1,
+            "answer": state["answer"],
+            "sources": state.get("sources", []),
+            "grounded": verdict.grounded,
+            "useful": verdict.useful,
+            "support": verdict.support,
+            "usefulness": verdict.usefulness,
+        }
+        return {
+            "check": record,
+            "attempts": state.get("attempts", []) + [attempt],
+            "iterations": state.get("iterations", 0) + 1,
+            "usage": verdict.usage,
+            "steps": [
+                {
+                    "step": "check",
+                    "strategy": verdict.strategy,
+                    "grounded": verdict.grounded,
+                    "useful": verdict.useful,
+                    "reason": verdict.reason,
+                }
+            ],
+        }
 
     def critique(state: SelfRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         from graphcraft.chains.grounding import AnswerCheck
 
         verdict = AnswerCheck(**{k: v for k, v in state["check"].items() if k in AnswerCheck.__dataclass_fields__})
-        result = critique_answer(state["question"], state["answer"], verdict, state.get("queries", []), res.model,
-                                 res.settings.spacy_model, res.settings.max_structured_repairs)
+        result = critique_answer(
+            state["question"],
+            state["answer"],
+            verdict,
+            state.get("queries", []),
+            res.model,
+            res.settings.spacy_model,
+            res.settings.max_structured_repairs,
+        )
         kind = expected_answer_type(state["question"])
         focus = kind if any(m == f"a {kind}" for m in verdict.missing) else state.get("focus")
-        loop = {"round": state.get("iterations", 0) + 1, "because": verdict.reason or "failed check",
-                "grounded": verdict.grounded, "useful": verdict.useful, "critique": result.text, "critic": result.strategy}
-        return {"critique": result.text, "query": result.query or "", "focus": focus, "usage": result.usage,
-                "loops": state.get("loops", []) + ([loop] if result.query else []), "steps": [{"step": "critique", **result.as_dict()}]}
+        loop = {
+            "round": state.get("iterations", 0) + 1,
+            "because": verdict.reason or "failed check",
+            "grounded": verdict.grounded,
+            "useful": verdict.useful,
+            "critique": result.text,
+            "critic": result.strategy,
+        }
+        return {
+            "critique": result.text,
+            "query": result.query or "",
+            "focus": focus,
+            "usage": result.usage,
+            "loops": state.get("loops", []) + ([loop] if result.query else []),
+            "steps": [{"step": "critique", **result.as_dict()}],
+        }
 
     def refine_query(state: SelfRAGState) -> dict:
-        return {"looping": True, "steps": [{"step": "refine_query", "query": state["query"], "previous": state.get("queries", [])}]}
+        return {
+            "looping": True,
+            "steps": [{"step": "refine_query", "query": state["query"], "previous": state.get("queries", [])}],
+        }
 
     def finish(state: SelfRAGState) -> dict:
         attempts = state.get("attempts", [])
@@ -161,12 +238,26 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
             grounded = [a for a in attempts if a["grounded"] and a["answer"] != ABSTAIN]
             ranked = sorted(grounded, key=lambda a: (a["useful"], a["support"] + a["usefulness"]), reverse=True)
             chosen = ranked[0] if ranked and unverified == "best" else {"answer": ABSTAIN, "sources": [], "round": None}
-        trace = make_trace("self_rag", state, stop_reason=state.get("stop_reason", "grounded_and_useful"), verified=verified,
-                           chosen_round=chosen.get("round"), budget=state.get("budget", {}), queries=state.get("queries", []),
-                           loops=state.get("loops", []), attempts=[{k: v for k, v in a.items() if k != "sources"} for a in attempts],
-                           abstained=chosen["answer"] == ABSTAIN, tokens=total_tokens(state.get("usage")),
-                           steps=state.get("steps", []) + [{"step": "finish"}])
-        return {"answer": chosen["answer"], "sources": chosen.get("sources", []), "trace": trace, "steps": [{"step": "finish"}]}
+        trace = make_trace(
+            "self_rag",
+            state,
+            stop_reason=state.get("stop_reason", "grounded_and_useful"),
+            verified=verified,
+            chosen_round=chosen.get("round"),
+            budget=state.get("budget", {}),
+            queries=state.get("queries", []),
+            loops=state.get("loops", []),
+            attempts=[{k: v for k, v in a.items() if k != "sources"} for a in attempts],
+            abstained=chosen["answer"] == ABSTAIN,
+            tokens=total_tokens(state.get("usage")),
+            steps=state.get("steps", []) + [{"step": "finish"}],
+        )
+        return {
+            "answer": chosen["answer"],
+            "sources": chosen.get("sources", []),
+            "trace": trace,
+            "steps": [{"step": "finish"}],
+        }
 
     # ------------------------------------------------------------------ routing (the loop's bounds live here)
     def after_check(state: SelfRAGState) -> str:
@@ -176,7 +267,9 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None, 
         return "refine_query" if state.get("query") else "finish"
 
     def record_stop(state: SelfRAGState) -> dict:
-        return {"stop_reason": _stop_reason(state) or ("no_new_query" if not state.get("query") else "grounded_and_useful")}
+        return {
+            "stop_reason": _stop_reason(state) or ("no_new_query" if not state.get("query") else "grounded_and_useful")
+        }
 
     g = StateGraph(SelfRAGState)
     for node in (retrieve, grade, generate, check, critique, refine_query, finish):

@@ -27,8 +27,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
@@ -37,6 +35,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command
 from pydantic import BaseModel, Field, create_model, field_validator
+from typing_extensions import TypedDict
 
 from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings, get_settings
@@ -93,20 +92,34 @@ def _analysis_tools(enable_python: bool) -> ToolFactory:
 
 def default_team(enable_python: bool = False) -> list[TeamMember]:
     return [
-        TeamMember("researcher", "finds facts in the ingested documents (and the web or entity graph when configured), with sources",
-                   "You are the team's researcher. Search for the facts the assignment needs, then report them briefly, "
-                   "citing each source as [source]. Report only what the search results support.", _research_tools),
-        TeamMember("analyst", "computes, compares and checks numbers (calculator" + (", python" if enable_python else "") + ")",
-                   "You are the team's analyst. Use the tools for every computation; never do arithmetic in your head. "
-                   "Report the results and how you got them, briefly.", _analysis_tools(enable_python)),
-        TeamMember("writer", "writes the final answer for the user from the team's findings",
-                   "You are the team's writer. Write the final answer to the user's task from the team's findings only, "
-                   "clearly and concisely, keeping the citations. Say what is unknown rather than inventing it."),
+        TeamMember(
+            "researcher",
+            "finds facts in the ingested documents (and the web or entity graph when configured), with sources",
+            "You are the team's researcher. Search for the facts the assignment needs, then report them briefly, "
+            "citing each source as [source]. Report only what the search results support.",
+            _research_tools,
+        ),
+        TeamMember(
+            "analyst",
+            "computes, compares and checks numbers (calculator" + (", python" if enable_python else "") + ")",
+            "You are the team's analyst. Use the tools for every computation; never do arithmetic in your head. "
+            "Report the results and how you got them, briefly.",
+            _analysis_tools(enable_python),
+        ),
+        TeamMember(
+            "writer",
+            "writes the final answer for the user from the team's findings",
+            "You are the team's writer. Write the final answer to the user's task from the team's findings only, "
+            "clearly and concisely, keeping the citations. Say what is unknown rather than inventing it.",
+        ),
     ]
 
 
-def make_team(agents: Sequence[TeamMember | Mapping[str, Any] | str] | Mapping[str, Any] | None = None, *,
-              enable_python: bool = False) -> list[TeamMember]:
+def make_team(
+    agents: Sequence[TeamMember | Mapping[str, Any] | str] | Mapping[str, Any] | None = None,
+    *,
+    enable_python: bool = False,
+) -> list[TeamMember]:
     """The team: the default one; a mapping name -> model / TeamMember / dict of fields that adapts
     (or extends) it; or a list of members (TeamMember, dict, or a default member's name)."""
     defaults = {m.name: m for m in default_team(enable_python)}
@@ -171,10 +184,19 @@ def route_schema(names: tuple[str, ...]) -> type[Route]:
             raise ValueError(f"next must be one of: {', '.join(allowed.values())}")
         return allowed[key]
 
-    return create_model("Route", __base__=Route, __doc__=Route.__doc__,
-                        next=(str, Field(description=f"exactly one of: {', '.join(allowed.values())}",
-                                         json_schema_extra={"enum": list(allowed.values())})),
-                        __validators__={"_known": field_validator("next")(classmethod(_known))})
+    return create_model(
+        "Route",
+        __base__=Route,
+        __doc__=Route.__doc__,
+        next=(
+            str,
+            Field(
+                description=f"exactly one of: {', '.join(allowed.values())}",
+                json_schema_extra={"enum": list(allowed.values())},
+            ),
+        ),
+        __validators__={"_known": field_validator("next")(classmethod(_known))},
+    )
 
 
 # ---------------------------------------------------------------------------- state
@@ -197,11 +219,19 @@ class SupervisorState(TypedDict, total=False):
     trace: dict
 
 
-def build(model: BaseChatModel | None = None, settings: Settings | None = None,
-          agents: Sequence[TeamMember | Mapping[str, Any] | str] | Mapping[str, Any] | None = None, *,
-          max_handoffs: int = 8, max_llm_calls: int | None = None, token_budget: int | None = None,
-          max_tool_calls: int = 4, enable_python: bool = False, supervisor_model: BaseChatModel | None = None,
-          **settings_overrides: Any) -> Any:
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    agents: Sequence[TeamMember | Mapping[str, Any] | str] | Mapping[str, Any] | None = None,
+    *,
+    max_handoffs: int = 8,
+    max_llm_calls: int | None = None,
+    token_budget: int | None = None,
+    max_tool_calls: int = 4,
+    enable_python: bool = False,
+    supervisor_model: BaseChatModel | None = None,
+    **settings_overrides: Any,
+) -> Any:
     """Compile the supervisor graph.
 
     model: default chat model (members without their own, and the supervisor); None: the configured one.
@@ -218,8 +248,10 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
     tool_cache: dict[tuple[str, int], list[BaseTool]] = {}
 
     def budgets(res: Resources) -> tuple[int, int]:
-        return (int(max_llm_calls) if max_llm_calls is not None else res.settings.max_llm_calls,
-                int(token_budget) if token_budget is not None else res.settings.token_budget)
+        return (
+            int(max_llm_calls) if max_llm_calls is not None else res.settings.max_llm_calls,
+            int(token_budget) if token_budget is not None else res.settings.token_budget,
+        )
 
     # ------------------------------------------------------------------ routing (the loop's bounds live here)
     def stop_reason(state: SupervisorState, res: Resources) -> str | None:
@@ -241,23 +273,48 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
         clock = start_clock() if not state.get("steps") else {}  # the first turn starts the run's clock
         reason = stop_reason({**state, **clock}, res)
         if reason is not None:
-            return Command(goto="finish", update={**clock, "stop_reason": reason,
-                                                  "steps": [{"actor": "supervisor", "action": "stop", "reason": reason}]})
+            return Command(
+                goto="finish",
+                update={
+                    **clock,
+                    "stop_reason": reason,
+                    "steps": [{"actor": "supervisor", "action": "stop", "reason": reason}],
+                },
+            )
         chooser = supervisor_model or res.require_model("the supervisor")
         fallback = Route(next=_first_idle(team, state), task="", reason="fallback: first member who has not acted")
-        choice = structured_call(chooser, route_schema(names), supervisor_prompt(team, state, max_handoffs),
-                                 fallback=fallback, max_repairs=res.settings.max_structured_repairs)
+        choice = structured_call(
+            chooser,
+            route_schema(names),
+            supervisor_prompt(team, state, max_handoffs),
+            fallback=fallback,
+            max_repairs=res.settings.max_structured_repairs,
+        )
         route = choice.value
-        step = {"actor": "supervisor", "action": "handoff" if route.next != FINISH else "finish", "to": route.next,
-                "task": route.task, "reason": route.reason, "llm_calls": int(choice.usage.get("llm_calls", 0))}
+        step = {
+            "actor": "supervisor",
+            "action": "handoff" if route.next != FINISH else "finish",
+            "to": route.next,
+            "task": route.task,
+            "reason": route.reason,
+            "llm_calls": int(choice.usage.get("llm_calls", 0)),
+        }
         if choice.fallback or choice.errors:
             step["structured_output"] = choice.trace()
-        update: dict[str, Any] = {**clock, "usage": choice.usage, "agent_usage": {"supervisor": choice.usage}, "steps": [step]}
+        update: dict[str, Any] = {
+            **clock,
+            "usage": choice.usage,
+            "agent_usage": {"supervisor": choice.usage},
+            "steps": [step],
+        }
         if route.next == FINISH:
             return Command(goto="finish", update={**update, "stop_reason": "finished"})
         task = route.task or state["question"]
-        update.update(task=task, handoffs=state.get("handoffs", 0) + 1,
-                      messages=[AIMessage(f"@{route.next}: {task}", name="supervisor")])
+        update.update(
+            task=task,
+            handoffs=state.get("handoffs", 0) + 1,
+            messages=[AIMessage(f"@{route.next}: {task}", name="supervisor")],
+        )
         return Command(goto=route.next, update=update)
 
     def make_member_node(member: TeamMember) -> Callable[[SupervisorState, RunnableConfig], Command]:
@@ -269,8 +326,13 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
                 tool_cache[key] = member.tools_for(res.settings)
             tools = tool_cache[key]
             try:
-                run = run_with_tools(chat, member_prompt(member, state), tools, max_tool_calls=max_tool_calls,
-                                     max_turns=max_tool_calls + 1)
+                run = run_with_tools(
+                    chat,
+                    member_prompt(member, state),
+                    tools,
+                    max_tool_calls=max_tool_calls,
+                    max_turns=max_tool_calls + 1,
+                )
             except NotImplementedError:  # no native tool calling: the member reports from the shared history alone
                 run = run_with_tools(chat, member_prompt(member, state), [], max_turns=1)
                 run.stop_reason = "no_tool_calling"
@@ -279,14 +341,34 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
 
             sources = collect_sources(run.tool_calls)
             calls = [{"tool": c["tool"], "args": c["args"], "ok": c["ok"]} for c in run.tool_calls]
-            entry = {"task": state.get("task", ""), "tool_calls": [{**c, "output": r["output"]} for c, r in zip(calls, run.tool_calls)],
-                     "report": report, "stop_reason": run.stop_reason}
-            step = {"actor": member.name, "action": "work", "task": state.get("task", ""), "tool_calls": calls,
-                    "sources": len(sources), "llm_calls": int(run.usage.get("llm_calls", 0)),
-                    "tokens": total_tokens(run.usage), "stop_reason": run.stop_reason, "report": report[:PREVIEW_CHARS]}
-            return Command(goto="supervisor", update={
-                "messages": [AIMessage(report, name=member.name)], "scratchpads": {member.name: [entry]},
-                "found_sources": sources, "usage": run.usage, "agent_usage": {member.name: run.usage}, "steps": [step]})
+            entry = {
+                "task": state.get("task", ""),
+                "tool_calls": [{**c, "output": r["output"]} for c, r in zip(calls, run.tool_calls, strict=False)],
+                "report": report,
+                "stop_reason": run.stop_reason,
+            }
+            step = {
+                "actor": member.name,
+                "action": "work",
+                "task": state.get("task", ""),
+                "tool_calls": calls,
+                "sources": len(sources),
+                "llm_calls": int(run.usage.get("llm_calls", 0)),
+                "tokens": total_tokens(run.usage),
+                "stop_reason": run.stop_reason,
+                "report": report[:PREVIEW_CHARS],
+            }
+            return Command(
+                goto="supervisor",
+                update={
+                    "messages": [AIMessage(report, name=member.name)],
+                    "scratchpads": {member.name: [entry]},
+                    "found_sources": sources,
+                    "usage": run.usage,
+                    "agent_usage": {member.name: run.usage},
+                    "steps": [step],
+                },
+            )
 
         work.__name__ = member.name
         return work
@@ -296,15 +378,29 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
         by_writer = [m for m in reports if m.name == "writer"]
         final = (by_writer or reports or [None])[-1]
         reason = state.get("stop_reason", "finished")
-        answer = message_text(final) if final is not None else f"No answer: the team stopped ({reason}) before anyone reported."
+        answer = (
+            message_text(final)
+            if final is not None
+            else f"No answer: the team stopped ({reason}) before anyone reported."
+        )
         steps = state.get("steps", [])
-        trace = make_trace("supervisor", {**state, "iterations": state.get("handoffs", 0)}, stop_reason=reason,
-                           handoffs=state.get("handoffs", 0), answered_by=final.name if final is not None else None,
-                           who_did_what=[_summary(s) for s in steps], steps=steps,
-                           agents={name: _usage_row(u) for name, u in state.get("agent_usage", {}).items()},
-                           bounds={"max_handoffs": max_handoffs, "max_llm_calls": budgets(base)[0],
-                                   "token_budget": budgets(base)[1], "max_tool_calls": max_tool_calls,
-                                   "max_seconds": base.settings.max_seconds})
+        trace = make_trace(
+            "supervisor",
+            {**state, "iterations": state.get("handoffs", 0)},
+            stop_reason=reason,
+            handoffs=state.get("handoffs", 0),
+            answered_by=final.name if final is not None else None,
+            who_did_what=[_summary(s) for s in steps],
+            steps=steps,
+            agents={name: _usage_row(u) for name, u in state.get("agent_usage", {}).items()},
+            bounds={
+                "max_handoffs": max_handoffs,
+                "max_llm_calls": budgets(base)[0],
+                "token_budget": budgets(base)[1],
+                "max_tool_calls": max_tool_calls,
+                "max_seconds": base.settings.max_seconds,
+            },
+        )
         from graphcraft.chains.tool_calls import collect_sources
 
         sources = collect_sources([{"sources": state.get("found_sources", [])}])  # first occurrence of each chunk
@@ -327,11 +423,16 @@ def build(model: BaseChatModel | None = None, settings: Settings | None = None,
 def supervisor_prompt(team: Sequence[TeamMember], state: SupervisorState, max_handoffs: int) -> list[BaseMessage]:
     roster = "\n".join(f"- {m.name}: {m.description}" for m in team)
     left = max_handoffs - state.get("handoffs", 0)
-    system = ("You coordinate a team to complete the user's task. Team members:\n" + roster + "\n"
-              "Pick who acts next and give them a precise, self-contained assignment. Hand each piece of work to the "
-              "member whose speciality it is. When the final answer has been written, choose FINISH. "
-              f"You have {left} handoff(s) left; make sure the final answer gets written before they run out.")
-    return [SystemMessage(system), HumanMessage(f"User's task: {state['question']}\n\nTeam history so far:\n{_history(state)}")]
+    system = (
+        "You coordinate a team to complete the user's task. Team members:\n" + roster + "\n"
+        "Pick who acts next and give them a precise, self-contained assignment. Hand each piece of work to the "
+        "member whose speciality it is. When the final answer has been written, choose FINISH. "
+        f"You have {left} handoff(s) left; make sure the final answer gets written before they run out."
+    )
+    return [
+        SystemMessage(system),
+        HumanMessage(f"User's task: {state['question']}\n\nTeam history so far:\n{_history(state)}"),
+    ]
 
 
 def member_prompt(member: TeamMember, state: SupervisorState) -> list[BaseMessage]:
@@ -341,8 +442,12 @@ def member_prompt(member: TeamMember, state: SupervisorState) -> list[BaseMessag
     if own:
         notes = []
         for entry in own:
-            tools = "; ".join(f"{c['tool']}({c['args']}) -> {c['output'][:200]}" for c in entry["tool_calls"]) or "no tools"
-            notes.append(f"- earlier assignment: {entry['task']}\n  tool calls: {tools}\n  your report: {entry['report'][:300]}")
+            tools = (
+                "; ".join(f"{c['tool']}({c['args']}) -> {c['output'][:200]}" for c in entry["tool_calls"]) or "no tools"
+            )
+            notes.append(
+                f"- earlier assignment: {entry['task']}\n  tool calls: {tools}\n  your report: {entry['report'][:300]}"
+            )
         parts.append("Your scratchpad (only you see it):\n" + "\n".join(notes))
     parts.append(f"Your assignment now: {state.get('task') or state['question']}")
     return [SystemMessage(member.prompt), HumanMessage("\n\n".join(parts))]
@@ -372,8 +477,11 @@ def _summary(step: Mapping[str, Any]) -> str:
 
 
 def _usage_row(usage: Mapping[str, Any]) -> dict[str, int]:
-    return {"llm_calls": int(usage.get("llm_calls", 0)), "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-            "completion_tokens": int(usage.get("completion_tokens", 0))}
+    return {
+        "llm_calls": int(usage.get("llm_calls", 0)),
+        "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+        "completion_tokens": int(usage.get("completion_tokens", 0)),
+    }
 
 
 graph = build()

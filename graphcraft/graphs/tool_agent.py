@@ -24,8 +24,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -34,6 +32,7 @@ from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field, create_model, field_validator
+from typing_extensions import TypedDict
 
 from graphcraft.chains.tool_calls import LoopGuard, call_key, collect_sources, execute_tool_call
 from graphcraft.config import Settings, get_settings
@@ -54,8 +53,10 @@ SYSTEM_PROMPT = (
 
 
 FINAL_ANSWER = "final_answer"
-ACTION_PROMPT = ("Reply with the next action as JSON: call one tool with its arguments, or give the final answer "
-                 f"with tool '{FINAL_ANSWER}'. Tools:\n")
+ACTION_PROMPT = (
+    "Reply with the next action as JSON: call one tool with its arguments, or give the final answer "
+    f"with tool '{FINAL_ANSWER}'. Tools:\n"
+)
 
 
 class Action(BaseModel):
@@ -77,8 +78,13 @@ def action_schema(tools: tuple[str, ...]) -> type[Action]:
         return value.strip()
 
     tool = Field(description=f"one of: {', '.join(names)}", json_schema_extra={"enum": list(names)})
-    return create_model("Action", __base__=Action, __doc__=Action.__doc__, tool=(str, tool),
-                        __validators__={"_known": field_validator("tool")(classmethod(_known))})
+    return create_model(
+        "Action",
+        __base__=Action,
+        __doc__=Action.__doc__,
+        tool=(str, tool),
+        __validators__={"_known": field_validator("tool")(classmethod(_known))},
+    )
 
 
 class ToolAgentState(TypedDict, total=False):
@@ -122,7 +128,9 @@ def build(
     `mcp_config`). loop_limit: how many times the same call (name + arguments) may be made.
     checkpointer / memory_store: short- and long-term memory (None: the run is stateless).
     """
-    bounds = Bounds.from_settings(settings, max_iterations=max_turns, max_llm_calls=max_llm_calls, token_budget=token_budget)
+    bounds = Bounds.from_settings(
+        settings, max_iterations=max_turns, max_llm_calls=max_llm_calls, token_budget=token_budget
+    )
     repairs = (settings or get_settings()).max_structured_repairs
     window = ContextWindow(max_tokens=context_tokens)
     loaded: dict[str, list[BaseTool]] = {}
@@ -143,8 +151,16 @@ def build(
 
     def begin(state: ToolAgentState) -> dict:
         """Start a run: the question becomes the next human turn; per-run counters reset."""
-        return {**start_clock(), "messages": [HumanMessage(state["question"])], "usage": empty_usage(), "turns": 0,
-                "tool_calls": [], "stop_reason": "", "summarized": 0, "memories": []}
+        return {
+            **start_clock(),
+            "messages": [HumanMessage(state["question"])],
+            "usage": empty_usage(),
+            "turns": 0,
+            "tool_calls": [],
+            "stop_reason": "",
+            "summarized": 0,
+            "memories": [],
+        }
 
     def recall(state: ToolAgentState, config: RunnableConfig) -> dict:
         store = get_store()
@@ -166,8 +182,12 @@ def build(
         try:
             bound = llm().bind_tools(toolset())
         except NotImplementedError:  # no native tool calling: one structured action per turn
-            reply, usage = _act(llm(), toolset(), window.fit(state["messages"], state.get("summary", ""),
-                                                             system=system + "\n\n" + _catalogue(toolset())), repairs)
+            reply, usage = _act(
+                llm(),
+                toolset(),
+                window.fit(state["messages"], state.get("summary", ""), system=system + "\n\n" + _catalogue(toolset())),
+                repairs,
+            )
         else:
             reply, usage = invoke_llm(bound, window.fit(state["messages"], state.get("summary", ""), system=system))
         return {"messages": [reply], "usage": add_usage(state.get("usage"), usage), "turns": state.get("turns", 0) + 1}
@@ -206,8 +226,10 @@ def build(
         update: dict[str, Any] = {}
         if calls:  # stopped by a bound: close the open tool calls so the thread stays valid
             reason = _stop_reason(state, calls) or "stopped"
-            update["messages"] = [ToolMessage(content=f"not executed: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
-                                  for c in calls]
+            update["messages"] = [
+                ToolMessage(content=f"not executed: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
+                for c in calls
+            ]
         elif isinstance(last, AIMessage):
             reason = "answered" if message_text(last).strip() else "no_answer"  # an empty reply is not an answer
         else:
@@ -216,14 +238,24 @@ def build(
         records = state.get("tool_calls", [])
         if reason != "answered":
             ok = [r for r in records if r["ok"]]
-            answer = answer or (f"Stopped before finishing ({reason}). Last tool result: {ok[-1]['output']}" if ok
-                                else f"Stopped before finishing ({reason}); no tool call succeeded.")
+            answer = answer or (
+                f"Stopped before finishing ({reason}). Last tool result: {ok[-1]['output']}"
+                if ok
+                else f"Stopped before finishing ({reason}); no tool call succeeded."
+            )
         trace = make_trace(
-            "tool_agent", state.get("usage"), state.get("turns", 0),
-            stop_reason=reason, tool_calls=[{k: r[k] for k in ("tool", "args", "ok", "output")} for r in records],
-            tool_call_count=len(records), failed_tool_calls=sum(1 for r in records if not r["ok"]),
-            max_tool_calls=max_tool_calls, loop_limit=loop_limit, memories_recalled=len(state.get("memories", [])),
-            summarized_messages=state.get("summarized", 0), bounds=bounds.as_dict(),
+            "tool_agent",
+            state.get("usage"),
+            state.get("turns", 0),
+            stop_reason=reason,
+            tool_calls=[{k: r[k] for k in ("tool", "args", "ok", "output")} for r in records],
+            tool_call_count=len(records),
+            failed_tool_calls=sum(1 for r in records if not r["ok"]),
+            max_tool_calls=max_tool_calls,
+            loop_limit=loop_limit,
+            memories_recalled=len(state.get("memories", [])),
+            summarized_messages=state.get("summarized", 0),
+            bounds=bounds.as_dict(),
         )
         return {**update, "answer": answer, "sources": collect_sources(records), "stop_reason": reason, "trace": trace}
 
@@ -232,8 +264,12 @@ def build(
         if store is None:
             return {}
         memory = LongTermMemory(store, _user_id(config))
-        memory.add_episode(state["question"], state["answer"], stop_reason=state.get("stop_reason", ""),
-                           tools=[r["tool"] for r in state.get("tool_calls", [])])
+        memory.add_episode(
+            state["question"],
+            state["answer"],
+            stop_reason=state.get("stop_reason", ""),
+            tools=[r["tool"] for r in state.get("tool_calls", [])],
+        )
         trace = dict(state["trace"])
         trace["episode_saved"] = True
         if remember_facts and state.get("stop_reason") == "answered":
@@ -246,8 +282,15 @@ def build(
         return {"trace": trace}
 
     g = StateGraph(ToolAgentState)
-    for name, node in (("begin", begin), ("recall", recall), ("compact", compact), ("agent", agent),
-                       ("tools", run_tools), ("finalize", finalize), ("remember", remember)):
+    for name, node in (
+        ("begin", begin),
+        ("recall", recall),
+        ("compact", compact),
+        ("agent", agent),
+        ("tools", run_tools),
+        ("finalize", finalize),
+        ("remember", remember),
+    ):
         g.add_node(name, node)
     g.add_edge(START, "begin")
     g.add_edge("begin", "recall")
@@ -261,7 +304,9 @@ def build(
     return g.compile(checkpointer=checkpointer, store=memory_store).with_config(recursion_limit=2 * max_turns + 20)
 
 
-def _act(model: BaseChatModel, tools: list[BaseTool], prompt: list[BaseMessage], repairs: int) -> tuple[AIMessage, Usage]:
+def _act(
+    model: BaseChatModel, tools: list[BaseTool], prompt: list[BaseMessage], repairs: int
+) -> tuple[AIMessage, Usage]:
     """The next step of a model without native tool calling, as a tool call or an answer.
 
     Earlier tool calls are shown to it as the JSON actions it chose and their results as user
@@ -269,7 +314,9 @@ def _act(model: BaseChatModel, tools: list[BaseTool], prompt: list[BaseMessage],
     repairs becomes an empty answer (finalize reports "no_answer"; the trace counts the fallback).
     """
     schema = action_schema(tuple(t.name for t in tools))
-    result = structured_call(model, schema, _as_action_turns(prompt), fallback=Action(tool=FINAL_ANSWER), max_repairs=repairs)
+    result = structured_call(
+        model, schema, _as_action_turns(prompt), fallback=Action(tool=FINAL_ANSWER), max_repairs=repairs
+    )
     action = result.value
     if action.tool == FINAL_ANSWER:
         return AIMessage(action.answer), result.usage

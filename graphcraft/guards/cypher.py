@@ -338,7 +338,8 @@ def _check_tokens(sig: list[_Tok], query: str) -> None:
             name, _ = _dotted_name(sig, idx + 1)
             if name not in READ_PROCEDURES:
                 raise UnsafeCypherError(
-                    f"procedure {name} is not allowed (read-only procedures: {', '.join(sorted(READ_PROCEDURES))})", query
+                    f"procedure {name} is not allowed (read-only procedures: {', '.join(sorted(READ_PROCEDURES))})",
+                    query,
                 )
         # A dotted function call outside the built-ins (apoc.*, gds.*, user functions) may write.
         if tok.kind in ("ident", "bident") and (idx == 0 or sig[idx - 1].text != "."):
@@ -395,7 +396,9 @@ def _bound_hops(toks: list[_Tok], max_hops: int, changes: list[str]) -> None:
         k += 1
 
 
-def _enforce_limit(toks: list[_Tok], params: Mapping[str, Any], limit: int, changes: list[str], query: str) -> list[_Tok]:
+def _enforce_limit(
+    toks: list[_Tok], params: Mapping[str, Any], limit: int, changes: list[str], query: str
+) -> list[_Tok]:
     """Every UNION part must RETURN; its trailing LIMIT is capped at ``limit`` or appended."""
     parts: list[list[_Tok]] = [[]]
     seps: list[list[_Tok]] = []

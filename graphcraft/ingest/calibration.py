@@ -73,7 +73,7 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     q = np.quantile(np.asarray(values), [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
-    return {k: round(float(v), 4) for k, v in zip(("p05", "p10", "p25", "p50", "p75", "p90", "p95"), q)}
+    return {k: round(float(v), 4) for k, v in zip(("p05", "p10", "p25", "p50", "p75", "p90", "p95"), q, strict=False)}
 
 
 def _auc(pos: list[float], neg: list[float]) -> float | None:
@@ -110,7 +110,7 @@ def calibrate(store: Any, queries: int = 160, k: int = 5, seed: int = 0) -> Cali
     evaluator = LocalEvaluator(store, store.embeddings, DEFAULTS["upper"], DEFAULTS["lower"])
     vectors = embed_texts(store.embeddings, [q for q, _, _ in samples])
     positives, negatives = [], []
-    for (query, chunk_id, sentence), qv in zip(samples, vectors):
+    for (query, chunk_id, sentence), qv in zip(samples, vectors, strict=False):
         found = retriever.search(query, vector=qv)
         if chunk_id not in [d.metadata["chunk_id"] for d in found[:k]]:
             continue  # a retrieval miss says nothing about the evaluator
@@ -120,11 +120,19 @@ def calibrate(store: Any, queries: int = 160, k: int = 5, seed: int = 0) -> Cali
         if others:
             negatives.append(max(evaluator.evaluate(query, others, qv).scores))
     if len(positives) < 10 or len(negatives) < 10:
-        return Calibration(**DEFAULTS, queries=len(samples), method="defaults (too few pseudo-queries retrieved their chunk)")
+        return Calibration(
+            **DEFAULTS, queries=len(samples), method="defaults (too few pseudo-queries retrieved their chunk)"
+        )
     lower = min(float(np.quantile(negatives, LOWER_QUANTILE)), float(np.quantile(positives, POSITIVE_FLOOR)))
     upper = max(lower, float(np.quantile(negatives, UPPER_QUANTILE)))
-    return Calibration(upper=round(upper, 4), lower=round(lower, 4), queries=len(samples), positives=_quantiles(positives), negatives=_quantiles(negatives),
-                       separation=_auc(positives, negatives))
+    return Calibration(
+        upper=round(upper, 4),
+        lower=round(lower, 4),
+        queries=len(samples),
+        positives=_quantiles(positives),
+        negatives=_quantiles(negatives),
+        separation=_auc(positives, negatives),
+    )
 
 
 def store_thresholds(store: Any) -> tuple[float, float, str]:

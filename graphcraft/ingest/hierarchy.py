@@ -28,9 +28,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
@@ -80,7 +81,9 @@ def hierarchy_path(store: ChunkStore) -> Path:
 def open_hierarchy(store: ChunkStore, create: bool = True) -> ChunkStore:
     """The hierarchy store of `store` (same embedding model), empty if never built."""
     manifest = store.manifest
-    return ChunkStore.open(hierarchy_path(store), store.embeddings, manifest["embedding_model"], int(manifest["dimension"]), create=create)
+    return ChunkStore.open(
+        hierarchy_path(store), store.embeddings, manifest["embedding_model"], int(manifest["dimension"]), create=create
+    )
 
 
 def tree_of(hier: ChunkStore) -> dict[str, Any]:
@@ -142,8 +145,16 @@ def _title(source: str, groups: list[tuple[str, list[Document]]]) -> str:
 
 
 def _node(text: str, node_id: str, level: str, source: str, **meta: Any) -> Document:
-    metadata = {"source": source, "chunk_id": node_id, "page": None, "modality": "text", "content_hash": sha256(text),
-                "level": level, "strips": [list(s) for s in split_strips(text)], **meta}
+    metadata = {
+        "source": source,
+        "chunk_id": node_id,
+        "page": None,
+        "modality": "text",
+        "content_hash": sha256(text),
+        "level": level,
+        "strips": [list(s) for s in split_strips(text)],
+        **meta,
+    }
     return Document(page_content=text, metadata=metadata, id=node_id)
 
 
@@ -153,19 +164,35 @@ def _node(text: str, node_id: str, level: str, source: str, **meta: Any) -> Docu
 class _Builder:
     """One update of the hierarchy; counts the summaries it makes."""
 
-    def __init__(self, store: ChunkStore, hier: ChunkStore, model: BaseChatModel | None, summarizer: Summarizer,
-                 report: HierarchyReport, section_group: int, max_sentences: int) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        hier: ChunkStore,
+        model: BaseChatModel | None,
+        summarizer: Summarizer,
+        report: HierarchyReport,
+        section_group: int,
+        max_sentences: int,
+    ) -> None:
         self.store, self.hier, self.model, self.summarizer = store, hier, model, summarizer
         self.report, self.section_group, self.max_sentences = report, section_group, max_sentences
         self.pending: list[tuple[str, str, list[Document]]] = []
         self.tree_changed = False  # a tree edit that writes no node (members joining or leaving a cluster)
 
-    def summary(self, sentences: list[str], vectors: np.ndarray | None, kind: str, title: str, max_sentences: int | None = None) -> str:
+    def summary(
+        self, sentences: list[str], vectors: np.ndarray | None, kind: str, title: str, max_sentences: int | None = None
+    ) -> str:
         from graphcraft.models import embed_texts
 
-        result = self.summarizer(sentences, vectors, self.model, kind=kind, title=title,
-                                 max_sentences=max_sentences or self.max_sentences,
-                                 embed=lambda texts: embed_texts(self.store.embeddings, texts))
+        result = self.summarizer(
+            sentences,
+            vectors,
+            self.model,
+            kind=kind,
+            title=title,
+            max_sentences=max_sentences or self.max_sentences,
+            embed=lambda texts: embed_texts(self.store.embeddings, texts),
+        )
         self.report.summaries += 1
         self.report.usage = add_usage(self.report.usage, result.usage)
         if result.strategy != "extractive":
@@ -180,8 +207,9 @@ class _Builder:
         nodes = [n for _, _, group in self.pending for n in group]
         if not nodes:
             return
-        vectors, strip_vectors = embed_chunks(self.store.embeddings, [n.page_content for n in nodes],
-                                              [n.metadata["strips"] for n in nodes])
+        vectors, strip_vectors = embed_chunks(
+            self.store.embeddings, [n.page_content for n in nodes], [n.metadata["strips"] for n in nodes]
+        )
         offset = 0
         for key, key_hash, group in self.pending:
             end = offset + len(group)
@@ -201,8 +229,18 @@ class _Builder:
             sentences, vectors = _strips_of(self.store, members)
             text = self.summary(sentences, vectors, "section", name)
             sec_title = name.split(" > ")[-1].lstrip("# ").strip()
-            sections.append(_node(f"{sec_title}: {text}" if text else sec_title, f"sec:{file_hash[:16]}:{i:03d}", "section", source,
-                                  title=name, parent=doc_id, children=[c.metadata["chunk_id"] for c in members], doc_hash=file_hash))
+            sections.append(
+                _node(
+                    f"{sec_title}: {text}" if text else sec_title,
+                    f"sec:{file_hash[:16]}:{i:03d}",
+                    "section",
+                    source,
+                    title=name,
+                    parent=doc_id,
+                    children=[c.metadata["chunk_id"] for c in members],
+                    doc_hash=file_hash,
+                )
+            )
         if len(sections) == 1:
             doc_text = sections[0].page_content
         elif self.model is not None:  # abstractive: summarise the section summaries (RAPTOR-like, fewer tokens)
@@ -210,16 +248,31 @@ class _Builder:
         else:  # extractive: the document's central sentences, from the stored strip vectors
             sentences, vectors = _strips_of(self.store, chunks)
             doc_text = self.summary(sentences, vectors, "document", title, self.max_sentences + 1)
-        doc = _node(f"{title}: {doc_text}", doc_id, "document", source, title=title,
-                    children=[s.metadata["chunk_id"] for s in sections], doc_hash=file_hash)
+        doc = _node(
+            f"{title}: {doc_text}",
+            doc_id,
+            "document",
+            source,
+            title=title,
+            children=[s.metadata["chunk_id"] for s in sections],
+            doc_hash=file_hash,
+        )
         self.write(source, file_hash, [doc, *sections])
         self.report.sections += len(sections)
-        return {"hash": file_hash, "node": doc_id, "title": title,
-                "sections": [{"node": s.metadata["chunk_id"], "title": s.metadata["title"], "chunks": s.metadata["children"]}
-                             for s in sections]}
+        return {
+            "hash": file_hash,
+            "node": doc_id,
+            "title": title,
+            "sections": [
+                {"node": s.metadata["chunk_id"], "title": s.metadata["title"], "chunks": s.metadata["children"]}
+                for s in sections
+            ],
+        }
 
     # --------------------------------------------------------------- RAPTOR clusters
-    def clusters(self, fresh: set[str], join_threshold: float, cluster_threshold: float, min_sources: int, max_size: int) -> None:
+    def clusters(
+        self, fresh: set[str], join_threshold: float, cluster_threshold: float, min_sources: int, max_size: int
+    ) -> None:
         """Update the cluster layer for the chunks in `fresh` (new or changed files); see module docstring."""
         tree = tree_of(self.hier)
         live = set(self._chunk_ids())
@@ -287,24 +340,40 @@ class _Builder:
         from sklearn.cluster import AgglomerativeClustering
 
         matrix = np.stack([vectors[i] for i in ids])
-        labels = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
-                                         linkage="average").fit_predict(matrix)
+        labels = AgglomerativeClustering(
+            n_clusters=None, distance_threshold=threshold, metric="cosine", linkage="average"
+        ).fit_predict(matrix)
         groups: dict[int, list[str]] = {}
-        for chunk_id, label in zip(ids, labels):
+        for chunk_id, label in zip(ids, labels, strict=False):
             groups.setdefault(int(label), []).append(chunk_id)
         out = []
         for members in groups.values():  # oversized groups are cut in reading order, never dropped
-            out += [members[i : i + max_size] for i in range(0, len(members), max_size) if len(members[i : i + max_size]) >= 2]
+            out += [
+                members[i : i + max_size]
+                for i in range(0, len(members), max_size)
+                if len(members[i : i + max_size]) >= 2
+            ]
         return out
 
 
 _LOCK = threading.Lock()
 
 
-def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None, *,
-                    summarizer: Summarizer | None = None, clusters: bool | None = None, section_group: int = 4,
-                    max_sentences: int = 3, join_threshold: float | None = None, cluster_threshold: float | None = None,
-                    min_cluster_sources: int = 2, max_cluster_size: int = 8, commit_every: int = 8) -> HierarchyReport:
+def build_hierarchy(
+    store: ChunkStore,
+    settings: Settings | None = None,
+    model: BaseChatModel | None = None,
+    *,
+    summarizer: Summarizer | None = None,
+    clusters: bool | None = None,
+    section_group: int = 4,
+    max_sentences: int = 3,
+    join_threshold: float | None = None,
+    cluster_threshold: float | None = None,
+    min_cluster_sources: int = 2,
+    max_cluster_size: int = 8,
+    commit_every: int = 8,
+) -> HierarchyReport:
     """Bring `<store>/hierarchy/` up to date with the store; only new or changed files are summarised.
 
     model: chat model for abstractive summaries (None: extractive). summarizer: replaces
@@ -317,7 +386,9 @@ def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: 
     settings = settings or get_settings()
     clusters = bool(getattr(settings, "hierarchy_clusters", True)) if clusters is None else clusters
     join_threshold = getattr(settings, "hierarchy_join_threshold", 0.6) if join_threshold is None else join_threshold
-    cluster_threshold = getattr(settings, "hierarchy_cluster_threshold", 0.5) if cluster_threshold is None else cluster_threshold
+    cluster_threshold = (
+        getattr(settings, "hierarchy_cluster_threshold", 0.5) if cluster_threshold is None else cluster_threshold
+    )
     started = time.perf_counter()
     report = HierarchyReport(strategy="llm" if model is not None else "extractive")
     with _LOCK:
@@ -364,8 +435,9 @@ def build_hierarchy(store: ChunkStore, settings: Settings | None = None, model: 
 _CACHE: dict[str, tuple[tuple[int, int], ChunkStore]] = {}
 
 
-def update_if_stale(store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None,
-                    **options: Any) -> HierarchyReport | None:
+def update_if_stale(
+    store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None, **options: Any
+) -> HierarchyReport | None:
     """Build or update the hierarchy when the store changed since; None when it was current."""
     cached = _CACHE.get(str(hierarchy_path(store)))
     if cached is not None and cached[0] == (store.instance, store.generation):
@@ -375,8 +447,9 @@ def update_if_stale(store: ChunkStore, settings: Settings | None = None, model: 
     return build_hierarchy(store, settings, model, **options)
 
 
-def ensure_hierarchy(store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None,
-                     **options: Any) -> ChunkStore:
+def ensure_hierarchy(
+    store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None, **options: Any
+) -> ChunkStore:
     """The up-to-date hierarchy store of `store`, built or updated first if needed (cached per generation)."""
     key = str(hierarchy_path(store))
     cached = _CACHE.get(key)

@@ -161,26 +161,99 @@ def load_text(path: Path, data: bytes | None = None, warnings: Warnings | None =
 # ------------------------------------------------------------------------------------- HTML
 
 # Elements that are never the page's content.
-NON_CONTENT_TAGS = ["head", "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object",
-                    "button", "input", "select", "textarea", "nav"]
+NON_CONTENT_TAGS = [
+    "head",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "canvas",
+    "iframe",
+    "object",
+    "button",
+    "input",
+    "select",
+    "textarea",
+    "nav",
+]
 # ARIA landmarks of site chrome (the page header is "banner", the page footer "contentinfo").
 CHROME_ROLES = {"navigation", "search", "banner", "contentinfo"}
 # Class names documentation generators and sites give their chrome: Sphinx (sphinxsidebar,
 # related, footer), DocBook XSL (navheader, navfooter), and common site themes.
-CHROME_CLASSES = {"sphinxsidebar", "related", "navheader", "navfooter", "footer", "breadcrumb", "breadcrumbs",
-                  "navbar", "navigation", "mobile-nav", "skip-link", "headerlink"}
+CHROME_CLASSES = {
+    "sphinxsidebar",
+    "related",
+    "navheader",
+    "navfooter",
+    "footer",
+    "breadcrumb",
+    "breadcrumbs",
+    "navbar",
+    "navigation",
+    "mobile-nav",
+    "skip-link",
+    "headerlink",
+}
 # The text of a permalink (an in-page link) next to a heading or definition.
 PERMALINK_MARKS = {"¶", "§", "#", "🔗", "∞"}
 # Containers whose heading is a label ("Note", "Warning"), not a section of the page.
-ADMONITION_CLASSES = {"admonition", "note", "warning", "tip", "caution", "important", "attention", "danger",
-                      "error", "hint", "seealso"}
+ADMONITION_CLASSES = {
+    "admonition",
+    "note",
+    "warning",
+    "tip",
+    "caution",
+    "important",
+    "attention",
+    "danger",
+    "error",
+    "hint",
+    "seealso",
+}
 # header/footer belong to the nearest of these; directly under body they are the site's chrome.
 SECTIONING_TAGS = ["article", "aside", "section", "main", "blockquote", "details", "figure", "td", "fieldset", "dialog"]
 HEADING_TAGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
-BLOCK_TAGS = {"address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details", "dialog",
-              "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "hr", "html",
-              "li", "main", "menu", "ol", "p", "pre", "section", "summary", "table", "tbody", "td", "tfoot", "th",
-              "thead", "tr", "ul", *HEADING_TAGS}
+BLOCK_TAGS = {
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "caption",
+    "center",
+    "dd",
+    "details",
+    "dialog",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "li",
+    "main",
+    "menu",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+    *HEADING_TAGS,
+}
 LINE_BREAK = "\u2028"  # stands for <br> until paragraphs are laid out
 MARKDOWN_SYNTAX_AT_LINE_START = re.compile(r"^(#|```|~~~)")
 
@@ -435,7 +508,9 @@ def load_html(path: Path, data: bytes | None = None, warnings: Warnings | None =
     title, text = html_to_markdown(decode_text(data, warnings, charset))
     if not text.strip():
         raise IngestError("no text in HTML")
-    return [Document(page_content=text, metadata={"source": str(path), "page": None, "format": "markdown", "title": title})]
+    return [
+        Document(page_content=text, metadata={"source": str(path), "page": None, "format": "markdown", "title": title})
+    ]
 
 
 # -------------------------------------------------------------------------------------- PDF
@@ -459,7 +534,9 @@ def _needs_ocr(page: pymupdf.Page, text: str) -> bool:
     return len(text.strip()) < SCAN_MAX_TEXT_CHARS and is_scanned(page)
 
 
-def _ocr_page_document(page: pymupdf.Page, source: str, options: OcrOptions, warnings: Warnings | None) -> Document | None:
+def _ocr_page_document(
+    page: pymupdf.Page, source: str, options: OcrOptions, warnings: Warnings | None
+) -> Document | None:
     """The OCRed text of a scanned page, or None with a warning saying why and how to fix it."""
     number = page.number + 1
     reason = ocr_unavailable(options)
@@ -478,12 +555,21 @@ def _ocr_page_document(page: pymupdf.Page, source: str, options: OcrOptions, war
     if confidence < options.min_confidence:
         _warn(warnings, number, f"page {number} was OCRed with low confidence ({confidence:.0f}/100): check the scan")
     text = "\n\n".join(block.text for block in blocks)
-    return Document(page_content=text, metadata={"source": source, "page": number, "format": "text", "ocr": True,
-                                                 "ocr_confidence": round(confidence, 1)})
+    return Document(
+        page_content=text,
+        metadata={
+            "source": source,
+            "page": number,
+            "format": "text",
+            "ocr": True,
+            "ocr_confidence": round(confidence, 1),
+        },
+    )
 
 
-def load_pdf(path: Path, data: bytes | None = None, ocr: OcrOptions | None = None,
-             warnings: Warnings | None = None) -> list[Document]:
+def load_pdf(
+    path: Path, data: bytes | None = None, ocr: OcrOptions | None = None, warnings: Warnings | None = None
+) -> list[Document]:
     """One Document per page with text; scanned pages are OCRed (or reported in `warnings`)."""
     import pymupdf
 
@@ -519,8 +605,9 @@ def load_pdf(path: Path, data: bytes | None = None, ocr: OcrOptions | None = Non
     return pages
 
 
-def load_file(path: Path, data: bytes | None = None, ocr: OcrOptions | None = None,
-              warnings: Warnings | None = None) -> list[Document]:
+def load_file(
+    path: Path, data: bytes | None = None, ocr: OcrOptions | None = None, warnings: Warnings | None = None
+) -> list[Document]:
     """Page-level Documents for one file; raises IngestError with a one-line reason.
 
     `data` are the file's bytes when the caller has already read them (read once: the content

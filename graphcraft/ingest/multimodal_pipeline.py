@@ -36,7 +36,6 @@ from graphcraft.ingest.strips import embed_chunks, split_strips
 from graphcraft.retrievers.multimodal import MODALITIES, open_modality_stores
 from graphcraft.stores.vector import ChunkStore, open_store
 
-
 # Settings fields (GRAPHCRAFT_OCR, GRAPHCRAFT_OCR_DPI ...) -> loader options, read when present.
 _SETTING_FOR_OPTION = {"ocr": "ocr", "dpi": "ocr_dpi", "lang": "ocr_lang", "min_confidence": "ocr_min_confidence"}
 
@@ -64,7 +63,10 @@ def vision_model_from_settings(settings: Settings) -> BaseChatModel | None:
 
 def multimodal_options(settings: Settings, **overrides: object) -> MultimodalOptions:
     """Loader options from Settings (chunk size, OCR and vision fields when present) + overrides."""
-    values: dict[str, object] = {"chunk_size": settings.chunk_size, "vision_model": vision_model_from_settings(settings)}
+    values: dict[str, object] = {
+        "chunk_size": settings.chunk_size,
+        "vision_model": vision_model_from_settings(settings),
+    }
     for option, name in _SETTING_FOR_OPTION.items():
         if getattr(settings, name, None) is not None:
             values[option] = getattr(settings, name)
@@ -72,7 +74,9 @@ def multimodal_options(settings: Settings, **overrides: object) -> MultimodalOpt
     return MultimodalOptions(**values)  # type: ignore[arg-type]
 
 
-def load_any(path: Path, file_hash: str, settings: Settings, options: MultimodalOptions, load: MultimodalLoad) -> list[Document]:
+def load_any(
+    path: Path, file_hash: str, settings: Settings, options: MultimodalOptions, load: MultimodalLoad
+) -> list[Document]:
     """Multimodal chunks of a PDF or image; other files through the ordinary loader (as text)."""
     suffix = path.suffix.lower()
     if suffix in PDF_SUFFIXES:
@@ -125,18 +129,22 @@ def ingest_multimodal(
         if not pending:
             return
         chunks = [c for _, _, docs in pending for c in docs]
-        vectors, strip_vectors = embed_chunks(embeddings, [c.page_content for c in chunks],
-                                              [c.metadata["strips"] for c in chunks])
+        vectors, strip_vectors = embed_chunks(
+            embeddings, [c.page_content for c in chunks], [c.metadata["strips"] for c in chunks]
+        )
         offset = 0
         for source, file_hash, docs in pending:
             rows = range(offset, offset + len(docs))
             offset += len(docs)
             for modality in MODALITIES:
                 picked = [i for i in rows if chunks[i].metadata["modality"] == modality]
-                stores[modality].replace_file(source, file_hash, [chunks[i] for i in picked], vectors[picked],
-                                              [strip_vectors[i] for i in picked])
+                stores[modality].replace_file(
+                    source, file_hash, [chunks[i] for i in picked], vectors[picked], [strip_vectors[i] for i in picked]
+                )
             if main is not None:
-                main.replace_file(source, file_hash, docs, vectors[rows.start:rows.stop], strip_vectors[rows.start:rows.stop])
+                main.replace_file(
+                    source, file_hash, docs, vectors[rows.start : rows.stop], strip_vectors[rows.start : rows.stop]
+                )
             report.added += len(docs)
         for target in targets:
             target.commit()

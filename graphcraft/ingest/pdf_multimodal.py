@@ -147,12 +147,16 @@ def _add_image(chunks: _Chunks, image: PdfImage, opts: MultimodalOptions, label:
         "bbox_units": bbox_units,
     }
     if len(image.description) <= opts.chunk_size or image.description_source == "vision":
-        chunks.add(image.description, image.page, image.bbox, "image", **base, **_merged_flags(image.ocr, opts.min_confidence))
+        chunks.add(
+            image.description, image.page, image.bbox, "image", **base, **_merged_flags(image.ocr, opts.min_confidence)
+        )
     if len(image.description) <= opts.chunk_size:
         return
     caption = f" Caption: {image.caption}" if image.caption else ""
     for block in merge_blocks(image.ocr, opts.chunk_size):
-        chunks.add(f"{label}.{caption} Text in image: {block.text}", image.page, block.bbox, "image", **base, **block.flags())
+        chunks.add(
+            f"{label}.{caption} Text in image: {block.text}", image.page, block.bbox, "image", **base, **block.flags()
+        )
 
 
 def _area(bbox: BBox) -> float:
@@ -246,7 +250,9 @@ def load_image_multimodal(
     pil = load_image(data, what=source)
     blocks = ocr_image(pil, lang=opts.lang, min_confidence=opts.min_confidence, what=source)
     fmt = (pil.format or Path(path).suffix.lstrip(".") or "png").lower()
-    image = PdfImage(None, (0.0, 0.0, float(pil.width), float(pil.height)), 0, data, fmt, pil.width, pil.height, ocr=blocks)
+    image = PdfImage(
+        None, (0.0, 0.0, float(pil.width), float(pil.height)), 0, data, fmt, pil.width, pil.height, ocr=blocks
+    )
     describe_image(image, opts.vision_model)
     chunks = _Chunks(source)
     _add_image(chunks, image, opts, f"Image {Path(path).name}", bbox_units="px")

@@ -11,9 +11,9 @@ stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from langchain_core.documents import Document
 
@@ -37,8 +37,14 @@ class IngestReport:
     warnings: list[dict] = field(default_factory=list)  # {"path", "page" (None: whole file), "warning"}
 
     def as_dict(self) -> dict:
-        return {"files": self.files, "added": self.added, "skipped": self.skipped, "removed": self.removed,
-                "failed": self.failed, "warnings": self.warnings}
+        return {
+            "files": self.files,
+            "added": self.added,
+            "skipped": self.skipped,
+            "removed": self.removed,
+            "failed": self.failed,
+            "warnings": self.warnings,
+        }
 
 
 def expand_paths(paths: Iterable[str | Path], exclude: Path | None = None) -> tuple[list[Path], list[dict[str, str]]]:
@@ -67,8 +73,9 @@ def expand_paths(paths: Iterable[str | Path], exclude: Path | None = None) -> tu
 
 def ocr_options(settings: Settings) -> OcrOptions:
     """How scanned PDF pages are read, from the `ocr*` settings."""
-    return OcrOptions(enabled=settings.ocr, dpi=settings.ocr_dpi, lang=settings.ocr_lang,
-                      min_confidence=settings.ocr_min_confidence)
+    return OcrOptions(
+        enabled=settings.ocr, dpi=settings.ocr_dpi, lang=settings.ocr_lang, min_confidence=settings.ocr_min_confidence
+    )
 
 
 def warning_record(path: Path, warning: LoadWarning) -> dict:
@@ -76,8 +83,9 @@ def warning_record(path: Path, warning: LoadWarning) -> dict:
     return {"path": str(path), "page": warning.page, "warning": warning.warning}
 
 
-def prepare_file(path: Path, settings: Settings, data: bytes | None = None,
-                 warnings: list[dict] | None = None) -> tuple[str, list[Document]]:
+def prepare_file(
+    path: Path, settings: Settings, data: bytes | None = None, warnings: list[dict] | None = None
+) -> tuple[str, list[Document]]:
     """(content hash, chunks) for one file (its bytes, if already read); IngestError on bad input.
 
     Warnings about content skipped or guessed at are appended to `warnings` (report records)
@@ -95,8 +103,13 @@ def prepare_file(path: Path, settings: Settings, data: bytes | None = None,
     return file_hash, chunks
 
 
-def ingest_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | None = None, settings: Settings | None = None,
-                 on_progress: ProgressFn | None = None, commit_every: int = 512) -> IngestReport:
+def ingest_paths(
+    paths: Iterable[str | Path],
+    store: ChunkStore | str | Path | None = None,
+    settings: Settings | None = None,
+    on_progress: ProgressFn | None = None,
+    commit_every: int = 512,
+) -> IngestReport:
     """Ingest files/folders into a store; see the module docstring for the guarantees."""
     settings = settings or get_settings()
     if not isinstance(store, ChunkStore):
@@ -112,11 +125,15 @@ def ingest_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | N
         if not pending:
             return
         all_chunks = [c for _, _, chunks in pending for c in chunks]
-        vectors, strip_vectors = embed_chunks(emb, [c.page_content for c in all_chunks], [c.metadata["strips"] for c in all_chunks])
+        vectors, strip_vectors = embed_chunks(
+            emb, [c.page_content for c in all_chunks], [c.metadata["strips"] for c in all_chunks]
+        )
         offset = 0
         for source, file_hash, chunks in pending:
             end = offset + len(chunks)
-            report.added += store.replace_file(source, file_hash, chunks, vectors[offset:end], strip_vectors[offset:end])
+            report.added += store.replace_file(
+                source, file_hash, chunks, vectors[offset:end], strip_vectors[offset:end]
+            )
             offset = end
         store.commit()
         pending, pending_chunks = [], 0
@@ -135,7 +152,9 @@ def ingest_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | N
             report.failed.append({"path": source, "error": str(exc)})
             continue
         except Exception as exc:  # noqa: BLE001 - one unreadable file must never stop the batch
-            report.failed.append({"path": source, "error": f"unexpected {type(exc).__name__}: {exc}".splitlines()[0][:300]})
+            report.failed.append(
+                {"path": source, "error": f"unexpected {type(exc).__name__}: {exc}".splitlines()[0][:300]}
+            )
             continue
         pending.append((source, file_hash, chunks))
         pending_chunks += len(chunks)
@@ -147,8 +166,12 @@ def ingest_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | N
     return report
 
 
-def remove_paths(paths: Iterable[str | Path], store: ChunkStore | str | Path | None = None, settings: Settings | None = None,
-                 missing_only: bool = False) -> IngestReport:
+def remove_paths(
+    paths: Iterable[str | Path],
+    store: ChunkStore | str | Path | None = None,
+    settings: Settings | None = None,
+    missing_only: bool = False,
+) -> IngestReport:
     """Remove the chunks of the given files (or of every stored file under given folders).
 
     With `missing_only`, only files that no longer exist on disk are removed (prune).

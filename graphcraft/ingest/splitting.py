@@ -75,8 +75,10 @@ def markdown_sections(text: str) -> list[tuple[str, str]]:
 def _sections(doc: Document) -> list[Document]:
     if doc.metadata.get("format") != "markdown":
         return [doc]
-    return [Document(page_content=text, metadata={**doc.metadata, "section": path})
-            for path, text in markdown_sections(doc.page_content)] or [doc]
+    return [
+        Document(page_content=text, metadata={**doc.metadata, "section": path})
+        for path, text in markdown_sections(doc.page_content)
+    ] or [doc]
 
 
 def _is_only_headings(text: str) -> bool:
@@ -87,7 +89,9 @@ def _headings_with_their_text(pieces: list[Document]) -> list[Document]:
     """Join a piece that holds only a section's heading to the text after it (the cutter
     leaves the heading alone when the first paragraph is too long to share a chunk)."""
     if len(pieces) > 1 and _is_only_headings(pieces[0].page_content):
-        joined = Document(page_content=f"{pieces[0].page_content}\n\n{pieces[1].page_content}", metadata=pieces[1].metadata)
+        joined = Document(
+            page_content=f"{pieces[0].page_content}\n\n{pieces[1].page_content}", metadata=pieces[1].metadata
+        )
         return [joined, *pieces[2:]]
     return pieces
 
@@ -97,7 +101,9 @@ def _headings_with_their_text(pieces: list[Document]) -> list[Document]:
 SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", " ", ""]
 
 
-def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800, chunk_overlap: int = 120) -> list[Document]:
+def split_documents(
+    pages: list[Document], file_hash: str, chunk_size: int = 800, chunk_overlap: int = 120
+) -> list[Document]:
     """Chunks carrying source, page, section, chunk_id, content_hash, modality and position.
 
     Chunk ids derive from the file's path and content hash, so two files with the same content
@@ -105,8 +111,13 @@ def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800
     """
     source = str(pages[0].metadata.get("source", "")) if pages else ""
     id_prefix = sha256(f"{source}\n{file_hash}")[:12]
-    splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True,
-                                              separators=SEPARATORS, keep_separator="end")
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        add_start_index=True,
+        separators=SEPARATORS,
+        keep_separator="end",
+    )
     chunks: list[Document] = []
     for page in pages:
         for section in _sections(page):
@@ -116,9 +127,14 @@ def split_documents(pages: list[Document], file_hash: str, chunk_size: int = 800
                     continue
                 index = len(chunks)
                 meta = {k: v for k, v in piece.metadata.items() if k not in {"format", "start_index"}}
-                meta.update(chunk_id=f"{id_prefix}-{index:05d}", content_hash=sha256(text),
-                            modality=meta.get("modality", "text"), chunk_index=index, doc_hash=file_hash,
-                            strips=[list(span) for span in split_strips(text)])
+                meta.update(
+                    chunk_id=f"{id_prefix}-{index:05d}",
+                    content_hash=sha256(text),
+                    modality=meta.get("modality", "text"),
+                    chunk_index=index,
+                    doc_hash=file_hash,
+                    strips=[list(span) for span in split_strips(text)],
+                )
                 meta.setdefault("page", None)
                 chunks.append(Document(page_content=text, metadata=meta, id=meta["chunk_id"]))
     return chunks

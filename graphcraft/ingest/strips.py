@@ -11,7 +11,8 @@ the context of their chunk.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,34 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#*\-•])"
 # A line that starts a new block: heading, list item, table row, quote, code fence.
 _BLOCK_START = re.compile(r"\s*(?:#|[-+*•] |\d+[.)] |\||>|```)")
 MIN_STRIP_CHARS = 12
-_ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "inc", "ltd", "co", "corp", "vs", "no", "fig",
-                  "e.g", "i.e", "etc", "approx", "dept", "est", "gen", "gov", "mt", "ave", "u.s"}
+_ABBREVIATIONS = {
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "prof",
+    "st",
+    "jr",
+    "sr",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "vs",
+    "no",
+    "fig",
+    "e.g",
+    "i.e",
+    "etc",
+    "approx",
+    "dept",
+    "est",
+    "gen",
+    "gov",
+    "mt",
+    "ave",
+    "u.s",
+}
 
 
 def _after_abbreviation(text: str, end: int) -> bool:
@@ -45,8 +72,13 @@ def _line_blocks(text: str) -> list[tuple[int, int]]:
         pos += len(line)
         body = line.strip()
         following = lines[i + 1] if i + 1 < len(lines) else ""
-        if (not body or body.startswith(("#", "|")) or body.endswith((".", "!", "?", ":")) or not following.strip()
-                or _BLOCK_START.match(following)):
+        if (
+            not body
+            or body.startswith(("#", "|"))
+            or body.endswith((".", "!", "?", ":"))
+            or not following.strip()
+            or _BLOCK_START.match(following)
+        ):
             blocks.append((start, pos))
             start = pos
     if start < len(text):
@@ -83,14 +115,16 @@ def split_strips(text: str) -> list[tuple[int, int]]:
     return cleaned or [(0, len(text))]
 
 
-def embed_chunks(embeddings: Any, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> tuple[np.ndarray, list[np.ndarray]]:
+def embed_chunks(
+    embeddings: Any, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Chunk and strip vectors: late chunking for local sentence-transformers, else two calls."""
     from graphcraft.models import SentenceTransformerEmbeddings, embed_texts
 
     if isinstance(embeddings, SentenceTransformerEmbeddings):
         return late_chunk_embed(embeddings.st_model, texts, spans, batch_size=embeddings.batch_size)
     chunk_vecs = embed_texts(embeddings, texts)
-    flat = [text[s:e] for text, sp in zip(texts, spans) for s, e in sp]
+    flat = [text[s:e] for text, sp in zip(texts, spans, strict=False) for s, e in sp]
     flat_vecs = embed_texts(embeddings, flat) if flat else np.zeros((0, chunk_vecs.shape[1]), dtype=np.float32)
     out, pos = [], 0
     for sp in spans:
@@ -108,8 +142,13 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
-def late_chunk_embed(st_model: Any, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], batch_size: int = 32,
-                     max_length: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
+def late_chunk_embed(
+    st_model: Any,
+    texts: Sequence[str],
+    spans: Sequence[Sequence[tuple[int, int]]],
+    batch_size: int = 32,
+    max_length: int = 256,
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """(chunk vectors (n, d), per-chunk strip vectors) from one forward pass per chunk.
 
     Strips whose tokens fall beyond the model's window (truncated chunks) are embedded on their
@@ -128,17 +167,25 @@ def late_chunk_embed(st_model: Any, texts: Sequence[str], spans: Sequence[Sequen
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                            return_offsets_mapping=True, return_tensors="pt")
+            enc = tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_offsets_mapping=True,
+                return_tensors="pt",
+            )
             offsets = enc.pop("offset_mapping").numpy()
-            hidden = model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}).last_hidden_state
+            hidden = model(
+                **{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            ).last_hidden_state
             hidden = hidden.float().numpy()
             mask = enc["attention_mask"].numpy().astype(bool)
             for row, i in enumerate(idx):
                 tokens = hidden[row][mask[row]]
                 chunk_vecs[i] = tokens.mean(axis=0)
                 offs = offsets[row][mask[row]]
-                real = (offs[:, 1] > offs[:, 0])  # special tokens have empty offsets
+                real = offs[:, 1] > offs[:, 0]  # special tokens have empty offsets
                 vecs = np.zeros((len(spans[i]), dim), dtype=np.float32)
                 for j, (s, e) in enumerate(spans[i]):
                     inside = real & (offs[:, 0] < e) & (offs[:, 1] > s)
@@ -148,8 +195,13 @@ def late_chunk_embed(st_model: Any, texts: Sequence[str], spans: Sequence[Sequen
                         leftovers.append((i, j, texts[i][s:e]))
                 strip_vecs[i] = vecs
     if leftovers:
-        extra = st_model.encode([t for _, _, t in leftovers], batch_size=batch_size, convert_to_numpy=True,
-                                normalize_embeddings=True, show_progress_bar=False)
-        for (i, j, _), vec in zip(leftovers, extra):
+        extra = st_model.encode(
+            [t for _, _, t in leftovers],
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        for (i, j, _), vec in zip(leftovers, extra, strict=False):
             strip_vecs[i][j] = vec
     return _normalise(chunk_vecs), [_normalise(v) for v in strip_vecs]

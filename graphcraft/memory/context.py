@@ -44,11 +44,17 @@ class ContextWindow:
         """(older, recent): recent is the longest suffix within keep_recent_tokens that starts at a human turn."""
         messages = list(messages)
         recent = trim_messages(
-            messages, max_tokens=self.keep_recent_tokens, token_counter=count_message_tokens,
-            strategy="last", start_on="human", allow_partial=False,
+            messages,
+            max_tokens=self.keep_recent_tokens,
+            token_counter=count_message_tokens,
+            strategy="last",
+            start_on="human",
+            allow_partial=False,
         )
         if not recent:  # the last turn alone is too big: keep it whole, summarise the rest
-            last_human = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=len(messages) - 1)
+            last_human = max(
+                (i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=len(messages) - 1
+            )
             recent = messages[last_human:]
         return messages[: len(messages) - len(recent)], recent
 
@@ -58,12 +64,13 @@ class ContextWindow:
             return previous, empty_usage()
         transcript = "\n".join(f"{m.type}: {message_text(m)}" for m in older if message_text(m).strip())
         prompt = (
-            (f"Summary so far:\n{previous}\n\n" if previous else "")
-            + f"New conversation turns:\n{transcript}\n\n"
+            (f"Summary so far:\n{previous}\n\n" if previous else "") + f"New conversation turns:\n{transcript}\n\n"
             "Write an updated summary of the conversation that keeps every fact, decision, number and "
             "open question needed to continue it. Be concise."
         )
-        reply, usage = invoke_llm(model, [SystemMessage("You maintain a running summary of a conversation."), HumanMessage(prompt)])
+        reply, usage = invoke_llm(
+            model, [SystemMessage("You maintain a running summary of a conversation."), HumanMessage(prompt)]
+        )
         return message_text(reply), usage
 
     def compact(self, model: BaseChatModel, messages: Sequence[BaseMessage], summary: str = "") -> dict:
@@ -86,10 +93,16 @@ class ContextWindow:
             head.append(SystemMessage(f"Summary of the earlier conversation:\n{summary}"))
         room = max(self.max_tokens - count_message_tokens(head), PER_MESSAGE_OVERHEAD)
         body = trim_messages(
-            list(messages), max_tokens=room, token_counter=count_message_tokens,
-            strategy="last", start_on="human", allow_partial=False,
+            list(messages),
+            max_tokens=room,
+            token_counter=count_message_tokens,
+            strategy="last",
+            start_on="human",
+            allow_partial=False,
         )
         if not body and messages:  # never send nothing: keep the current turn
-            last_human = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=len(messages) - 1)
+            last_human = max(
+                (i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=len(messages) - 1
+            )
             body = list(messages)[last_human:]
         return head + body

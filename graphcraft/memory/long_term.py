@@ -55,7 +55,9 @@ class LongTermMemory:
     def add_episode(self, task: str, outcome: str, **details: Any) -> str:
         key = uuid.uuid4().hex[:16]
         text = f"Task: {task}\nOutcome: {outcome}"
-        self.store.put(self._ns(EPISODES), key, {"text": text, "task": task, "outcome": outcome, "at": time.time(), **details})
+        self.store.put(
+            self._ns(EPISODES), key, {"text": text, "task": task, "outcome": outcome, "at": time.time(), **details}
+        )
         return key
 
     def recall(self, query: str, k: int = 4, min_score: float = 0.2) -> list[dict[str, Any]]:
@@ -65,7 +67,14 @@ class LongTermMemory:
             for item in self.store.search(self._ns(kind), query=query, limit=k):
                 score = item.score if item.score is not None else 0.0
                 if score >= min_score:
-                    found.append({"kind": kind[:-1], "text": item.value["text"], "score": round(float(score), 4), "key": item.key})
+                    found.append(
+                        {
+                            "kind": kind[:-1],
+                            "text": item.value["text"],
+                            "score": round(float(score), 4),
+                            "key": item.key,
+                        }
+                    )
         return sorted(found, key=lambda f: -f["score"])[:k]
 
     def count(self, kind: str) -> int:
@@ -85,5 +94,10 @@ def extract_facts(model: BaseChatModel, question: str, answer: str, max_repairs:
         "List durable facts worth remembering for future conversations (preferences, names, stable "
         "facts about the user or their project). Do not list transient details. Return an empty list if none."
     )
-    return structured_call(model, Facts, [SystemMessage("You curate an assistant's long-term memory."), HumanMessage(prompt)],
-                           fallback=Facts(), max_repairs=max_repairs)
+    return structured_call(
+        model,
+        Facts,
+        [SystemMessage("You curate an assistant's long-term memory."), HumanMessage(prompt)],
+        fallback=Facts(),
+        max_repairs=max_repairs,
+    )

@@ -12,8 +12,15 @@ def make_retriever(kind: str, store, k: int = 5):  # type: ignore[no-untyped-def
     """'vector' (alias 'semantic') | 'strip' (sentence level) | 'keyword' (alias 'bm25') | 'hybrid' | 'hierarchical'."""
     from graphcraft.retrievers.hierarchical import HierarchicalRetriever
 
-    kinds = {"vector": VectorRetriever, "semantic": VectorRetriever, "keyword": BM25Retriever, "bm25": BM25Retriever,
-             "hybrid": HybridRetriever, "hierarchical": HierarchicalRetriever, "strip": StripRetriever}
+    kinds = {
+        "vector": VectorRetriever,
+        "semantic": VectorRetriever,
+        "keyword": BM25Retriever,
+        "bm25": BM25Retriever,
+        "hybrid": HybridRetriever,
+        "hierarchical": HierarchicalRetriever,
+        "strip": StripRetriever,
+    }
     if kind not in kinds:
         raise ValueError(f"unknown retriever {kind!r}; choose one of {sorted(kinds)}")
     return kinds[kind](store=store, k=k)

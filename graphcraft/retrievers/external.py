@@ -55,9 +55,23 @@ class ToolSearch:
             items = [{"content": items, "url": self.name}]
         for i, item in enumerate(list(items)[:k]):
             content = item.get("content") or item.get("snippet") or str(item) if isinstance(item, dict) else str(item)
-            url = (item.get("url") or item.get("link") or item.get("href") or self.name) if isinstance(item, dict) else self.name
-            docs.append(Document(page_content=content, metadata={"source": url, "chunk_id": f"web-{i}", "page": None,
-                                                                  "origin": "external", "modality": "text"}))
+            url = (
+                (item.get("url") or item.get("link") or item.get("href") or self.name)
+                if isinstance(item, dict)
+                else self.name
+            )
+            docs.append(
+                Document(
+                    page_content=content,
+                    metadata={
+                        "source": url,
+                        "chunk_id": f"web-{i}",
+                        "page": None,
+                        "origin": "external",
+                        "modality": "text",
+                    },
+                )
+            )
         return docs
 
 

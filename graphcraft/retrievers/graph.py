@@ -48,7 +48,7 @@ class GraphPath:
 
     def __str__(self) -> str:
         parts = [self.names[0]]
-        for name, rel, fwd in zip(self.names[1:], self.types, self.forward):
+        for name, rel, fwd in zip(self.names[1:], self.types, self.forward, strict=False):
             parts.append(f"-[{rel}]->" if fwd else f"<-[{rel}]-")
             parts.append(name)
         return " ".join(parts)
@@ -131,7 +131,15 @@ class GraphRetriever(BaseRetriever):
                 best = int(np.argmax(sims))
                 if float(sims[best]) >= self.link_threshold:
                     eid = self._entities[best]["id"]
-                    found.setdefault(eid, {"id": eid, "name": self._entities[best]["name"], "score": round(float(sims[best]), 4), "how": "embedding"})
+                    found.setdefault(
+                        eid,
+                        {
+                            "id": eid,
+                            "name": self._entities[best]["name"],
+                            "score": round(float(sims[best]), 4),
+                            "how": "embedding",
+                        },
+                    )
         return sorted(found.values(), key=lambda e: -e["score"])[: self.max_seeds]
 
     @staticmethod
@@ -153,7 +161,12 @@ class GraphRetriever(BaseRetriever):
     def neighbourhood(self, seed_ids: list[str], hops: int | None = None) -> tuple[dict[str, int], list[GraphPath]]:
         """({entity id: hop distance}, paths from the seeds), one parameterised query per hop."""
         hops = self.hops if hops is None else hops
-        names = {r["id"]: r["name"] for r in self.graph_store.query("MATCH (e:Entity) WHERE e.id IN $ids RETURN e.id AS id, e.name AS name", {"ids": seed_ids})}
+        names = {
+            r["id"]: r["name"]
+            for r in self.graph_store.query(
+                "MATCH (e:Entity) WHERE e.id IN $ids RETURN e.id AS id, e.name AS name", {"ids": seed_ids}
+            )
+        }
         distance = {s: 0 for s in seed_ids if s in names}
         paths: dict[str, GraphPath] = {s: GraphPath([names[s]], [s], [], [], [], 1.0) for s in distance}
         frontier = list(distance)
@@ -169,10 +182,15 @@ class GraphRetriever(BaseRetriever):
             )
             edges: dict[str, list[tuple[float, str, str, dict]]] = {}
             for row in rows:
-                for here, there, there_name, fwd in ((row["a"], row["b"], row["bn"], True), (row["b"], row["a"], row["an"], False)):
+                for here, there, there_name, fwd in (
+                    (row["a"], row["b"], row["bn"], True),
+                    (row["b"], row["a"], row["an"], False),
+                ):
                     if here in frontier and there not in distance:
                         typed = 1.5 if row["type"] != "MENTIONED_WITH" else 1.0
-                        edges.setdefault(here, []).append((float(row["weight"] or 0) * typed, there, there_name, {**row, "fwd": fwd}))
+                        edges.setdefault(here, []).append(
+                            (float(row["weight"] or 0) * typed, there, there_name, {**row, "fwd": fwd})
+                        )
             next_frontier: list[str] = []
             for here, options in edges.items():
                 for weight, there, there_name, row in sorted(options, key=lambda t: (-t[0], t[1]))[: self.fanout]:
@@ -192,7 +210,12 @@ class GraphRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ chunks
     def graph_documents(
-        self, question: str, distance: dict[str, int], paths: list[GraphPath], limit: int, seeds: list[dict[str, Any]] | None = None
+        self,
+        question: str,
+        distance: dict[str, int],
+        paths: list[GraphPath],
+        limit: int,
+        seeds: list[dict[str, Any]] | None = None,
     ) -> list[Document]:
         """Bridge retrieval over the neighbourhood: the chunks that connect a seed to a neighbour
         (ranked by their similarity to the question) name the bridge entities; for the best
@@ -230,7 +253,10 @@ class GraphRetriever(BaseRetriever):
 
         scored: dict[str, tuple[float, str]] = {}  # chunk id -> (score, why)
         bridges: list[tuple[float, str, str]] = []
-        docs_by_id = {str(d.metadata.get("chunk_id")): d for d in self.chunk_store.get(sorted({c for cs in pair_chunks.values() for c in cs}))}
+        docs_by_id = {
+            str(d.metadata.get("chunk_id")): d
+            for d in self.chunk_store.get(sorted({c for cs in pair_chunks.values() for c in cs}))
+        }
 
         asked = salient_terms(question)
 
@@ -274,15 +300,21 @@ class GraphRetriever(BaseRetriever):
             if not hop2:
                 continue
             seed_name = seed_names.get(seed, "")
-            rewritten = re.sub(re.escape(seed_name), names[bridge], question, flags=re.IGNORECASE) if seed_name else question
+            rewritten = (
+                re.sub(re.escape(seed_name), names[bridge], question, flags=re.IGNORECASE) if seed_name else question
+            )
             if rewritten == question:
                 rewritten = f"{question} {names[bridge]}"
             bv = np.asarray(self.chunk_store.embeddings.embed_query(rewritten), dtype=np.float32)
             wanted = salient_terms(rewritten)
-            texts = {str(d.metadata.get("chunk_id")): d.page_content for d in self.chunk_store.get([r["c"] for r in hop2])}
+            texts = {
+                str(d.metadata.get("chunk_id")): d.page_content for d in self.chunk_store.get([r["c"] for r in hop2])
+            }
             for row in hop2:
                 # tables and lists embed poorly: the question's words in the chunk count too
-                score = sim(row["c"], bv) + self.lexical_weight * coverage(wanted, set(content_terms(texts.get(row["c"], ""))))
+                score = sim(row["c"], bv) + self.lexical_weight * coverage(
+                    wanted, set(content_terms(texts.get(row["c"], "")))
+                )
                 if score > scored.get(row["c"], (-1.0, ""))[0]:
                     scored[row["c"]] = (score, f"hop2:{seed}->{bridge}")
                     rewritten_for[row["c"]] = rewritten
@@ -304,7 +336,11 @@ class GraphRetriever(BaseRetriever):
             cid = str(doc.metadata.get("chunk_id"))
             score, why = scored[cid]
             hops = why.split(":", 1)[1].split("->") if ":" in why else []
-            trail = [f"{seed_names.get(hops[0], names.get(hops[0], hops[0]))} -> {names.get(hops[1], hops[1])}"] if len(hops) == 2 else []
+            trail = (
+                [f"{seed_names.get(hops[0], names.get(hops[0], hops[0]))} -> {names.get(hops[1], hops[1])}"]
+                if len(hops) == 2
+                else []
+            )
             meta = {**doc.metadata, "score": round(score, 6), "retriever": "graph", "graph_step": why.split(":")[0],
                     "graph_paths": trail + sorted(via.get(cid, set()))[:4]}  # fmt: skip
             if cid in rewritten_for:

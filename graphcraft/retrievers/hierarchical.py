@@ -42,7 +42,7 @@ class HierarchyIndex:
     by_id: dict[str, Document] = field(default_factory=dict)
 
     @classmethod
-    def from_store(cls, hier: ChunkStore) -> "HierarchyIndex":
+    def from_store(cls, hier: ChunkStore) -> HierarchyIndex:
         index = cls()
         docs = hier.documents()
         matrix = hier.vectorstore.index.reconstruct_n(0, len(docs)) if docs else np.zeros((0, 1), np.float32)
@@ -50,7 +50,9 @@ class HierarchyIndex:
         for level in LEVELS:
             rows = [i for i, d in enumerate(docs) if d.metadata.get("level") == level]
             index.nodes[level] = [docs[i] for i in rows]
-            index.vectors[level] = np.asarray(matrix[rows], dtype=np.float32) if rows else np.zeros((0, matrix.shape[1]), np.float32)
+            index.vectors[level] = (
+                np.asarray(matrix[rows], dtype=np.float32) if rows else np.zeros((0, matrix.shape[1]), np.float32)
+            )
         for doc in docs:
             index.by_id[doc.metadata["chunk_id"]] = doc
             if doc.metadata.get("level") == "cluster" and doc.metadata["chunk_id"] in clusters:
@@ -103,10 +105,13 @@ class HierarchicalRetriever(BaseRetriever):
             return []
         summary_sim = idx.vectors["document"] @ qv
         section_best: dict[str, float] = {}
-        for node, sim in zip(idx.nodes["section"], idx.vectors["section"] @ qv):
+        for node, sim in zip(idx.nodes["section"], idx.vectors["section"] @ qv, strict=False):
             parent = node.metadata.get("parent", "")
             section_best[parent] = max(section_best.get(parent, -1.0), float(sim))
-        scores = [max(float(s), section_best.get(d.metadata["chunk_id"], -1.0)) for d, s in zip(docs, summary_sim)]
+        scores = [
+            max(float(s), section_best.get(d.metadata["chunk_id"], -1.0))
+            for d, s in zip(docs, summary_sim, strict=False)
+        ]
         order = np.argsort(scores)[::-1][: n or self.n_documents]
         return [_scored(docs[i], scores[i], summary_score=round(float(summary_sim[i]), 6)) for i in order]
 
@@ -114,8 +119,11 @@ class HierarchicalRetriever(BaseRetriever):
         """The best sections of the selected documents (a section keeps its document's score)."""
         idx = self.index()
         doc_scores = {d.metadata["chunk_id"]: d.metadata["score"] for d in documents}
-        candidates = [(node, vec) for node, vec in zip(idx.nodes["section"], idx.vectors["section"])
-                      if node.metadata.get("parent") in doc_scores]
+        candidates = [
+            (node, vec)
+            for node, vec in zip(idx.nodes["section"], idx.vectors["section"], strict=False)
+            if node.metadata.get("parent") in doc_scores
+        ]
         if not candidates:
             return []
         sims = np.stack([v for _, v in candidates]) @ qv
@@ -126,7 +134,10 @@ class HierarchicalRetriever(BaseRetriever):
                 break
             chosen.append(int(i))
             chunks += len(candidates[i][0].metadata.get("children", []))
-        return [_scored(candidates[i][0], sims[i], document_score=doc_scores[candidates[i][0].metadata["parent"]]) for i in chosen]
+        return [
+            _scored(candidates[i][0], sims[i], document_score=doc_scores[candidates[i][0].metadata["parent"]])
+            for i in chosen
+        ]
 
     def select_chunks(self, qv: np.ndarray, sections: list[Document], k: int | None = None) -> list[Document]:
         """Chunks of the selected sections, scored by their own, their section's and their document's similarity."""
@@ -137,7 +148,9 @@ class HierarchicalRetriever(BaseRetriever):
                 cid = chunk.metadata["chunk_id"]
                 vec = self.store.chunk_vector(cid)
                 sim = float(vec @ qv) if vec is not None else 0.0
-                score = w_chunk * sim + w_section * section.metadata["score"] + w_doc * section.metadata["document_score"]
+                score = (
+                    w_chunk * sim + w_section * section.metadata["score"] + w_doc * section.metadata["document_score"]
+                )
                 if cid not in scored or score > scored[cid][0]:
                     scored[cid] = (score, chunk, sim, section)
         ranked = sorted(scored.values(), key=lambda item: item[0], reverse=True)
@@ -148,9 +161,17 @@ class HierarchicalRetriever(BaseRetriever):
             leaders.setdefault(str(item[3].metadata.get("parent")), position)
         order = sorted(leaders.values()) + [p for p in range(len(ranked)) if p not in set(leaders.values())]
         best = sorted((ranked[p] for p in order[: k or self.k]), key=lambda item: item[0], reverse=True)
-        return [_scored(chunk, score, level="chunk", vector_score=round(sim, 6), section_node=section.metadata["chunk_id"],
-                        document_node=section.metadata.get("parent"))
-                for score, chunk, sim, section in best]
+        return [
+            _scored(
+                chunk,
+                score,
+                level="chunk",
+                vector_score=round(sim, 6),
+                section_node=section.metadata["chunk_id"],
+                document_node=section.metadata.get("parent"),
+            )
+            for score, chunk, sim, section in best
+        ]
 
     def top_down(self, query: str, k: int | None = None) -> list[Document]:
         qv = self.query_vector(query)

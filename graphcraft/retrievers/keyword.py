@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -88,7 +89,11 @@ class BM25Retriever(BaseRetriever):
             return []
         k = min(k or self.k, len(docs))
         ids, scores = index.retrieve(tokens, k=k, show_progress=False)
-        return [with_score(docs[int(i)], float(s), "bm25") for i, s in zip(np.ravel(ids), np.ravel(scores)) if s > 0]
+        return [
+            with_score(docs[int(i)], float(s), "bm25")
+            for i, s in zip(np.ravel(ids), np.ravel(scores), strict=False)
+            if s > 0
+        ]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return self.search(query)

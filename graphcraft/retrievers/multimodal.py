@@ -9,8 +9,9 @@ coming from query analysis.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -56,7 +57,9 @@ class MultimodalRetriever(BaseRetriever):
     rrf_k: int = 60
     weights: dict[str, float] = {"text": 1.0, "table": 1.0, "image": 1.0}
 
-    def search_each(self, query: str, modalities: list[str] | None = None, k: int | None = None) -> dict[str, list[Document]]:
+    def search_each(
+        self, query: str, modalities: list[str] | None = None, k: int | None = None
+    ) -> dict[str, list[Document]]:
         """Ranked hits per modality (modalities without a store or with weight 0 are skipped)."""
         wanted = modalities or [m for m in MODALITIES if self.weights.get(m, 0) > 0]
         hits: dict[str, list[Document]] = {}
@@ -68,16 +71,18 @@ class MultimodalRetriever(BaseRetriever):
             hits[modality] = retriever.search(query, k or self.k)
         return hits
 
-    def fuse(self, hits: Mapping[str, list[Document]], weights: Mapping[str, float] | None = None,
-             k: int | None = None) -> list[Document]:
+    def fuse(
+        self, hits: Mapping[str, list[Document]], weights: Mapping[str, float] | None = None, k: int | None = None
+    ) -> list[Document]:
         """Weighted RRF over the per-modality lists; each hit keeps its in-modality score."""
         weights = weights or self.weights
         names = [m for m in hits if weights.get(m, 0) > 0]
         for modality in names:
             for doc in hits[modality]:
                 doc.metadata["modality_score"] = doc.metadata.get("score")
-        fused = rrf_fuse([hits[m] for m in names], k=self.rrf_k, weights=[weights[m] for m in names],
-                         limit=k or self.k, names=names)
+        fused = rrf_fuse(
+            [hits[m] for m in names], k=self.rrf_k, weights=[weights[m] for m in names], limit=k or self.k, names=names
+        )
         for doc in fused:
             doc.metadata["retriever"] = "multimodal"
         return fused
@@ -94,5 +99,7 @@ def require_modality_stores(store: str | Path, settings: Any = None) -> dict[str
     """The modality stores, or a StoreError that says how to build them."""
     stores = open_modality_stores(store, settings)
     if not any(len(s) for s in stores.values()):
-        raise StoreError(f"no multimodal chunks in {store}: run `graphcraft ingest PATH --multimodal --store {store}` first")
+        raise StoreError(
+            f"no multimodal chunks in {store}: run `graphcraft ingest PATH --multimodal --store {store}` first"
+        )
     return stores

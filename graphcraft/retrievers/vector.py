@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -16,7 +16,11 @@ from graphcraft.stores.vector import ChunkStore
 
 def with_score(doc: Document, score: float, retriever: str) -> Document:
     """A copy of `doc` with its retrieval score, leaving the stored chunk untouched."""
-    return Document(page_content=doc.page_content, id=doc.id, metadata={**doc.metadata, "score": round(float(score), 6), "retriever": retriever})
+    return Document(
+        page_content=doc.page_content,
+        id=doc.id,
+        metadata={**doc.metadata, "score": round(float(score), 6), "retriever": retriever},
+    )
 
 
 class VectorRetriever(BaseRetriever):
@@ -76,7 +80,7 @@ class StripRetriever(BaseRetriever):
         query_vec = np.asarray([self.store.embeddings.embed_query(query)], dtype=np.float32)
         scores, rows = index.search(query_vec, min(index.ntotal, 8 * k))
         best: dict[str, float] = {}
-        for score, row in zip(scores[0], rows[0]):
+        for score, row in zip(scores[0], rows[0], strict=False):
             if row >= 0 and ids[row] not in best:
                 best[ids[row]] = float(score)
             if len(best) == k:

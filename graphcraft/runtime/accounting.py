@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import threading
 from typing import Any
-
-from typing_extensions import TypedDict
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
+from typing_extensions import TypedDict
 
 from graphcraft.runtime.tokens import count_tokens, token_counter_name
 
@@ -34,13 +33,27 @@ class Usage(TypedDict, total=False):
     structured_fallbacks: int
 
 
-USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd",
-              "structured_calls", "structured_repairs", "structured_fallbacks")
+USAGE_KEYS = (
+    "llm_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "structured_calls",
+    "structured_repairs",
+    "structured_fallbacks",
+)
 
 
 def empty_usage() -> Usage:
-    return Usage(llm_calls=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
-                 structured_calls=0, structured_repairs=0, structured_fallbacks=0)
+    return Usage(
+        llm_calls=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost_usd=0.0,
+        structured_calls=0,
+        structured_repairs=0,
+        structured_fallbacks=0,
+    )
 
 
 def add_usage(left: Usage | None, right: Usage | None) -> Usage:
@@ -77,7 +90,9 @@ def _message_text(message: BaseMessage) -> str:
 class UsageCallback(BaseCallbackHandler):
     """Counts chat-model calls and tokens (and cost, given per-million-token prices)."""
 
-    def __init__(self, prompt_cost_per_mtok: float | None = None, completion_cost_per_mtok: float | None = None) -> None:
+    def __init__(
+        self, prompt_cost_per_mtok: float | None = None, completion_cost_per_mtok: float | None = None
+    ) -> None:
         """Prices in USD per million tokens; None takes GRAPHCRAFT_PROMPT/COMPLETION_COST_PER_MTOK."""
         self.usage: Usage = empty_usage()
         self.token_counter = token_counter_name()
@@ -85,14 +100,20 @@ class UsageCallback(BaseCallbackHandler):
             from graphcraft.config import get_settings
 
             settings = get_settings()
-            prompt_cost_per_mtok = settings.prompt_cost_per_mtok if prompt_cost_per_mtok is None else prompt_cost_per_mtok
-            completion_cost_per_mtok = settings.completion_cost_per_mtok if completion_cost_per_mtok is None else completion_cost_per_mtok
+            prompt_cost_per_mtok = (
+                settings.prompt_cost_per_mtok if prompt_cost_per_mtok is None else prompt_cost_per_mtok
+            )
+            completion_cost_per_mtok = (
+                settings.completion_cost_per_mtok if completion_cost_per_mtok is None else completion_cost_per_mtok
+            )
         self._prompt_price = prompt_cost_per_mtok
         self._completion_price = completion_cost_per_mtok
         self._pending: dict[UUID, int] = {}
         self._lock = threading.Lock()
 
-    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
+    ) -> None:
         prompt = sum(count_tokens(_message_text(m)) for batch in messages for m in batch)
         with self._lock:
             self._pending[run_id] = prompt
@@ -131,4 +152,6 @@ class UsageCallback(BaseCallbackHandler):
     def _add_call(self, prompt: int, completion: int) -> None:
         cost = (prompt * self._prompt_price + completion * self._completion_price) / 1_000_000
         with self._lock:
-            self.usage = add_usage(self.usage, Usage(llm_calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost))
+            self.usage = add_usage(
+                self.usage, Usage(llm_calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
+            )

@@ -52,15 +52,21 @@ class Bounds:
     max_seconds: float = 600.0
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> "Bounds":
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Bounds:
         """Settings' bounds, with any of max_iterations / max_llm_calls / token_budget / max_seconds overridden."""
         s = settings or get_settings()
-        values: dict[str, Any] = {"max_iterations": s.max_iterations, "max_llm_calls": s.max_llm_calls,
-                                  "token_budget": s.token_budget, "max_seconds": s.max_seconds}
+        values: dict[str, Any] = {
+            "max_iterations": s.max_iterations,
+            "max_llm_calls": s.max_llm_calls,
+            "token_budget": s.token_budget,
+            "max_seconds": s.max_seconds,
+        }
         values.update({k: v for k, v in overrides.items() if k in values and v is not None})
         return cls(**values)
 
-    def exhausted(self, usage: Usage | None, iterations: int | None = None, *, started_at: float | None = None) -> str | None:
+    def exhausted(
+        self, usage: Usage | None, iterations: int | None = None, *, started_at: float | None = None
+    ) -> str | None:
         """The name of the first bound reached, or None if the loop may continue.
 
         `started_at` is the run's start (the state's "started_at"); without it time is not checked.

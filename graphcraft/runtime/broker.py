@@ -62,8 +62,14 @@ def subscribe(subscriptions: Mapping[str, list[str]] | None, agent: str, *topics
     return out
 
 
-def inbox(topics: Mapping[str, list[Message]] | None, subscriptions: Mapping[str, Iterable[str]] | None, agent: str, *,
-          round: int | None = None, include_own: bool = False) -> list[Message]:
+def inbox(
+    topics: Mapping[str, list[Message]] | None,
+    subscriptions: Mapping[str, Iterable[str]] | None,
+    agent: str,
+    *,
+    round: int | None = None,
+    include_own: bool = False,
+) -> list[Message]:
     """Messages on the topics `agent` subscribes to (optionally only those of `round`), oldest first."""
     out: list[Message] = []
     for topic in (subscriptions or {}).get(agent, []):

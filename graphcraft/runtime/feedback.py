@@ -45,33 +45,56 @@ class FeedbackStore:
         conn.executescript(_SCHEMA)
         return conn
 
-    def log_run(self, run_id: str, question: str, query_class: str, strategy: str, llm_calls: int, tokens: int, seconds: float) -> None:
+    def log_run(
+        self, run_id: str, question: str, query_class: str, strategy: str, llm_calls: int, tokens: int, seconds: float
+    ) -> None:
         with closing(self._connect()) as conn, conn:
-            conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
-                         (run_id, time.time(), question, query_class, strategy, int(llm_calls), int(tokens), float(seconds)))
+            conn.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, time.time(), question, query_class, strategy, int(llm_calls), int(tokens), float(seconds)),
+            )
 
     def find_run(self, key: str) -> dict[str, Any] | None:
         """The run with this id, else the latest run of this exact question."""
         with closing(self._connect()) as conn:
             conn.row_factory = sqlite3.Row
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (key,)).fetchone() or \
-                conn.execute("SELECT * FROM runs WHERE question = ? ORDER BY ts DESC LIMIT 1", (key,)).fetchone()
+            row = (
+                conn.execute("SELECT * FROM runs WHERE run_id = ?", (key,)).fetchone()
+                or conn.execute("SELECT * FROM runs WHERE question = ? ORDER BY ts DESC LIMIT 1", (key,)).fetchone()
+            )
             return dict(row) if row else None
 
-    def record(self, key: str, score: float, *, strategy: str | None = None, query_class: str | None = None) -> dict[str, Any]:
+    def record(
+        self, key: str, score: float, *, strategy: str | None = None, query_class: str | None = None
+    ) -> dict[str, Any]:
         """Attach `score` (0..1) to the run `key` (run id or question); strategy given explicitly if no run is logged."""
         if not 0.0 <= float(score) <= 1.0:
             raise FeedbackError(f"score must be between 0 and 1, got {score}")
         run = self.find_run(key)
         if run is None and strategy is None:
-            raise FeedbackError(f"no adaptive_rag run {key!r} in {self.path.parent}: give a run id or question from "
-                                "`graphcraft ask --graph adaptive_rag`, or name the strategy")
-        entry = {"run_id": run["run_id"] if run else None, "question": run["question"] if run else key,
-                 "query_class": (run or {}).get("query_class") or query_class or "single_hop",
-                 "strategy": strategy or run["strategy"], "score": float(score)}  # type: ignore[index]
+            raise FeedbackError(
+                f"no adaptive_rag run {key!r} in {self.path.parent}: give a run id or question from "
+                "`graphcraft ask --graph adaptive_rag`, or name the strategy"
+            )
+        entry = {
+            "run_id": run["run_id"] if run else None,
+            "question": run["question"] if run else key,
+            "query_class": (run or {}).get("query_class") or query_class or "single_hop",
+            "strategy": strategy or run["strategy"],
+            "score": float(score),
+        }  # type: ignore[index]
         with closing(self._connect()) as conn, conn:
-            conn.execute("INSERT INTO feedback (ts, run_id, question, query_class, strategy, score) VALUES (?,?,?,?,?,?)",
-                         (time.time(), entry["run_id"], entry["question"], entry["query_class"], entry["strategy"], entry["score"]))
+            conn.execute(
+                "INSERT INTO feedback (ts, run_id, question, query_class, strategy, score) VALUES (?,?,?,?,?,?)",
+                (
+                    time.time(),
+                    entry["run_id"],
+                    entry["question"],
+                    entry["query_class"],
+                    entry["strategy"],
+                    entry["score"],
+                ),
+            )
         return entry
 
     def stats(self) -> list[dict[str, Any]]:
@@ -79,17 +102,35 @@ class FeedbackStore:
         if not self.path.exists():
             return []
         with closing(self._connect()) as conn:
-            cost = {(c, s): (n, calls, tokens, secs) for c, s, n, calls, tokens, secs in conn.execute(
-                "SELECT query_class, strategy, COUNT(*), AVG(llm_calls), AVG(tokens), AVG(seconds) FROM runs GROUP BY 1, 2")}
-            quality = {(c, s): (n, total) for c, s, n, total in conn.execute(
-                "SELECT query_class, strategy, COUNT(*), SUM(score) FROM feedback GROUP BY 1, 2")}
+            cost = {
+                (c, s): (n, calls, tokens, secs)
+                for c, s, n, calls, tokens, secs in conn.execute(
+                    "SELECT query_class, strategy, COUNT(*), AVG(llm_calls), AVG(tokens), AVG(seconds) FROM runs GROUP BY 1, 2"
+                )
+            }
+            quality = {
+                (c, s): (n, total)
+                for c, s, n, total in conn.execute(
+                    "SELECT query_class, strategy, COUNT(*), SUM(score) FROM feedback GROUP BY 1, 2"
+                )
+            }
         rows = []
         for key in sorted(set(cost) | set(quality)):
             runs, calls, tokens, secs = cost.get(key, (0, 0.0, 0.0, 0.0))
             n, total = quality.get(key, (0, 0.0))
-            rows.append({"query_class": key[0], "strategy": key[1], "runs": runs, "mean_llm_calls": round(calls or 0.0, 2),
-                         "mean_tokens": round(tokens or 0.0, 1), "mean_seconds": round(secs or 0.0, 3), "feedback": n,
-                         "score_sum": round(total or 0.0, 4), "mean_score": round(total / n, 3) if n else None})
+            rows.append(
+                {
+                    "query_class": key[0],
+                    "strategy": key[1],
+                    "runs": runs,
+                    "mean_llm_calls": round(calls or 0.0, 2),
+                    "mean_tokens": round(tokens or 0.0, 1),
+                    "mean_seconds": round(secs or 0.0, 3),
+                    "feedback": n,
+                    "score_sum": round(total or 0.0, 4),
+                    "mean_score": round(total / n, 3) if n else None,
+                }
+            )
         return rows
 
 

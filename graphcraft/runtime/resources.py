@@ -21,14 +21,33 @@ from graphcraft.models import get_embeddings, require_chat_model, resolve_chat_m
 from graphcraft.stores.vector import ChunkStore, open_store
 
 _UNSET: Any = object()
-CONFIGURABLE_SETTINGS = {"store", "chat_model", "base_url", "top_k", "max_iterations", "token_budget", "max_llm_calls",
-                         "upper_threshold", "lower_threshold", "strip_threshold", "external_store", "web_search", "max_search_rounds",
-                         "max_seconds", "max_tokens"}
+CONFIGURABLE_SETTINGS = {
+    "store",
+    "chat_model",
+    "base_url",
+    "top_k",
+    "max_iterations",
+    "token_budget",
+    "max_llm_calls",
+    "upper_threshold",
+    "lower_threshold",
+    "strip_threshold",
+    "external_store",
+    "web_search",
+    "max_search_rounds",
+    "max_seconds",
+    "max_tokens",
+}
 
 
 class Resources:
-    def __init__(self, settings: Settings | None = None, model: BaseChatModel | None = None,
-                 store: ChunkStore | None = None, external: Any = _UNSET) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        model: BaseChatModel | None = None,
+        store: ChunkStore | None = None,
+        external: Any = _UNSET,
+    ) -> None:
         self.settings = settings or get_settings()
         self._model = model
         self._store = store
@@ -37,7 +56,7 @@ class Resources:
         self._external = external
 
     # ---------------------------------------------------------------- configuration
-    def for_config(self, config: RunnableConfig | None) -> "Resources":
+    def for_config(self, config: RunnableConfig | None) -> Resources:
         """These resources, or a copy with the invocation's configurable overrides applied."""
         configurable = (config or {}).get("configurable", {}) if config else {}
         overrides = {k: v for k, v in configurable.items() if k in CONFIGURABLE_SETTINGS and v is not None}
@@ -48,10 +67,16 @@ class Resources:
         if key not in cache and len(cache) >= 16:  # bounded: one variant per distinct override set
             cache.pop(next(iter(cache)))
         if key not in cache:
-            settings = Settings.model_validate({**self.settings.model_dump(), **overrides})  # "0.9" -> 0.9; bad values refused
+            settings = Settings.model_validate(
+                {**self.settings.model_dump(), **overrides}
+            )  # "0.9" -> 0.9; bad values refused
             same_store = "store" not in overrides
-            cache[key] = Resources(settings, None if "chat_model" in overrides else self._model,
-                                   self._store if same_store else None, self._external if "external_store" not in overrides else _UNSET)
+            cache[key] = Resources(
+                settings,
+                None if "chat_model" in overrides else self._model,
+                self._store if same_store else None,
+                self._external if "external_store" not in overrides else _UNSET,
+            )
         return cache[key]
 
     # ---------------------------------------------------------------- models

@@ -8,8 +8,8 @@ shipped inside the offline embedding package, and as a last resort ~4 characters
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 TOKEN_COUNTER: str = "unresolved"
 

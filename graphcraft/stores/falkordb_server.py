@@ -95,7 +95,12 @@ def _client(host: str, port: int, timeout_s: float, **kw: object):
     from redis.retry import Retry
 
     return redis.Redis(
-        host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0), **kw
+        host=host,
+        port=port,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        **kw,
     )
 
 
@@ -274,7 +279,9 @@ def _stop_orphan(data_dir: Path, host: str, timeout_s: float) -> None:
     for pid in pids:
         if not _is_server_for(pid, data_dir):
             continue
-        orphan = FalkorDBServer(data_dir=data_dir, host=str(info.get("host", host)), port=int(info.get("port", 0)), pid=pid)
+        orphan = FalkorDBServer(
+            data_dir=data_dir, host=str(info.get("host", host)), port=int(info.get("port", 0)), pid=pid
+        )
         if orphan.pid == int(info.get("pid", 0)) and orphan.port:
             orphan.stop(timeout_s=timeout_s)
         else:  # port unknown: redis-server saves on SIGTERM as it does on SHUTDOWN SAVE

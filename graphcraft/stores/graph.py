@@ -138,7 +138,12 @@ class GraphStore(ABC):
     def upsert_relations(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """RELATED edges keyed by (source, target, type); weight, chunk_ids ... replace old values."""
         data = [
-            {"s": str(r["source"]), "t": str(r["target"]), "type": str(r["type"]), "props": _props(r, ["source", "target", "type"])}
+            {
+                "s": str(r["source"]),
+                "t": str(r["target"]),
+                "type": str(r["type"]),
+                "props": _props(r, ["source", "target", "type"]),
+            }
             for r in rows
         ]
         for batch in _batches(data):
@@ -239,7 +244,8 @@ class GraphStore(ABC):
             if quoted is None:
                 continue
             rows = self.query(
-                f"MATCH (n:{quoted}) WITH n LIMIT $sample UNWIND keys(n) AS k RETURN DISTINCT k AS k", {"sample": sample}
+                f"MATCH (n:{quoted}) WITH n LIMIT $sample UNWIND keys(n) AS k RETURN DISTINCT k AS k",
+                {"sample": sample},
             )
             nodes[label] = sorted(str(r["k"]) for r in rows if r["k"] not in HIDDEN_PROPERTIES)
         patterns = self.query(

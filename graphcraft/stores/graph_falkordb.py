@@ -13,7 +13,8 @@ _INDEXES = (("Chunk", "id"), ("Entity", "id"), ("Entity", "norm"), ("Community",
 
 def to_plain(value: Any) -> Any:
     """FalkorDB result values as plain Python: nodes/edges as property dicts, paths as lists."""
-    from falkordb import Edge, Node, Path as FPath
+    from falkordb import Edge, Node
+    from falkordb import Path as FPath
 
     if isinstance(value, Node):
         out = {k: to_plain(v) for k, v in value.properties.items() if k not in HIDDEN_PROPERTIES}
@@ -61,7 +62,9 @@ class FalkorDBGraphStore(GraphStore):
         self.ensure_schema()
 
     @classmethod
-    def open(cls, data_dir: str | Path, *, host: str = "127.0.0.1", graph_name: str = "graphcraft", **kw: Any) -> FalkorDBGraphStore:
+    def open(
+        cls, data_dir: str | Path, *, host: str = "127.0.0.1", graph_name: str = "graphcraft", **kw: Any
+    ) -> FalkorDBGraphStore:
         """Start (or reuse) the private server for data_dir and connect to it."""
         server = start_server(data_dir, host=host)
         return cls(server.host, server.port, graph_name=graph_name, server=server, **kw)

@@ -33,7 +33,10 @@ def to_plain(value: Any) -> Any:
         out["_type"] = value.type
         return out
     if isinstance(value, Path):
-        return {"nodes": [to_plain(n) for n in value.nodes], "relationships": [to_plain(r) for r in value.relationships]}
+        return {
+            "nodes": [to_plain(n) for n in value.nodes],
+            "relationships": [to_plain(r) for r in value.relationships],
+        }
     if isinstance(value, list):
         return [to_plain(v) for v in value]
     if isinstance(value, dict):

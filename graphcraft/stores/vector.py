@@ -22,9 +22,10 @@ import json
 import os
 import shutil
 import time
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -47,8 +48,13 @@ class ChunkStore:
         self.path = Path(path)
         self.instance = next(_INSTANCES)  # unlike id(), never reused by a later store object
         self.embeddings = embeddings
-        self.manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "embedding_model": model_name,
-                                         "dimension": dimension, "files": {}, "generation": 0}
+        self.manifest: dict[str, Any] = {
+            "version": MANIFEST_VERSION,
+            "embedding_model": model_name,
+            "dimension": dimension,
+            "files": {},
+            "generation": 0,
+        }
         self.vectorstore = self._empty_faiss(dimension)
         self.strip_vectors: dict[str, np.ndarray] = {}
         self._row_of: dict[str, int] | None = None
@@ -57,11 +63,19 @@ class ChunkStore:
 
     # ------------------------------------------------------------------ open / save
     def _empty_faiss(self, dimension: int) -> FAISS:
-        return FAISS(embedding_function=self.embeddings, index=faiss.IndexFlatIP(dimension), docstore=InMemoryDocstore(),
-                     index_to_docstore_id={}, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT, normalize_L2=False)
+        return FAISS(
+            embedding_function=self.embeddings,
+            index=faiss.IndexFlatIP(dimension),
+            docstore=InMemoryDocstore(),
+            index_to_docstore_id={},
+            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+            normalize_L2=False,
+        )
 
     @classmethod
-    def open(cls, path: str | Path, embeddings: Embeddings, model_name: str, dimension: int, create: bool = True) -> "ChunkStore":
+    def open(
+        cls, path: str | Path, embeddings: Embeddings, model_name: str, dimension: int, create: bool = True
+    ) -> ChunkStore:
         """Open (or create) the store at `path`; refuse one made with another embedding model."""
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -81,17 +95,26 @@ class ChunkStore:
         except (OSError, ValueError, RuntimeError) as exc:
             raise StoreError(f"store {path} is unreadable or corrupt: {exc}".splitlines()[0]) from exc
         if manifest.get("embedding_model") != model_name or manifest.get("dimension") != dimension:
-            raise StoreError(f"store {path} was built with {manifest.get('embedding_model')} "
-                             f"({manifest.get('dimension')} dims), not {model_name}: use another --store")
+            raise StoreError(
+                f"store {path} was built with {manifest.get('embedding_model')} "
+                f"({manifest.get('dimension')} dims), not {model_name}: use another --store"
+            )
         if index.ntotal != len(rows):
             raise StoreError(f"store {path} is inconsistent ({index.ntotal} vectors, {len(rows)} chunks)")
         docs = {r["id"]: Document(page_content=r["text"], metadata=r["metadata"], id=r["id"]) for r in rows}
-        store.vectorstore = FAISS(embedding_function=embeddings, index=index, docstore=InMemoryDocstore(docs),
-                                  index_to_docstore_id={i: r["id"] for i, r in enumerate(rows)},
-                                  distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT, normalize_L2=False)
+        store.vectorstore = FAISS(
+            embedding_function=embeddings,
+            index=index,
+            docstore=InMemoryDocstore(docs),
+            index_to_docstore_id={i: r["id"] for i, r in enumerate(rows)},
+            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+            normalize_L2=False,
+        )
         store.manifest = manifest
         if strips is not None:
-            store.strip_vectors = {r["id"]: strips[r["strip_rows"][0] : r["strip_rows"][1]] for r in rows if "strip_rows" in r}
+            store.strip_vectors = {
+                r["id"]: strips[r["strip_rows"][0] : r["strip_rows"][1]] for r in rows if "strip_rows" in r
+            }
         return store
 
     def commit(self) -> None:
@@ -173,15 +196,24 @@ class ChunkStore:
         self._dirty = True
         return len(ids)
 
-    def replace_file(self, source: str, file_hash: str, chunks: list[Document], vectors: np.ndarray,
-                     strip_vectors: list[np.ndarray] | None = None) -> int:
+    def replace_file(
+        self,
+        source: str,
+        file_hash: str,
+        chunks: list[Document],
+        vectors: np.ndarray,
+        strip_vectors: list[np.ndarray] | None = None,
+    ) -> int:
         """Replace `source`'s chunks with `chunks` (vectors row-aligned, optional strip vectors per chunk)."""
         self.remove_file(source)
         ids = [c.metadata["chunk_id"] for c in chunks]
         if chunks:
-            self.vectorstore.add_embeddings(list(zip([c.page_content for c in chunks], vectors.tolist())),
-                                            metadatas=[c.metadata for c in chunks], ids=ids)
-        for chunk_id, block in zip(ids, strip_vectors or []):
+            self.vectorstore.add_embeddings(
+                list(zip([c.page_content for c in chunks], vectors.tolist(), strict=False)),
+                metadatas=[c.metadata for c in chunks],
+                ids=ids,
+            )
+        for chunk_id, block in zip(ids, strip_vectors or [], strict=False):
             self.strip_vectors[chunk_id] = np.asarray(block, dtype=np.float16)
         self._row_of = None
         self.files[source] = {"hash": file_hash, "chunk_ids": ids, "ingested": time.time()}

@@ -125,9 +125,7 @@ def _eval(node: ast.AST) -> int | float:
 
 def _call(node: ast.Call) -> int | float:
     if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
-        raise CalculatorError(
-            f"unknown function '{ast.unparse(node.func)}'; allowed: {', '.join(sorted(_FUNCTIONS))}"
-        )
+        raise CalculatorError(f"unknown function '{ast.unparse(node.func)}'; allowed: {', '.join(sorted(_FUNCTIONS))}")
     if node.keywords:
         raise CalculatorError("keyword arguments are not allowed")
     name = node.func.id

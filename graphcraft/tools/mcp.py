@@ -76,9 +76,7 @@ def _connection(name: str, spec: Any, base: Path) -> dict[str, Any]:
     return conn
 
 
-async def aload_mcp_tools(
-    source: str | Path | dict[str, Any], *, prefix_server_name: bool = False
-) -> list[BaseTool]:
+async def aload_mcp_tools(source: str | Path | dict[str, Any], *, prefix_server_name: bool = False) -> list[BaseTool]:
     """Connect to every configured server and return its tools (sync-callable as well)."""
     from langchain_mcp_adapters.client import MultiServerMCPClient
 

@@ -42,7 +42,7 @@ NetworkIsolation = Literal["auto", "namespace", "audit"]
 # Runs in the child before the user's code: installs the audit hook, then executes the code.
 # The hook keeps its own references (default arguments, whose reassignment is itself an audited
 # and refused event), so monkeypatching os/posixpath from the snippet does not change it.
-_BOOTSTRAP = r'''
+_BOOTSTRAP = r"""
 import os, sys
 
 def _make_hook(scratch, realpath=os.path.realpath, fsdecode=os.fsdecode, isinstance=isinstance,
@@ -90,7 +90,7 @@ sys.argv = ["<sandbox>"]
 sys.addaudithook(_hook)
 del _hook, _make_hook, _f
 exec(_code, {"__name__": "__main__", "__builtins__": __builtins__})
-'''
+"""
 
 NOBODY = 65534
 # Processes the `nobody` user may have at once (all sandboxes together): a fork-bomb guard. Python
@@ -109,7 +109,6 @@ class SandboxResult:
     timed_out: bool
     isolation: str
     output_truncated: bool = False
-
 
     @property
     def ok(self) -> bool:
@@ -232,7 +231,9 @@ class PythonSandbox:
                 start_new_session=True,
             )
             try:
-                out, err, timed_out, overflow = _collect(proc, self.timeout_s, OUTPUT_CAP_FACTOR * self.max_output_chars)
+                out, err, timed_out, overflow = _collect(
+                    proc, self.timeout_s, OUTPUT_CAP_FACTOR * self.max_output_chars
+                )
             finally:
                 _kill_group(proc.pid)  # also anything the snippet left behind
                 _reap(proc)

@@ -43,14 +43,21 @@ def _search_tool(name: str, description: str, search: Callable[[str], list[Docum
             raise ToolException(f"{name} unavailable: {exc}") from None
         return format_hits(docs), [source_dict(d) for d in docs]
 
-    return StructuredTool.from_function(run, name=name, description=description,
-                                        response_format="content_and_artifact", handle_tool_error=True)
+    return StructuredTool.from_function(
+        run, name=name, description=description, response_format="content_and_artifact", handle_tool_error=True
+    )
 
 
-def retriever_tool(retriever: BaseRetriever | None = None, *, settings: Settings | None = None, kind: str = "hybrid",
-                   k: int | None = None, name: str = "search_documents",
-                   description: str = "Search the ingested documents. Input: a focused search query. Returns numbered "
-                                      "passages with their source; cite them.") -> BaseTool:
+def retriever_tool(
+    retriever: BaseRetriever | None = None,
+    *,
+    settings: Settings | None = None,
+    kind: str = "hybrid",
+    k: int | None = None,
+    name: str = "search_documents",
+    description: str = "Search the ingested documents. Input: a focused search query. Returns numbered "
+    "passages with their source; cite them.",
+) -> BaseTool:
     """A tool over `retriever`, or over the configured store's `kind` retriever (opened lazily)."""
     holder: dict[str, BaseRetriever] = {}
 
@@ -80,7 +87,9 @@ def web_search_tool(settings: Settings | None = None, k: int = 5) -> BaseTool | 
             holder["s"] = make_external_search(settings.model_copy(update={"external_store": None}))
         return holder["s"].search(query, k)
 
-    return _search_tool("web_search", "Search the web for current or missing information. Input: a search query.", search)
+    return _search_tool(
+        "web_search", "Search the web for current or missing information. Input: a search query.", search
+    )
 
 
 def graph_query_tool(settings: Settings | None = None, model: Any = None) -> BaseTool | None:
@@ -109,13 +118,17 @@ def graph_query_tool(settings: Settings | None = None, model: Any = None) -> Bas
             holder["store"] = open_graph(settings=settings)
         out = text2cypher(question, holder["store"], model, max_repairs=settings.max_structured_repairs)
         if not out.ok:
-            raise ToolException(f"no valid Cypher after {out.attempts} attempts: {out.errors[-1] if out.errors else 'unknown'}")
+            raise ToolException(
+                f"no valid Cypher after {out.attempts} attempts: {out.errors[-1] if out.errors else 'unknown'}"
+            )
         return {"cypher": out.cypher, "rows": out.rows}
 
     return StructuredTool.from_function(query_graph, name="query_graph", handle_tool_error=True)
 
 
-def knowledge_tools(settings: Settings | None = None, *, kind: str = "hybrid", k: int | None = None, model: Any = None) -> list[BaseTool]:
+def knowledge_tools(
+    settings: Settings | None = None, *, kind: str = "hybrid", k: int | None = None, model: Any = None
+) -> list[BaseTool]:
     """search_documents, plus query_graph and web_search when available/configured."""
     tools: list[BaseTool] = [retriever_tool(settings=settings, kind=kind, k=k)]
     for extra in (graph_query_tool(settings, model), web_search_tool(settings)):

@@ -51,8 +51,16 @@ class Text2CypherResult:
     usage: Usage = field(default_factory=empty_usage)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "cypher": self.cypher, "params": self.params, "rows": self.rows,
-                "attempts": self.attempts, "errors": self.errors, "ok": self.ok, "llm_calls": int(self.usage.get("llm_calls", 0))}
+        return {
+            "question": self.question,
+            "cypher": self.cypher,
+            "params": self.params,
+            "rows": self.rows,
+            "attempts": self.attempts,
+            "errors": self.errors,
+            "ok": self.ok,
+            "llm_calls": int(self.usage.get("llm_calls", 0)),
+        }
 
 
 def extract_query(reply: str) -> str:
@@ -88,7 +96,9 @@ def text2cypher(
         query = extract_query(message_text(reply))
         try:
             safe = validate_read_only(query, limit=limit, max_hops=max_hops, timeout_ms=timeout_ms)
-            rows = graph_store.query(safe.query, safe.params, read_only=True, timeout_ms=safe.timeout_ms, limit=safe.limit)
+            rows = graph_store.query(
+                safe.query, safe.params, read_only=True, timeout_ms=safe.timeout_ms, limit=safe.limit
+            )
         except (UnsafeCypherError, GraphQueryError) as exc:
             error = exc.reason if isinstance(exc, UnsafeCypherError) else str(exc)
             result.errors.append(error[:300])
@@ -99,15 +109,18 @@ def text2cypher(
     return result
 
 
-def make_text2cypher_tool(graph_store: Any, model: BaseChatModel, *, max_repairs: int = 2, limit: int = 50,
-                          timeout_ms: int = 5000) -> StructuredTool:
+def make_text2cypher_tool(
+    graph_store: Any, model: BaseChatModel, *, max_repairs: int = 2, limit: int = 50, timeout_ms: int = 5000
+) -> StructuredTool:
     """A LangChain tool answering questions about the entity graph with validated Cypher."""
 
     def query_graph(question: str) -> dict[str, Any]:
         """Answer a question about entities and their relations by querying the knowledge graph."""
         out = text2cypher(question, graph_store, model, max_repairs=max_repairs, limit=limit, timeout_ms=timeout_ms)
         if not out.ok:
-            raise ToolException(f"no valid Cypher after {out.attempts} attempts: {out.errors[-1] if out.errors else 'unknown'}")
+            raise ToolException(
+                f"no valid Cypher after {out.attempts} attempts: {out.errors[-1] if out.errors else 'unknown'}"
+            )
         return {"cypher": out.cypher, "rows": out.rows}
 
     return StructuredTool.from_function(query_graph, name="query_graph", handle_tool_error=True)

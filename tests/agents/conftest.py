@@ -14,7 +14,9 @@ def workspace(tmp_path):
     return ws
 
 
-def critique(score: float, criteria=("correctness", "completeness", "clarity"), feedback: str = "be more specific") -> dict:
+def critique(
+    score: float, criteria=("correctness", "completeness", "clarity"), feedback: str = "be more specific"
+) -> dict:
     return {"scores": [{"criterion": c, "score": score, "feedback": feedback} for c in criteria], "summary": feedback}
 
 

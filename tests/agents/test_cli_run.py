@@ -45,8 +45,10 @@ def test_cli_json_output_with_configured_fake(monkeypatch, tmp_path):
     """The CLI path end to end, with the graph's model injected where the CLI resolves it."""
     import graphcraft.cli_run as cli_run
 
-    model = ScriptedChatModel(script=["A short poem."] + [{"scores": [{"criterion": c, "score": 9} for c in
-                                                                      ("correctness", "completeness", "clarity")]}])
+    model = ScriptedChatModel(
+        script=["A short poem."]
+        + [{"scores": [{"criterion": c, "score": 9} for c in ("correctness", "completeness", "clarity")]}]
+    )
     original = cli_run.run_task
     monkeypatch.setattr(cli_run, "run_task", lambda *a, **k: original(*a, model=model, **k))
     result = CliRunner().invoke(app, ["run", "reflection", "write a poem", "--json", "--store", str(tmp_path)])

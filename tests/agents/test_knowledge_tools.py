@@ -9,7 +9,7 @@ from graphcraft.tools.retrieval import graph_query_tool, knowledge_tools, retrie
 
 DOCS = {
     "bridge.md": "# The Orla Bridge\n\nThe Orla Bridge was designed by the engineer Ada Lind and opened in 1871. "
-                 "It crosses the Orla river on three stone arches.\n",
+    "It crosses the Orla river on three stone arches.\n",
     "bakery.txt": "Marten's Bakery on Canal Street sells rye bread and cinnamon rolls. It opens at six in the morning.\n",
 }
 
@@ -29,7 +29,9 @@ def store(tmp_path_factory):
 
 def test_retriever_tool_returns_passages_with_provenance(store):
     tool = retriever_tool(settings=get_settings(store=store), k=2)
-    message = tool.invoke({"type": "tool_call", "name": tool.name, "args": {"query": "Who designed the Orla Bridge?"}, "id": "1"})
+    message = tool.invoke(
+        {"type": "tool_call", "name": tool.name, "args": {"query": "Who designed the Orla Bridge?"}, "id": "1"}
+    )
     assert message.content.startswith("[1] ") and "Ada Lind" in message.content.split("[2]")[0]
     top = message.artifact[0]
     assert top["source"].endswith("bridge.md") and top["chunk_id"] and isinstance(top["score"], float)
@@ -44,8 +46,12 @@ def test_retriever_tool_on_missing_store_is_an_error_observation(tmp_path):
 def test_agent_answers_from_documents_with_sources(store, workspace):
     tools = knowledge_tools(get_settings(store=store), k=2)
     assert [t.name for t in tools] == ["search_documents"]  # no web search configured, no graph tool
-    model = ScriptedChatModel(script=[tool_call("search_documents", query="bakery opening time"),
-                                      "Marten's Bakery opens at six in the morning [1]."])
+    model = ScriptedChatModel(
+        script=[
+            tool_call("search_documents", query="bakery opening time"),
+            "Marten's Bakery opens at six in the morning [1].",
+        ]
+    )
     out = build(model, tools=tools).invoke({"question": "When does the bakery open?"})
     assert out["sources"] and out["sources"][0]["source"].endswith("bakery.txt")
     assert "opens at six" in out["sources"][0]["text"]

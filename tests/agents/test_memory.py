@@ -8,7 +8,11 @@ def conversation(turns: int, words: int = 30):
     messages = []
     for i in range(turns):
         messages.append(HumanMessage(f"question {i} " + "word " * words, id=f"h{i}"))
-        messages.append(AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": f"{i}+1"}, "id": f"c{i}"}], id=f"a{i}"))
+        messages.append(
+            AIMessage(
+                "", tool_calls=[{"name": "calculator", "args": {"expression": f"{i}+1"}, "id": f"c{i}"}], id=f"a{i}"
+            )
+        )
         messages.append(ToolMessage(str(i + 1), tool_call_id=f"c{i}", id=f"t{i}"))
         messages.append(AIMessage(f"answer {i} " + "word " * words, id=f"r{i}"))
     return messages

@@ -49,11 +49,20 @@ def thought_rules(score_for, solution=None):
     def evaluate(call):
         body = call.last.split("\n\nRate every candidate")[0]
         paths = [_last_step(block) for block in body.split("Candidate ")[1:]]
-        return {"scores": [{"index": i + 1, "score": score_for(p), "is_solution": solution is not None and p.endswith(solution)}
-                           for i, p in enumerate(paths)]}
+        return {
+            "scores": [
+                {"index": i + 1, "score": score_for(p), "is_solution": solution is not None and p.endswith(solution)}
+                for i, p in enumerate(paths)
+            ]
+        }
 
-    return script([(schema_is("Thoughts"), thoughts), (schema_is("Evaluation"), evaluate),
-                   (ANY, lambda c: "Reasoning...\nAnswer: " + _last_step(c.last))])
+    return script(
+        [
+            (schema_is("Thoughts"), thoughts),
+            (schema_is("Evaluation"), evaluate),
+            (ANY, lambda c: "Reasoning...\nAnswer: " + _last_step(c.last)),
+        ]
+    )
 
 
 def test_tree_of_thought_beam_search_prunes_and_reaches_depth_bound():

@@ -46,8 +46,9 @@ def test_token_budget_ends_the_loop():
 
 
 def test_custom_criteria_and_missing_criterion_scores_zero():
-    crit = script([(schema_is("Critique"), {"scores": [{"criterion": "brevity", "score": 10}], "summary": ""}),
-                   (ANY, "short")])
+    crit = script(
+        [(schema_is("Critique"), {"scores": [{"criterion": "brevity", "score": 10}], "summary": ""}), (ANY, "short")]
+    )
     out = build(crit, criteria=["brevity", "tone"], threshold=6, max_iterations=1).invoke({"question": "q"})
     assert out["trace"]["scores"] == [5.0]  # (10 + 0) / 2
     assert out["trace"]["stop_reason"] == "max_iterations"

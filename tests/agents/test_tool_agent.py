@@ -1,7 +1,6 @@
 import sys
 from pathlib import Path
 
-import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
 
@@ -16,11 +15,13 @@ ECHO_SERVER = Path(__file__).parents[1] / "tools" / "mcp_echo_server.py"
 
 
 def test_uses_tools_and_answers(workspace):
-    model = ScriptedChatModel(script=[
-        tool_call("calculator", expression="17 * 23"),
-        tool_call("write_file", path="result.txt", content="391"),
-        "17 * 23 = 391, saved to result.txt",
-    ])
+    model = ScriptedChatModel(
+        script=[
+            tool_call("calculator", expression="17 * 23"),
+            tool_call("write_file", path="result.txt", content="391"),
+            "17 * 23 = 391, saved to result.txt",
+        ]
+    )
     out = build(model, workspace=workspace).invoke({"question": "Compute 17*23 and save it"})
     t = out["trace"]
     assert t["stop_reason"] == "answered" and t["tool_call_count"] == 2 and t["llm_calls"] == 3
@@ -72,13 +73,19 @@ def test_turn_bound(workspace):
 def test_unknown_tool_is_an_observation_not_a_crash(workspace):
     model = ScriptedChatModel(script=[tool_call("teleport", to="mars"), "I cannot teleport."])
     out = build(model, workspace=workspace).invoke({"question": "go"})
-    assert out["trace"]["tool_calls"][0]["ok"] is False and "unknown tool 'teleport'" in out["trace"]["tool_calls"][0]["output"]
+    assert (
+        out["trace"]["tool_calls"][0]["ok"] is False
+        and "unknown tool 'teleport'" in out["trace"]["tool_calls"][0]["output"]
+    )
     assert out["answer"] == "I cannot teleport."
 
 
 def test_model_without_tool_calling_acts_through_json_actions(workspace):
-    model = scripted({"tool": "calculator", "args": {"expression": "12 * 7"}},  # no bind_tools: JSON actions
-                     "not an action", {"tool": "final_answer", "answer": "12 * 7 = 84"})
+    model = scripted(
+        {"tool": "calculator", "args": {"expression": "12 * 7"}},  # no bind_tools: JSON actions
+        "not an action",
+        {"tool": "final_answer", "answer": "12 * 7 = 84"},
+    )
     out = build(model, workspace=workspace).invoke({"question": "What is 12 times 7?"})
     t = out["trace"]
     assert t["stop_reason"] == "answered" and out["answer"] == "12 * 7 = 84"
@@ -100,11 +107,13 @@ def test_model_without_tool_calling_that_never_acts_properly_gives_no_answer(wor
 def test_sandbox_escape_through_the_agent_is_refused(workspace, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
-    model = ScriptedChatModel(script=[
-        tool_call("read_file", path="../secret.txt"),
-        tool_call("python", code=f"open({str(tmp_path / 'x')!r}, 'w').write('ESCAPED')"),
-        "done",
-    ])
+    model = ScriptedChatModel(
+        script=[
+            tool_call("read_file", path="../secret.txt"),
+            tool_call("python", code=f"open({str(tmp_path / 'x')!r}, 'w').write('ESCAPED')"),
+            "done",
+        ]
+    )
     out = build(model, workspace=workspace, enable_python=True).invoke({"question": "steal"})
     outputs = [c["output"] for c in out["trace"]["tool_calls"]]
     assert not any(c["ok"] for c in out["trace"]["tool_calls"])
@@ -125,16 +134,20 @@ def test_conversation_resumes_from_sqlite_checkpoint(workspace, tmp_path):
     db = tmp_path / "threads.sqlite"
     first = ScriptedChatModel(script=["Nice to meet you, Ada."])
     build(first, workspace=workspace, checkpointer=sqlite_checkpointer(db)).invoke(
-        {"question": "My name is Ada."}, thread_config("t1"))
+        {"question": "My name is Ada."}, thread_config("t1")
+    )
     # a new process would build a new graph and saver on the same file
     second = ScriptedChatModel(script=["Your name is Ada."])
     out = build(second, workspace=workspace, checkpointer=sqlite_checkpointer(db)).invoke(
-        {"question": "What is my name?"}, thread_config("t1"))
+        {"question": "What is my name?"}, thread_config("t1")
+    )
     seen = second.calls[0].text
     assert "My name is Ada." in seen and "Nice to meet you, Ada." in seen
     assert out["answer"] == "Your name is Ada."
     other = ScriptedChatModel(script=["I don't know."])
-    build(other, workspace=workspace, checkpointer=sqlite_checkpointer(db)).invoke({"question": "What is my name?"}, thread_config("t2"))
+    build(other, workspace=workspace, checkpointer=sqlite_checkpointer(db)).invoke(
+        {"question": "What is my name?"}, thread_config("t2")
+    )
     assert "My name is Ada." not in other.calls[0].text
 
 
@@ -175,20 +188,28 @@ def test_long_term_memory_written_and_recalled_across_threads(workspace, embeddi
     agent = build(model, workspace=workspace, memory_store=store, remember_facts=True)
     out = agent.invoke({"question": "I love programming in Rust."}, {"configurable": {"user_id": "ada"}})
     assert out["trace"]["episode_saved"] and out["trace"]["facts_saved"] == 1
-    assert out["trace"]["llm_calls"] == 2 and out["trace"]["structured_outputs"]["calls"] == 1  # the fact extraction counts
+    assert (
+        out["trace"]["llm_calls"] == 2 and out["trace"]["structured_outputs"]["calls"] == 1
+    )  # the fact extraction counts
 
     later = ScriptedChatModel(script=["You like Rust."])
     out = build(later, workspace=workspace, memory_store=store).invoke(
-        {"question": "Which programming language do I like?"}, {"configurable": {"user_id": "ada"}})
+        {"question": "Which programming language do I like?"}, {"configurable": {"user_id": "ada"}}
+    )
     assert out["trace"]["memories_recalled"] >= 1
     assert "favourite language is Rust" in later.calls[0].messages[0].content  # recalled into the system prompt
     stranger = ScriptedChatModel(script=["No idea."])
     out = build(stranger, workspace=workspace, memory_store=store).invoke(
-        {"question": "Which programming language do I like?"}, {"configurable": {"user_id": "bob"}})
+        {"question": "Which programming language do I like?"}, {"configurable": {"user_id": "bob"}}
+    )
     assert out["trace"]["memories_recalled"] == 0
 
 
 def test_token_budget(workspace):
-    model = ScriptedChatModel(script=[tool_call("calculator", expression="1+1")] * 2 + [tool_call("calculator", expression="2+2")] * 50)
-    out = build(model, workspace=workspace, token_budget=120, max_tool_calls=100, loop_limit=100).invoke({"question": "x " * 50})
+    model = ScriptedChatModel(
+        script=[tool_call("calculator", expression="1+1")] * 2 + [tool_call("calculator", expression="2+2")] * 50
+    )
+    out = build(model, workspace=workspace, token_budget=120, max_tool_calls=100, loop_limit=100).invoke(
+        {"question": "x " * 50}
+    )
     assert out["trace"]["stop_reason"] == "token_budget"

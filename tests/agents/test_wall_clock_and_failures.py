@@ -14,7 +14,7 @@ import pytest
 
 from graphcraft.config import get_settings
 from graphcraft.errors import ModelError
-from graphcraft.graphs import planning, plan_execute, reflection, self_consistency, tool_agent, tree_of_thought
+from graphcraft.graphs import plan_execute, planning, reflection, self_consistency, tool_agent, tree_of_thought
 from graphcraft.runtime.bounds import Bounds, elapsed, out_of_time, start_clock
 from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
 from tests.agents.conftest import ANY, critique, schema_is, script, text_has
@@ -70,7 +70,9 @@ def test_bounds_name_max_seconds_after_the_other_bounds() -> None:
 def test_reflection_stops_at_the_clock_with_its_best_draft() -> None:
     drafts = count(1)
     scores = iter([6, 3] + [2] * 1000)  # the first draft stays the best one
-    model = script([(schema_is("Critique"), lambda call: critique(next(scores))), (ANY, lambda call: f"draft {next(drafts)}")])
+    model = script(
+        [(schema_is("Critique"), lambda call: critique(next(scores))), (ANY, lambda call: f"draft {next(drafts)}")]
+    )
     model.latency_s = LATENCY
     out, seconds = run_timed(reflection.build(model, timed(), threshold=9.5))
     assert_stopped_by_the_clock(out, seconds)
@@ -79,11 +81,13 @@ def test_reflection_stops_at_the_clock_with_its_best_draft() -> None:
 
 def test_tree_of_thought_stops_at_the_clock_with_the_best_path() -> None:
     steps = count(1)
-    model = script([
-        (schema_is("Thoughts"), lambda call: {"thoughts": [f"step {next(steps)}"]}),
-        (schema_is("Evaluation"), {"scores": [{"index": 1, "score": 5, "is_solution": False}]}),
-        (ANY, "unexpected final call"),
-    ])
+    model = script(
+        [
+            (schema_is("Thoughts"), lambda call: {"thoughts": [f"step {next(steps)}"]}),
+            (schema_is("Evaluation"), {"scores": [{"index": 1, "score": 5, "is_solution": False}]}),
+            (ANY, "unexpected final call"),
+        ]
+    )
     model.latency_s = LATENCY
     out, seconds = run_timed(tree_of_thought.build(model, timed(), breadth=1, beam=1, max_depth=1000, **FAR))
     assert_stopped_by_the_clock(out, seconds)
@@ -95,10 +99,19 @@ def test_planning_stops_at_the_clock_and_reports_progress() -> None:
     ids = count(1)
 
     def new_plan(call):
-        return {"phases": [{"name": "p", "steps": [{"id": f"s{next(ids)}", "description": "try", "success_criterion": "ok"}]}]}
+        return {
+            "phases": [
+                {"name": "p", "steps": [{"id": f"s{next(ids)}", "description": "try", "success_criterion": "ok"}]}
+            ]
+        }
 
-    model = script([(schema_is("PhasedPlan"), new_plan), (schema_is("Verdict"), {"passed": False, "reason": "not yet"}),
-                    (ANY, "attempted")])
+    model = script(
+        [
+            (schema_is("PhasedPlan"), new_plan),
+            (schema_is("Verdict"), {"passed": False, "reason": "not yet"}),
+            (ANY, "attempted"),
+        ]
+    )
     model.latency_s = LATENCY
     out, seconds = run_timed(planning.build(model, timed(), max_replans=1000, **FAR))
     assert_stopped_by_the_clock(out, seconds)
@@ -108,8 +121,13 @@ def test_planning_stops_at_the_clock_and_reports_progress() -> None:
 
 def test_plan_execute_stops_at_the_clock_with_the_step_results(workspace) -> None:
     ids = count(1)
-    model = script([(schema_is("Plan"), lambda call: {"steps": [{"id": f"s{next(ids)}", "description": "think"}]}),
-                    (text_has("Your step"), "FAILED: cannot"), (ANY, "analysis")])
+    model = script(
+        [
+            (schema_is("Plan"), lambda call: {"steps": [{"id": f"s{next(ids)}", "description": "think"}]}),
+            (text_has("Your step"), "FAILED: cannot"),
+            (ANY, "analysis"),
+        ]
+    )
     model.latency_s = LATENCY
     out, seconds = run_timed(plan_execute.build(model, timed(), workspace=workspace, max_replans=1000, **FAR))
     assert_stopped_by_the_clock(out, seconds)
@@ -118,7 +136,9 @@ def test_plan_execute_stops_at_the_clock_with_the_step_results(workspace) -> Non
 
 def test_tool_agent_stops_at_the_clock_with_the_last_tool_result(workspace) -> None:
     n = count(1)
-    model = ScriptedChatModel(script=lambda call: tool_call("calculator", expression=f"{next(n)} + 1"), latency_s=LATENCY)
+    model = ScriptedChatModel(
+        script=lambda call: tool_call("calculator", expression=f"{next(n)} + 1"), latency_s=LATENCY
+    )
     graph = tool_agent.build(model, timed(), workspace=workspace, max_turns=1000, max_tool_calls=1000, **FAR)
     out, seconds = run_timed(graph)
     assert_stopped_by_the_clock(out, seconds)
@@ -132,10 +152,18 @@ def unreachable() -> ScriptedChatModel:
     return ScriptedChatModel(script=lambda call: ConnectionError("connection refused"))
 
 
-@pytest.mark.parametrize("name", ["reflection", "tree_of_thought", "planning", "plan_execute", "tool_agent", "self_consistency"])
+@pytest.mark.parametrize(
+    "name", ["reflection", "tree_of_thought", "planning", "plan_execute", "tool_agent", "self_consistency"]
+)
 def test_an_unreachable_model_fails_the_run_with_its_model_error(name, workspace) -> None:
-    module = {"reflection": reflection, "tree_of_thought": tree_of_thought, "planning": planning,
-              "plan_execute": plan_execute, "tool_agent": tool_agent, "self_consistency": self_consistency}[name]
+    module = {
+        "reflection": reflection,
+        "tree_of_thought": tree_of_thought,
+        "planning": planning,
+        "plan_execute": plan_execute,
+        "tool_agent": tool_agent,
+        "self_consistency": self_consistency,
+    }[name]
     options = {"workspace": workspace} if name in ("tool_agent", "plan_execute") else {}
     model = unreachable()
     with pytest.raises(ModelError, match="ConnectionError: connection refused"):
@@ -158,11 +186,23 @@ def test_tree_of_thought_with_no_usable_thoughts_says_so() -> None:
 
 
 def test_tree_of_thought_with_unscorable_thoughts_is_not_all_pruned() -> None:
-    model = script([(schema_is("Thoughts"), {"thoughts": ["try 2", "try 3"]}), (schema_is("Evaluation"), "no scores here"),
-                    (ANY, "Answer: 2")])
+    model = script(
+        [
+            (schema_is("Thoughts"), {"thoughts": ["try 2", "try 3"]}),
+            (schema_is("Evaluation"), "no scores here"),
+            (ANY, "Answer: 2"),
+        ]
+    )
     out = tree_of_thought.build(model, get_settings(max_structured_repairs=0)).invoke({"question": "puzzle"})
     trace = out["trace"]
     assert trace["stop_reason"] == "unscored" and trace["pruned"] == 0
     assert [f["node"] for f in trace["structured_failures"]] == ["evaluate"]
-    assert trace["levels"][0] == {"depth": 1, "candidates": 2, "kept": 0, "scored": False, "pruned": 0, "scores": [0.0, 0.0]}
+    assert trace["levels"][0] == {
+        "depth": 1,
+        "candidates": 2,
+        "kept": 0,
+        "scored": False,
+        "pruned": 0,
+        "scores": [0.0, 0.0],
+    }
     assert out["answer"] == "2"  # written from the best (unscored) path found

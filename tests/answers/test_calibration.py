@@ -40,7 +40,9 @@ def test_the_calibrated_thresholds_are_what_crag_uses(sample_store: Path) -> Non
     result = graphcraft.ask("When was the Grelle weir removed?", store=sample_store)
     evaluate = next(s for s in result["trace"]["steps"] if s["step"] == "evaluate")
     assert (evaluate["upper"], evaluate["lower"]) == (cal["upper"], cal["lower"])
-    overridden = graphcraft.ask("When was the Grelle weir removed?", store=sample_store, lower_threshold=0.99, upper_threshold=0.995)
+    overridden = graphcraft.ask(
+        "When was the Grelle weir removed?", store=sample_store, lower_threshold=0.99, upper_threshold=0.995
+    )
     assert overridden["trace"]["action"] == "incorrect" and overridden["trace"]["abstained"]
 
 
@@ -55,7 +57,9 @@ def test_settings_override_the_calibration() -> None:
 
 
 def test_a_store_too_small_to_calibrate_keeps_the_defaults_and_says_why(tmp_path: Path) -> None:
-    (tmp_path / "note.txt").write_text("The harbour crane was repaired in May. It lifts twelve tonnes.", encoding="utf-8")
+    (tmp_path / "note.txt").write_text(
+        "The harbour crane was repaired in May. It lifts twelve tonnes.", encoding="utf-8"
+    )
     report = graphcraft.ingest([tmp_path / "note.txt"], store=tmp_path / "s")
     assert report["calibration"]["queries"] == 0 and "too small" in report["calibration"]["method"]
     shown = graphcraft.calibration(store=tmp_path / "s")

@@ -41,8 +41,16 @@ def notes_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def strip(text: str, score: float, chunk: str = "c1", start: int = -1) -> Strip:
-    return Strip(text=text, score=score, source=f"{chunk}.md", chunk_id=chunk, page=None, position=0, start=start,
-                 end=start + len(text) if start >= 0 else -1)
+    return Strip(
+        text=text,
+        score=score,
+        source=f"{chunk}.md",
+        chunk_id=chunk,
+        page=None,
+        position=0,
+        start=start,
+        end=start + len(text) if start >= 0 else -1,
+    )
 
 
 def test_the_sentence_holding_the_fact_is_quoted_whole_and_cited(notes_store: Path) -> None:

@@ -21,10 +21,22 @@ def step(state: dict, name: str) -> list[dict]:
     return [s for s in state["trace"]["steps"] if s["step"] == name]
 
 
-@pytest.mark.parametrize(("scores", "expected"), [([0.9, 0.1], "correct"), ([0.1, 0.2], "incorrect"), ([0.5, 0.3], "ambiguous"),
-                                                   ([0.62, 0.42], "ambiguous"), ([], "incorrect")])
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ([0.9, 0.1], "correct"),
+        ([0.1, 0.2], "incorrect"),
+        ([0.5, 0.3], "ambiguous"),
+        ([0.62, 0.42], "ambiguous"),
+        ([], "incorrect"),
+    ],
+)
 def test_decide_action_follows_the_paper(scores: list[float], expected: str) -> None:
-    assert decide_action(scores, upper=0.6, lower=0.4) == expected if scores != [0.62, 0.42] else decide_action(scores, 0.62, 0.42) == expected
+    assert (
+        decide_action(scores, upper=0.6, lower=0.4) == expected
+        if scores != [0.62, 0.42]
+        else decide_action(scores, 0.62, 0.42) == expected
+    )
 
 
 def test_correct_refines_and_cites_the_relevant_strip(crag_stores: dict[str, Path]) -> None:
@@ -59,8 +71,13 @@ def test_incorrect_searches_the_external_store_with_a_keyword_query(crag_stores:
 
 def test_ambiguous_combines_internal_and_external_knowledge(crag_stores: dict[str, Path]) -> None:
     # An upper threshold no score can pass and a low lower one put the bridge document in between.
-    state = run("Who designed the Orla Bridge?", crag_stores, upper_threshold=0.99, lower_threshold=0.05,
-                external_store=crag_stores["external"])
+    state = run(
+        "Who designed the Orla Bridge?",
+        crag_stores,
+        upper_threshold=0.99,
+        lower_threshold=0.05,
+        external_store=crag_stores["external"],
+    )
     assert state["action"] == "ambiguous"
     assert step(state, "refine") and step(state, "web_search")
     assert "Ada Lind" in state["answer"]
@@ -70,8 +87,14 @@ def test_ambiguous_combines_internal_and_external_knowledge(crag_stores: dict[st
 
 def test_external_search_loop_is_bounded(crag_stores: dict[str, Path]) -> None:
     # The external store has nothing about trams' ticket prices in Oslo: every round finds nothing.
-    state = run("What is the price of a monthly tram pass in Oslo?", crag_stores, external_store=crag_stores["external"],
-                max_search_rounds=2, lower_threshold=0.6, upper_threshold=0.9)
+    state = run(
+        "What is the price of a monthly tram pass in Oslo?",
+        crag_stores,
+        external_store=crag_stores["external"],
+        max_search_rounds=2,
+        lower_threshold=0.6,
+        upper_threshold=0.9,
+    )
     assert state["action"] == "incorrect"
     assert state["trace"]["iterations"] == 2
     queries = [s["query"] for s in step(state, "rewrite_query")]
@@ -81,8 +104,15 @@ def test_external_search_loop_is_bounded(crag_stores: dict[str, Path]) -> None:
 
 def test_the_wall_clock_bound_stops_the_search_loop_too(crag_stores: dict[str, Path]) -> None:
     # Three rounds allowed, but the run's time is up after the first search: the routing stops there.
-    state = run("What is the price of a monthly tram pass in Oslo?", crag_stores, external_store=crag_stores["external"],
-                max_search_rounds=3, lower_threshold=0.6, upper_threshold=0.9, max_seconds=0.001)
+    state = run(
+        "What is the price of a monthly tram pass in Oslo?",
+        crag_stores,
+        external_store=crag_stores["external"],
+        max_search_rounds=3,
+        lower_threshold=0.6,
+        upper_threshold=0.9,
+        max_seconds=0.001,
+    )
     assert state["trace"]["iterations"] == 1 and len(step(state, "web_search")) == 1
     assert state["answer"] == ABSTAIN
 

@@ -33,10 +33,17 @@ def test_one_grading_call_for_all_documents(crag_stores: dict[str, Path]) -> Non
     assert trace["prompt_tokens"] > 0 and trace["completion_tokens"] > 0
 
 
-def test_incorrect_with_llm_rewrites_and_searches_grading_external_knowledge_locally(crag_stores: dict[str, Path]) -> None:
+def test_incorrect_with_llm_rewrites_and_searches_grading_external_knowledge_locally(
+    crag_stores: dict[str, Path],
+) -> None:
     model = scripted(grades(0.0, 0.1, 0.0), "Lake Vessa depth", "It is 62 metres deep [1].")
-    result = ask("How deep is Lake Vessa?", store=crag_stores["store"], model=model, top_k=3,
-                 external_store=crag_stores["external"])
+    result = ask(
+        "How deep is Lake Vessa?",
+        store=crag_stores["store"],
+        model=model,
+        top_k=3,
+        external_store=crag_stores["external"],
+    )
     trace = result["trace"]
     assert trace["action"] == "incorrect" and trace["queries"] == ["Lake Vessa depth"]
     assert trace["llm_calls"] == 3 and trace["iterations"] == 1  # grade + rewrite + generate
@@ -63,8 +70,14 @@ def test_incomplete_grades_fall_back_too(crag_stores: dict[str, Path]) -> None:
 def test_llm_model_that_keeps_finding_nothing_stops_at_max_iterations(crag_stores: dict[str, Path]) -> None:
     # Worst case: every grade is 0, every rewrite is a new query: the loop ends at the bound.
     model = scripted(grades(0.0, 0.0, 0.0), "query one", "query two", "query three", "query four")
-    result = ask("What colour is the mayor's car?", store=crag_stores["store"], model=model, top_k=3,
-                 external_store=crag_stores["external"], max_search_rounds=3)
+    result = ask(
+        "What colour is the mayor's car?",
+        store=crag_stores["store"],
+        model=model,
+        top_k=3,
+        external_store=crag_stores["external"],
+        max_search_rounds=3,
+    )
     assert result["trace"]["iterations"] == 3
     assert result["trace"]["queries"] == ["query one", "query two", "query three"]
     assert result["trace"]["llm_calls"] == 4  # grade + 3 rewrites; abstaining needs no generation call
@@ -81,7 +94,9 @@ def test_a_thread_asked_twice_starts_a_fresh_run(crag_stores: dict[str, Path]) -
     from langgraph.checkpoint.memory import InMemorySaver
 
     model = scripted(grades(0.95, 0.1, 0.0), "Ada Lind designed it [1].", grades(0.0, 0.0, 0.0))
-    graph = crag.build(model=model, settings=get_settings(store=crag_stores["store"], top_k=3), checkpointer=InMemorySaver())
+    graph = crag.build(
+        model=model, settings=get_settings(store=crag_stores["store"], top_k=3), checkpointer=InMemorySaver()
+    )
     thread = {"configurable": {"thread_id": "t1"}}
     first = graph.invoke({"question": "Who designed the Orla Bridge?"}, thread)
     second = graph.invoke({"question": "What colour is the mayor's car?"}, thread)
@@ -97,8 +112,9 @@ def test_a_failing_web_search_is_recorded_and_the_graph_still_answers(crag_store
         def search(self, query: str, k: int = 5) -> list:
             raise ConnectionError("search service unreachable")
 
-    state = crag.build(settings=get_settings(store=crag_stores["store"], upper_threshold=0.99, lower_threshold=0.05),
-                       external=Down()).invoke({"question": "Who designed the Orla Bridge?"})
+    state = crag.build(
+        settings=get_settings(store=crag_stores["store"], upper_threshold=0.99, lower_threshold=0.05), external=Down()
+    ).invoke({"question": "Who designed the Orla Bridge?"})
     search = next(s for s in state["trace"]["steps"] if s["step"] == "web_search")
     assert search["error"] == "ConnectionError: search service unreachable"
     assert "Ada Lind" in state["answer"]  # the internal knowledge of the ambiguous path is kept

@@ -21,6 +21,8 @@ def test_second_question_on_a_thread_is_not_answered_from_the_first(crag_stores:
     assert "Ada Lind" in first["answer"]
     second = graph.invoke({"question": "When did heavy lorries get banned from the bridge?"}, thread)
     assert "2004" in second["answer"] and "Ada Lind" not in second["answer"]
-    fresh = module.build(settings=get_settings(store=crag_stores["store"])).invoke({"question": "When did heavy lorries get banned from the bridge?"})
+    fresh = module.build(settings=get_settings(store=crag_stores["store"])).invoke(
+        {"question": "When did heavy lorries get banned from the bridge?"}
+    )
     assert second["trace"]["llm_calls"] == fresh["trace"]["llm_calls"] == 0
     assert second["trace"]["iterations"] == fresh["trace"]["iterations"]

@@ -81,7 +81,7 @@ def test_ids_are_numbered_per_type_without_gaps():
 
 
 def test_each_half_of_the_split_keeps_the_type_minimums():
-    for half_name, half in zip(("calibration", "held-out"), split_by_id(QUESTIONS)):
+    for half_name, half in zip(("calibration", "held-out"), split_by_id(QUESTIONS), strict=False):
         counts = Counter(q.type for q in half)
         for qtype, minimum in MIN_PER_HALF.items():
             assert counts[qtype] >= minimum, f"{half_name} half has {counts[qtype]} {qtype} questions"

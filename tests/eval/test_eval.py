@@ -68,7 +68,12 @@ def test_split_keeps_types_and_is_disjoint(questions):
 
 
 def test_recall_compares_file_names_and_respects_k():
-    sources = [{"source": "/data/corpus/a.md"}, Document("x", metadata={"source": "corpus/b.txt"}), "c.html", {"source": "a.md"}]
+    sources = [
+        {"source": "/data/corpus/a.md"},
+        Document("x", metadata={"source": "corpus/b.txt"}),
+        "c.html",
+        {"source": "a.md"},
+    ]
     assert recall_at_k(sources, ["a.md", "b.txt"]) == 1.0
     assert recall_at_k(sources, ["a.md", "b.txt"], k=1) == 0.5
     assert recall_at_k(sources, ["c.html", "zzz.md"], k=2) == 0.0
@@ -91,10 +96,20 @@ def test_abstention_detection_and_metrics():
 
 def test_grade_result_and_summary(questions):
     by_id = {q.id: q for q in questions}
-    right = grade_result(by_id["m02"], {"answer": "It closed in 1978.", "sources": [{"source": "x/local_history.txt"}],
-                                        "trace": {"abstained": False, "llm_calls": 2}})
-    wrong = grade_result(by_id["s01"], {"answer": "Not found in the sources.", "sources": [], "trace": {"abstained": True}})
-    caught = grade_result(by_id["u01"], {"answer": "Not found in the sources.", "sources": [], "trace": {"abstained": True}})
+    right = grade_result(
+        by_id["m02"],
+        {
+            "answer": "It closed in 1978.",
+            "sources": [{"source": "x/local_history.txt"}],
+            "trace": {"abstained": False, "llm_calls": 2},
+        },
+    )
+    wrong = grade_result(
+        by_id["s01"], {"answer": "Not found in the sources.", "sources": [], "trace": {"abstained": True}}
+    )
+    caught = grade_result(
+        by_id["u01"], {"answer": "Not found in the sources.", "sources": [], "trace": {"abstained": True}}
+    )
     assert right["correct"] and right["recall@5"] == 0.5
     assert not wrong["correct"] and wrong["abstained"]
     assert caught["correct"] and caught["recall@5"] is None
@@ -103,12 +118,18 @@ def test_grade_result_and_summary(questions):
     assert summary["recall@5"] == 0.25 and summary["llm_calls_per_question"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"id": "x1", "question": "q?"}', "missing key"),
-    ('{"id": "x1", "question": "q?", "type": "trivia"}', "unknown question type"),
-    ("{not json", "invalid JSON"),
-    ('{"id": "x1", "question": "q?", "type": "single"}\n{"id": "x1", "question": "r?", "type": "single"}', "duplicate id"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"id": "x1", "question": "q?"}', "missing key"),
+        ('{"id": "x1", "question": "q?", "type": "trivia"}', "unknown question type"),
+        ("{not json", "invalid JSON"),
+        (
+            '{"id": "x1", "question": "q?", "type": "single"}\n{"id": "x1", "question": "r?", "type": "single"}',
+            "duplicate id",
+        ),
+    ],
+)
 def test_malformed_question_files_name_the_line(tmp_path: Path, content: str, message: str):
     path = tmp_path / "q.jsonl"
     path.write_text(content, encoding="utf-8")
@@ -125,7 +146,11 @@ def test_reports_render_table_and_write_pngs(tmp_path: Path):
     table = make_table([{"system": "crag", "hit": 0.5, "n": 3, "abstained": None}], title="t")
     assert [c.header for c in table.columns] == ["system", "hit", "n", "abstained"]
     assert list(table.columns[1].cells) == ["0.500"] and list(table.columns[3].cells) == ["—"]
-    bars = save_comparison_plot({"a": {"hit": 0.5, "recall": 0.7}, "b": {"hit": 0.6, "recall": None}}, tmp_path / "c.png")
-    curve = save_curve_plot({"score": ([0, 0.5, 1], [1, 0.5, 0])}, tmp_path / "sub" / "t.png", points={"chosen": (0.5, 0.5)})
+    bars = save_comparison_plot(
+        {"a": {"hit": 0.5, "recall": 0.7}, "b": {"hit": 0.6, "recall": None}}, tmp_path / "c.png"
+    )
+    curve = save_curve_plot(
+        {"score": ([0, 0.5, 1], [1, 0.5, 0])}, tmp_path / "sub" / "t.png", points={"chosen": (0.5, 0.5)}
+    )
     for png in (bars, curve):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -44,10 +44,13 @@ def test_ask_json_matches_the_python_api(corpus: Path, tmp_path: Path) -> None:
     assert set(cli) == {"question", "answer", "sources", "trace"}
     assert cli["answer"] == api["answer"] and "barns" in cli["answer"]
     assert [s["chunk_id"] for s in cli["sources"]] == [s["chunk_id"] for s in api["sources"]]
-    assert {"source", "chunk_id", "page", "score", "text"} <= set(cli["sources"][0]) <= {
-        "source", "chunk_id", "page", "score", "text", "citation", "spans", "origin", "section"}
+    assert (
+        {"source", "chunk_id", "page", "score", "text"}
+        <= set(cli["sources"][0])
+        <= {"source", "chunk_id", "page", "score", "text", "citation", "spans", "origin", "section"}
+    )
     first = cli["sources"][0]  # the whole chunk, with the quoted sentence marked by its span
-    (start, end), = first["spans"]
+    ((start, end),) = first["spans"]
     assert first["citation"] == 1 and readable(first["text"][start:end]) in cli["answer"]
     assert {"graph", "action", "iterations", "llm_calls", "prompt_tokens", "completion_tokens"} <= set(cli["trace"])
 
@@ -56,7 +59,9 @@ def test_graphs_lists_every_graph_with_a_description() -> None:
     result = runner.invoke(app, ["graphs", "--json"])
     listed = json.loads(result.stdout)
     assert "crag" in listed and all(isinstance(d, str) and d for d in listed.values())
-    modules = {p.stem for p in Path(graphcraft.__file__).parent.joinpath("graphs").glob("*.py") if not p.stem.startswith("_")}
+    modules = {
+        p.stem for p in Path(graphcraft.__file__).parent.joinpath("graphs").glob("*.py") if not p.stem.startswith("_")
+    }
     assert set(listed) == modules
 
 
@@ -99,7 +104,9 @@ def test_langgraph_json_lists_every_graph() -> None:
     sys.path.insert(0, str(root / "scripts"))
     from write_langgraph_json import langgraph_config
 
-    assert json.loads((root / "langgraph.json").read_text()) == langgraph_config(), "run scripts/write_langgraph_json.py"
+    assert json.loads((root / "langgraph.json").read_text()) == langgraph_config(), (
+        "run scripts/write_langgraph_json.py"
+    )
 
 
 def test_multimodal_ingest_and_ask_through_the_cli(tmp_path: Path) -> None:
@@ -108,12 +115,16 @@ def test_multimodal_ingest_and_ask_through_the_cli(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     report = make_sample_report(tmp_path / "docs" / "report.pdf")
     (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 nothing else")
-    result = runner.invoke(app, ["ingest", str(tmp_path / "docs"), "--multimodal", "--store", str(tmp_path / "s"), "--json"])
+    result = runner.invoke(
+        app, ["ingest", str(tmp_path / "docs"), "--multimodal", "--store", str(tmp_path / "s"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     ingested = json.loads(result.stdout)
     assert ingested["added"] > 0 and [Path(f["path"]).name for f in ingested["failed"]] == ["broken.pdf"]
     table_q = next(q for q in report.questions if q.kind == "table")
-    asked = runner.invoke(app, ["ask", table_q.question, "--graph", "multimodal_rag", "--store", str(tmp_path / "s"), "--json"])
+    asked = runner.invoke(
+        app, ["ask", table_q.question, "--graph", "multimodal_rag", "--store", str(tmp_path / "s"), "--json"]
+    )
     assert asked.exit_code == 0, asked.output
     answer = json.loads(asked.stdout)
     assert table_q.answer in answer["answer"]
@@ -136,5 +147,7 @@ def test_text_that_looks_like_markup_is_printed_verbatim_and_citations_survive_j
     human = runner.invoke(app, ["ask", "Where is the Rho archive stored?", "--store", str(tmp_path / "s")])
     assert human.exit_code == 0, human.output
     assert "[/var/rho]" in human.stdout
-    as_json = json.loads(runner.invoke(app, ["ask", "Where is the Rho archive stored?", "--store", str(tmp_path / "s"), "--json"]).stdout)
+    as_json = json.loads(
+        runner.invoke(app, ["ask", "Where is the Rho archive stored?", "--store", str(tmp_path / "s"), "--json"]).stdout
+    )
     assert as_json["sources"][0]["citation"] == 1 and "[1]" in as_json["answer"]

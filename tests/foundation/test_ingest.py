@@ -18,7 +18,9 @@ from graphcraft.stores.vector import open_store
 def make_docs(folder: Path, n: int = 3) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        (folder / f"doc{i}.md").write_text(f"# Topic {i}\n\n" + " ".join(f"Fact {j} about subject {i} is recorded here." for j in range(60)))
+        (folder / f"doc{i}.md").write_text(
+            f"# Topic {i}\n\n" + " ".join(f"Fact {j} about subject {i} is recorded here." for j in range(60))
+        )
     return folder
 
 
@@ -47,7 +49,11 @@ def test_changed_file_replaces_its_old_chunks(tmp_path: Path) -> None:
     assert report["skipped"] == 2 and report["added"] == 1
     after = open_store(tmp_path / "store", create=False)
     texts = [d.page_content for d in after.documents() if d.metadata["source"].endswith("doc1.md")]
-    assert len(texts) == 1 and texts[0].startswith("# Changed") and texts[0].endswith("The pelican migration starts in April.")
+    assert (
+        len(texts) == 1
+        and texts[0].startswith("# Changed")
+        and texts[0].endswith("The pelican migration starts in April.")
+    )
     assert not old & {d.metadata["chunk_id"] for d in after.documents()}
     assert len(after) == len(before) - len(old) + 1
 
@@ -78,12 +84,20 @@ def test_bad_files_are_reported_and_the_rest_ingests(tmp_path: Path) -> None:
     encrypted.save(docs / "locked.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="pw", owner_pw="owner")
     report = ingest([docs, tmp_path / "missing.txt"], store=tmp_path / "store")
     errors = {Path(f["path"]).name: f["error"] for f in report["failed"]}
-    assert errors == {"empty.txt": "empty file", "blank.md": "empty file", "image.bin": "binary file (not text)",
-                      "corrupt.pdf": errors["corrupt.pdf"], "locked.pdf": "encrypted PDF (password required)",
-                      "missing.txt": "no such file or directory"}
+    assert errors == {
+        "empty.txt": "empty file",
+        "blank.md": "empty file",
+        "image.bin": "binary file (not text)",
+        "corrupt.pdf": errors["corrupt.pdf"],
+        "locked.pdf": "encrypted PDF (password required)",
+        "missing.txt": "no such file or directory",
+    }
     assert errors["corrupt.pdf"].startswith("corrupt or unreadable PDF")
     assert report["added"] > 0
-    assert {Path(d.metadata["source"]).name for d in open_store(tmp_path / "store").documents()} == {"doc0.md", "doc1.md"}
+    assert {Path(d.metadata["source"]).name for d in open_store(tmp_path / "store").documents()} == {
+        "doc0.md",
+        "doc1.md",
+    }
 
 
 def test_pdf_pages_and_html_sections_keep_provenance(tmp_path: Path) -> None:
@@ -93,8 +107,10 @@ def test_pdf_pages_and_html_sections_keep_provenance(tmp_path: Path) -> None:
     for page_text in ("The first page talks about owls.", "The second page says herons nest in March."):
         pdf.new_page().insert_text((72, 72), page_text)
     pdf.save(folder / "birds.pdf")
-    (folder / "page.html").write_text("<html><head><title>T</title><script>var x=1;</script></head><body><h1>Harbour</h1>"
-                                      "<p>The harbour master is Ines Ruiz.</p></body></html>")
+    (folder / "page.html").write_text(
+        "<html><head><title>T</title><script>var x=1;</script></head><body><h1>Harbour</h1>"
+        "<p>The harbour master is Ines Ruiz.</p></body></html>"
+    )
     ingest([folder], store=tmp_path / "store")
     docs = {d.page_content: d.metadata for d in open_store(tmp_path / "store").documents()}
     heron = next(m for t, m in docs.items() if "herons" in t)
@@ -115,7 +131,9 @@ KILLER = textwrap.dedent("""
 
 def test_killed_ingest_resumes_without_duplicates_or_gaps(tmp_path: Path) -> None:
     docs = make_docs(tmp_path / "docs", n=6)
-    killed = subprocess.run([sys.executable, "-c", KILLER, str(docs), str(tmp_path / "store"), "4"], capture_output=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(docs), str(tmp_path / "store"), "4"], capture_output=True
+    )
     assert killed.returncode == -9
     partial = open_store(tmp_path / "store", create=False)
     assert 0 < len(partial.files) < 6  # some files were committed before the kill
@@ -172,7 +190,9 @@ def test_odd_utf16_and_a_file_as_store_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "u.txt").write_bytes(b"\xff\xfeA\x00B\x00C")
     (tmp_path / "ok.txt").write_text("A perfectly normal sentence about herons.")
     report = ingest([tmp_path / "u.txt", tmp_path / "ok.txt"], store=tmp_path / "store")
-    assert report["failed"] == [{"path": str(tmp_path / "u.txt"), "error": "invalid UTF-16 text"}] and report["added"] == 1
+    assert (
+        report["failed"] == [{"path": str(tmp_path / "u.txt"), "error": "invalid UTF-16 text"}] and report["added"] == 1
+    )
     (tmp_path / "afile").write_text("x")
     with pytest.raises(StoreError, match="is a file"):
         ingest([tmp_path / "ok.txt"], store=tmp_path / "afile")
@@ -186,8 +206,14 @@ def test_concurrent_ingests_into_one_store_both_land(tmp_path: Path) -> None:
     (b / "other.md").write_text("A separate document about kingfishers and their nests.")
     code = "import sys, graphcraft; graphcraft.ingest([sys.argv[1]], store=sys.argv[2])"
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda d: subprocess.run([sys.executable, "-c", code, str(d), str(tmp_path / "store")],
-                                                      capture_output=True, text=True), [a, b]))
+        runs = list(
+            pool.map(
+                lambda d: subprocess.run(
+                    [sys.executable, "-c", code, str(d), str(tmp_path / "store")], capture_output=True, text=True
+                ),
+                [a, b],
+            )
+        )
     assert all(r.returncode == 0 for r in runs), [r.stderr[-500:] for r in runs]
     names = {Path(d.metadata["source"]).name for d in open_store(tmp_path / "store", create=False).documents()}
     assert names == {"doc0.md", "doc1.md", "other.md"}

@@ -31,8 +31,14 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     (workdir / "graphcraft").symlink_to(ROOT / "graphcraft")
     port = free_port()
     env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     try:
@@ -69,7 +75,11 @@ def test_every_graph_is_served_and_crag_answers_through_the_sdk(server: str, tmp
     client = get_sync_client(url=server)
     served = {a["graph_id"] for a in client.assistants.search(limit=100)}
     assert served == set(json.loads((ROOT / "langgraph.json").read_text())["graphs"])
-    final = client.runs.wait(None, "crag", input={"question": "Where does the barn owl nest?"},
-                             config={"configurable": {"store": str(tmp_path / "store")}})
+    final = client.runs.wait(
+        None,
+        "crag",
+        input={"question": "Where does the barn owl nest?"},
+        config={"configurable": {"store": str(tmp_path / "store")}},
+    )
     assert final["trace"]["action"] == "correct" and "barns" in final["answer"]
     assert final["sources"][0]["source"].endswith("owls.md")

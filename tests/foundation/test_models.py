@@ -40,7 +40,9 @@ def test_valid_json_is_parsed_in_one_call() -> None:
 
 
 def test_malformed_json_is_repaired_with_the_error_sent_back() -> None:
-    model = scripted('{"label": "yes", "confidence": ', '{"label": "no", "confidence": "high"}', '{"label": "no", "confidence": 0.4}')
+    model = scripted(
+        '{"label": "yes", "confidence": ', '{"label": "no", "confidence": "high"}', '{"label": "no", "confidence": 0.4}'
+    )
     result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK, max_repairs=2)
     assert result.value == Verdict(label="no", confidence=0.4)
     assert result.attempts == 3 and not result.fallback and len(result.errors) == 2
@@ -69,11 +71,16 @@ class ToolCallingModel(BaseChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         return self
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         args = self.replies[min(self.calls, len(self.replies) - 1)]
         self.calls += 1
-        message = AIMessage("", tool_calls=[{"name": "Verdict", "args": args, "id": f"call{self.calls}"}],
-                            usage_metadata={"input_tokens": 50, "output_tokens": 7, "total_tokens": 57})
+        message = AIMessage(
+            "",
+            tool_calls=[{"name": "Verdict", "args": args, "id": f"call{self.calls}"}],
+            usage_metadata={"input_tokens": 50, "output_tokens": 7, "total_tokens": 57},
+        )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
@@ -95,14 +102,18 @@ def test_the_repair_turn_sends_back_the_models_own_tool_call_not_a_placeholder()
 class RecordingToolModel(ToolCallingModel):
     prompts: list[list[BaseMessage]] = []
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         self.prompts = self.prompts + [list(messages)]
         return super()._generate(messages, stop, run_manager, **kwargs)
 
 
 def test_structured_outputs_are_counted_in_usage_and_reported_in_every_trace() -> None:
     ok = structured_call(scripted('{"label": "yes", "confidence": 0.9}'), Verdict, "Is it?", fallback=FALLBACK)
-    repaired = structured_call(scripted("nope", '{"label": "no", "confidence": 0.1}'), Verdict, "Is it?", fallback=FALLBACK)
+    repaired = structured_call(
+        scripted("nope", '{"label": "no", "confidence": 0.1}'), Verdict, "Is it?", fallback=FALLBACK
+    )
     failed = structured_call(scripted("never"), Verdict, "Is it?", fallback=FALLBACK, max_repairs=1)
     total = add_usage(add_usage(ok.usage, repaired.usage), failed.usage)  # what a graph's usage reducer does
     assert usage_trace(total)["structured_outputs"] == {"calls": 3, "repairs": 2, "fallbacks": 1}
@@ -149,7 +160,9 @@ def test_openai_compatible_base_url_builds_a_client_without_network() -> None:
 def test_an_unreachable_model_server_is_a_one_line_model_error_naming_model_and_url() -> None:
     from graphcraft.models import invoke_llm
 
-    model = get_chat_model(get_settings(chat_model="llama3.1", base_url="http://127.0.0.1:9/v1", llm_max_retries=0, llm_timeout_s=5))
+    model = get_chat_model(
+        get_settings(chat_model="llama3.1", base_url="http://127.0.0.1:9/v1", llm_max_retries=0, llm_timeout_s=5)
+    )
     expected = r"^chat model call failed: 'llama3.1' at http://127\.0\.0\.1:9/v1: \w*ConnectionError: [^\n]*$"
     with pytest.raises(ModelError, match=expected):
         invoke_llm(model, "hello")

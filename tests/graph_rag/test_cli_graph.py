@@ -59,6 +59,8 @@ def test_graph_cli_show_validates_options(sample_index, tmp_path):
     assert not (tmp_path / "a.txt").exists()
     levels = sorted({int(r["level"]) for r in graph.query("MATCH (c:Community) RETURN DISTINCT c.level AS level")})
     assert levels, "the sample graph has communities"
-    empty = runner.invoke(app, ["show", "--store", store, "--level", str(max(levels) + 5), "--out", str(tmp_path / "d.png")])
+    empty = runner.invoke(
+        app, ["show", "--store", store, "--level", str(max(levels) + 5), "--out", str(tmp_path / "d.png")]
+    )
     assert empty.exit_code == 1, empty.output
     assert f"levels {', '.join(map(str, levels))} exist" in empty.output and "graph build" not in empty.output

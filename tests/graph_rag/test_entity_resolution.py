@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from graphcraft.graph_index.resolve import EntityResolver, normalise
 
 
@@ -16,23 +15,42 @@ def m(name, etype="ORG", source="a.txt"):
 
 
 def test_normalised_names_merge_corporate_variants():
-    _, by_name = cluster_of([m("Acme Corp"), m("Acme Corporation"), m("ACME"), m("Acme Corp."), m("the Acme Corporation's")])
-    assert len({by_name[n] for n in ("Acme Corp", "Acme Corporation", "ACME", "Acme Corp.", "the Acme Corporation's")}) == 1
+    _, by_name = cluster_of(
+        [m("Acme Corp"), m("Acme Corporation"), m("ACME"), m("Acme Corp."), m("the Acme Corporation's")]
+    )
+    assert (
+        len({by_name[n] for n in ("Acme Corp", "Acme Corporation", "ACME", "Acme Corp.", "the Acme Corporation's")})
+        == 1
+    )
     assert normalise("Dr. Piet Hallström") == normalise("Piet Hallstrom") == "piet hallstrom"
 
 
 def test_acronym_joins_its_unique_expansion():
-    entities, by_name = cluster_of([m("Lindqvar Metropolitan Transit"), m("LMT"), m("Essel Institute for Freshwater Science"), m("EIFS")])
+    entities, by_name = cluster_of(
+        [m("Lindqvar Metropolitan Transit"), m("LMT"), m("Essel Institute for Freshwater Science"), m("EIFS")]
+    )
     assert by_name["LMT"] == by_name["Lindqvar Metropolitan Transit"]
     assert by_name["EIFS"] == by_name["Essel Institute for Freshwater Science"]
     merged = next(e for e in entities if e.id == by_name["LMT"])
-    assert merged.name == "Lindqvar Metropolitan Transit" and sorted(merged.aliases) == ["LMT", "Lindqvar Metropolitan Transit"]
+    assert merged.name == "Lindqvar Metropolitan Transit" and sorted(merged.aliases) == [
+        "LMT",
+        "Lindqvar Metropolitan Transit",
+    ]
 
 
 def test_short_forms_of_people_join_the_full_name():
-    mentions = [m("Tobias Renwick", "PERSON"), m("Tobias Renwick", "PERSON"), m("Renwick", "PERSON"), m("T. Renwick", "GPE"),
-                m("Mr Renwick", "PERSON"), m("Amara Quist", "PERSON"), m("Amara Quist", "PERSON"), m("Amara Quist", "PERSON"),
-                m("Quist", "ORG"), m("Halvard Quist", "PERSON")]
+    mentions = [
+        m("Tobias Renwick", "PERSON"),
+        m("Tobias Renwick", "PERSON"),
+        m("Renwick", "PERSON"),
+        m("T. Renwick", "GPE"),
+        m("Mr Renwick", "PERSON"),
+        m("Amara Quist", "PERSON"),
+        m("Amara Quist", "PERSON"),
+        m("Amara Quist", "PERSON"),
+        m("Quist", "ORG"),
+        m("Halvard Quist", "PERSON"),
+    ]
     _, by_name = cluster_of(mentions)
     assert len({by_name[n] for n in ("Tobias Renwick", "Renwick", "T. Renwick", "Mr Renwick")}) == 1
     assert by_name["Quist"] == by_name["Amara Quist"]  # the clearly more mentioned Quist
@@ -40,7 +58,13 @@ def test_short_forms_of_people_join_the_full_name():
 
 
 def test_company_short_form_does_not_join_a_person_of_the_same_name():
-    mentions = [m("Halvard Robotics"), m("Halvard Robotics Inc."), m("Halvard"), m("HALVARD"), m("Halvard Quist", "PERSON")]
+    mentions = [
+        m("Halvard Robotics"),
+        m("Halvard Robotics Inc."),
+        m("Halvard"),
+        m("HALVARD"),
+        m("Halvard Quist", "PERSON"),
+    ]
     _, by_name = cluster_of(mentions)
     assert by_name["Halvard"] == by_name["Halvard Robotics"] == by_name["HALVARD"] == by_name["Halvard Robotics Inc."]
     assert by_name["Halvard Quist"] != by_name["Halvard Robotics"]
@@ -55,8 +79,16 @@ def test_frequent_name_stays_apart_from_a_rare_longer_name():
 def test_embedding_rule_merges_spelling_variants_but_not_other_things(embeddings):
     from graphcraft.models import embed_texts
 
-    mentions = [m("Harwick Institute of Technology"), m("Harwick Technology Institute"), m("North Harbour", "LOC"),
-                m("North Harbor", "LOC"), m("Kell Water Authority"), m("Kell Water Board"), m("Line 3"), m("Line 7")]
+    mentions = [
+        m("Harwick Institute of Technology"),
+        m("Harwick Technology Institute"),
+        m("North Harbour", "LOC"),
+        m("North Harbor", "LOC"),
+        m("Kell Water Authority"),
+        m("Kell Water Board"),
+        m("Line 3"),
+        m("Line 7"),
+    ]
     _, by_name = cluster_of(mentions, embed=lambda names: embed_texts(embeddings, names))
     assert by_name["Harwick Institute of Technology"] == by_name["Harwick Technology Institute"]
     assert by_name["North Harbour"] == by_name["North Harbor"]

@@ -15,7 +15,12 @@ def test_offline_index_has_entities_relations_communities_and_no_llm_call(sample
     assert report.llm_calls == 0 and report.strategy == "spacy"
     assert report.chunks == len(chunks) == report.extracted
     counts = graph.counts()
-    assert counts == {"entities": report.entities, "relations": report.relations, "chunks": len(chunks), "communities": report.communities}
+    assert counts == {
+        "entities": report.entities,
+        "relations": report.relations,
+        "chunks": len(chunks),
+        "communities": report.communities,
+    }
     assert counts["entities"] >= 8 and counts["relations"] >= 8
     levels = graph.query("MATCH (c:Community) RETURN DISTINCT c.level AS level ORDER BY level")
     assert len(levels) >= 2 and report.levels == len(levels)

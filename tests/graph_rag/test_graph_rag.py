@@ -67,8 +67,12 @@ def test_global_question_is_answered_from_community_summaries(sample_index, expe
 
 
 def test_llm_strategy_routes_maps_and_reduces_within_bounds(sample_index):
-    model = scripted({"route": "global", "reason": "broad"}, {"points": [{"text": "Acme makes pumps in Dunmore.", "score": 90}]},
-                     {"points": [{"text": "The KWA buys pumps.", "score": 40}]}, "Acme makes pumps in Dunmore [1].")
+    model = scripted(
+        {"route": "global", "reason": "broad"},
+        {"points": [{"text": "Acme makes pumps in Dunmore.", "score": 90}]},
+        {"points": [{"text": "The KWA buys pumps.", "score": 40}]},
+        "Acme makes pumps in Dunmore [1].",
+    )
     graph = _graph(sample_index, model=model, max_communities=2)
     state = graph.invoke({"question": "What is this collection about?"})
     trace = state["trace"]

@@ -50,7 +50,9 @@ def test_text2cypher_needs_a_chat_model(sample_index):
 def test_langchain_tool_wrapper(sample_index):
     from graphcraft.tools.text2cypher import make_text2cypher_tool
 
-    tool = make_text2cypher_tool(sample_index[2], scripted("MATCH (e:Entity) WHERE e.name = 'Dunmore' RETURN e.type AS type"))
+    tool = make_text2cypher_tool(
+        sample_index[2], scripted("MATCH (e:Entity) WHERE e.name = 'Dunmore' RETURN e.type AS type")
+    )
     out = tool.invoke({"question": "What kind of entity is Dunmore?"})
     assert out["rows"] and "LIMIT" in out["cypher"]
     refusing = make_text2cypher_tool(sample_index[2], scripted("MATCH (n) SET n.x = 1"), max_repairs=0)
@@ -63,8 +65,12 @@ def test_agents_get_a_query_graph_tool_only_when_it_can_work(sample_index):
 
     settings, _, graph, _ = sample_index
     assert [t.name for t in knowledge_tools(settings)] == ["search_documents"]  # no chat model: no Text2Cypher
-    assert "query_graph" not in [t.name for t in knowledge_tools(get_settings(store=settings.store / "elsewhere"), model=scripted("x"))]
-    model = scripted("MATCH (a:Entity)-[r:RELATED]-(b:Entity) WHERE 'KWA' IN a.aliases AND r.type = 'CHAIR_BY' RETURN b.name AS name")
+    assert "query_graph" not in [
+        t.name for t in knowledge_tools(get_settings(store=settings.store / "elsewhere"), model=scripted("x"))
+    ]
+    model = scripted(
+        "MATCH (a:Entity)-[r:RELATED]-(b:Entity) WHERE 'KWA' IN a.aliases AND r.type = 'CHAIR_BY' RETURN b.name AS name"
+    )
     tools = {t.name: t for t in knowledge_tools(settings, model=model)}
     before = graph.counts()
     assert tools["query_graph"].invoke({"question": "Who chairs the KWA?"})["rows"] == [{"name": "Ruth Amsel"}]

@@ -45,7 +45,9 @@ def graph(falkor_store):
     store.clear()
     store.upsert_chunks([{"id": f"c{i}", "source": "s.txt", "text": f"chunk {i}"} for i in range(4)])
     store.upsert_entities([{"id": i, "name": n, "type": t} for i, n, t in ENTITIES])
-    store.upsert_relations([{"source": a, "target": b, "type": t, "weight": 1.0, "chunk_ids": ["c0"]} for a, b, t in RELATIONS])
+    store.upsert_relations(
+        [{"source": a, "target": b, "type": t, "weight": 1.0, "chunk_ids": ["c0"]} for a, b, t in RELATIONS]
+    )
     store.upsert_mentions([{"chunk_id": f"c{i % 4}", "entity_id": e[0]} for i, e in enumerate(ENTITIES)])
     return store
 
@@ -102,8 +104,15 @@ WRITES = [
 
 
 def _zero_width(q: str) -> str:
-    return q.replace("CREATE", "CRE\u200bATE").replace("DELETE", "DEL\u200cETE").replace("SET", "S\u2060ET").replace(
-        "MERGE", "\ufeffMERGE").replace("REMOVE", "REM\u00adOVE").replace("DROP", "D\u200dROP").replace("LOAD", "LO\u202eAD")
+    return (
+        q.replace("CREATE", "CRE\u200bATE")
+        .replace("DELETE", "DEL\u200cETE")
+        .replace("SET", "S\u2060ET")
+        .replace("MERGE", "\ufeffMERGE")
+        .replace("REMOVE", "REM\u00adOVE")
+        .replace("DROP", "D\u200dROP")
+        .replace("LOAD", "LO\u202eAD")
+    )
 
 
 def _fullwidth(q: str) -> str:
@@ -139,7 +148,7 @@ INJECTIONS = [
     "MATCH (n:Entity) WHERE n.name = 'x' + '' CREATE (:Evil) RETURN n",
     "MATCH (n:Entity) WHERE n.name = 'Acme' OR 1=1 SET n.name = 'pwned' RETURN n",
     "MATCH (n:Entity) WHERE n.name = 'abc RETURN n; CREATE (:Evil)",
-    "MATCH (n:Entity) WHERE n.name = \"O'Brien\" DELETE n RETURN 1",
+    'MATCH (n:Entity) WHERE n.name = "O\'Brien" DELETE n RETURN 1',
     "MATCH (n:Entity {name: 'Acme'})-[:RELATED]->(m) WITH m MATCH (x) DETACH DELETE x RETURN 1",
     # several statements
     "MATCH (n) RETURN n; CREATE (:Evil)",
@@ -228,7 +237,7 @@ VALID = [
     "MATCH (n:Entity) RETURN n.name AS name ORDER BY name",
     "MATCH (n:Entity {name: 'Create Labs'}) RETURN n.id AS id",
     "MATCH (n:Entity) WHERE n.name = 'Delete Me Inc' RETURN n.id AS id",
-    "MATCH (n:Entity) WHERE n.name = \"O'Brien\" RETURN n.id AS id",
+    'MATCH (n:Entity) WHERE n.name = "O\'Brien" RETURN n.id AS id',
     "MATCH (n:Entity) WHERE n.name = 'O\\'Brien' RETURN n.id AS id",
     "MATCH (n:Entity) WHERE n.name = 'Set; Match & Drop' RETURN n.id AS id",
     "MATCH (n:Entity) WHERE n.name CONTAINS 'Create' RETURN n.name AS name ORDER BY name",
@@ -273,7 +282,9 @@ def test_valid_reads_pass_and_keep_their_meaning(graph, query):
 
 
 def test_keyword_names_in_strings_are_data(graph):
-    rows = run_read_only(graph, "MATCH (n:Entity) WHERE n.name IN ['Create Labs', 'Delete Me Inc'] RETURN n.id AS id ORDER BY id")
+    rows = run_read_only(
+        graph, "MATCH (n:Entity) WHERE n.name IN ['Create Labs', 'Delete Me Inc'] RETURN n.id AS id ORDER BY id"
+    )
     assert [r["id"] for r in rows] == ["create_labs", "delete_me"]
 
 
@@ -287,4 +298,6 @@ def test_limit_is_appended_or_capped(graph):
 
 def test_timeout_is_passed_to_the_database(graph):
     with pytest.raises(GraphQueryError, match="timed out"):
-        run_read_only(graph, "UNWIND range(1, 5000) AS a UNWIND range(1, 5000) AS b RETURN count(*) AS n", timeout_ms=20)
+        run_read_only(
+            graph, "UNWIND range(1, 5000) AS a UNWIND range(1, 5000) AS b RETURN count(*) AS n", timeout_ms=20
+        )

@@ -51,7 +51,9 @@ The Saltby lighthouse was built in 1861 and is open to visitors on Sundays.
 """,
 }
 
-NEW_DOCUMENT = ("orchard_festival.md", """# Fenwick Orchard Festival
+NEW_DOCUMENT = (
+    "orchard_festival.md",
+    """# Fenwick Orchard Festival
 
 The Fenwick Orchard Festival is held every September in the orchards of Fenwick.
 
@@ -62,7 +64,8 @@ Visitors pick apples, taste cider from local presses and watch the blossom parad
 ## Organisers
 
 The festival is organised by the Fenwick Growers' Association, founded in 1932.
-""")
+""",
+)
 
 
 def write(folder: Path, files: dict[str, str]) -> Path:

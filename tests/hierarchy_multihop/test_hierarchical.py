@@ -13,7 +13,6 @@ from graphcraft.ingest.hierarchy import build_hierarchy, hierarchy_path, open_hi
 from graphcraft.ingest.pipeline import ingest_paths, remove_paths
 from graphcraft.retrievers.hierarchical import HierarchicalRetriever
 from graphcraft.runtime.scripted import ScriptedChatModel
-
 from tests.hierarchy_multihop.corpus import CORPUS, NEW_DOCUMENT, write
 
 
@@ -34,9 +33,13 @@ def _nodes(store) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def test_centroid_summary_picks_central_prose_sentences(embeddings) -> None:  # type: ignore[no-untyped-def]
-    sentences = ["Oldmere has 27,300 residents and the main market hall.", "| Oldmere | 27,300 |",
-                 "Fenwick has 12,450 residents and many orchards.", "Saltby has 8,900 residents and the harbour.",
-                 "The weather was cold."]
+    sentences = [
+        "Oldmere has 27,300 residents and the main market hall.",
+        "| Oldmere | 27,300 |",
+        "Fenwick has 12,450 residents and many orchards.",
+        "Saltby has 8,900 residents and the harbour.",
+        "The weather was cold.",
+    ]
     picked = centroid_sentences(sentences, embeddings.embed_array(sentences), max_sentences=2)
     assert 1 not in picked and 4 not in picked and len(picked) == 2  # no table row, no off-topic sentence
 
@@ -49,7 +52,12 @@ def test_build_is_incremental_nothing_summarised_twice(store_copy: Path, open_ch
     tree = tree_of(open_hierarchy(store))
     assert set(tree["documents"]) == set(store.files)
     districts = next(e for s, e in tree["documents"].items() if s.endswith("norhaven_districts.md"))
-    assert [s["title"].split(" > ")[-1] for s in districts["sections"]] == ["Districts of Norhaven", "Oldmere", "Fenwick", "Saltby"]
+    assert [s["title"].split(" > ")[-1] for s in districts["sections"]] == [
+        "Districts of Norhaven",
+        "Oldmere",
+        "Fenwick",
+        "Saltby",
+    ]
     before = _nodes(store)
 
     again = build_hierarchy(open_chunk_store(store_copy), summarizer=counter, clusters=False)
@@ -61,7 +69,9 @@ def test_build_is_incremental_nothing_summarised_twice(store_copy: Path, open_ch
     update = build_hierarchy(store, summarizer=counter, clusters=False)
     new_sections = 3  # title paragraph, Programme, Organisers
     assert update.built == 1 and update.unchanged == len(CORPUS)
-    assert update.summaries == len(counter.calls) == new_sections + 1  # its sections + its document summary, nothing else
+    assert (
+        update.summaries == len(counter.calls) == new_sections + 1
+    )  # its sections + its document summary, nothing else
     assert {title for _, title in counter.calls} >= {"Fenwick Orchard Festival > Programme", "Fenwick Orchard Festival"}
     after = _nodes(store)
     assert {k: after[k] for k in before} == before  # every old node kept as it was
@@ -97,7 +107,9 @@ def test_interrupted_build_resumes_without_summarising_again(store_copy: Path, o
     assert sum(cost(e) for e in committed.values()) <= len(counter.calls)  # those were paid for once, before the crash
 
 
-def test_clusters_span_documents_and_new_chunks_never_resummarise_old_clusters(store_copy: Path, open_chunk_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_clusters_span_documents_and_new_chunks_never_resummarise_old_clusters(
+    store_copy: Path, open_chunk_store, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     store = open_chunk_store(store_copy)
     first = build_hierarchy(store, cluster_threshold=0.7)
     tree = tree_of(open_hierarchy(store))
@@ -111,7 +123,9 @@ def test_clusters_span_documents_and_new_chunks_never_resummarise_old_clusters(s
     new_chunks = set(store.files[source]["chunk_ids"])
 
     # Joining: with no similarity floor every new chunk joins its nearest cluster, none is re-summarised.
-    joined = build_hierarchy(store, summarizer=(counter := CountingSummarizer()), join_threshold=-1.0, max_cluster_size=100)
+    joined = build_hierarchy(
+        store, summarizer=(counter := CountingSummarizer()), join_threshold=-1.0, max_cluster_size=100
+    )
     assert joined.chunks_joined == len(new_chunks) and joined.clusters_new == 0
     assert joined.summaries == len(counter.calls) == 4  # the new document's three sections and its summary only
     members = {m for c in tree_of(open_hierarchy(store))["clusters"].values() for m in c["members"]}
@@ -123,8 +137,13 @@ def test_clusters_span_documents_and_new_chunks_never_resummarise_old_clusters(s
     assert removed.removed == 1 and removed.summaries == 0 and removed.clusters_dropped == 0  # joined chunks just leave
     assert not new_chunks & {m for c in tree_of(open_hierarchy(store))["clusters"].values() for m in c["members"]}
     ingest_paths([tmp_path / "more"], store)
-    update = build_hierarchy(store, summarizer=(counter := CountingSummarizer()), join_threshold=2.0, cluster_threshold=2.0,
-                             min_cluster_sources=1)
+    update = build_hierarchy(
+        store,
+        summarizer=(counter := CountingSummarizer()),
+        join_threshold=2.0,
+        cluster_threshold=2.0,
+        min_cluster_sources=1,
+    )
     clusters_summarised = sum(1 for kind, _ in counter.calls if kind == "group of related passages")
     assert update.clusters_new == clusters_summarised >= 1 and update.summaries == 4 + update.clusters_new
     new_tree = tree_of(open_hierarchy(store))
@@ -139,7 +158,9 @@ def test_llm_summaries_are_made_once(store_copy: Path, open_chunk_store) -> None
     report = build_hierarchy(store, model=model, clusters=False)
     assert report.strategy == "llm" and report.usage["llm_calls"] == model.call_count == report.summaries
     # Multi-section documents get their summary from the section summaries, single-section ones reuse it.
-    assert model.call_count < sum(len(e["sections"]) for e in tree_of(open_hierarchy(store))["documents"].values()) + len(CORPUS)
+    assert model.call_count < sum(
+        len(e["sections"]) for e in tree_of(open_hierarchy(store))["documents"].values()
+    ) + len(CORPUS)
     calls = model.call_count
     assert update_if_stale(open_chunk_store(store_copy), model=model) is None and model.call_count == calls
 
@@ -149,20 +170,25 @@ def test_top_down_retrieval_walks_documents_sections_chunks(corpus_store: Path, 
     retriever = HierarchicalRetriever(store=store, k=3)
     qv = retriever.query_vector("How many residents does Fenwick have?")
     documents = retriever.select_documents(qv)
-    assert Path(documents[0].metadata["source"]).name == "norhaven_districts.md" and documents[0].metadata["level"] == "document"
+    assert (
+        Path(documents[0].metadata["source"]).name == "norhaven_districts.md"
+        and documents[0].metadata["level"] == "document"
+    )
     sections = retriever.select_sections(qv, documents)
     assert sections[0].metadata["title"].endswith("Fenwick")
     chunks = retriever.search("How many residents does Fenwick have?")
     assert "12,450" in chunks[0].page_content and chunks[0].metadata["level"] == "chunk"
     assert chunks[0].metadata["section_node"] == sections[0].metadata["chunk_id"]
     assert chunks[0].metadata["document_node"] == documents[0].metadata["chunk_id"]
-    assert all(a.metadata["score"] >= b.metadata["score"] for a, b in zip(chunks, chunks[1:]))
+    assert all(a.metadata["score"] >= b.metadata["score"] for a, b in zip(chunks, chunks[1:], strict=False))
 
 
 def test_collapsed_tree_mixes_levels_and_builds_lazily(store_copy: Path, open_chunk_store) -> None:  # type: ignore[no-untyped-def]
     store = open_chunk_store(store_copy)
     assert not hierarchy_path(store).exists()
-    results = HierarchicalRetriever(store=store, k=6, mode="collapsed").search("Give an overview of the districts of Norhaven.")
+    results = HierarchicalRetriever(store=store, k=6, mode="collapsed").search(
+        "Give an overview of the districts of Norhaven."
+    )
     assert hierarchy_path(store).exists()  # built on first use
     levels = {d.metadata["level"] for d in results}
     assert levels & {"document", "section", "cluster"} and len(results) == 6
@@ -178,8 +204,11 @@ def test_hierarchical_graph_answers_with_provenance(corpus_store: Path, mode: st
     assert "Oldmere" in state["answer"] and state["sources"]
     assert all(s["source"].endswith("verdant_labs.md") or s.get("level") != "chunk" for s in state["sources"][:1])
     steps = [s["step"] for s in state["trace"]["steps"]]
-    expected = ["index", "select_documents", "select_sections", "select_chunks", "generate"] if mode == "top_down" \
+    expected = (
+        ["index", "select_documents", "select_sections", "select_chunks", "generate"]
+        if mode == "top_down"
         else ["index", "collapsed_search", "generate"]
+    )
     assert steps == expected and state["trace"]["mode"] == mode and state["trace"]["llm_calls"] == 0
 
 
@@ -206,7 +235,9 @@ def test_multihop_hops_can_use_the_hierarchical_retriever(corpus_store: Path) ->
     from graphcraft.graphs.multihop import build
 
     graph = build(settings=get_settings(store=corpus_store), retriever="hierarchical")
-    state = graph.invoke({"question": "How many residents live in the district where Verdant Labs has its head office?"})
+    state = graph.invoke(
+        {"question": "How many residents live in the district where Verdant Labs has its head office?"}
+    )
     assert state["trace"]["hops"][1]["question"] == "How many residents live in Oldmere?"
     assert "27,300" in state["answer"]
 
@@ -229,6 +260,8 @@ def test_lazy_llm_summaries_are_counted_in_the_first_answer_trace(store_copy: Pa
 
     shutil.rmtree(store_copy / "hierarchy")  # rebuilt by the next graph, extractively this time
     calls = model.call_count
-    offline = build(model=model, settings=get_settings(store=store_copy), llm_summaries=False).invoke({"question": "Where is Oldmere?"})
+    offline = build(model=model, settings=get_settings(store=store_copy), llm_summaries=False).invoke(
+        {"question": "Where is Oldmere?"}
+    )
     assert offline["trace"]["index"]["summaries"] > 0 and offline["trace"]["index"]["strategy"] == "extractive"
     assert offline["trace"]["llm_calls"] == 1 and model.call_count == calls + 1

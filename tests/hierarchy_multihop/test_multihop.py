@@ -56,15 +56,19 @@ def reader(call: ScriptCall, plan: dict | str | None = None, compose: str | None
 
 
 def test_validate_plan_repairs_unknown_self_and_cyclic_dependencies() -> None:
-    hops, levels, repairs = validate_plan([
-        {"id": "q1", "question": "Which district hosts {q3}?", "depends_on": ["q3", "q1", "q9"]},
-        {"id": "q2", "question": "What is the population of {q1}?", "depends_on": ["q1"]},
-        {"id": "q3", "question": "Which company is based in {q2}?", "depends_on": ["q2"]},
-    ])
+    hops, levels, repairs = validate_plan(
+        [
+            {"id": "q1", "question": "Which district hosts {q3}?", "depends_on": ["q3", "q1", "q9"]},
+            {"id": "q2", "question": "What is the population of {q1}?", "depends_on": ["q1"]},
+            {"id": "q3", "question": "Which company is based in {q2}?", "depends_on": ["q2"]},
+        ]
+    )
     assert any("self-dependency" in r for r in repairs) and any("'q9'" in r for r in repairs)
     assert any(r.startswith("cycle q1 -> q2 -> q3 -> q1") or "cycle" in r for r in repairs)
     assert levels == [["q1"], ["q2"], ["q3"]]
-    assert hops[0]["depends_on"] == [] and "{q3}" not in hops[0]["question"]  # the dropped edge's placeholder is inlined
+    assert (
+        hops[0]["depends_on"] == [] and "{q3}" not in hops[0]["question"]
+    )  # the dropped edge's placeholder is inlined
     assert hops[1]["depends_on"] == ["q1"] and hops[2]["depends_on"] == ["q2"]
 
 
@@ -80,8 +84,9 @@ def test_validate_plan_bounds_hops_and_waves_and_finds_parallel_levels() -> None
     hops, levels, repairs = validate_plan(chain, max_hops=5, max_waves=3)
     assert [h["id"] for h in hops] == ["q1", "q2", "q3"] and len(levels) == 3
     assert any("max_hops=5" in r for r in repairs) and any("max_waves=3" in r for r in repairs)
-    _, levels, _ = validate_plan([{"id": "a", "question": "x?"}, {"id": "b", "question": "y?"},
-                                  {"id": "c", "question": "{a} and {b}?"}])
+    _, levels, _ = validate_plan(
+        [{"id": "a", "question": "x?"}, {"id": "b", "question": "y?"}, {"id": "c", "question": "{a} and {b}?"}]
+    )
     assert levels == [["a", "b"], ["c"]]
 
 
@@ -92,17 +97,27 @@ def test_rules_split_relative_clauses_into_a_dependency_chain() -> None:
     subs, form = decompose_rules("How many residents live in the district where Verdant Labs has its head office?")
     assert form == "relative_clause"
     assert [s.depends_on for s in subs] == [[], ["q1"]]
-    assert "Verdant Labs has its head office" in subs[0].question and subs[1].question == "How many residents live in {q1}?"
-    subs, _ = decompose_rules("What is the population of the district where the founder of the company that built the Kestrel K4 grew up?")
+    assert (
+        "Verdant Labs has its head office" in subs[0].question
+        and subs[1].question == "How many residents live in {q1}?"
+    )
+    subs, _ = decompose_rules(
+        "What is the population of the district where the founder of the company that built the Kestrel K4 grew up?"
+    )
     assert len(subs) == 3 and subs[0].question == "Which company built the Kestrel K4?" and subs[2].depends_on == ["q2"]
 
 
 def test_rules_split_conjunctions_into_independent_questions() -> None:
     subs, form = decompose_rules("What is the population of Oldmere and Fenwick?")
-    assert form == "conjunction" and [s.question for s in subs] == ["What is the population of Oldmere?", "What is the population of Fenwick?"]
+    assert form == "conjunction" and [s.question for s in subs] == [
+        "What is the population of Oldmere?",
+        "What is the population of Fenwick?",
+    ]
     subs, form = decompose_rules("When was the lighthouse built and who founded Verdant Labs?")
     assert form == "conjunction" and all(not s.depends_on for s in subs) and len(subs) == 2
-    subs, form = decompose_rules("What is the speed limit between the Tessel bridge and Grelle?")  # a range, not two questions
+    subs, form = decompose_rules(
+        "What is the speed limit between the Tessel bridge and Grelle?"
+    )  # a range, not two questions
     assert form == "single" and len(subs) == 1
 
 
@@ -117,7 +132,9 @@ def test_bridge_answer_keeps_short_answers_and_extracts_the_asked_name() -> None
 
 
 def test_offline_two_hop_question_substitutes_the_bridge_and_cites_both_hops(corpus_store: Path) -> None:
-    state = _graph(corpus_store).invoke({"question": "How many residents live in the district where Verdant Labs has its head office?"})
+    state = _graph(corpus_store).invoke(
+        {"question": "How many residents live in the district where Verdant Labs has its head office?"}
+    )
     hops = state["trace"]["hops"]
     assert state["trace"]["decomposition"]["strategy"] == "rules:relative_clause"
     assert hops[0]["bridge"] == "Oldmere" and hops[1]["question"] == "How many residents live in Oldmere?"
@@ -125,20 +142,26 @@ def test_offline_two_hop_question_substitutes_the_bridge_and_cites_both_hops(cor
     sources = {Path(s["source"]).name for s in state["sources"]}
     assert {"verdant_labs.md", "norhaven_districts.md"} <= sources
     for hop in hops:  # every hop's citations appear in the answer
-        assert re.findall(r"\[\d+\]", hop["answer"]) and all(c in state["answer"] for c in re.findall(r"\[\d+\]", hop["answer"]))
+        assert re.findall(r"\[\d+\]", hop["answer"]) and all(
+            c in state["answer"] for c in re.findall(r"\[\d+\]", hop["answer"])
+        )
     assert state["trace"]["waves"] == [["q1"], ["q2"]] and state["trace"]["llm_calls"] == 0
 
 
 def test_llm_chain_of_two_hops_answers_with_substitution(corpus_store: Path) -> None:
-    plan = {"sub_questions": [
-        {"id": "q1", "question": "In which district does Verdant Labs have its head office?", "depends_on": []},
-        {"id": "q2", "question": "How many residents does {q1} have?", "depends_on": ["q1"]},
-    ]}
+    plan = {
+        "sub_questions": [
+            {"id": "q1", "question": "In which district does Verdant Labs have its head office?", "depends_on": []},
+            {"id": "q2", "question": "How many residents does {q1} have?", "depends_on": ["q1"]},
+        ]
+    }
     model = ScriptedChatModel(script=lambda call: reader(call, plan))
     state = _graph(corpus_store, model).invoke({"question": "How many people live where Verdant Labs is based?"})
     hops = {h["id"]: h for h in state["trace"]["hops"]}
     assert hops["q1"]["bridge"] == "Oldmere"
-    assert hops["q2"]["question"] == "How many residents does Oldmere have?"  # the first answer went into the second question
+    assert (
+        hops["q2"]["question"] == "How many residents does Oldmere have?"
+    )  # the first answer went into the second question
     assert hops["q2"]["bridge"] == "27,300"  # read from the chunk that retrieval found for the substituted question
     hop2_prompt = next(c.text for c in model.calls if "How many residents does Oldmere have?" in c.text)
     assert "Oldmere has 27,300 residents" in hop2_prompt
@@ -149,10 +172,16 @@ def test_llm_chain_of_two_hops_answers_with_substitution(corpus_store: Path) -> 
 
 
 def test_llm_cyclic_plan_is_repaired_and_runs(corpus_store: Path) -> None:
-    plan = {"sub_questions": [
-        {"id": "q1", "question": "In which district does Verdant Labs have its head office {q2}?", "depends_on": ["q2"]},
-        {"id": "q2", "question": "How many residents does {q1} have?", "depends_on": ["q1"]},
-    ]}
+    plan = {
+        "sub_questions": [
+            {
+                "id": "q1",
+                "question": "In which district does Verdant Labs have its head office {q2}?",
+                "depends_on": ["q2"],
+            },
+            {"id": "q2", "question": "How many residents does {q1} have?", "depends_on": ["q1"]},
+        ]
+    }
     model = ScriptedChatModel(script=lambda call: reader(call, plan))
     state = _graph(corpus_store, model).invoke({"question": "How many people live where Verdant Labs is based?"})
     decomposition = state["trace"]["decomposition"]
@@ -160,12 +189,16 @@ def test_llm_cyclic_plan_is_repaired_and_runs(corpus_store: Path) -> None:
     assert decomposition["levels"] == [["q1"], ["q2"]] and state["trace"]["waves"] == [["q1"], ["q2"]]
     assert state["trace"]["hops"][1]["question"] == "How many residents does Oldmere have?"
     with pytest.raises(PlanError, match="cycle"):
-        _graph(corpus_store, ScriptedChatModel(script=lambda call: reader(call, plan)), strict=True).invoke({"question": "x?"})
+        _graph(corpus_store, ScriptedChatModel(script=lambda call: reader(call, plan)), strict=True).invoke(
+            {"question": "x?"}
+        )
 
 
 def test_malformed_plan_json_falls_back_to_rules_after_bounded_repairs(corpus_store: Path) -> None:
     model = ScriptedChatModel(script=lambda call: reader(call, '{"sub_questions": [ {"id": "q1", "quest'))
-    state = _graph(corpus_store, model).invoke({"question": "How many residents live in the district where Verdant Labs has its head office?"})
+    state = _graph(corpus_store, model).invoke(
+        {"question": "How many residents live in the district where Verdant Labs has its head office?"}
+    )
     decomposition = state["trace"]["decomposition"]
     plan_calls = [c for c in model.calls if c.schema == "Decomposition"]
     assert len(plan_calls) == 1 + get_settings().max_structured_repairs  # bounded, then the recorded fallback
@@ -174,10 +207,12 @@ def test_malformed_plan_json_falls_back_to_rules_after_bounded_repairs(corpus_st
 
 
 def test_independent_sub_questions_run_in_parallel_in_one_superstep(corpus_store: Path) -> None:
-    plan = {"sub_questions": [
-        {"id": "q1", "question": "How many residents does Oldmere have?", "depends_on": []},
-        {"id": "q2", "question": "How many residents does Fenwick have?", "depends_on": []},
-    ]}
+    plan = {
+        "sub_questions": [
+            {"id": "q1", "question": "How many residents does Oldmere have?", "depends_on": []},
+            {"id": "q2", "question": "How many residents does Fenwick have?", "depends_on": []},
+        ]
+    }
     spans: list[tuple[float, float]] = []
     lock = threading.Lock()
 
@@ -206,12 +241,16 @@ def test_independent_sub_questions_run_in_parallel_in_one_superstep(corpus_store
 
 
 def test_llm_budget_stops_before_the_next_wave(corpus_store: Path) -> None:
-    plan = {"sub_questions": [
-        {"id": "q1", "question": "In which district does Verdant Labs have its head office?", "depends_on": []},
-        {"id": "q2", "question": "How many residents does {q1} have?", "depends_on": ["q1"]},
-    ]}
+    plan = {
+        "sub_questions": [
+            {"id": "q1", "question": "In which district does Verdant Labs have its head office?", "depends_on": []},
+            {"id": "q2", "question": "How many residents does {q1} have?", "depends_on": ["q1"]},
+        ]
+    }
     model = ScriptedChatModel(script=lambda call: reader(call, plan))
-    state = _graph(corpus_store, model, max_llm_calls=2).invoke({"question": "How many people live where Verdant Labs is based?"})
+    state = _graph(corpus_store, model, max_llm_calls=2).invoke(
+        {"question": "How many people live where Verdant Labs is based?"}
+    )
     assert state["trace"]["stop_reason"] == "max_llm_calls" and state["trace"]["skipped"] == ["q2"]
     assert state["trace"]["waves"] == [["q1"]] and model.call_count == 2  # no composition call over budget
     assert "Oldmere" in state["answer"]

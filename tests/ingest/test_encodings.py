@@ -20,7 +20,9 @@ def test_utf8_with_one_bad_byte_keeps_its_characters_and_is_reported(tmp_path: P
     path.write_bytes(TEXT[:18].encode("utf-8") + b"\xff" + TEXT[18:].encode("utf-8"))
     report = ingest([path], store=tmp_path / "store")
     assert report["failed"] == [] and report["added"] == 1
-    assert report["warnings"] == [{"path": str(path), "page": None, "warning": "1 invalid UTF-8 byte(s) replaced by U+FFFD"}]
+    assert report["warnings"] == [
+        {"path": str(path), "page": None, "warning": "1 invalid UTF-8 byte(s) replaced by U+FFFD"}
+    ]
     [chunk] = open_store(tmp_path / "store", create=False).documents()
     assert chunk.page_content == TEXT[:18] + "\ufffd" + TEXT[18:]
 
@@ -55,8 +57,11 @@ def test_html_declared_charset_is_used_when_the_bytes_are_not_utf8(tmp_path: Pat
     from graphcraft.ingest.loaders import load_html
 
     page = tmp_path / "old.html"
-    page.write_bytes('<html><head><meta charset="iso-8859-7"><title>Κατάλογος</title></head><body><p>Καλημέρα</p></body></html>'
-                     .encode("iso-8859-7"))
+    page.write_bytes(
+        '<html><head><meta charset="iso-8859-7"><title>Κατάλογος</title></head><body><p>Καλημέρα</p></body></html>'.encode(
+            "iso-8859-7"
+        )
+    )
     warnings: list[LoadWarning] = []
     [doc] = load_html(page, warnings=warnings)
     assert doc.page_content == "# Κατάλογος\n\nΚαλημέρα" and warnings == []

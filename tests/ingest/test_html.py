@@ -124,16 +124,31 @@ def test_sphinx_title_is_its_own_heading_and_metadata(sphinx: Document) -> None:
 
 def test_sphinx_navigation_sidebar_footer_and_permalinks_are_gone(sphinx: Document) -> None:
     text = sphinx.page_content
-    for chrome in ("previous", "next", "index", "Table of Contents", "Previous topic", "Show Source", "Quick search",
-                   "Copyright", "Sphinx", "¶", "DOCUMENTATION_OPTIONS", "Gadget 2.1"):
+    for chrome in (
+        "previous",
+        "next",
+        "index",
+        "Table of Contents",
+        "Previous topic",
+        "Show Source",
+        "Quick search",
+        "Copyright",
+        "Sphinx",
+        "¶",
+        "DOCUMENTATION_OPTIONS",
+        "Gadget 2.1",
+    ):
         assert chrome not in text, chrome
 
 
 def test_sphinx_headings_become_section_paths(sphinx: Document) -> None:
     chunks = chunks_of(sphinx, chunk_size=200)
     sections = {c.metadata["section"] for c in chunks}
-    assert sections == {"widget — Widget tools", "widget — Widget tools > Configuration",
-                        "widget — Widget tools > Configuration > Advanced"}
+    assert sections == {
+        "widget — Widget tools",
+        "widget — Widget tools > Configuration",
+        "widget — Widget tools > Configuration > Advanced",
+    }
     assert chunk_with(chunks, "9 Nm").metadata["section"] == "widget — Widget tools > Configuration > Advanced"
 
 
@@ -168,8 +183,12 @@ def test_docbook_reference_page_title_heads_its_sections(docbook: Document) -> N
     assert docbook.metadata["title"] == "CREATE WIDGET"
     assert docbook.page_content.startswith("# CREATE WIDGET\n\nCREATE WIDGET — define a new widget\n\n## Synopsis")
     sections = [c.metadata["section"] for c in chunks_of(docbook, chunk_size=200)]
-    assert list(dict.fromkeys(sections)) == ["CREATE WIDGET", "CREATE WIDGET > Synopsis", "CREATE WIDGET > Parameters",
-                                             "CREATE WIDGET > Limits"]
+    assert list(dict.fromkeys(sections)) == [
+        "CREATE WIDGET",
+        "CREATE WIDGET > Synopsis",
+        "CREATE WIDGET > Parameters",
+        "CREATE WIDGET > Limits",
+    ]
 
 
 def test_docbook_navigation_header_and_footer_are_gone(docbook: Document) -> None:
@@ -213,8 +232,10 @@ def test_sample_service_notice_sections_and_no_breadcrumb() -> None:
     [doc] = load_html(SAMPLES / "lmt_service_notice_riverside.html")
     assert "Service changes ›" not in doc.page_content and "Journey planner" not in doc.page_content
     chunk = chunk_with(chunks_of(doc), "expansion joints")
-    assert chunk.metadata["section"] == ("Planned changes on Line 7 Riverside, October 2024 > "
-                                         "Saturday 26 and Sunday 27 October: Tessel bridge maintenance")
+    assert chunk.metadata["section"] == (
+        "Planned changes on Line 7 Riverside, October 2024 > "
+        "Saturday 26 and Sunday 27 October: Tessel bridge maintenance"
+    )
 
 
 # ------------------------------------------------------------------------ real Debian manuals
@@ -231,12 +252,22 @@ def test_real_sphinx_page_python_json() -> None:
     text = doc.page_content
     assert doc.metadata["title"] == "json — JSON encoder and decoder"
     assert text.startswith("# json — JSON encoder and decoder\n\nSource code: Lib/json/__init__.py\n\n")
-    for chrome in ("Previous topic", "Next topic", "Show Source", "Report a Bug", "modules |", "¶", "Created using Sphinx"):
+    for chrome in (
+        "Previous topic",
+        "Next topic",
+        "Show Source",
+        "Report a Bug",
+        "modules |",
+        "¶",
+        "Created using Sphinx",
+    ):
         assert chrome not in text, chrome
     chunks = chunks_of(doc)
     sections = {c.metadata["section"] for c in chunks}
-    assert {"json — JSON encoder and decoder > Basic Usage",
-            "json — JSON encoder and decoder > Command Line Interface > Command line options"} <= sections
+    assert {
+        "json — JSON encoder and decoder > Basic Usage",
+        "json — JSON encoder and decoder > Command Line Interface > Command line options",
+    } <= sections
     signature = chunk_with(chunks, "json.dumps(obj, *, skipkeys=False")
     assert "Serialize obj to a JSON formatted str" in signature.page_content
     assert '{\n    "4": 5,\n    "6": 7\n}' in text  # doctest output keeps its indentation
@@ -246,17 +277,23 @@ def test_real_docbook_page_postgres_create_index() -> None:
     [doc] = load_html(installed(POSTGRES_DOCS / "sql-createindex.html", "postgresql-doc-15"))
     text = doc.page_content
     assert doc.metadata["title"] == "CREATE INDEX"
-    assert text.startswith("# CREATE INDEX\n\nCREATE INDEX — define a new index\n\n## Synopsis\n\n```\nCREATE [ UNIQUE ] INDEX")
+    assert text.startswith(
+        "# CREATE INDEX\n\nCREATE INDEX — define a new index\n\n## Synopsis\n\n```\nCREATE [ UNIQUE ] INDEX"
+    )
     assert not set(text.split()) & {"Prev", "Up", "Home", "Next"}
     assert "    [ INCLUDE ( column_name [, ...] ) ]" in text.splitlines()
     chunks = chunks_of(doc)
-    assert {"CREATE INDEX > Parameters", "CREATE INDEX > Examples", "CREATE INDEX > See Also"} <= {c.metadata["section"] for c in chunks}
+    assert {"CREATE INDEX > Parameters", "CREATE INDEX > Examples", "CREATE INDEX > See Also"} <= {
+        c.metadata["section"] for c in chunks
+    }
     concurrently = chunk_with(chunks, "CONCURRENTLY: When this option is used")
     assert concurrently.metadata["section"] == "CREATE INDEX > Parameters"
 
 
 def test_real_docbook_table_page_postgres_numeric_types() -> None:
     [doc] = load_html(installed(POSTGRES_DOCS / "datatype-numeric.html", "postgresql-doc-15"))
-    assert {"Name | Storage Size | Description | Range", "smallint | 2 bytes | small-range integer | -32768 to +32767"} \
-        <= lines(doc.page_content)
+    assert {
+        "Name | Storage Size | Description | Range",
+        "smallint | 2 bytes | small-range integer | -32768 to +32767",
+    } <= lines(doc.page_content)
     assert chunk_with(chunks_of(doc), "smallint | 2 bytes").metadata["section"] == "8.1. Numeric Types"

@@ -16,7 +16,9 @@ from graphcraft.stores.vector import open_store
 SCANNED_TEXT = ["The lighthouse keeper replaces the lamp", "every second Tuesday at dawn."]
 QUESTION = "When does the lighthouse keeper replace the lamp?"
 
-needs_tesseract = pytest.mark.skipif(not tesseract_available(), reason="apt-get install tesseract-ocr tesseract-ocr-eng")
+needs_tesseract = pytest.mark.skipif(
+    not tesseract_available(), reason="apt-get install tesseract-ocr tesseract-ocr-eng"
+)
 
 
 def image_of_text(lines: list[str], dpi: int = 200) -> bytes:
@@ -44,7 +46,9 @@ def write_pdf(path: Path, pages: list[str | None]) -> Path:
 @pytest.fixture(scope="module")
 def report_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("scans")
-    return write_pdf(folder / "report.pdf", ["Page one is about the harbour tides.", None, "Page three lists the ferry times."])
+    return write_pdf(
+        folder / "report.pdf", ["Page one is about the harbour tides.", None, "Page three lists the ferry times."]
+    )
 
 
 def test_the_fixture_page_really_has_no_text_layer(report_pdf: Path) -> None:

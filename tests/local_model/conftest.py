@@ -19,8 +19,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -76,9 +77,25 @@ def llama_server(local_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
     log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(local_gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_threads", str(LOCAL_THREADS), "--n_ctx", "4096"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(local_gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            str(LOCAL_THREADS),
+            "--n_ctx",
+            "4096",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
@@ -111,8 +128,14 @@ def server_settings(llama_server: str) -> Callable[..., Any]:
     from graphcraft.config import get_settings
 
     def make(name: str = "smollm2", **overrides: Any) -> Any:
-        values = {"chat_model": name, "base_url": llama_server, "max_tokens": MAX_TOKENS, "llm_max_retries": 0,
-                  "llm_timeout_s": 120, **overrides}
+        values = {
+            "chat_model": name,
+            "base_url": llama_server,
+            "max_tokens": MAX_TOKENS,
+            "llm_max_retries": 0,
+            "llm_timeout_s": 120,
+            **overrides,
+        }
         return get_settings(**values)
 
     return make

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -20,10 +21,18 @@ def free_port() -> int:
 
 def completion(text: str, finish_reason: str = "stop", prompt_tokens: int = 20, completion_tokens: int = 5) -> Reply:
     """A 200 chat.completion body as an OpenAI-compatible server sends it."""
-    return 200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "scripted",
-                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                           "total_tokens": prompt_tokens + completion_tokens}}
+    return 200, {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 class FakeOpenAI:

@@ -24,19 +24,32 @@ from graphcraft.graphs import available_graphs, load_graph_module
 pytestmark = pytest.mark.local_model
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = [ROOT / "samples" / "corpus" / name for name in ("lantern_festival.txt", "transit_system.md", "city_overview.md")]
+CORPUS = [
+    ROOT / "samples" / "corpus" / name for name in ("lantern_festival.txt", "transit_system.md", "city_overview.md")
+]
 MAX_SECONDS = 90.0
 SLACK_SECONDS = 90.0  # the bound is checked between steps: one step (a few calls on a busy CPU) may end after it
-BOUNDS = {"max_tokens": 128, "max_iterations": 1, "max_llm_calls": 12, "max_seconds": MAX_SECONDS, "top_k": 3,
-          "max_structured_repairs": 1, "hierarchy_llm_summaries": False, "multihop_max_hops": 2, "multihop_max_waves": 2}
+BOUNDS = {
+    "max_tokens": 128,
+    "max_iterations": 1,
+    "max_llm_calls": 12,
+    "max_seconds": MAX_SECONDS,
+    "top_k": 3,
+    "max_structured_repairs": 1,
+    "hierarchy_llm_summaries": False,
+    "multihop_max_hops": 2,
+    "multihop_max_waves": 2,
+}
 
 RAG_QUESTION = "On which day does the Lindqvar lantern festival take place?"
 TASK = "What is 12 times 7?"
 # graph -> (question, build options); every graph in the registry must have one.
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "adaptive_rag": (RAG_QUESTION, {"log_runs": False}),
-    "consensus": ("Should the city run trams until midnight on festival night? Answer yes or no.",
-                  {"agents": 2, "rounds": 1, "options": ("yes", "no")}),
+    "consensus": (
+        "Should the city run trams until midnight on festival night? Answer yes or no.",
+        {"agents": 2, "rounds": 1, "options": ("yes", "no")},
+    ),
     "crag": (RAG_QUESTION, {}),
     "graph_rag": (RAG_QUESTION, {}),
     "hierarchical_rag": (RAG_QUESTION, {}),
@@ -101,10 +114,18 @@ def test_every_registered_graph_has_a_case() -> None:
     assert set(CASES) == set(available_graphs())
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[name], strict=True))
-                                  if name in KNOWN_FAILURES else name for name in sorted(CASES)])
-def test_graph_runs_end_to_end_on_the_local_model(name: str, model: Any, settings: Any, store: Any,
-                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[name], strict=True))
+        if name in KNOWN_FAILURES
+        else name
+        for name in sorted(CASES)
+    ],
+)
+def test_graph_runs_end_to_end_on_the_local_model(
+    name: str, model: Any, settings: Any, store: Any, tmp_path: Path
+) -> None:
     question, options = CASES[name]
     extra: dict[str, Any] = {"workspace": tmp_path} if name in WORKSPACE_GRAPHS else {}
     if name == "graph_rag":

@@ -46,7 +46,11 @@ def test_the_local_model_answers_with_the_token_counts_llama_cpp_reports(local_m
     assert reply.content.strip()
     reported = reply.usage_metadata
     assert reported and reported["input_tokens"] > 5 and 0 < reported["output_tokens"] <= local_model.max_tokens
-    assert (usage["llm_calls"], usage["prompt_tokens"], usage["completion_tokens"]) == (1, reported["input_tokens"], reported["output_tokens"])
+    assert (usage["llm_calls"], usage["prompt_tokens"], usage["completion_tokens"]) == (
+        1,
+        reported["input_tokens"],
+        reported["output_tokens"],
+    )
 
 
 def test_max_tokens_bounds_an_in_process_reply(local_model) -> None:
@@ -104,7 +108,9 @@ def test_through_the_server_a_cut_reply_is_sent_back_and_counted(server_settings
 
     model = get_chat_model(server_settings("smollm2-cut", max_tokens=5))
     recorder = PromptRecorder()
-    result = structured_call(model, Capital, QUESTION, fallback=FALLBACK, max_repairs=1, config={"callbacks": [recorder]})
+    result = structured_call(
+        model, Capital, QUESTION, fallback=FALLBACK, max_repairs=1, config={"callbacks": [recorder]}
+    )
     assert result.attempts == 2 and result.fallback and "cut off at the token limit" in result.errors[0]
     assert result.usage["completion_tokens"] == 10  # 5 reported tokens per attempt, the failed ones included
     assert result.usage["structured_repairs"] == 1 and result.usage["structured_fallbacks"] == 1

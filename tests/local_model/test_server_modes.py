@@ -9,9 +9,8 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
-
 from openai_stub import completion, free_port
+from pydantic import BaseModel
 
 pytest.importorskip("langchain_openai")
 
@@ -30,7 +29,9 @@ GOOD = json.dumps({"label": "yes", "confidence": 0.8})
 
 
 def model_for(server: Any, name: str, max_tokens: int = 32) -> Any:
-    return get_chat_model(get_settings(chat_model=name, base_url=server.base_url, max_tokens=max_tokens, llm_max_retries=0))
+    return get_chat_model(
+        get_settings(chat_model=name, base_url=server.base_url, max_tokens=max_tokens, llm_max_retries=0)
+    )
 
 
 def format_type(body: dict[str, Any]) -> str | None:
@@ -40,7 +41,9 @@ def format_type(body: dict[str, Any]) -> str | None:
 def test_a_server_refusing_json_schema_falls_back_to_json_object_once(fake_openai) -> None:
     def reply(body: dict[str, Any]):  # llama-cpp-python's server: HTTP 500 for json_schema
         if format_type(body) == "json_schema":
-            return 500, {"error": {"message": "Input should be 'text' or 'json_object'", "type": "internal_server_error"}}
+            return 500, {
+                "error": {"message": "Input should be 'text' or 'json_object'", "type": "internal_server_error"}
+            }
         return completion(GOOD)
 
     server = fake_openai(reply)
@@ -102,11 +105,17 @@ def test_a_reply_cut_at_max_tokens_is_repaired_with_its_raw_text_and_its_reporte
     assert repair_turn[-2] == {"role": "assistant", "content": cut}  # the model's own bad reply, not a placeholder
     # Both attempts are counted with what the server reported, the failed one included.
     assert (result.usage["llm_calls"], result.usage["prompt_tokens"], result.usage["completion_tokens"]) == (2, 90, 17)
-    assert (result.usage["structured_calls"], result.usage["structured_repairs"], result.usage["structured_fallbacks"]) == (1, 1, 0)
+    assert (
+        result.usage["structured_calls"],
+        result.usage["structured_repairs"],
+        result.usage["structured_fallbacks"],
+    ) == (1, 1, 0)
 
 
 def test_a_model_always_cut_short_falls_back_and_every_attempt_is_counted(fake_openai) -> None:
-    server = fake_openai(lambda body: completion('{"label": "y', finish_reason="length", prompt_tokens=25, completion_tokens=4))
+    server = fake_openai(
+        lambda body: completion('{"label": "y', finish_reason="length", prompt_tokens=25, completion_tokens=4)
+    )
     model = model_for(server, "always-cut", max_tokens=4)
     result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK, max_repairs=1)
     assert result.fallback and result.value is FALLBACK and result.attempts == 2
@@ -116,10 +125,19 @@ def test_a_model_always_cut_short_falls_back_and_every_attempt_is_counted(fake_o
 
 def test_ollama_gets_the_schema_as_its_format_and_max_tokens_as_num_predict(fake_openai) -> None:
     pytest.importorskip("langchain_ollama")
-    reply = {"model": "llama3.1", "created_at": "2025-01-01T00:00:00Z", "message": {"role": "assistant", "content": GOOD},
-             "done": True, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 7}
+    reply = {
+        "model": "llama3.1",
+        "created_at": "2025-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": GOOD},
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": 11,
+        "eval_count": 7,
+    }
     server = fake_openai(lambda body: (200, reply))
-    model = get_chat_model(get_settings(chat_model="ollama:llama3.1", base_url=server.base_url.removesuffix("/v1"), max_tokens=21))
+    model = get_chat_model(
+        get_settings(chat_model="ollama:llama3.1", base_url=server.base_url.removesuffix("/v1"), max_tokens=21)
+    )
     result = structured_call(model, Verdict, "Is it?", fallback=FALLBACK)
     assert result.value == Verdict(label="yes", confidence=0.8) and result.mode == "format"
     body = server.requests[0]

@@ -8,10 +8,15 @@ from graphcraft.chains.negotiate import AgentSpec
 from graphcraft.runtime.scripted import ScriptedChatModel
 
 
-def pos(stance: str, confidence: float = 0.8, rationale: str | None = None, ranking: list[str] | None = None) -> dict[str, Any]:
+def pos(
+    stance: str, confidence: float = 0.8, rationale: str | None = None, ranking: list[str] | None = None
+) -> dict[str, Any]:
     """A structured position reply."""
-    out: dict[str, Any] = {"stance": stance, "confidence": confidence,
-                           "rationale": rationale or f"reasons for {stance}"}
+    out: dict[str, Any] = {
+        "stance": stance,
+        "confidence": confidence,
+        "rationale": rationale or f"reasons for {stance}",
+    }
     if ranking is not None:
         out["ranking"] = ranking
     return out
@@ -19,7 +24,9 @@ def pos(stance: str, confidence: float = 0.8, rationale: str | None = None, rank
 
 def agent(name: str, *replies: Any, latency_s: float = 0.0, **spec: Any) -> AgentSpec:
     """An agent whose model replies in order, repeating its last reply (a stubborn agent)."""
-    return AgentSpec(name=name, model=ScriptedChatModel(script=list(replies), repeat_last=True, latency_s=latency_s), **spec)
+    return AgentSpec(
+        name=name, model=ScriptedChatModel(script=list(replies), repeat_last=True, latency_s=latency_s), **spec
+    )
 
 
 def prompts(spec: AgentSpec) -> list[str]:

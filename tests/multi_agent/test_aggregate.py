@@ -11,11 +11,19 @@ from graphcraft.chains.aggregate import Ballot, Decision, aggregate, agreement, 
 
 def ballots(*items: tuple) -> list[Ballot]:
     """(stance, confidence[, ranking]) tuples -> ballots of agents a0, a1, ..."""
-    return [Ballot(agent=f"a{i}", stance=item[0], confidence=item[1], rationale=f"why {i}",
-                   ranking=tuple(item[2]) if len(item) > 2 else ()) for i, item in enumerate(items)]
+    return [
+        Ballot(
+            agent=f"a{i}",
+            stance=item[0],
+            confidence=item[1],
+            rationale=f"why {i}",
+            ranking=tuple(item[2]) if len(item) > 2 else (),
+        )
+        for i, item in enumerate(items)
+    ]
 
 
-@pytest.mark.parametrize("raw", ["Yes", "yes.", "YES", "  yes!  ", "\"Yes\"", "ｙｅｓ"])
+@pytest.mark.parametrize("raw", ["Yes", "yes.", "YES", "  yes!  ", '"Yes"', "ｙｅｓ"])
 def test_stance_spellings_normalise_to_one(raw: str) -> None:
     assert normalize_stance(raw) == "yes"
 
@@ -57,7 +65,9 @@ def test_confidence_tie_is_broken_by_headcount_then_alphabetically() -> None:
 
 
 def test_borda_finds_the_compromise_a_plurality_misses() -> None:
-    group = ballots(("x", 1, ["y", "z"]), ("x", 1, ["y", "z"]), ("z", 1, ["y", "x"]), ("z", 1, ["y", "x"]), ("y", 1, ["x", "z"]))
+    group = ballots(
+        ("x", 1, ["y", "z"]), ("x", 1, ["y", "z"]), ("z", 1, ["y", "x"]), ("z", 1, ["y", "x"]), ("y", 1, ["x", "z"])
+    )
     d = aggregate(group, "borda")
     assert d.decision == "y" and d.vote == {"y": 6.0, "x": 5.0, "z": 4.0}
     assert aggregate(group, "majority").tie  # x and z tie on first choices

@@ -13,15 +13,21 @@ from graphcraft.runtime.broker import inbox, merge_topics, publish, subscribe
 
 def test_publish_appends_per_topic_without_overwriting() -> None:
     topics = merge_topics({}, publish("news", "a", "hello", round=0)["topics"])
-    topics = merge_topics(topics, merge_topics(publish("news", "b", "hi")["topics"], publish("alerts", "c", "!")["topics"]))
+    topics = merge_topics(
+        topics, merge_topics(publish("news", "b", "hi")["topics"], publish("alerts", "c", "!")["topics"])
+    )
     assert [m["sender"] for m in topics["news"]] == ["a", "b"] and topics["alerts"][0]["content"] == "!"
     assert topics["news"][0]["round"] == 0 and "round" not in topics["news"][1]
 
 
 def test_inbox_reads_only_subscribed_topics_and_filters() -> None:
-    topics = {"news": [{"topic": "news", "sender": "a", "round": 0, "content": 1},
-                       {"topic": "news", "sender": "b", "round": 1, "content": 2}],
-              "alerts": [{"topic": "alerts", "sender": "c", "round": 1, "content": 3}]}
+    topics = {
+        "news": [
+            {"topic": "news", "sender": "a", "round": 0, "content": 1},
+            {"topic": "news", "sender": "b", "round": 1, "content": 2},
+        ],
+        "alerts": [{"topic": "alerts", "sender": "c", "round": 1, "content": 3}],
+    }
     subs = subscribe(subscribe({}, "a", "news"), "a", "news", "alerts")
     assert subs == {"a": ["news", "alerts"]}
     assert [m["content"] for m in inbox(topics, subs, "a")] == [2, 3]  # own message skipped
@@ -46,12 +52,24 @@ def test_messages_of_a_superstep_are_delivered_in_the_next_one() -> None:
 
     def speak(task: dict) -> dict:
         heard = [m["sender"] for m in inbox(task["topics"], task["subscriptions"], task["agent"])]
-        return {**publish("board", task["agent"], f"hi from {task['agent']}", round=task["round"]),
-                "seen": [(task["agent"], task["round"], heard)]}
+        return {
+            **publish("board", task["agent"], f"hi from {task['agent']}", round=task["round"]),
+            "seen": [(task["agent"], task["round"], heard)],
+        }
 
     def fan_out(state: Board, round_: int) -> list[Send]:
-        return [Send("speak" if round_ == 0 else "reply", {"agent": a, "round": round_, "topics": state.get("topics", {}),
-                                                           "subscriptions": state["subscriptions"]}) for a in agents]
+        return [
+            Send(
+                "speak" if round_ == 0 else "reply",
+                {
+                    "agent": a,
+                    "round": round_,
+                    "topics": state.get("topics", {}),
+                    "subscriptions": state["subscriptions"],
+                },
+            )
+            for a in agents
+        ]
 
     g = StateGraph(Board)
     g.add_node("setup", setup)
@@ -61,7 +79,9 @@ def test_messages_of_a_superstep_are_delivered_in_the_next_one() -> None:
     g.add_edge(START, "setup")
     g.add_conditional_edges("setup", lambda s: fan_out(s, 0), ["speak"])
     g.add_edge("speak", "gather")
-    g.add_conditional_edges("gather", lambda s: fan_out(s, 1) if len(s["topics"]["board"]) == 3 else END, ["reply", END])
+    g.add_conditional_edges(
+        "gather", lambda s: fan_out(s, 1) if len(s["topics"]["board"]) == 3 else END, ["reply", END]
+    )
     g.add_edge("reply", END)
     out = g.compile().invoke({})
     first = {agent: heard for agent, r, heard in out["seen"] if r == 0}

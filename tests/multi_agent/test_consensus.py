@@ -32,9 +32,11 @@ def test_immediate_agreement_stops_after_round_zero() -> None:
 
 
 def test_round_zero_is_independent_and_revisions_read_the_others() -> None:
-    team = [agent("a", pos("yes", rationale="tests are green")),
-            agent("b", pos("yes", rationale="customers are waiting")),
-            agent("c", pos("no", rationale="friday deploys are risky"), pos("yes", rationale="persuaded by green tests"))]
+    team = [
+        agent("a", pos("yes", rationale="tests are green")),
+        agent("b", pos("yes", rationale="customers are waiting")),
+        agent("c", pos("no", rationale="friday deploys are risky"), pos("yes", rationale="persuaded by green tests")),
+    ]
     out = run(team, rounds=3)
     trace = out["trace"]
     assert trace["stop_reason"] == "converged" and trace["rounds_to_convergence"] == 1
@@ -53,13 +55,18 @@ def test_round_zero_is_independent_and_revisions_read_the_others() -> None:
 
 
 def test_permanent_deadlock_stops_at_the_round_limit_and_reports_dissent() -> None:
-    team = [agent("a", pos("yes", rationale="ready")), agent("b", pos("no", rationale="not tested")),
-            agent("c", pos("later", rationale="wait for monday"))]
+    team = [
+        agent("a", pos("yes", rationale="ready")),
+        agent("b", pos("no", rationale="not tested")),
+        agent("c", pos("later", rationale="wait for monday")),
+    ]
     out = run(team, rounds=2)
     trace = out["trace"]
     assert trace["stop_reason"] == "round_limit" and not trace["converged"]
     assert trace["rounds_to_convergence"] is None and trace["iterations"] == 2
-    assert len(trace["agreement_curve"]) == 3 and all(x == pytest.approx(1 / 3, abs=1e-3) for x in trace["agreement_curve"])
+    assert len(trace["agreement_curve"]) == 3 and all(
+        x == pytest.approx(1 / 3, abs=1e-3) for x in trace["agreement_curve"]
+    )
     assert all(s.model.call_count == 3 for s in team)
     assert trace["tie"] and out["decision"]["decision"] == "later"  # three-way tie, alphabetical
     dissent = {d["agent"]: d["rationale"] for d in trace["dissent"]}
@@ -114,8 +121,16 @@ TIES = {
     # equal summed confidence (0.6 + 0.4 = 1.0); "yes" has more agents
     "confidence": ([pos("yes", 0.6), pos("yes", 0.4), pos("no", 1.0)], "yes", "count"),
     # x, y and z all get 4 Borda points; x has two first choices
-    "borda": ([pos("x", ranking=["y", "z"]), pos("x", ranking=["z", "y"]), pos("y", ranking=["z", "x"]),
-               pos("z", ranking=["y", "x"])], "x", "first_choices"),
+    "borda": (
+        [
+            pos("x", ranking=["y", "z"]),
+            pos("x", ranking=["z", "y"]),
+            pos("y", ranking=["z", "x"]),
+            pos("z", ranking=["y", "x"]),
+        ],
+        "x",
+        "first_choices",
+    ),
     # no unanimity -> majority fallback, itself tied on count and confidence -> alphabetical
     "unanimity": ([pos("yes", 0.5), pos("no", 0.5)], "no", "alphabetical"),
 }
@@ -154,8 +169,11 @@ def test_positions_within_a_round_run_in_parallel() -> None:
 
 
 def test_ring_subscriptions_limit_what_each_agent_hears() -> None:
-    team = [agent("a", pos("yes", rationale="alpha")), agent("b", pos("no", rationale="bravo")),
-            agent("c", pos("no", rationale="charlie"))]
+    team = [
+        agent("a", pos("yes", rationale="alpha")),
+        agent("b", pos("no", rationale="bravo")),
+        agent("c", pos("no", rationale="charlie")),
+    ]
     out = run(team, rounds=1, subscriptions={"a": ["b"], "b": ["c"], "c": ["a"]})
     assert out["subscriptions"] == {"a": ["positions/b"], "b": ["positions/c"], "c": ["positions/a"]}
     second = prompts(team[0])[1]

@@ -27,8 +27,14 @@ def test_team_beyond_max_agents_fails_before_agents_are_made() -> None:
     with pytest.raises(TeamError, match="at most 32 agents"):
         consensus.build(agents=100_000)
     assert time.perf_counter() - start < 1.0
-    assert len(consensus.build(ScriptedChatModel(script=lambda c: pos("yes")), agents=40, max_agents=40)
-               .invoke({"question": "Go?"}, config={"recursion_limit": 50})["trace"]["agents"]) == 40
+    assert (
+        len(
+            consensus.build(ScriptedChatModel(script=lambda c: pos("yes")), agents=40, max_agents=40).invoke(
+                {"question": "Go?"}, config={"recursion_limit": 50}
+            )["trace"]["agents"]
+        )
+        == 40
+    )
 
 
 def test_duplicate_names_are_a_graphcraft_error() -> None:
@@ -36,11 +42,16 @@ def test_duplicate_names_are_a_graphcraft_error() -> None:
         make_agents(["judge", "judge"])
 
 
-@pytest.mark.parametrize("options, message", [({"rounds": -5}, "rounds must be >= 0"),
-                                              ({"rounds": "many"}, "rounds must be a number"),
-                                              ({"threshold": 1.5}, "threshold must be between"),
-                                              ({"max_repairs": -1}, "max_repairs must be >= 0"),
-                                              ({"max_concurrency": 0}, "max_concurrency must be >= 1")])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"rounds": -5}, "rounds must be >= 0"),
+        ({"rounds": "many"}, "rounds must be a number"),
+        ({"threshold": 1.5}, "threshold must be between"),
+        ({"max_repairs": -1}, "max_repairs must be >= 0"),
+        ({"max_concurrency": 0}, "max_concurrency must be >= 1"),
+    ],
+)
 def test_options_out_of_range_are_graphcraft_errors(options, message) -> None:
     with pytest.raises(consensus.ConsensusOptionError, match=message):
         consensus.build(agents=2, **options)
@@ -62,11 +73,16 @@ def test_missing_model_fails_in_convene_before_any_agent_runs() -> None:
     assert with_model.model.call_count == 0 and time.perf_counter() - start < 2.0
 
 
-@pytest.mark.parametrize("args, message", [(["--agents", "0"], "at least one agent"),
-                                           (["--agents", "-1"], "at least one agent"),
-                                           (["--agents", "100000"], "at most 32 agents"),
-                                           (["--rounds", "-5"], "rounds must be >= 0"),
-                                           (["--agents", "5", "--max-llm-calls", "1"], "cannot fund round 0")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--agents", "0"], "at least one agent"),
+        (["--agents", "-1"], "at least one agent"),
+        (["--agents", "100000"], "at most 32 agents"),
+        (["--rounds", "-5"], "rounds must be >= 0"),
+        (["--agents", "5", "--max-llm-calls", "1"], "cannot fund round 0"),
+    ],
+)
 def test_cli_prints_one_line_and_exits_1(args, message, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("GRAPHCRAFT_CHAT_MODEL", raising=False)
     start = time.perf_counter()
@@ -79,5 +95,7 @@ def test_cli_prints_one_line_and_exits_1(args, message, tmp_path, monkeypatch) -
 
 def test_cli_without_model_fails_fast(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("GRAPHCRAFT_CHAT_MODEL", raising=False)
-    result = CliRunner().invoke(app, ["run", "consensus", "x", "--agents", "32", "--max-llm-calls", "200", "--store", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["run", "consensus", "x", "--agents", "32", "--max-llm-calls", "200", "--store", str(tmp_path)]
+    )
     assert result.exit_code == 1 and "GRAPHCRAFT_CHAT_MODEL" in result.output and "Traceback" not in result.output

@@ -33,11 +33,20 @@ def route(next_: str, task: str = "", reason: str = "") -> dict:
 
 
 def test_scripted_handoffs_research_analyse_write(store: Path) -> None:
-    boss = ScriptedChatModel(script=[route("researcher", "find the 2023 ship count and the berth fee", "facts first"),
-                                     route("analyst", "multiply 1250 by 480", "numbers"),
-                                     route("writer", "write the answer", "ready"), route("FINISH", reason="written")])
-    researcher = ScriptedChatModel(script=[tool_call("search_documents", query="harbour ships 2023 berth fee"),
-                                           "1,250 ships in 2023, fee 480 euros each [harbour.md]"])
+    boss = ScriptedChatModel(
+        script=[
+            route("researcher", "find the 2023 ship count and the berth fee", "facts first"),
+            route("analyst", "multiply 1250 by 480", "numbers"),
+            route("writer", "write the answer", "ready"),
+            route("FINISH", reason="written"),
+        ]
+    )
+    researcher = ScriptedChatModel(
+        script=[
+            tool_call("search_documents", query="harbour ships 2023 berth fee"),
+            "1,250 ships in 2023, fee 480 euros each [harbour.md]",
+        ]
+    )
     analyst = ScriptedChatModel(script=[tool_call("calculator", expression="1250 * 480"), "1250 * 480 = 600000"])
     writer = ScriptedChatModel(script=["The harbour earned 600,000 euros in berth fees in 2023 [harbour.md]."])
     graph = supervisor.build(boss, agents={"researcher": researcher, "analyst": analyst, "writer": writer}, store=store)
@@ -46,7 +55,9 @@ def test_scripted_handoffs_research_analyse_write(store: Path) -> None:
 
     assert out["answer"].startswith("The harbour earned 600,000") and trace["answered_by"] == "writer"
     assert trace["stop_reason"] == "finished" and trace["handoffs"] == 3
-    workers = [(s["actor"], [c["tool"] for c in s.get("tool_calls", [])]) for s in trace["steps"] if s["action"] == "work"]
+    workers = [
+        (s["actor"], [c["tool"] for c in s.get("tool_calls", [])]) for s in trace["steps"] if s["action"] == "work"
+    ]
     assert workers == [("researcher", ["search_documents"]), ("analyst", ["calculator"]), ("writer", [])]
     assert trace["who_did_what"][0] == "supervisor -> researcher: find the 2023 ship count and the berth fee"
     # provenance from the real retriever, the harbour document first
@@ -56,7 +67,12 @@ def test_scripted_handoffs_research_analyse_write(store: Path) -> None:
     assert analyst_entry["tool_calls"][0]["output"].strip().startswith("600000")
     # each member used its own model; the supervisor made one call per decision
     assert (boss.call_count, researcher.call_count, analyst.call_count, writer.call_count) == (4, 2, 2, 1)
-    assert {k: v["llm_calls"] for k, v in trace["agents"].items()} == {"supervisor": 4, "researcher": 2, "analyst": 2, "writer": 1}
+    assert {k: v["llm_calls"] for k, v in trace["agents"].items()} == {
+        "supervisor": 4,
+        "researcher": 2,
+        "analyst": 2,
+        "writer": 1,
+    }
     assert trace["llm_calls"] == 9
     # shared history reaches the writer; the researcher's raw search results stay in its scratchpad
     writer_prompt = writer.calls[0].text
@@ -68,8 +84,9 @@ def test_scripted_handoffs_research_analyse_write(store: Path) -> None:
 def test_endless_handoffs_stop_at_the_bound() -> None:
     boss = ScriptedChatModel(script=lambda call: route("researcher", "look again"))
     researcher = ScriptedChatModel(script=lambda call: "nothing new")
-    out = supervisor.build(boss, agents=[{"name": "researcher", "model": researcher}], max_handoffs=3,
-                           max_llm_calls=100).invoke({"question": "Loop forever?"})
+    out = supervisor.build(
+        boss, agents=[{"name": "researcher", "model": researcher}], max_handoffs=3, max_llm_calls=100
+    ).invoke({"question": "Loop forever?"})
     trace = out["trace"]
     assert trace["stop_reason"] == "max_handoffs" and trace["handoffs"] == 3
     assert boss.call_count == 3 and researcher.call_count == 3
@@ -80,7 +97,9 @@ def test_endless_handoffs_stop_at_the_bound() -> None:
 def test_token_budget_stops_the_team() -> None:
     boss = ScriptedChatModel(script=lambda call: route("writer", "write " * 50))
     writer = ScriptedChatModel(script=lambda call: "draft " * 200)
-    out = supervisor.build(boss, agents={"writer": writer}, token_budget=300, max_handoffs=50).invoke({"question": "Write."})
+    out = supervisor.build(boss, agents={"writer": writer}, token_budget=300, max_handoffs=50).invoke(
+        {"question": "Write."}
+    )
     trace = out["trace"]
     assert trace["stop_reason"] == "token_budget" and trace["handoffs"] < 50
     assert trace["prompt_tokens"] + trace["completion_tokens"] >= 300
@@ -105,7 +124,10 @@ def test_malformed_route_is_repaired_and_names_are_normalised() -> None:
 
 def test_unusable_router_falls_back_to_the_next_idle_member_recorded() -> None:
     boss = ScriptedChatModel(script=lambda call: "I cannot decide")
-    members = {name: ScriptedChatModel(script=lambda call, n=name: f"{n} report") for name in ("researcher", "analyst", "writer")}
+    members = {
+        name: ScriptedChatModel(script=lambda call, n=name: f"{n} report")
+        for name in ("researcher", "analyst", "writer")
+    }
     out = supervisor.build(boss, agents=members, max_llm_calls=100).invoke({"question": "Anything?"})
     trace = out["trace"]
     handoffs = [s for s in trace["steps"] if s["actor"] == "supervisor"]
@@ -116,8 +138,9 @@ def test_unusable_router_falls_back_to_the_next_idle_member_recorded() -> None:
 
 def test_scratchpad_carries_a_members_own_earlier_work() -> None:
     boss = ScriptedChatModel(script=[route("analyst", "compute 6*7"), route("analyst", "now add 8"), route("FINISH")])
-    analyst = ScriptedChatModel(script=[tool_call("calculator", expression="6*7"), "42",
-                                        tool_call("calculator", expression="42+8"), "50"])
+    analyst = ScriptedChatModel(
+        script=[tool_call("calculator", expression="6*7"), "42", tool_call("calculator", expression="42+8"), "50"]
+    )
     out = supervisor.build(boss, agents={"analyst": analyst}).invoke({"question": "6*7+8?"})
     second_assignment = analyst.calls[2].text
     assert "Your scratchpad" in second_assignment and "calculator({'expression': '6*7'}) -> 42" in second_assignment
@@ -130,7 +153,9 @@ def test_custom_member_with_its_own_tools() -> None:
 
     boss = ScriptedChatModel(script=[route("auditor", "check 2+2"), route("FINISH")])
     auditor_model = ScriptedChatModel(script=[tool_call("calculator", expression="2+2"), "verified: 4"])
-    auditor = supervisor.TeamMember("auditor", "double-checks numbers", "You audit numbers.", [calculator_tool()], auditor_model)
+    auditor = supervisor.TeamMember(
+        "auditor", "double-checks numbers", "You audit numbers.", [calculator_tool()], auditor_model
+    )
     out = supervisor.build(boss, agents=[auditor, "writer"]).invoke({"question": "Is 2+2 4?"})
     assert "auditor: double-checks numbers" in boss.calls[0].text and "writer:" in boss.calls[0].text
     assert out["answer"] == "verified: 4"
@@ -154,8 +179,9 @@ def test_members_whose_model_has_no_tool_calling_report_without_tools() -> None:
 
     boss = ScriptedChatModel(script=[route("researcher", "find the fee"), route("FINISH")])
     researcher = scripted("I could not search; the fee is unknown.")  # no bind_tools
-    out = supervisor.build(boss, agents=[{"name": "researcher", "model": researcher,
-                                          "tools": supervisor.default_team()[0].tools}]).invoke({"question": "Fee?"})
+    out = supervisor.build(
+        boss, agents=[{"name": "researcher", "model": researcher, "tools": supervisor.default_team()[0].tools}]
+    ).invoke({"question": "Fee?"})
     [work] = [s for s in out["trace"]["steps"] if s["actor"] == "researcher"]
     assert work["stop_reason"] == "no_tool_calling" and work["tool_calls"] == []
     assert out["answer"] == "I could not search; the fee is unknown." and researcher.calls == 1

@@ -24,7 +24,9 @@ def timed():
 def test_consensus_deadlock_stops_at_the_clock_and_decides_on_the_last_round() -> None:
     team = [agent("a", pos("yes"), latency_s=0.05), agent("b", pos("no"), latency_s=0.05)]
     started = time.perf_counter()
-    out = consensus.build(agents=team, rounds=1000, max_llm_calls=100_000, settings=timed()).invoke({"question": "Ship?"})
+    out = consensus.build(agents=team, rounds=1000, max_llm_calls=100_000, settings=timed()).invoke(
+        {"question": "Ship?"}
+    )
     seconds = time.perf_counter() - started
     trace = out["trace"]
     assert trace["stop_reason"] == "max_seconds" and trace["bounds"]["max_seconds"] == MAX_SECONDS
@@ -68,8 +70,9 @@ def test_supervisor_endless_handoffs_stop_at_the_clock_with_the_last_report() ->
     boss = ScriptedChatModel(script=lambda call: {"next": "researcher", "task": "look again"}, latency_s=0.05)
     researcher = ScriptedChatModel(script=lambda call: "nothing new", latency_s=0.05)
     started = time.perf_counter()
-    out = supervisor.build(boss, timed(), agents=[{"name": "researcher", "model": researcher}], max_handoffs=1000,
-                           max_llm_calls=100_000).invoke({"question": "Loop forever?"})
+    out = supervisor.build(
+        boss, timed(), agents=[{"name": "researcher", "model": researcher}], max_handoffs=1000, max_llm_calls=100_000
+    ).invoke({"question": "Loop forever?"})
     seconds = time.perf_counter() - started
     trace = out["trace"]
     assert trace["stop_reason"] == "max_seconds" and trace["who_did_what"][-1] == "supervisor stopped: max_seconds"

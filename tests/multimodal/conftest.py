@@ -26,7 +26,9 @@ class RecordingVisionModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "recording-vision"
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         self.calls.append(list(messages))
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.reply))])
 

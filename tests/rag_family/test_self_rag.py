@@ -30,18 +30,31 @@ def test_offline_run_returns_cited_answer_and_explains_itself(store_dir) -> None
 
 
 def test_verified_in_one_round(store_dir) -> None:  # type: ignore[no-untyped-def]
-    model = scripted({"_Grades": all_relevant, "Assessment": {"grounded": True, "useful": True, "reason": "ok"}}, text=ANSWER)
+    model = scripted(
+        {"_Grades": all_relevant, "Assessment": {"grounded": True, "useful": True, "reason": "ok"}}, text=ANSWER
+    )
     out = run(store_dir, model)
     trace = out["trace"]
     assert out["answer"] == ANSWER and out["sources"]
-    assert (trace["stop_reason"], trace["iterations"], trace["verified"], trace["loops"]) == ("grounded_and_useful", 1, True, [])
+    assert (trace["stop_reason"], trace["iterations"], trace["verified"], trace["loops"]) == (
+        "grounded_and_useful",
+        1,
+        True,
+        [],
+    )
     assert trace["llm_calls"] == 3 == model.call_count  # grade, generate, check
 
 
 def test_critic_never_satisfied_stops_at_the_round_bound(store_dir) -> None:  # type: ignore[no-untyped-def]
     queries = iter(f"LMT leadership query {i}" for i in range(100))
-    model = scripted({"_Grades": all_relevant, "Assessment": {"grounded": False, "useful": False, "reason": "never good enough"},
-                      "CriticReply": lambda call: {"critique": "still unsupported", "search_query": next(queries)}}, text=ANSWER)
+    model = scripted(
+        {
+            "_Grades": all_relevant,
+            "Assessment": {"grounded": False, "useful": False, "reason": "never good enough"},
+            "CriticReply": lambda call: {"critique": "still unsupported", "search_query": next(queries)},
+        },
+        text=ANSWER,
+    )
     out = run(store_dir, model, max_iterations=3, token_budget=10**9, max_llm_calls=1000)
     trace = out["trace"]
     assert trace["stop_reason"] == "max_iterations" and trace["iterations"] == 3
@@ -52,18 +65,32 @@ def test_critic_never_satisfied_stops_at_the_round_bound(store_dir) -> None:  # 
 
 
 def test_token_budget_runs_out_before_the_round_bound(store_dir) -> None:  # type: ignore[no-untyped-def]
-    model = scripted({"_Grades": all_relevant, "Assessment": {"grounded": True, "useful": False, "reason": "incomplete"},
-                      "CriticReply": lambda call: {"critique": "incomplete", "search_query": f"query {call.index}"}}, text=ANSWER)
+    model = scripted(
+        {
+            "_Grades": all_relevant,
+            "Assessment": {"grounded": True, "useful": False, "reason": "incomplete"},
+            "CriticReply": lambda call: {"critique": "incomplete", "search_query": f"query {call.index}"},
+        },
+        text=ANSWER,
+    )
     first = run(store_dir, model, max_iterations=10, token_budget=10**9, max_llm_calls=1000)
     per_round = (first["trace"]["prompt_tokens"] + first["trace"]["completion_tokens"]) / first["trace"]["iterations"]
     budget = int(per_round * 2.5)  # room for two rounds, not three
-    model = scripted({"_Grades": all_relevant, "Assessment": {"grounded": True, "useful": False, "reason": "incomplete"},
-                      "CriticReply": lambda call: {"critique": "incomplete", "search_query": f"query {call.index}"}}, text=ANSWER)
+    model = scripted(
+        {
+            "_Grades": all_relevant,
+            "Assessment": {"grounded": True, "useful": False, "reason": "incomplete"},
+            "CriticReply": lambda call: {"critique": "incomplete", "search_query": f"query {call.index}"},
+        },
+        text=ANSWER,
+    )
     out = run(store_dir, model, max_iterations=10, token_budget=budget, max_llm_calls=1000)
     trace = out["trace"]
     assert trace["stop_reason"] == "token_budget" and trace["iterations"] < 10
     assert trace["tokens"] <= budget
-    assert not trace["verified"] and out["answer"] == ANSWER  # grounded but unverified: the best attempt is returned, flagged
+    assert (
+        not trace["verified"] and out["answer"] == ANSWER
+    )  # grounded but unverified: the best attempt is returned, flagged
 
 
 def test_malformed_checker_reply_falls_back_to_the_local_check(store_dir) -> None:  # type: ignore[no-untyped-def]
@@ -75,15 +102,27 @@ def test_malformed_checker_reply_falls_back_to_the_local_check(store_dir) -> Non
 
 
 def test_llm_call_cap_is_a_bound_too(store_dir) -> None:  # type: ignore[no-untyped-def]
-    model = scripted({"_Grades": all_relevant, "Assessment": {"grounded": False, "useful": False, "reason": "no"},
-                      "CriticReply": lambda call: {"critique": "no", "search_query": f"query {call.index}"}}, text=ANSWER)
+    model = scripted(
+        {
+            "_Grades": all_relevant,
+            "Assessment": {"grounded": False, "useful": False, "reason": "no"},
+            "CriticReply": lambda call: {"critique": "no", "search_query": f"query {call.index}"},
+        },
+        text=ANSWER,
+    )
     out = run(store_dir, model, max_iterations=50, token_budget=10**9, max_llm_calls=8)
     assert out["trace"]["stop_reason"] == "max_llm_calls" and out["trace"]["llm_calls"] <= 8
 
 
 def test_budget_given_in_the_input_state(store_dir) -> None:  # type: ignore[no-untyped-def]
-    model = scripted({"_Grades": all_relevant, "Assessment": {"grounded": False, "useful": False, "reason": "no"},
-                      "CriticReply": lambda call: {"critique": "no", "search_query": f"query {call.index}"}}, text=ANSWER)
+    model = scripted(
+        {
+            "_Grades": all_relevant,
+            "Assessment": {"grounded": False, "useful": False, "reason": "no"},
+            "CriticReply": lambda call: {"critique": "no", "search_query": f"query {call.index}"},
+        },
+        text=ANSWER,
+    )
     graph = build_graph("self_rag", model=model, store=store_dir)
     out = graph.invoke({"question": QUESTION, "budget": {"max_iterations": 2}})
     assert out["trace"]["budget"]["max_iterations"] == 2 and out["trace"]["iterations"] == 2

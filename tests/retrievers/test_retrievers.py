@@ -17,7 +17,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     root = tmp_path_factory.mktemp("retr")
     docs = root / "docs"
     docs.mkdir()
-    filler = " ".join(f"The harbour committee discussed agenda item {i} about mooring fees and signage." for i in range(12))
+    filler = " ".join(
+        f"The harbour committee discussed agenda item {i} about mooring fees and signage." for i in range(12)
+    )
     (docs / "harbour.md").write_text(f"# Harbour\n\n{filler} The lighthouse keeper is Oskar Brandt. {filler}")
     (docs / "bakery.md").write_text("# Bakery\n\nThe bakery sells rye bread and cinnamon rolls every morning.")
     (docs / "zoo.md").write_text("# Zoo\n\nThe zoo keeps two snow leopards and a colony of penguins.")

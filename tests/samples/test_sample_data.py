@@ -143,10 +143,22 @@ def test_markdown_documents_have_sections_and_some_tables():
 def test_duplicate_entity_mentions_exist_for_entity_resolution():
     corpus = " ".join(document_text(p) for p in CORPUS_FILES.values())
     raw = " ".join(p.read_text(encoding="utf-8") for p in CORPUS_FILES.values())
-    for surface in ["halvard robotics inc.", "halvard robotics", "essel institute for freshwater science", "eifs",
-                    "lindqvar metropolitan transit", "norrbeck & sons canning company", "norrbeck works",
-                    "tobias renwick", "t. renwick", "amara quist", "yusra vendeland", "y. vendeland",
-                    "hallström", "hallstrom"]:
+    for surface in [
+        "halvard robotics inc.",
+        "halvard robotics",
+        "essel institute for freshwater science",
+        "eifs",
+        "lindqvar metropolitan transit",
+        "norrbeck & sons canning company",
+        "norrbeck works",
+        "tobias renwick",
+        "t. renwick",
+        "amara quist",
+        "yusra vendeland",
+        "y. vendeland",
+        "hallström",
+        "hallstrom",
+    ]:
         assert surface in corpus, surface
     # Upper-case product branding and the LMT acronym are case variants a resolver must merge.
     assert "HALVARD" in raw and re.search(r"\bLMT\b", raw)
@@ -235,7 +247,9 @@ def test_multi_hop_chains_are_grounded_in_two_documents(q):
         assert hop["fact"].strip(), q["id"]
         assert hop["source"] in q["gold_sources"], (q["id"], hop["source"])
         text = document_text(CORPUS_FILES[hop["source"]])
-        assert normalize(hop["evidence"]) in text, f"{q['id']}: evidence not found in {hop['source']}: {hop['evidence']!r}"
+        assert normalize(hop["evidence"]) in text, (
+            f"{q['id']}: evidence not found in {hop['source']}: {hop['evidence']!r}"
+        )
     if not q.get("computed", False):
         union = " ".join(document_text(CORPUS_FILES[s]) for s in q["gold_sources"])
         for group in keyword_groups(q):

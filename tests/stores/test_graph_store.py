@@ -28,7 +28,13 @@ def seed(store) -> None:
     )
     store.upsert_entities(
         [
-            {"id": "acme", "name": "Acme Corp", "type": "ORG", "aliases": ["ACME", "Acme Corporation"], "embedding": [0.1, 0.2]},
+            {
+                "id": "acme",
+                "name": "Acme Corp",
+                "type": "ORG",
+                "aliases": ["ACME", "Acme Corporation"],
+                "embedding": [0.1, 0.2],
+            },
             {"id": "ada", "name": "Ada Lovelace", "type": "PERSON", "aliases": []},
             {"id": "london", "name": "London", "type": "GPE"},
         ]
@@ -49,9 +55,32 @@ def seed(store) -> None:
     )
     store.replace_communities(
         [
-            {"id": "0:0", "level": 0, "title": "Acme staff", "summary": "Acme hired Ada.", "size": 2, "entity_ids": ["acme", "ada"], "parent": "1:0"},
-            {"id": "0:1", "level": 0, "title": "London", "summary": "London.", "size": 1, "entity_ids": ["london"], "parent": "1:0"},
-            {"id": "1:0", "level": 1, "title": "All", "summary": "Everything.", "size": 3, "entity_ids": ["acme", "ada", "london"]},
+            {
+                "id": "0:0",
+                "level": 0,
+                "title": "Acme staff",
+                "summary": "Acme hired Ada.",
+                "size": 2,
+                "entity_ids": ["acme", "ada"],
+                "parent": "1:0",
+            },
+            {
+                "id": "0:1",
+                "level": 0,
+                "title": "London",
+                "summary": "London.",
+                "size": 1,
+                "entity_ids": ["london"],
+                "parent": "1:0",
+            },
+            {
+                "id": "1:0",
+                "level": 1,
+                "title": "All",
+                "summary": "Everything.",
+                "size": 3,
+                "entity_ids": ["acme", "ada", "london"],
+            },
         ]
     )
 
@@ -70,7 +99,9 @@ def store(request, falkor_store):
     """Each backend, emptied first. Neo4j runs only against a server the user points us at."""
     if request.param == "neo4j":
         if not NEO4J_URI:
-            pytest.skip("no Neo4j server here: set GRAPHCRAFT_NEO4J_URI (+ _USER/_PASSWORD) to run the Neo4j backend tests; they clear that database")
+            pytest.skip(
+                "no Neo4j server here: set GRAPHCRAFT_NEO4J_URI (+ _USER/_PASSWORD) to run the Neo4j backend tests; they clear that database"
+            )
         s = open_graph_store(neo4j_uri=NEO4J_URI, backend="neo4j")
         s.clear()
         yield s
@@ -119,9 +150,13 @@ def test_upserts_are_idempotent_and_update_in_place(store):
     seed(store)
     assert store.counts() == EXPECTED
     store.upsert_entities([{"id": "ada", "name": "Ada Lovelace", "type": "PERSON", "description": "mathematician"}])
-    store.upsert_relations([{"source": "acme", "target": "ada", "type": "HIRED", "weight": 5.0, "chunk_ids": ["c1", "c2"]}])
+    store.upsert_relations(
+        [{"source": "acme", "target": "ada", "type": "HIRED", "weight": 5.0, "chunk_ids": ["c1", "c2"]}]
+    )
     assert store.counts() == EXPECTED
-    row = store.query("MATCH (:Entity {id: 'acme'})-[r:RELATED]->(:Entity {id: 'ada'}) RETURN r.weight AS w, r.chunk_ids AS c")[0]
+    row = store.query(
+        "MATCH (:Entity {id: 'acme'})-[r:RELATED]->(:Entity {id: 'ada'}) RETURN r.weight AS w, r.chunk_ids AS c"
+    )[0]
     assert row == {"w": 5.0, "c": ["c1", "c2"]}
     assert store.query("MATCH (e:Entity {id: 'ada'}) RETURN e.description AS d")[0]["d"] == "mathematician"
 
@@ -182,7 +217,10 @@ def test_data_survives_a_clean_restart(tmp_path):
     try:
         assert again.server.pid != first_pid
         assert again.counts() == EXPECTED
-        assert again.query("MATCH (e:Entity {id: 'acme'}) RETURN e.aliases AS a")[0]["a"] == ["ACME", "Acme Corporation"]
+        assert again.query("MATCH (e:Entity {id: 'acme'}) RETURN e.aliases AS a")[0]["a"] == [
+            "ACME",
+            "Acme Corporation",
+        ]
     finally:
         again.stop_server()
 

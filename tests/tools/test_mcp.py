@@ -30,7 +30,12 @@ def test_config_layouts(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "cannot parse"), ("[]", "must be a mapping"), ("{}", "no servers"), ('{"a": {"x": 1}}', "needs 'command'")],
+    [
+        ("{not json", "cannot parse"),
+        ("[]", "must be a mapping"),
+        ("{}", "no servers"),
+        ('{"a": {"x": 1}}', "needs 'command'"),
+    ],
 )
 def test_bad_configs(tmp_path, content, message):
     path = tmp_path / "bad.json"

@@ -95,7 +95,7 @@ def test_memory_limit(box):
 def test_network_namespace_has_only_loopback(box):
     assert "netns" in box.isolation
     result = box.run("print(open('/proc/net/dev').read())")
-    interfaces = {line.split(':')[0].strip() for line in result.stdout.splitlines() if ':' in line}
+    interfaces = {line.split(":")[0].strip() for line in result.stdout.splitlines() if ":" in line}
     assert result.ok and interfaces == {"lo"}
 
 
