@@ -13,7 +13,7 @@ InPars, Bonifacio et al. 2022, do the same with an LLM): a sentence of a chunk, 
 Real questions are paraphrased, so they score below the pseudo-queries that copy a sentence's
 words (measured on the public corpora: real answerable questions sit between the pseudo
 negatives and the pseudo positives). The thresholds therefore come from the near misses: below
-the lower one a question gets less support than three in four near misses do, so abstaining
+the lower one a question gets less support than nine in ten near misses do, so abstaining
 is what the evidence says; above the upper one it beats nine in ten near misses, so "correct"
 means more than "on topic". The lower threshold never exceeds what 95% of the positives reach. The figures are saved in the manifest and
 shown by `graphcraft calibration`; GRAPHCRAFT_UPPER_THRESHOLD / LOWER_THRESHOLD override them.
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 # Chosen on the tuning halves of the public corpora (benchmarks/answer_quality.py --half tune).
-LOWER_QUANTILE = 0.25  # of near-miss scores: the lower threshold
+LOWER_QUANTILE = 0.10  # of near-miss scores: the lower threshold
 UPPER_QUANTILE = 0.90  # of near-miss scores: the upper threshold
 POSITIVE_FLOOR = 0.05  # the lower threshold stays below this quantile of positive scores
 KEEP_WORDS = 0.5  # share of a sentence's content words a pseudo-question keeps
