@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
-# Tesseract for OCR; Debian's Python and PostgreSQL HTML manuals are the public corpora that the
-# answer-quality benchmark and its data tests use (with git-doc) (benchmarks/data/*/corpus.json).
+# Tesseract for OCR; Debian's Python, PostgreSQL and git manuals are the public corpora that the
+# answer-quality benchmark and its data tests use (benchmarks/data/*/corpus.json).
 APT_PACKAGES="tesseract-ocr tesseract-ocr-eng python3.11-doc postgresql-doc-15 git-doc"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
