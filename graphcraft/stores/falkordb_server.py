@@ -25,8 +25,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphcraft.errors import StoreError
+
+if TYPE_CHECKING:
+    import redis
 
 INFO_FILE = "server.json"
 LOCK_FILE = "server.lock"
@@ -88,7 +92,7 @@ def _is_server_for(pid: int, data_dir: Path) -> bool:
     return comm.startswith("redis-server") and cwd == data_dir
 
 
-def _client(host: str, port: int, timeout_s: float, **kw: object):
+def _client(host: str, port: int, timeout_s: float, decode_responses: bool = False) -> redis.Redis:
     """A Redis client that fails at once instead of retrying with back-off (redis-py's default)."""
     import redis
     from redis.backoff import NoBackoff
@@ -100,7 +104,7 @@ def _client(host: str, port: int, timeout_s: float, **kw: object):
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
-        **kw,
+        decode_responses=decode_responses,
     )
 
 

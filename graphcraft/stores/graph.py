@@ -172,7 +172,7 @@ class GraphStore(ABC):
         """Drop every Community and write these: ``id, level, title, summary, size, rank``,
         ``entity_ids`` (linked by IN_COMMUNITY) and ``parent`` (a community id one level up)."""
         self.write("MATCH (c:Community) DETACH DELETE c")
-        data = [
+        data: list[dict[str, Any]] = [
             {
                 "id": str(r["id"]),
                 "props": _props(r, ["id", "entity_ids", "parent"]),
@@ -209,7 +209,8 @@ class GraphStore(ABC):
     def delete_orphan_entities(self) -> int:
         """Remove entities no chunk mentions any more (after their documents changed or left)."""
         rows = self.write(
-            "MATCH (e:Entity) WHERE NOT (e)<-[:MENTIONS]-(:Chunk) WITH e, e.id AS id DETACH DELETE e RETURN count(id) AS n"
+            "MATCH (e:Entity) WHERE NOT (e)<-[:MENTIONS]-(:Chunk) "
+            "WITH e, e.id AS id DETACH DELETE e RETURN count(id) AS n"
         )
         return int(rows[0]["n"]) if rows else 0
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -136,7 +136,7 @@ class ChunkStore:
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for i in range(vs.index.ntotal):
                 doc_id = vs.index_to_docstore_id[i]
-                doc = vs.docstore.search(doc_id)
+                doc = self._doc(doc_id)
                 record: dict[str, Any] = {"id": doc_id, "text": doc.page_content, "metadata": doc.metadata}
                 block = self.strip_vectors.get(doc_id)
                 if block is not None:
@@ -187,7 +187,7 @@ class ChunkStore:
         entry = self.files.pop(source, None)
         if not entry:
             return 0
-        ids = [i for i in entry["chunk_ids"] if i in self.vectorstore.docstore._dict]  # noqa: SLF001
+        ids = [i for i in entry["chunk_ids"] if i in self._docstore_dict()]
         if ids:
             self.vectorstore.delete(ids)
         for chunk_id in ids:
@@ -221,16 +221,26 @@ class ChunkStore:
         return len(chunks)
 
     # ------------------------------------------------------------------ reading
+    def _docstore_dict(self) -> dict[str, Document]:
+        """The chunks by id (the docstore is always an InMemoryDocstore, see `_empty_faiss` and `open`)."""
+        return cast(InMemoryDocstore, self.vectorstore.docstore)._dict  # noqa: SLF001
+
+    def _doc(self, doc_id: str) -> Document:
+        """The chunk stored under `doc_id`, an id taken from the FAISS index, so always present."""
+        doc = self.vectorstore.docstore.search(doc_id)
+        assert isinstance(doc, Document), doc  # search returns a message string only for an unknown id
+        return doc
+
     def __len__(self) -> int:
         return int(self.vectorstore.index.ntotal)
 
     def documents(self) -> list[Document]:
         """All chunks in FAISS row order (used to build keyword indexes)."""
         vs = self.vectorstore
-        return [vs.docstore.search(vs.index_to_docstore_id[i]) for i in range(vs.index.ntotal)]
+        return [self._doc(vs.index_to_docstore_id[i]) for i in range(vs.index.ntotal)]
 
     def get(self, chunk_ids: Iterable[str]) -> list[Document]:
-        found = self.vectorstore.docstore._dict  # noqa: SLF001
+        found = self._docstore_dict()
         return [found[i] for i in chunk_ids if i in found]
 
     def strips(self, doc: Document) -> tuple[list[str], np.ndarray | None]:

@@ -100,7 +100,8 @@ def store(request, falkor_store):
     if request.param == "neo4j":
         if not NEO4J_URI:
             pytest.skip(
-                "no Neo4j server here: set GRAPHCRAFT_NEO4J_URI (+ _USER/_PASSWORD) to run the Neo4j backend tests; they clear that database"
+                "no Neo4j server here: set GRAPHCRAFT_NEO4J_URI (+ _USER/_PASSWORD) to run the Neo4j backend tests; "
+                "they clear that database"
             )
         s = open_graph_store(neo4j_uri=NEO4J_URI, backend="neo4j")
         s.clear()
@@ -247,7 +248,8 @@ def test_another_process_reuses_the_running_server(falkor_store, falkor_dir):
         "from graphcraft.stores.graph import open_graph_store\n"
         "s = open_graph_store(sys.argv[1], backend='falkordb', falkordb_port=0)\n"
         "s.upsert_entities([{'id': 'from_child', 'name': 'Child'}])\n"
-        "print(json.dumps({'pid': s.server.pid, 'port': s.server.port, 'owned': s.server.owned, 'counts': s.counts()}))\n"
+        "print(json.dumps({'pid': s.server.pid, 'port': s.server.port, 'owned': s.server.owned, "
+        "'counts': s.counts()}))\n"
         "s.close()\n"
     )
     repo = Path(__file__).resolve().parents[2]
