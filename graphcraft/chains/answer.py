@@ -199,6 +199,7 @@ def with_following_sentence(chosen: list[Strip], documents: Sequence[Document], 
     nxt = best.position + 1
     if nxt >= len(spans) or any(s.chunk_id == best.chunk_id and s.position == nxt for s in chosen):
         return chosen
+    assert doc is not None  # without a document there are no spans, so we returned above
     start, end = spans[nxt]
     text = doc.page_content[start:end].strip()
     if not informative(text) or text.lstrip().startswith("#"):

@@ -87,13 +87,16 @@ class _QueryKind(BaseModel):
     reason: str = Field(default="", description="One short sentence.")
 
 
-CLASSIFY_PROMPT = """Classify the question for a retrieval system over a private document collection.
-- no_retrieval: arithmetic or general knowledge that needs no documents
-- single_hop: one fact that one passage states
-- multi_hop: an entity is described only through another fact (e.g. "the district where X is based"), so two lookups are chained
-- overview: a broad summary of a topic or document
-
-Question: {question}"""
+CLASSIFY_PROMPT = (
+    "Classify the question for a retrieval system over a private document collection.\n"
+    "- no_retrieval: arithmetic or general knowledge that needs no documents\n"
+    "- single_hop: one fact that one passage states\n"
+    '- multi_hop: an entity is described only through another fact (e.g. "the district where X is based"), '
+    "so two lookups are chained\n"
+    "- overview: a broad summary of a topic or document\n"
+    "\n"
+    "Question: {question}"
+)
 
 
 def classify_query(

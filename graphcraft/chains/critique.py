@@ -105,7 +105,7 @@ def critique_answer(
         fallback=fallback,
         max_repairs=max_repairs,
     )
-    query = result.value.search_query.strip().strip('"')
+    query: str | None = result.value.search_query.strip().strip('"')
     strategy = "llm->local_fallback" if result.fallback else "llm"
     if not query or query.lower() in {q.lower() for q in previous} or query.lower() == question.lower():
         query, strategy = local_query(question, check, previous, spacy_model), f"{strategy}+local_query"

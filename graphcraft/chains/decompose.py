@@ -244,7 +244,13 @@ def _relative_clause(question: str, nlp: Any) -> tuple[str, str] | None:
         and t.head.pos_ in ("NOUN", "PROPN")
         and t.head.i > 0
         and not any(c.dep_ == "det" and c.tag_ in _QUESTION_TAGS for c in t.head.children)
-        and not (opens_question and asking in t.subtree and asking.i < t.head.i + 3 and asking.i > t.head.i)
+        and not (
+            opens_question
+            and asking is not None
+            and asking in t.subtree
+            and asking.i < t.head.i + 3
+            and asking.i > t.head.i
+        )
     ]
     if not clauses:
         return None
@@ -501,7 +507,8 @@ def decompose(
         usage, errors = result.usage, list(result.errors)
         if result.fallback and strict:
             raise PlanError(
-                f"the model gave no valid decomposition after {result.attempts} attempts: {errors[-1] if errors else ''}"
+                f"the model gave no valid decomposition after {result.attempts} attempts: "
+                f"{errors[-1] if errors else ''}"
             )
         subs, strategy = list(result.value.sub_questions), "llm"
         if not subs:
@@ -744,7 +751,10 @@ _ASKED_ATTRIBUTE = re.compile(
 
 
 def _asked_noun(question: str, nlp: Any) -> str:
-    """The noun the question asks for: "barrier" in "Which river barrier ...", "flag" in "What is the default flag of X?"."""
+    """The noun the question asks for.
+
+    "barrier" in "Which river barrier ...", "flag" in "What is the default flag of X?".
+    """
     for tok in nlp(question):
         if tok.lower_ in ("which", "what") and tok.dep_ == "det" and tok.head.pos_ in ("NOUN", "PROPN"):
             return tok.head.lemma_.lower()

@@ -18,12 +18,14 @@ scores < lower, Ambiguous otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal, Protocol
 
 import numpy as np
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field, create_model
 
@@ -75,7 +77,7 @@ def score_strips(
     query_vec: np.ndarray,
     question: str,
     doc: Document,
-    embed=None,  # type: ignore[no-untyped-def]
+    embed: Callable[[list[str]], np.ndarray] | None = None,
     terms: dict[str, float] | None = None,
 ) -> StripScores:
     """Strip relevance = cosine(query, strip) + a bonus for the question's terms in the strip.
@@ -97,7 +99,7 @@ def score_strips(
     if terms is None:
         terms = salient_terms(question, idf_function(store) if store is not None else None)
     # A stored chunk's strip terms are memoised by the store; other documents are tokenised here.
-    strip_terms = store.strip_terms(doc) if from_store else [set(content_terms(t)) for t in texts]
+    strip_terms = store.strip_terms(doc) if from_store and store is not None else [set(content_terms(t)) for t in texts]
     lexical = np.array([coverage(terms, t) for t in strip_terms], dtype=np.float32)
     return StripScores(texts=texts, scores=0.75 * sims + 0.25 * lexical)
 
@@ -110,9 +112,9 @@ class LocalEvaluator:
     def __init__(
         self,
         store: ChunkStore | None,
-        embeddings,
+        embeddings: Embeddings,
         upper: float = 0.62,
-        lower: float = 0.42,  # type: ignore[no-untyped-def]
+        lower: float = 0.42,
         weights: tuple[float, float, float] = (0.5, 0.2, 0.3),
     ) -> None:
         self.store, self.embeddings = store, embeddings
@@ -190,8 +192,11 @@ def grades_schema(n: int) -> type[_Grades]:
         ),
     )
     return create_model(
-        f"Grades{n}", __base__=_Grades, grades=(list[doc], Field(json_schema_extra={"minItems": n, "maxItems": n}))
-    )  # type: ignore[valid-type]
+        f"Grades{n}",
+        __base__=_Grades,
+        # `doc` is a model built at runtime, which mypy cannot take as a type.
+        grades=(list[doc], Field(json_schema_extra={"minItems": n, "maxItems": n})),  # type: ignore[valid-type]
+    )
 
 
 GRADER_PROMPT = """You grade retrieved documents for a question-answering system.
@@ -249,7 +254,7 @@ class LLMEvaluator:
             return Grading(
                 scores=scores,
                 strategy="llm->local_fallback",
-                usage=usage,  # type: ignore[arg-type]
+                usage=usage,
                 details={**result.trace(), "fallback_reason": "malformed or incomplete grades", "local": local.details},
             )
         return Grading(

@@ -13,14 +13,15 @@ team can mix providers and models.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, create_model, field_validator
+from pydantic.config import JsonDict
 
 from graphcraft.chains.aggregate import Ballot, normalize_stance
 from graphcraft.errors import GraphcraftError, ModelError, NoChatModelError
@@ -77,9 +78,9 @@ def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
             raise ValueError(f"stance must be one of: {', '.join(options)}")
         return value
 
-    enum = {"enum": list(options)}
+    enum: JsonDict = {"enum": list(options)}
     stance = Field(max_length=STANCE_CHARS, description=f"exactly one of: {', '.join(options)}", json_schema_extra=enum)
-    ranking = Field(
+    ranking: list[str] = Field(
         default_factory=list, max_length=len(options), description="optional: acceptable options, most preferred first"
     )
     return create_model(
@@ -88,7 +89,8 @@ def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
         __doc__=Position.__doc__,
         stance=(str, stance),
         ranking=(list[Annotated[str, Field(json_schema_extra=enum)]], ranking),
-        __validators__={"_in_options": field_validator("stance")(classmethod(_in_options))},
+        # pydantic accepts a classmethod here, which its annotation (plain callables) does not say.
+        __validators__={"_in_options": cast(Callable[..., Any], field_validator("stance")(classmethod(_in_options)))},
     )
 
 

@@ -76,9 +76,12 @@ _TYPE_CUES: list[tuple[re.Pattern[str], AnswerType]] = [
     ),
     (
         re.compile(
-            r"\bhow (many|much|long|big|large|high|far|old|tall|deep|fast|often)\b|\bwhat (age|percentage|proportion|price|fee|cost|number|"
-            r"population|temperature|speed|depth|height|budget|share|size|total|amount|revenue|income)\b|\bby how much\b|"
-            r"^what (is|was|are|were|does|did|do)\b.*\b(age|price|fee|cost|population|temperature|speed|depth|height|budget|"
+            r"\bhow (many|much|long|big|large|high|far|old|tall|deep|fast|often)\b|"
+            r"\bwhat (age|percentage|proportion|price|fee|cost|number|"
+            r"population|temperature|speed|depth|height|budget|share|size|total|amount|revenue|income)\b|"
+            r"\bby how much\b|"
+            r"^what (is|was|are|were|does|did|do)\b.*"
+            r"\b(age|price|fee|cost|population|temperature|speed|depth|height|budget|"
             r"revenue|income|level|ceiling|limit|distance|length|weight|capacity|endurance|salary)\b",
             re.I,
         ),
@@ -86,7 +89,8 @@ _TYPE_CUES: list[tuple[re.Pattern[str], AnswerType]] = [
     ),
     (
         re.compile(
-            r"^(who|whom|whose)\b|\b(which|what) (person|woman|man|brothers|company|organisation|organization|firm|group|"
+            r"^(who|whom|whose)\b|"
+            r"\b(which|what) (person|woman|man|brothers|company|organisation|organization|firm|group|"
             r"contractor|party|engineer|director|founder)\b",
             re.I,
         ),
@@ -108,7 +112,8 @@ _TYPE_CUES: list[tuple[re.Pattern[str], AnswerType]] = [
     ),
     (
         re.compile(
-            r"\b(which|what) ([\w-]+ ){0,2}(functions?|methods?|options?|arguments?|parameters?|flags?|modules?|class(es)?|attributes?|"
+            r"\b(which|what) ([\w-]+ ){0,2}"
+            r"(functions?|methods?|options?|arguments?|parameters?|flags?|modules?|class(es)?|attributes?|"
             r"settings?|variables?|commands?|exceptions?|constants?|keywords?|fields?|propert(y|ies)|keys?|switch(es)?|"
             r"extensions?|calls?|roles?|privileges?|statements?|clauses?|tools?|utilit(y|ies)|programs?|views?)\b|"
             r"^how (do|can|should|would) (i|we|you|one|my)\b",
@@ -121,7 +126,10 @@ _TYPE_CUES: list[tuple[re.Pattern[str], AnswerType]] = [
 _CODE_TOKEN = re.compile(
     r"(?<![\w-])(--?[A-Za-z][\w-]+|\w+\(\)|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z]\w*_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[A-Z]{3,}\w*)"
 )
-_NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen)\b"
+_NUMBER_WORDS = (
+    r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen)\b"
+)
 _MONTHS = r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\b"
 
 
@@ -193,7 +201,8 @@ _OVERVIEW = re.compile(
     re.IGNORECASE,
 )
 _BRIDGE = re.compile(
-    r"\b(the|a|an)\s+(?:\w+\s+){0,3}?\w+\s+(where|whose|that|which|who)\s+\w+|\bthe (year|day|month|date) (the|that|when)\b",
+    r"\b(the|a|an)\s+(?:\w+\s+){0,3}?\w+\s+(where|whose|that|which|who)\s+\w+|"
+    r"\bthe (year|day|month|date) (the|that|when)\b",
     re.IGNORECASE,
 )
 

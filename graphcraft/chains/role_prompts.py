@@ -12,8 +12,12 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 
 ROLES: dict[str, str] = {
-    "analyst": "You are a rigorous analyst. Separate facts from assumptions, quantify where possible, and state uncertainty.",
-    "engineer": "You are a senior software engineer. Prefer simple, correct, maintainable solutions and mention trade-offs.",
+    "analyst": (
+        "You are a rigorous analyst. Separate facts from assumptions, quantify where possible, and state uncertainty."
+    ),
+    "engineer": (
+        "You are a senior software engineer. Prefer simple, correct, maintainable solutions and mention trade-offs."
+    ),
     "teacher": "You are a patient teacher. Explain step by step with a small example, avoiding jargon.",
     "critic": "You are a demanding reviewer. Find errors, gaps and unsupported claims; be specific and constructive.",
     "planner": "You are an experienced project planner. Break goals into concrete steps with owners, order and checks.",
