@@ -15,8 +15,9 @@ words (measured on the public corpora: real answerable questions sit between the
 negatives and the pseudo positives). The thresholds therefore come from the near misses: below
 the lower one a question gets less support than nine in ten near misses do, so abstaining
 is what the evidence says; above the upper one it beats nine in ten near misses, so "correct"
-means more than "on topic". The lower threshold never exceeds what 95% of the positives reach. The figures are saved in the manifest and
-shown by `graphcraft calibration`; GRAPHCRAFT_UPPER_THRESHOLD / LOWER_THRESHOLD override them.
+means more than "on topic". The lower threshold never exceeds what 95% of the positives reach.
+The figures are saved in the manifest and shown by `graphcraft calibration`;
+GRAPHCRAFT_UPPER_THRESHOLD / LOWER_THRESHOLD override them.
 """
 
 from __future__ import annotations
@@ -91,7 +92,12 @@ def calibrate(store: Any, queries: int = 160, k: int = 5, seed: int = 0) -> Cali
 
     docs = [d for d in store.documents() if d.metadata.get("modality", "text") == "text"]
     if len(docs) < 2 * k:
-        return Calibration(**DEFAULTS, queries=0, method="defaults (store too small to calibrate)")
+        return Calibration(
+            upper=DEFAULTS["upper"],
+            lower=DEFAULTS["lower"],
+            queries=0,
+            method="defaults (store too small to calibrate)",
+        )
     rng = random.Random(seed)
     samples: list[tuple[str, str, str]] = []  # (query, chunk id, sentence)
     for doc in rng.sample(docs, min(len(docs), queries * 2)):
@@ -105,7 +111,12 @@ def calibrate(store: Any, queries: int = 160, k: int = 5, seed: int = 0) -> Cali
         if len(samples) >= queries:
             break
     if len(samples) < 20:
-        return Calibration(**DEFAULTS, queries=len(samples), method="defaults (too few sentences to calibrate)")
+        return Calibration(
+            upper=DEFAULTS["upper"],
+            lower=DEFAULTS["lower"],
+            queries=len(samples),
+            method="defaults (too few sentences to calibrate)",
+        )
     retriever = make_retriever("hybrid", store, k + 5)
     evaluator = LocalEvaluator(store, store.embeddings, DEFAULTS["upper"], DEFAULTS["lower"])
     vectors = embed_texts(store.embeddings, [q for q, _, _ in samples])
@@ -121,7 +132,10 @@ def calibrate(store: Any, queries: int = 160, k: int = 5, seed: int = 0) -> Cali
             negatives.append(max(evaluator.evaluate(query, others, qv).scores))
     if len(positives) < 10 or len(negatives) < 10:
         return Calibration(
-            **DEFAULTS, queries=len(samples), method="defaults (too few pseudo-queries retrieved their chunk)"
+            upper=DEFAULTS["upper"],
+            lower=DEFAULTS["lower"],
+            queries=len(samples),
+            method="defaults (too few pseudo-queries retrieved their chunk)",
         )
     lower = min(float(np.quantile(negatives, LOWER_QUANTILE)), float(np.quantile(positives, POSITIVE_FLOOR)))
     upper = max(lower, float(np.quantile(negatives, UPPER_QUANTILE)))

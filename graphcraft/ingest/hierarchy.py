@@ -290,7 +290,11 @@ class _Builder:
         assigned = {m for c in tree["clusters"].values() for m in c["members"]}
         fresh = {c for c in fresh if c in live and c not in assigned}
         unclustered = [c for c in self._chunk_ids() if c not in assigned]
-        vectors = {cid: self.store.chunk_vector(cid) for cid in unclustered}
+        vectors: dict[str, np.ndarray] = {}
+        for cid in unclustered:
+            vector = self.store.chunk_vector(cid)
+            assert vector is not None, cid  # every chunk id the store's files list has a row in its index
+            vectors[cid] = vector
         if tree["clusters"] and fresh:  # new chunks close to an existing cluster join it, unsummarised
             ids = list(tree["clusters"])
             centroids = np.stack([self._centroid(tree["clusters"][c]["members"]) for c in ids])

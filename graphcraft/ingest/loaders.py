@@ -289,7 +289,7 @@ def _strip_chrome(soup: BeautifulSoup) -> None:
 
 def _main_content(soup: BeautifulSoup) -> Tag:
     """The page's main landmark when it has one with text, else its body."""
-    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    main = soup.find("main") or soup.find(None, {"role": "main"})
     if main is not None and main.get_text(strip=True):
         return main
     return soup.body or soup
@@ -327,14 +327,14 @@ class HtmlRenderer:
 
     def blocks(self, node: Tag) -> list[str]:
         """Paragraph-level blocks of a container, inline runs joined into paragraphs."""
-        from bs4 import NavigableString
+        from bs4 import NavigableString, Tag
 
         out: list[str] = []
         inline: list[str] = []
         for child in node.children:
             if isinstance(child, NavigableString):
                 inline.append(str(child))
-            elif _is_block(child):
+            elif isinstance(child, Tag) and _is_block(child):  # children are strings or tags
                 self._flush(inline, out)
                 out.extend(self.block(child))
             else:
@@ -587,7 +587,7 @@ def load_pdf(
             raise IngestError("PDF has no pages")
         pages = []
         try:
-            for page in doc:
+            for page in doc.pages():
                 text = page.get_text("text", sort=True)
                 ocred = _ocr_page_document(page, str(path), ocr, page_warnings) if _needs_ocr(page, text) else None
                 if ocred is not None:

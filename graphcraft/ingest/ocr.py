@@ -207,7 +207,7 @@ def page_pixels_to_points(page: pymupdf.Page, dpi: int) -> PointMap:
     matrix = pymupdf.Matrix(72.0 / dpi, 72.0 / dpi) * page.derotation_matrix
 
     def to_points(box: BBox) -> BBox:
-        return tuple(pymupdf.Rect(box) * matrix)  # type: ignore[return-value]
+        return tuple(pymupdf.Rect(box) * matrix)
 
     return to_points
 

@@ -171,7 +171,7 @@ def is_scanned(page: pymupdf.Page) -> bool:
         return bool(page.get_images() or page.get_drawings())
     if chars >= SCAN_MAX_TEXT_CHARS:
         return False
-    covered = sum(_area(tuple(pymupdf.Rect(i["bbox"]) & page.rect)) for i in page.get_image_info())  # type: ignore[arg-type]
+    covered = sum(_area(tuple(pymupdf.Rect(i["bbox"]) & page.rect)) for i in page.get_image_info())
     return covered >= SCAN_COVERAGE * abs(page.rect)
 
 

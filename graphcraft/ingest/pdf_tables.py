@@ -10,8 +10,10 @@ from __future__ import annotations
 import inspect
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 import pandas as pd
 import pymupdf
@@ -61,8 +63,9 @@ def _cell_text(page: pymupdf.Page, cell: object) -> str:
     return _clean(page.get_textbox(cell)) if cell is not None else ""
 
 
-def _box(cell: object) -> BBox | None:
-    return tuple(round(float(v), 2) for v in cell) if cell is not None else None  # type: ignore[return-value]
+def _box(cell: Sequence[float] | None) -> BBox | None:
+    """A cell's rectangle ``(x0, y0, x1, y1)``, rounded to 0.01 pt; None for a merged-away cell."""
+    return cast(BBox, tuple(round(float(v), 2) for v in cell)) if cell is not None else None
 
 
 def _frame(page: pymupdf.Page, table: pymupdf.table.Table) -> tuple[pd.DataFrame, list[list[BBox | None]]] | None:

@@ -30,7 +30,7 @@ def sha256(text: str | bytes) -> str:
 
 def _closes(fence: str, line: str) -> bool:
     match = FENCE.match(line)
-    return bool(match) and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence)
+    return match is not None and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence)
 
 
 def markdown_sections(text: str) -> list[tuple[str, str]]:

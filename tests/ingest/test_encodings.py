@@ -57,11 +57,8 @@ def test_html_declared_charset_is_used_when_the_bytes_are_not_utf8(tmp_path: Pat
     from graphcraft.ingest.loaders import load_html
 
     page = tmp_path / "old.html"
-    page.write_bytes(
-        '<html><head><meta charset="iso-8859-7"><title>Κατάλογος</title></head><body><p>Καλημέρα</p></body></html>'.encode(
-            "iso-8859-7"
-        )
-    )
+    html = '<html><head><meta charset="iso-8859-7"><title>Κατάλογος</title></head><body><p>Καλημέρα</p></body></html>'
+    page.write_bytes(html.encode("iso-8859-7"))
     warnings: list[LoadWarning] = []
     [doc] = load_html(page, warnings=warnings)
     assert doc.page_content == "# Κατάλογος\n\nΚαλημέρα" and warnings == []

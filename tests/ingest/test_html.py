@@ -16,13 +16,15 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "corpus"
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 POSTGRES_DOCS = Path("/usr/share/doc/postgresql-doc-15/html")
 
+# Long lines of the pages below continue after a backslash: the page itself has no line break there.
 SPHINX_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>widget — Widget tools &#8212; Gadget 2.1 documentation</title>
 <script>var DOCUMENTATION_OPTIONS = {};</script></head>
 <body>
 <div class="related" role="navigation" aria-label="related navigation"><h3>Navigation</h3><ul>
   <li class="right"><a href="genindex.html">index</a></li><li class="right"><a href="next.html">next</a> |</li>
-  <li class="right"><a href="prev.html">previous</a> |</li><li><a href="index.html">Gadget 2.1 Documentation</a> &#187;</li></ul></div>
+  <li class="right"><a href="prev.html">previous</a> |</li><li><a href="index.html">Gadget 2.1 Documentation</a>\
+ &#187;</li></ul></div>
 <div class="document"><div class="documentwrapper"><div class="bodywrapper">
 <div class="body" role="main">
 <section id="widget">
@@ -31,59 +33,84 @@ SPHINX_PAGE = """<!DOCTYPE html>
 <div class="admonition note"><p class="admonition-title">Note</p><p>Widgets are not thread-safe.</p></div>
 <section id="configuration">
 <h2>Configuration<a class="headerlink" href="#configuration" title="Permalink to this heading">¶</a></h2>
-<div class="highlight-python3 notranslate"><div class="highlight"><pre><span></span><span class="c1"># build a widget</span>
-<span class="k">def</span> <span class="nf">build</span><span class="p">(</span><span class="n">size</span><span class="p">):</span>
-    <span class="k">return</span> <span class="n">Widget</span><span class="p">(</span><span class="n">size</span><span class="p">)</span>
+<div class="highlight-python3 notranslate"><div class="highlight"><pre><span></span><span class="c1">\
+# build a widget</span>
+<span class="k">def</span> <span class="nf">build</span><span class="p">(</span><span class="n">size</span>\
+<span class="p">):</span>
+    <span class="k">return</span> <span class="n">Widget</span><span class="p">(</span><span class="n">size</span>\
+<span class="p">)</span>
 </pre></div></div>
 <dl class="py function">
-<dt class="sig sig-object py" id="widget.spin"><span class="sig-prename descclassname"><span class="pre">widget.</span></span><span class="sig-name descname"><span class="pre">spin</span></span><span class="sig-paren">(</span><em class="sig-param"><span class="n"><span class="pre">speed</span></span></em>, <em class="sig-param"><span class="n"><span class="pre">clockwise</span></span><span class="o"><span class="pre">=</span></span><span class="default_value"><span class="pre">True</span></span></em><span class="sig-paren">)</span><a class="headerlink" href="#widget.spin" title="Permalink to this definition">¶</a></dt>
+<dt class="sig sig-object py" id="widget.spin"><span class="sig-prename descclassname"><span class="pre">widget.</span>\
+</span><span class="sig-name descname"><span class="pre">spin</span></span><span class="sig-paren">(</span>\
+<em class="sig-param"><span class="n"><span class="pre">speed</span></span></em>, <em class="sig-param">\
+<span class="n"><span class="pre">clockwise</span></span><span class="o"><span class="pre">=</span></span>\
+<span class="default_value"><span class="pre">True</span></span></em><span class="sig-paren">)</span>\
+<a class="headerlink" href="#widget.spin" title="Permalink to this definition">¶</a></dt>
 <dd><p>Rotate the widget at <em>speed</em> turns per second until the flywheel stops.</p>
-<p>Raises <code class="xref py py-exc docutils literal notranslate"><span class="pre">ValueError</span></code> when speed is negative.</p></dd></dl>
+<p>Raises <code class="xref py py-exc docutils literal notranslate"><span class="pre">ValueError</span></code>\
+ when speed is negative.</p></dd></dl>
 <section id="advanced">
 <h3>Advanced<a class="headerlink" href="#advanced" title="Permalink to this heading">¶</a></h3>
-<table class="docutils align-default"><thead><tr class="row-odd"><th class="head"><p>Mode</p></th><th class="head"><p>Torque</p></th></tr></thead>
-<tbody><tr class="row-even"><td><p>gentle</p></td><td><p>3 Nm</p></td></tr><tr class="row-odd"><td><p>brisk</p></td><td><p>9 Nm</p></td></tr></tbody></table>
+<table class="docutils align-default"><thead><tr class="row-odd"><th class="head"><p>Mode</p></th><th class="head"><p>\
+Torque</p></th></tr></thead>
+<tbody><tr class="row-even"><td><p>gentle</p></td><td><p>3 Nm</p></td></tr><tr class="row-odd"><td><p>brisk</p></td>\
+<td><p>9 Nm</p></td></tr></tbody></table>
 </section></section></section>
 <div class="clearer"></div></div></div></div>
 <div class="sphinxsidebar" role="navigation" aria-label="main navigation"><div class="sphinxsidebarwrapper">
   <h3><a href="index.html">Table of Contents</a></h3><ul><li><a href="#">widget — Widget tools</a></li></ul>
   <h4>Previous topic</h4><p class="topless"><a href="prev.html">sprocket — Sprocket parts</a></p>
-  <div role="note" aria-label="source link"><h3>This Page</h3><ul class="this-page-menu"><li><a href="_sources/widget.rst.txt">Show Source</a></li></ul></div>
-  <div id="searchbox" role="search"><h3>Quick search</h3><form class="search" action="search.html"><input type="text" name="q"/></form></div>
+  <div role="note" aria-label="source link"><h3>This Page</h3><ul class="this-page-menu"><li>\
+<a href="_sources/widget.rst.txt">Show Source</a></li></ul></div>
+  <div id="searchbox" role="search"><h3>Quick search</h3><form class="search" action="search.html">\
+<input type="text" name="q"/></form></div>
 </div></div><div class="clearer"></div></div>
-<div class="footer">&#169; Copyright 2024, Gadget Makers. Created using <a href="https://www.sphinx-doc.org/">Sphinx</a> 5.3.0.</div>
+<div class="footer">&#169; Copyright 2024, Gadget Makers. Created using <a href="https://www.sphinx-doc.org/">\
+Sphinx</a> 5.3.0.</div>
 </body></html>
 """
 
 DOCBOOK_PAGE = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
-<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" \
+"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
 <html xmlns="http://www.w3.org/1999/xhtml"><head><meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
 <title>CREATE WIDGET</title><link rel="prev" href="sql-createview.html" title="CREATE VIEW" /></head><body>
-<div class="navheader"><table width="100%" summary="Navigation header"><tr><th colspan="5" align="center">CREATE WIDGET</th></tr>
-<tr><td align="left"><a accesskey="p" href="sql-createview.html">Prev</a> </td><td><a accesskey="u" href="sql-commands.html">Up</a></td>
+<div class="navheader"><table width="100%" summary="Navigation header"><tr><th colspan="5" align="center">\
+CREATE WIDGET</th></tr>
+<tr><td align="left"><a accesskey="p" href="sql-createview.html">Prev</a> </td><td>\
+<a accesskey="u" href="sql-commands.html">Up</a></td>
 <th align="center">SQL Commands</th><td align="right"><a accesskey="h" href="index.html">Home</a></td>
 <td align="right"> <a accesskey="n" href="sql-delete.html">Next</a></td></tr></table><hr /></div>
 <div class="refentry" id="SQL-CREATEWIDGET"><div class="titlepage"></div>
-<div class="refnamediv"><h2><span class="refentrytitle">CREATE WIDGET</span></h2><p>CREATE WIDGET — define a new widget</p></div>
+<div class="refnamediv"><h2><span class="refentrytitle">CREATE WIDGET</span></h2><p>\
+CREATE WIDGET — define a new widget</p></div>
 <div class="refsynopsisdiv"><h2>Synopsis</h2><pre class="synopsis">
 CREATE WIDGET <em class="replaceable"><code>name</code></em>
-    [ WITH ( <em class="replaceable"><code>storage_parameter</code></em> = <em class="replaceable"><code>value</code></em> ) ]
+    [ WITH ( <em class="replaceable"><code>storage_parameter</code></em> = <em class="replaceable"><code>value</code>\
+</em> ) ]
 </pre></div>
 <div class="refsect1" id="id-1"><h2>Parameters</h2><div class="variablelist"><dl class="variablelist">
 <dt><span class="term"><code class="literal">SPINDLE</code></span></dt><dd><p>
    Mounts the widget on a spindle so that it can rotate freely.
 </p></dd>
-<dt id="WIDGET-FILLFACTOR"><span class="term"><code class="literal">fillfactor</code> (<code class="type">integer</code>)</span></dt>
+<dt id="WIDGET-FILLFACTOR"><span class="term"><code class="literal">fillfactor</code> (<code class="type">\
+integer</code>)</span></dt>
 <dd><p>The fillfactor for a widget is a percentage between 10 and 100.</p></dd></dl></div>
 <div class="note"><h3 class="title">Note</h3><p>Widgets cannot be created inside a transaction block.</p></div>
 </div>
-<div class="refsect1" id="id-2"><h2>Limits</h2><div class="table" id="WIDGET-LIMITS"><p class="title"><strong>Table 1. Widget limits</strong></p>
+<div class="refsect1" id="id-2"><h2>Limits</h2><div class="table" id="WIDGET-LIMITS"><p class="title"><strong>\
+Table 1. Widget limits</strong></p>
 <div class="table-contents"><table class="table" summary="Widget limits" border="1"><colgroup><col /><col /></colgroup>
-<thead><tr><th>Item</th><th>Upper Limit</th></tr></thead><tbody><tr><td>spindles per widget</td><td>64</td></tr></tbody></table></div></div></div>
+<thead><tr><th>Item</th><th>Upper Limit</th></tr></thead><tbody><tr><td>spindles per widget</td><td>64</td></tr>\
+</tbody></table></div></div></div>
 </div>
-<div class="navfooter"><hr /><table width="100%" summary="Navigation footer"><tr><td align="left"><a accesskey="p" href="sql-createview.html">Prev</a> </td>
-<td align="center"><a accesskey="u" href="sql-commands.html">Up</a></td><td align="right"> <a accesskey="n" href="sql-delete.html">Next</a></td></tr>
-<tr><td align="left" valign="top">CREATE VIEW </td><td align="center"><a accesskey="h" href="index.html">Home</a></td><td align="right" valign="top"> DELETE</td></tr></table></div>
+<div class="navfooter"><hr /><table width="100%" summary="Navigation footer"><tr><td align="left">\
+<a accesskey="p" href="sql-createview.html">Prev</a> </td>
+<td align="center"><a accesskey="u" href="sql-commands.html">Up</a></td><td align="right">\
+ <a accesskey="n" href="sql-delete.html">Next</a></td></tr>
+<tr><td align="left" valign="top">CREATE VIEW </td><td align="center"><a accesskey="h" href="index.html">Home</a></td>\
+<td align="right" valign="top"> DELETE</td></tr></table></div>
 </body></html>
 """
 
