@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack, cast
 
 import pymupdf
 from PIL import Image, ImageDraw
@@ -20,7 +21,14 @@ Color = tuple[int, int, int]
 BBoxLike = Sequence[float]
 
 
-def _draw(image: Image.Image, boxes: list[BBoxLike], color: Color, width: int) -> Image.Image:
+class Style(TypedDict, total=False):
+    """How a highlight is drawn (`render_highlight`'s keywords)."""
+
+    color: Color
+    width: int
+
+
+def _draw(image: Image.Image, boxes: Sequence[BBoxLike], color: Color, width: int) -> Image.Image:
     base = image.convert("RGBA")
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
@@ -35,6 +43,13 @@ def page_box_to_pixels(page: pymupdf.Page, bbox: BBoxLike, dpi: int) -> tuple[fl
     return (rect.x0, rect.y0, rect.x1, rect.y1)
 
 
+def _boxes(bboxes: BBoxLike | Sequence[BBoxLike]) -> list[BBoxLike]:
+    """One bbox or several, as a list of bboxes."""
+    if bboxes and isinstance(bboxes[0], (int, float)):
+        return [cast(BBoxLike, bboxes)]
+    return list(cast(Sequence[BBoxLike], bboxes))
+
+
 def render_highlight(
     pdf_path: str | Path,
     page: int,
@@ -47,7 +62,7 @@ def render_highlight(
 ) -> Image.Image:
     """Page ``page`` (1-based) of ``pdf_path`` as an image with ``bboxes`` highlighted;
     saved as PNG to ``out`` when given."""
-    boxes = [bboxes] if bboxes and isinstance(bboxes[0], (int, float)) else list(bboxes)  # type: ignore[index]
+    boxes = _boxes(bboxes)
     try:
         doc = pymupdf.open(pdf_path)
     except Exception as exc:
@@ -58,21 +73,24 @@ def render_highlight(
         pdf_page = doc[page - 1]
         pix = pdf_page.get_pixmap(dpi=dpi, alpha=False)
         image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-        pixels = [page_box_to_pixels(pdf_page, box, dpi) for box in boxes]  # type: ignore[arg-type]
+        pixels = [page_box_to_pixels(pdf_page, box, dpi) for box in boxes]
     result = _draw(image, pixels, color, width)
     if out is not None:
         result.save(out, format="PNG")
     return result
 
 
-def highlight_source(source: dict, *, dpi: int = 110, out: str | Path | None = None, **style: object) -> Image.Image:
+def highlight_source(
+    source: dict, *, dpi: int = 110, out: str | Path | None = None, **style: Unpack[Style]
+) -> Image.Image:
     """The cited region of one answer source (a dict from a graph's ``sources``)."""
     if not source.get("bbox"):
         raise GraphcraftError(f"source {source.get('chunk_id')} has no bbox to highlight")
     path = Path(str(source["source"]))
     if source.get("bbox_units") == "px" or path.suffix.lower() != ".pdf":
-        image = _draw(Image.open(path), [source["bbox"]], style.get("color", (255, 170, 0)), int(style.get("width", 3)))  # type: ignore[arg-type]
+        color, width = style.get("color", (255, 170, 0)), int(style.get("width", 3))
+        image = _draw(Image.open(path), [source["bbox"]], color, width)
         if out is not None:
             image.save(out, format="PNG")
         return image
-    return render_highlight(path, int(source.get("page") or 1), source["bbox"], dpi=dpi, out=out, **style)  # type: ignore[arg-type]
+    return render_highlight(path, int(source.get("page") or 1), source["bbox"], dpi=dpi, out=out, **style)

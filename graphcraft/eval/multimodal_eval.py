@@ -53,7 +53,7 @@ def score(question: Question, answer: str, sources: list[dict]) -> dict[str, boo
     return {
         "hit": question.answer in body,
         "page": bool(sources) and sources[0].get("page") == question.page,
-        "exact": bool(first) and first.group() == question.answer,
+        "exact": first is not None and first.group() == question.answer,
     }
 
 

@@ -93,7 +93,7 @@ class QualitySummary:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def _share(rows: list[dict], key: str) -> float:
+def _share(rows: Sequence[Mapping[str, Any]], key: str) -> float:
     return sum(bool(r[key]) for r in rows) / len(rows) if rows else 0.0
 
 

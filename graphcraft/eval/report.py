@@ -49,7 +49,7 @@ def print_table(
     return table
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: works on servers and in CI
@@ -113,7 +113,7 @@ def save_curve_plot(
     return _save(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:  # type: ignore[no-untyped-def]
+def _save(fig, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)

@@ -263,9 +263,9 @@ def build_graph_index(
             if cid not in row["chunk_ids"]:
                 row["chunk_ids"].append(cid)
     relations = sorted(rel_acc.values(), key=lambda r: (r["source"], r["target"], r["type"]))
-    for r in relations:
-        r["weight"] = round(r["weight"], 4)
-        r["chunk_ids"] = sorted(r["chunk_ids"])
+    for rel in relations:
+        rel["weight"] = round(rel["weight"], 4)
+        rel["chunk_ids"] = sorted(rel["chunk_ids"])
 
     # 4. communities at several levels, with summaries
     nx_graph = build_nx_graph([e.id for e in entities], relations)
@@ -305,8 +305,8 @@ def build_graph_index(
     graph_store.delete_chunks(removed)
     report.removed_chunks = len(removed)
     graph_store.upsert_chunks(
-        [{"id": cid, "source": str(d.metadata.get("source", "")), "page": d.metadata.get("page"), "text": d.page_content,
-          "content_hash": hashes[cid]} for cid, d in by_id.items()]
+        [{"id": cid, "source": str(d.metadata.get("source", "")), "page": d.metadata.get("page"),
+          "text": d.page_content, "content_hash": hashes[cid]} for cid, d in by_id.items()]
     )  # fmt: skip
     degree = dict(nx_graph.degree())
     graph_store.write("MATCH (e:Entity) WHERE NOT e.id IN $ids DETACH DELETE e", {"ids": [e.id for e in entities]})

@@ -62,8 +62,8 @@ class Community:
     def as_row(self) -> dict[str, Any]:
         return {
             "id": self.id, "level": self.level, "title": self.title, "summary": self.summary, "size": len(self.members),
-            "rank": round(self.rank, 6), "chunk_ids": self.chunk_ids, "strategy": self.strategy, "entity_names": self.names,
-            "entity_ids": self.members, "parent": self.parent,
+            "rank": round(self.rank, 6), "chunk_ids": self.chunk_ids, "strategy": self.strategy,
+            "entity_names": self.names, "entity_ids": self.members, "parent": self.parent,
         }  # fmt: skip
 
 

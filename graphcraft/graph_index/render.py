@@ -69,7 +69,8 @@ def neighbourhood_graph(graph_store: Any, entity: str, hops: int = 1, max_nodes:
     for hop in range(1, hops + 1):
         rows = graph_store.query(
             "MATCH (a:Entity)-[r:RELATED]->(b:Entity) WHERE a.id IN $ids OR b.id IN $ids "
-            "RETURN a.id AS a, a.name AS an, a.type AS at, b.id AS b, b.name AS bn, b.type AS bt, r.type AS rel, r.weight AS w "
+            "RETURN a.id AS a, a.name AS an, a.type AS at, b.id AS b, b.name AS bn, b.type AS bt, "
+            "r.type AS rel, r.weight AS w "
             "ORDER BY w DESC LIMIT $limit",
             {"ids": frontier, "limit": max_nodes * 4},
         )
@@ -88,7 +89,8 @@ def neighbourhood_graph(graph_store: Any, entity: str, hops: int = 1, max_nodes:
 def communities_graph(graph_store: Any, level: int = 0, max_nodes: int = 150) -> nx.MultiDiGraph:
     """The most mentioned entities coloured by their community at `level`."""
     members = graph_store.query(
-        "MATCH (e:Entity)-[:IN_COMMUNITY]->(c:Community {level: $level}) RETURN e.id AS id, e.name AS name, e.type AS type, "
+        "MATCH (e:Entity)-[:IN_COMMUNITY]->(c:Community {level: $level}) "
+        "RETURN e.id AS id, e.name AS name, e.type AS type, "
         "c.id AS community, c.title AS title ORDER BY e.mentions DESC LIMIT $limit",
         {"level": level, "limit": max_nodes},
     )
@@ -104,7 +106,8 @@ def communities_graph(graph_store: Any, level: int = 0, max_nodes: int = 150) ->
     for row in members:
         g.add_node(row["id"], label=row["name"], type=row["type"], community=row["community"], title=row["title"])
     edges = graph_store.query(
-        "MATCH (a:Entity)-[r:RELATED]->(b:Entity) WHERE a.id IN $ids AND b.id IN $ids RETURN a.id AS a, b.id AS b, r.type AS rel, r.weight AS w",
+        "MATCH (a:Entity)-[r:RELATED]->(b:Entity) WHERE a.id IN $ids AND b.id IN $ids "
+        "RETURN a.id AS a, b.id AS b, r.type AS rel, r.weight AS w",
         {"ids": list(g.nodes)},
     )
     for row in edges:

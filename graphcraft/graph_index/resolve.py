@@ -217,7 +217,10 @@ class EntityResolver:
             candidates = [
                 other for other in longer
                 if other != key and len(other.split()) >= len(words) and _contains(other.split(), words)
-                and (compatible(forms[other].type, form.type) or _person_short_form(words, other.split(), forms[other].type))
+                and (
+                    compatible(forms[other].type, form.type)
+                    or _person_short_form(words, other.split(), forms[other].type)
+                )
             ]  # fmt: skip
             if not candidates:
                 continue
