@@ -21,13 +21,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables.config import ensure_config
+from langchain_core.runnables.config import RunnableConfig, ensure_config
 from pydantic import BaseModel, ValidationError
 
 from graphcraft.config import Settings, get_settings
@@ -269,7 +269,7 @@ def with_counter(config: dict | None, counter: UsageCallback) -> dict:
     `ensure_config` first inherits the enclosing node's config, so callbacks given to
     `graph.invoke` (tracing, run-level accounting) still see calls made without a config.
     """
-    config = dict(ensure_config(config))
+    config = dict(ensure_config(cast(RunnableConfig | None, config)))  # a config dict is a RunnableConfig
     callbacks = config.get("callbacks")
     if callbacks is None:
         config["callbacks"] = [counter]
@@ -286,7 +286,7 @@ def invoke_llm(model: BaseChatModel, messages: MessagesLike, config: dict | None
     """One chat-model call; returns the reply and the Usage it cost."""
     cb = UsageCallback()
     reply = call_model(model, as_messages(messages), with_counter(config, cb))
-    return reply, cb.usage  # type: ignore[return-value]
+    return reply, cb.usage
 
 
 def message_text(message: BaseMessage) -> str:

@@ -91,7 +91,8 @@ class GraphRetriever(BaseRetriever):
     # ------------------------------------------------------------------ entity linking
     def _load_entities(self) -> None:
         rows = self.graph_store.query(
-            "MATCH (e:Entity) RETURN e.id AS id, e.name AS name, e.keys AS keys, e.mentions AS mentions, e.embedding AS embedding"
+            "MATCH (e:Entity) RETURN e.id AS id, e.name AS name, e.keys AS keys, e.mentions AS mentions, "
+            "e.embedding AS embedding"
         )
         self._entities = rows
         keys: dict[str, str] = {}
@@ -196,9 +197,13 @@ class GraphRetriever(BaseRetriever):
                 for weight, there, there_name, row in sorted(options, key=lambda t: (-t[0], t[1]))[: self.fanout]:
                     base = paths[here]
                     path = GraphPath(
-                        base.names + [there_name], base.ids + [there], base.types + [row["type"]], base.forward + [row["fwd"]],
-                        base.chunk_ids + [list(row["chunks"] or [])], base.weight * weight / (1.0 + weight),
-                    )  # fmt: skip
+                        base.names + [there_name],
+                        base.ids + [there],
+                        base.types + [row["type"]],
+                        base.forward + [row["fwd"]],
+                        base.chunk_ids + [list(row["chunks"] or [])],
+                        base.weight * weight / (1.0 + weight),
+                    )
                     if there not in distance:
                         distance[there] = hop
                         paths[there] = path
@@ -252,7 +257,7 @@ class GraphRetriever(BaseRetriever):
             return value
 
         scored: dict[str, tuple[float, str]] = {}  # chunk id -> (score, why)
-        bridges: list[tuple[float, str, str]] = []
+        bridges: list[tuple[float, str, str, str]] = []  # (evidence, seed, bridge, best chunk)
         docs_by_id = {
             str(d.metadata.get("chunk_id")): d
             for d in self.chunk_store.get(sorted({c for cs in pair_chunks.values() for c in cs}))
@@ -294,7 +299,8 @@ class GraphRetriever(BaseRetriever):
                 scored[best] = (evidence, f"evidence:{seed}->{bridge}")
                 rewritten_for[best] = f"{question} {names.get(bridge, '')}".strip()
             hop2 = self.graph_store.query(
-                "MATCH (c:Chunk)-[:MENTIONS]->(b:Entity {id: $b}) WHERE NOT (c)-[:MENTIONS]->(:Entity {id: $s}) RETURN c.id AS c",
+                "MATCH (c:Chunk)-[:MENTIONS]->(b:Entity {id: $b}) WHERE NOT (c)-[:MENTIONS]->(:Entity {id: $s}) "
+                "RETURN c.id AS c",
                 {"b": bridge, "s": seed},
             )
             if not hop2:
@@ -359,9 +365,14 @@ class GraphRetriever(BaseRetriever):
         )
         by_id = {r["id"]: r for r in rows}
         return [
-            Document(page_content=by_id[c]["text"] or "", id=c, metadata={"chunk_id": c, "source": by_id[c]["source"], "page": by_id[c]["page"]})
-            for c in chunk_ids if c in by_id
-        ]  # fmt: skip
+            Document(
+                page_content=by_id[c]["text"] or "",
+                id=c,
+                metadata={"chunk_id": c, "source": by_id[c]["source"], "page": by_id[c]["page"]},
+            )
+            for c in chunk_ids
+            if c in by_id
+        ]
 
     def _similarities(self, question: str, docs: list[Document]) -> list[float]:
         if self.chunk_store is None or not docs:

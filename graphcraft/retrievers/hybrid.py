@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -30,7 +29,9 @@ class HybridRetriever(BaseRetriever):
         self._dense = VectorRetriever(store=self.store)
         self._sparse = BM25Retriever(store=self.store)
 
-    def search(self, query: str, k: int | None = None, vector: Sequence[float] | None = None) -> list[Document]:
+    def search(
+        self, query: str, k: int | None = None, vector: list[float] | np.ndarray | None = None
+    ) -> list[Document]:
         """The best `k` chunks; `vector` is the query's embedding when the caller already has it (batched)."""
         dense = self._dense.search(query, self.fetch_k, vector=vector)
         sparse = self._sparse.search(query, self.fetch_k)

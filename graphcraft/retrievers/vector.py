@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,9 @@ class VectorRetriever(BaseRetriever):
     store: ChunkStore
     k: int = 5
 
-    def search(self, query: str, k: int | None = None, vector: Sequence[float] | None = None) -> list[Document]:
+    def search(
+        self, query: str, k: int | None = None, vector: list[float] | np.ndarray | None = None
+    ) -> list[Document]:
         """Nearest chunks; `vector` is the query's embedding when the caller already has it (batched)."""
         vector = self.store.embeddings.embed_query(query) if vector is None else vector
         return [with_score(doc, score, "vector") for doc, score in self.store.search_by_vector(vector, k or self.k)]

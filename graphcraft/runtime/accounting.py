@@ -12,7 +12,7 @@ graph's usage reducer also sums structured outputs, their repairs and their fall
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -33,7 +33,7 @@ class Usage(TypedDict, total=False):
     structured_fallbacks: int
 
 
-USAGE_KEYS = (
+UsageKey = Literal[
     "llm_calls",
     "prompt_tokens",
     "completion_tokens",
@@ -41,7 +41,8 @@ USAGE_KEYS = (
     "structured_calls",
     "structured_repairs",
     "structured_fallbacks",
-)
+]
+USAGE_KEYS: tuple[UsageKey, ...] = get_args(UsageKey)
 
 
 def empty_usage() -> Usage:
@@ -61,7 +62,7 @@ def add_usage(left: Usage | None, right: Usage | None) -> Usage:
     out = empty_usage()
     for part in (left or {}, right or {}):
         for key in USAGE_KEYS:
-            out[key] = out.get(key, 0) + part.get(key, 0)  # type: ignore[literal-required]
+            out[key] = out.get(key, 0) + part.get(key, 0)
     out["cost_usd"] = round(out["cost_usd"], 6)
     return out
 

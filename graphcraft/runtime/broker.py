@@ -43,7 +43,7 @@ Topics = dict[str, list[Message]]
 
 def merge_topics(left: Mapping[str, list[Message]] | None, right: Mapping[str, list[Message]] | None) -> Topics:
     """LangGraph reducer: append each topic's new messages to its queue (topics are created on first publish)."""
-    return append_by_key(left, right)  # type: ignore[return-value]
+    return append_by_key(left, right)
 
 
 def publish(topic: str, sender: str, content: Any, *, round: int | None = None, **meta: Any) -> dict[str, Topics]:

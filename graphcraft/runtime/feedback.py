@@ -14,7 +14,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from graphcraft.errors import GraphcraftError
 
@@ -67,7 +67,10 @@ class FeedbackStore:
     def record(
         self, key: str, score: float, *, strategy: str | None = None, query_class: str | None = None
     ) -> dict[str, Any]:
-        """Attach `score` (0..1) to the run `key` (run id or question); strategy given explicitly if no run is logged."""
+        """Attach `score` (0..1) to the run `key` (run id or question).
+
+        The strategy is given explicitly if no run is logged.
+        """
         if not 0.0 <= float(score) <= 1.0:
             raise FeedbackError(f"score must be between 0 and 1, got {score}")
         run = self.find_run(key)
@@ -80,9 +83,10 @@ class FeedbackStore:
             "run_id": run["run_id"] if run else None,
             "question": run["question"] if run else key,
             "query_class": (run or {}).get("query_class") or query_class or "single_hop",
-            "strategy": strategy or run["strategy"],
+            # Without a strategy there is a run: the check above raised otherwise.
+            "strategy": strategy or cast(dict[str, Any], run)["strategy"],
             "score": float(score),
-        }  # type: ignore[index]
+        }
         with closing(self._connect()) as conn, conn:
             conn.execute(
                 "INSERT INTO feedback (ts, run_id, question, query_class, strategy, score) VALUES (?,?,?,?,?,?)",
@@ -105,7 +109,8 @@ class FeedbackStore:
             cost = {
                 (c, s): (n, calls, tokens, secs)
                 for c, s, n, calls, tokens, secs in conn.execute(
-                    "SELECT query_class, strategy, COUNT(*), AVG(llm_calls), AVG(tokens), AVG(seconds) FROM runs GROUP BY 1, 2"
+                    "SELECT query_class, strategy, COUNT(*), AVG(llm_calls), AVG(tokens), AVG(seconds) "
+                    "FROM runs GROUP BY 1, 2"
                 )
             }
             quality = {

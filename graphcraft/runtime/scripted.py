@@ -54,8 +54,9 @@ class ScriptCall(BaseModel):
     def last(self) -> str:
         return _as_text(self.messages[-1].content) if self.messages else ""
 
+    # Shadows pydantic's deprecated BaseModel.schema() classmethod on purpose: scripts read `call.schema`.
     @property
-    def schema(self) -> str | None:
+    def schema(self) -> str | None:  # type: ignore[override]
         """The structured-output schema name when exactly one tool is bound (how LangChain binds schemas)."""
         return self.tools[0] if len(self.tools) == 1 else None
 

@@ -19,7 +19,7 @@ import concurrent.futures
 import json
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langchain_core.tools import BaseTool, StructuredTool
 
@@ -79,8 +79,11 @@ def _connection(name: str, spec: Any, base: Path) -> dict[str, Any]:
 async def aload_mcp_tools(source: str | Path | dict[str, Any], *, prefix_server_name: bool = False) -> list[BaseTool]:
     """Connect to every configured server and return its tools (sync-callable as well)."""
     from langchain_mcp_adapters.client import MultiServerMCPClient
+    from langchain_mcp_adapters.sessions import Connection
 
-    client = MultiServerMCPClient(load_mcp_config(source), tool_name_prefix=prefix_server_name)
+    # load_mcp_config checked each entry's shape (command -> stdio, url -> http/sse).
+    connections = cast(dict[str, Connection], load_mcp_config(source))
+    client = MultiServerMCPClient(connections, tool_name_prefix=prefix_server_name)
     try:
         tools = await client.get_tools()
     except Exception as exc:  # noqa: BLE001 - transport errors come wrapped in exception groups
@@ -100,7 +103,8 @@ def with_sync_entry(tool: BaseTool) -> BaseTool:
     coroutine = tool.coroutine
 
     def call(**kwargs: Any) -> Any:
-        return run_sync(coroutine(**kwargs))
+        # A StructuredTool's coroutine is an async function, so calling it gives a coroutine.
+        return run_sync(cast(Coroutine[Any, Any, Any], coroutine(**kwargs)))
 
     return tool.model_copy(update={"func": call})
 

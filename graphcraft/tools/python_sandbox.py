@@ -12,9 +12,9 @@ Layers, from strongest to weakest:
 - a wall-clock timeout and an output cap (both pipes are read incrementally) after which the whole
   process group is killed;
 - an audit hook (PEP 578) installed before the user's code runs that refuses socket creation,
-  process spawning (including importing `_posixsubprocess`), ctypes loading and writes outside the run's scratch directory. Audit hooks
-  are not a security boundary on their own; they are the fallback when namespaces are
-  unavailable and a clear error message otherwise.
+  process spawning (including importing `_posixsubprocess`), ctypes loading and writes outside the
+  run's scratch directory. Audit hooks are not a security boundary on their own; they are the
+  fallback when namespaces are unavailable and a clear error message otherwise.
 
 The tool exists only when enabled explicitly (`default_tools(enable_python=True)`).
 """
@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Any, Literal, cast
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
@@ -256,7 +256,9 @@ def _collect(proc: subprocess.Popen, timeout_s: float, cap: int) -> tuple[bytes,
     Returns (stdout, stderr, timed_out, output_over_cap).
     """
     deadline = time.monotonic() + timeout_s
-    buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    stdout, stderr = proc.stdout, proc.stderr
+    assert stdout is not None and stderr is not None  # the child is started with stdout=PIPE, stderr=PIPE
+    buffers = {stdout: bytearray(), stderr: bytearray()}
     overflow = False
     with selectors.DefaultSelector() as selector:
         for stream in buffers:
@@ -264,13 +266,13 @@ def _collect(proc: subprocess.Popen, timeout_s: float, cap: int) -> tuple[bytes,
         while selector.get_map() and not overflow:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return bytes(buffers[proc.stdout]), bytes(buffers[proc.stderr]), True, False
+                return bytes(buffers[stdout]), bytes(buffers[stderr]), True, False
             for key, _ in selector.select(remaining):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)
                     continue
-                buffer = buffers[key.fileobj]
+                buffer = buffers[cast(IO[Any], key.fileobj)]  # one of the two pipes registered above
                 buffer += chunk
                 if len(buffer) > cap:
                     del buffer[cap:]
@@ -281,7 +283,7 @@ def _collect(proc: subprocess.Popen, timeout_s: float, cap: int) -> tuple[bytes,
             proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
         except subprocess.TimeoutExpired:
             timed_out = True
-    return bytes(buffers[proc.stdout]), bytes(buffers[proc.stderr]), timed_out, overflow
+    return bytes(buffers[stdout]), bytes(buffers[stderr]), timed_out, overflow
 
 
 def _reap(proc: subprocess.Popen) -> None:
