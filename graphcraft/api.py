@@ -68,7 +68,7 @@ def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None
     settings = _settings(store)
     with write_lock(settings.store):
         report = remove_paths(paths, None, settings)
-        result = {"files": report.files, "removed": report.removed}
+        result: dict[str, Any] = {"files": report.files, "removed": report.removed}
         if report.removed:
             from graphcraft.stores.vector import open_store
 

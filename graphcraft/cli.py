@@ -99,13 +99,15 @@ def ingest(
         out.print(f"  [red]failed[/] {escape(bad['path'])}: {escape(bad['error'])}", highlight=False)
     for warning in report.get("warnings", []):
         out.print(
-            f"  [yellow]warning[/] {escape(str(warning.get('path', '')))}: {escape(str(warning.get('warning', warning)))}",
+            f"  [yellow]warning[/] {escape(str(warning.get('path', '')))}: "
+            f"{escape(str(warning.get('warning', warning)))}",
             highlight=False,
         )
     if report.get("calibration"):
         cal = report["calibration"]
         out.print(
-            f"[dim]evaluator calibrated on {cal['queries']} pseudo-questions: lower {cal['lower']:.3f}, upper {cal['upper']:.3f}[/]",
+            f"[dim]evaluator calibrated on {cal['queries']} pseudo-questions: "
+            f"lower {cal['lower']:.3f}, upper {cal['upper']:.3f}[/]",
             highlight=False,
         )
     if nothing_usable:  # every file failed: a script calling us should notice
@@ -127,7 +129,8 @@ def calibration(
         out.print_json(json.dumps(report))
         return
     out.print(
-        f"store {escape(report['store'])}: lower {report['lower']:.3f}, upper {report['upper']:.3f} ({report['origin']})",
+        f"store {escape(report['store'])}: lower {report['lower']:.3f}, upper {report['upper']:.3f} "
+        f"({report['origin']})",
         highlight=False,
     )
     cal = report.get("calibration") or {}
@@ -141,7 +144,8 @@ def calibration(
         table.add_row("near miss (answer removed)", *(f"{v:.3f}" for v in cal["negatives"].values()))
         out.print(table)
         out.print(
-            f"separation (ROC AUC) {cal['separation']}; below lower: abstain (or search externally); above upper: correct"
+            f"separation (ROC AUC) {cal['separation']}; "
+            "below lower: abstain (or search externally); above upper: correct"
         )
 
 

@@ -77,5 +77,6 @@ def feedback(
         out.print_json(json.dumps(entry))
     else:
         out.print(
-            f"recorded {entry['score']:.2f} for strategy {entry['strategy']} ({entry['query_class']}) run {entry['run_id'] or '-'}"
+            f"recorded {entry['score']:.2f} for strategy {entry['strategy']} ({entry['query_class']}) "
+            f"run {entry['run_id'] or '-'}"
         )

@@ -88,6 +88,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run an agent or reasoning graph on a task; print the answer and a trace of its decisions."""
+    consensus: dict[str, Any] = {"agents": agents, "rounds": rounds, "rule": rule, "max_handoffs": max_handoffs}
     result = run_task(
         graph,
         task,
@@ -98,11 +99,7 @@ def run(
         thread_id=thread,
         max_llm_calls=max_llm_calls,
         max_tool_calls=max_tool_calls,
-        **{
-            k: v
-            for k, v in {"agents": agents, "rounds": rounds, "rule": rule, "max_handoffs": max_handoffs}.items()
-            if v is not None
-        },
+        **{k: v for k, v in consensus.items() if v is not None},
     )
     if as_json:
         out.print_json(json.dumps(result, default=str))

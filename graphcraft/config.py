@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     local_threads: int = Field(
         default=0,
         ge=0,
-        description="CPU threads for in-process GGUF models; 0 = half the logical cores (llama.cpp's default: oversubscribing is much slower).",
+        description="CPU threads for in-process GGUF models; 0 = half the logical cores "
+        "(llama.cpp's default: oversubscribing is much slower).",
     )
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",
