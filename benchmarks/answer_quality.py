@@ -89,8 +89,8 @@ def run_corpus(name: str, graphs: list[str], half: str, limit: int, llm: bool) -
     start = time.perf_counter()
     report = graphcraft.ingest(files, store=store)
     print(
-        f"[{name}] ingest: {report['added']} chunks added, {report['skipped']} files unchanged, {len(report['failed'])} failed "
-        f"({time.perf_counter() - start:.0f} s)",
+        f"[{name}] ingest: {report['added']} chunks added, {report['skipped']} files unchanged, "
+        f"{len(report['failed'])} failed ({time.perf_counter() - start:.0f} s)",
         file=sys.stderr,
     )
     questions = select(questions, half, limit)
@@ -129,8 +129,8 @@ def table(name: str, half: str, summaries: list) -> str:
         return ""
     n = summaries[0][0].n
     head = (
-        f"\n{name} ({half} half: {n['answerable']} answerable, {n['two_hop']} two-hop, {n['unanswerable']} unanswerable; "
-        "retriever = hybrid top 5)\n"
+        f"\n{name} ({half} half: {n['answerable']} answerable, {n['two_hop']} two-hop, "
+        f"{n['unanswerable']} unanswerable; retriever = hybrid top 5)\n"
     )
     lines = [f"{'graph':<17}" + "".join(f"{c:>7}" for c, _ in COLUMNS)]
     for s, _ in summaries:

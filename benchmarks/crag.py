@@ -144,7 +144,7 @@ class Oracle:
         if call.schema == "_Grades":  # graphcraft's one-call grader: every document at once
             listing = text.split("Documents:", 1)[-1]
             parts = [p for p in _split_numbered(listing)]
-            return {"grades": [{"index": i, "score": 1.0 if self.relevant(q, body) else 0.0} for i, body in parts]}
+            return {str(i): 1.0 if self.relevant(q, body) else 0.0 for i, body in parts}
         if call.schema == "GradeDocuments":  # the tutorial's per-document grader
             document = text.split("Retrieved document:", 1)[-1].split("User question:", 1)[0]
             return {"binary_score": "yes" if self.relevant(q, document) else "no"}
@@ -171,13 +171,17 @@ class GradeDocuments(BaseModel):
     binary_score: str = Field(description="Documents are relevant to the question, 'yes' or 'no'")
 
 
+# Line breaks are part of these prompts; a trailing backslash only wraps the source line.
 TUTORIAL_GRADER_SYSTEM = """You are a grader assessing relevance of a retrieved document to a user question.
 If the document contains keyword(s) or semantic meaning related to the question, grade it as relevant.
 Give a binary score 'yes' or 'no' score to indicate whether the document is relevant to the question."""
-TUTORIAL_REWRITER_SYSTEM = """You a question re-writer that converts an input question to a better version that is optimized
+TUTORIAL_REWRITER_SYSTEM = """You a question re-writer that converts an input question to a better version \
+that is optimized
 for web search. Look at the input and try to reason about the underlying semantic intent / meaning."""
-TUTORIAL_RAG_PROMPT = """You are an assistant for question-answering tasks. Use the following pieces of retrieved context to
-answer the question. If you don't know the answer, just say that you don't know. Use three sentences maximum and keep the
+TUTORIAL_RAG_PROMPT = """You are an assistant for question-answering tasks. \
+Use the following pieces of retrieved context to
+answer the question. If you don't know the answer, just say that you don't know. \
+Use three sentences maximum and keep the
 answer concise.
 Context: {context}
 Question: {question}
@@ -289,7 +293,9 @@ def measure_calls(store: Any, external: Any, questions: list[Question]) -> dict:
         "tutorial max": max(counts["tutorial"]),
         "crag actions": actions,
         "answered with keywords (crag / tutorial)": f"{hits['crag']} / {hits['tutorial']}",
-        "seen by a run-config UsageCallback (crag / tutorial)": f"{seen_via_config['crag']} / {seen_via_config['tutorial']}",
+        "seen by a run-config UsageCallback (crag / tutorial)": (
+            f"{seen_via_config['crag']} / {seen_via_config['tutorial']}"
+        ),
     }
 
 
@@ -370,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         speed, results = measure_speed(store, questions, args.repeats)
         progress(
             f"ingest {ing['ingest s']:.2f} s vs embed {ing['embed chunks alone s']:.2f} s (ratio {ing['ratio']:.3f}); "
-            f"CRAG {speed['crag ms/question']:.1f} ms vs retriever {speed['retriever ms/question']:.1f} ms per question "
-            f"(ratio {speed['ratio (total)']:.3f})"
+            f"CRAG {speed['crag ms/question']:.1f} ms vs retriever {speed['retriever ms/question']:.1f} ms "
+            f"per question (ratio {speed['ratio (total)']:.3f})"
         )
         progress("LLM calls: CRAG vs tutorial pattern ...")
         calls = measure_calls(store, external, questions)
@@ -385,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                     "measured": speed["ratio (total)"],
                     "target": f"<= {TARGETS['speed']}",
                     "verdict": verdict("speed", speed["ratio (total)"]),
-                    "figures": f"{speed['crag ms/question']:.1f} ms vs {speed['retriever ms/question']:.1f} ms per question "
-                    f"(median of {speed['repeats']} interleaved repeats, {speed['questions']} questions; "
+                    "figures": f"{speed['crag ms/question']:.1f} ms vs {speed['retriever ms/question']:.1f} ms "
+                    f"per question (median of {speed['repeats']} interleaved repeats, {speed['questions']} questions; "
                     f"median per-question ratio {speed['ratio (median per question)']:.2f})",
                 },
                 {
@@ -394,16 +400,18 @@ def main(argv: list[str] | None = None) -> int:
                     "measured": calls["ratio"],
                     "target": f"<= {TARGETS['calls']}",
                     "verdict": verdict("calls", calls["ratio"]),
-                    "figures": f"{calls['crag calls/answer']:.2f} vs {calls['tutorial calls/answer']:.2f} calls per answer "
-                    f"(max {calls['crag max']} vs {calls['tutorial max']}; {calls['questions']} questions; CRAG actions {calls['crag actions']})",
+                    "figures": f"{calls['crag calls/answer']:.2f} vs {calls['tutorial calls/answer']:.2f} "
+                    f"calls per answer (max {calls['crag max']} vs {calls['tutorial max']}; "
+                    f"{calls['questions']} questions; CRAG actions {calls['crag actions']})",
                 },
                 {
                     "ratio": "ingestion time / embedding the chunks alone",
                     "measured": ing["ratio"],
                     "target": f"<= {TARGETS['ingest']}",
                     "verdict": verdict("ingest", ing["ratio"]),
-                    "figures": f"{ing['ingest s']:.2f} s vs {ing['embed chunks alone s']:.2f} s for {ing['files']} files / {ing['chunks']} chunks "
-                    f"(median of {ing['repeats']} interleaved; cold first ingest {ing['first (cold) ingest s']:.2f} s)",
+                    "figures": f"{ing['ingest s']:.2f} s vs {ing['embed chunks alone s']:.2f} s "
+                    f"for {ing['files']} files / {ing['chunks']} chunks (median of {ing['repeats']} interleaved; "
+                    f"cold first ingest {ing['first (cold) ingest s']:.2f} s)",
                 },
             ],
             title="CRAG benchmark (samples/corpus, samples/questions.jsonl)",
@@ -445,10 +453,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print_table(per_type, title="Offline CRAG (extractive, no external source) vs the bare hybrid retriever")
         print(
-            f"offline CRAG: answer hit rate {summary['answer_hit_rate']:.3f} on the {sum(not r['should_abstain'] for r in rows)} questions "
-            f"that expect an answer; abstention accuracy {summary['abstention_accuracy']:.3f} (right call to abstain or not, all "
-            f"{summary['n']}), unanswerable+external abstained {summary['abstention_recall']:.3f}, answerable wrongly abstained "
-            f"{summary['false_abstention_rate']:.3f}; hybrid retriever recall@5 {retriever_recall:.3f} ({sum(x is not None for x in gold)} questions with gold sources)"
+            f"offline CRAG: answer hit rate {summary['answer_hit_rate']:.3f} "
+            f"on the {sum(not r['should_abstain'] for r in rows)} questions "
+            f"that expect an answer; abstention accuracy {summary['abstention_accuracy']:.3f} "
+            f"(right call to abstain or not, all "
+            f"{summary['n']}), unanswerable+external abstained {summary['abstention_recall']:.3f}, "
+            f"answerable wrongly abstained "
+            f"{summary['false_abstention_rate']:.3f}; hybrid retriever recall@5 {retriever_recall:.3f} "
+            f"({sum(x is not None for x in gold)} questions with gold sources)"
         )
         if args.profile:
             profile(store, questions, tmp)

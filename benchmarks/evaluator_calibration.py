@@ -258,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         cal, hold = collect(store, calibration, args.k), collect(store, held_out, args.k)
         print(
             f"corpus: {report['files']} files, {report['added']} chunks; questions: calibration {len(cal)} "
-            f"({sum(s.positive for s in cal)} answerable / {sum(not s.positive for s in cal)} not in corpus), held-out {len(hold)} "
-            f"({sum(s.positive for s in hold)} / {sum(not s.positive for s in hold)}); top-{args.k} hybrid documents each; "
+            f"({sum(s.positive for s in cal)} answerable / {sum(not s.positive for s in cal)} not in corpus), "
+            f"held-out {len(hold)} "
+            f"({sum(s.positive for s in hold)} / {sum(not s.positive for s in hold)}); "
+            f"top-{args.k} hybrid documents each; "
             f"signal = best document's"
         )
 
@@ -339,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "weights: grid winner confirmed on the held-out half"
             if confirmed
-            else "weights: no grid winner is confirmed on the held-out half (AUC gain < 0.05 or interval reaching 0.5): keep the current weights"
+            else "weights: no grid winner is confirmed on the held-out half "
+            "(AUC gain < 0.05 or interval reaching 0.5): keep the current weights"
         )
 
         # 4. thresholds for the recommended weights: chosen on calibration, reported on held-out
