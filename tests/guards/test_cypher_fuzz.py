@@ -256,7 +256,10 @@ VALID = [
     "MATCH (e:Entity) WHERE e.id IN ['acme', 'ada'] RETURN e.name AS name ORDER BY name",
     "MATCH (e:Entity) WHERE e.name <> 'Paris' AND e.type = 'GPE' RETURN e.name AS name",
     "MATCH (e:Entity) RETURN e.name AS name ORDER BY name; ",
-    "// who lives where\nMATCH (p:Entity {type: 'PERSON'})-[:RELATED {type: 'LIVES_IN'}]->(g) RETURN p.name AS p, g.name AS g",
+    (
+        "// who lives where\n"
+        "MATCH (p:Entity {type: 'PERSON'})-[:RELATED {type: 'LIVES_IN'}]->(g) RETURN p.name AS p, g.name AS g"
+    ),
     "MATCH (e:Entity) /* all organisations */ WHERE e.type = 'ORG' RETURN e.name AS name ORDER BY name",
     "CALL db.labels() YIELD label RETURN label ORDER BY label",
     "CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType ORDER BY relationshipType",
