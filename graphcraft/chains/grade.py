@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from graphcraft.chains.terms import content_terms, coverage, salient_terms
 from graphcraft.models import structured_call
@@ -159,44 +159,33 @@ class LocalEvaluator:
         return Grading(scores=scores, strategy=self.name, details={"signals": parts}, strip_scores=per_strip)
 
 
-class _DocGrade(BaseModel):
-    index: int = Field(description="The document's number as shown, starting at 1.")
-    score: float = Field(
-        ge=0.0,
-        le=1.0,
-        description="1 = contains what is needed to answer; 0 = irrelevant.",
-        json_schema_extra={"enum": [i / 10 for i in range(11)]},
-    )
+_SCORE = {
+    "ge": 0.0,
+    "le": 1.0,
+    "description": "1 = contains what is needed to answer; 0.5 = related but incomplete; 0 = irrelevant.",
+    "json_schema_extra": {"enum": [i / 10 for i in range(11)]},
+}
 
 
 class _Grades(BaseModel):
-    grades: list[_DocGrade]
+    """One score per document, keyed by the document's number ("1", "2", ...)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    def scores(self, n: int) -> list[float]:
+        return [float(getattr(self, f"doc_{i}")) for i in range(1, n + 1)]
 
 
 @lru_cache(maxsize=32)
 def grades_schema(n: int) -> type[_Grades]:
-    """The grading schema for `n` documents: a grammar-constrained model (llama.cpp, json_object with a
-    schema) can then only write n grades, indexes 1..n and scores in tenths, since grammars have
-    enums and lengths but no numeric ranges. Validation stays lenient for providers without grammars."""
-    doc = create_model(
-        f"DocGrade{n}",
-        __base__=_DocGrade,
-        index=(
-            int,
-            Field(
-                ge=1,
-                le=n,
-                description="The document's number as shown.",
-                json_schema_extra={"enum": list(range(1, n + 1))},
-            ),
-        ),
-    )
-    return create_model(
-        f"Grades{n}",
-        __base__=_Grades,
-        # `doc` is a model built at runtime, which mypy cannot take as a type.
-        grades=(list[doc], Field(json_schema_extra={"minItems": n, "maxItems": n})),  # type: ignore[valid-type]
-    )
+    """The grading schema for `n` documents: an object with one required score per document number.
+
+    Keys rather than a list, so that a grammar-constrained model (llama.cpp, json_object with a
+    schema) cannot skip or repeat a document; scores are tenths because grammars have enums but no
+    numeric ranges. Validation stays lenient (any score in [0, 1]) for providers without grammars.
+    """
+    fields: dict[str, Any] = {f"doc_{i}": (float, Field(alias=str(i), **_SCORE)) for i in range(1, n + 1)}
+    return create_model("_Grades", __base__=_Grades, **fields)  # one name: scripted test models reply by it
 
 
 GRADER_PROMPT = """You grade retrieved documents for a question-answering system.
@@ -234,31 +223,23 @@ class LLMEvaluator:
             self.model,
             schema,
             GRADER_PROMPT.format(question=question, documents=listing),
-            fallback=schema(grades=[]),
+            fallback=schema.model_construct(),  # never read: a fallback grades locally instead
             max_repairs=self.max_repairs,
         )
-        by_index = {g.index: g.score for g in result.value.grades}
-        complete = not result.fallback and all(i in by_index for i in range(1, len(docs) + 1))
-        if not complete:
+        if result.fallback:
             local = self.fallback.evaluate(question, docs, query_vec)
             # Local scores live on the local scale: map them onto this evaluator's thresholds.
             scores = [
                 _rescale(s, (self.fallback.lower, self.fallback.upper), (self.lower, self.upper)) for s in local.scores
             ]
-            # A valid but incomplete reply is a fallback too, and counted as one.
-            usage = (
-                result.usage
-                if result.fallback
-                else {**result.usage, "structured_fallbacks": result.usage.get("structured_fallbacks", 0) + 1}
-            )
             return Grading(
                 scores=scores,
                 strategy="llm->local_fallback",
-                usage=usage,
-                details={**result.trace(), "fallback_reason": "malformed or incomplete grades", "local": local.details},
+                usage=result.usage,
+                details={**result.trace(), "fallback_reason": "malformed grades", "local": local.details},
             )
         return Grading(
-            scores=[round(by_index[i], 4) for i in range(1, len(docs) + 1)],
+            scores=[round(x, 4) for x in result.value.scores(len(docs))],
             strategy=self.name,
             usage=result.usage,
             details=result.trace(),

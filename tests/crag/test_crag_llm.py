@@ -17,7 +17,7 @@ from graphcraft.graphs import crag  # noqa: E402
 
 
 def grades(*scores: float) -> dict:
-    return {"grades": [{"index": i, "score": s} for i, s in enumerate(scores, start=1)]}
+    return {str(i): s for i, s in enumerate(scores, start=1)}
 
 
 def test_one_grading_call_for_all_documents(crag_stores: dict[str, Path]) -> None:
