@@ -25,8 +25,9 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import RunnableConfig, ensure_config
 from pydantic import BaseModel, ValidationError
 
@@ -282,8 +283,10 @@ def with_counter(config: dict | None, counter: UsageCallback) -> dict:
     return config
 
 
-def invoke_llm(model: BaseChatModel, messages: MessagesLike, config: dict | None = None) -> tuple[AIMessage, Usage]:
-    """One chat-model call; returns the reply and the Usage it cost."""
+def invoke_llm(
+    model: BaseChatModel | Runnable[LanguageModelInput, AIMessage], messages: MessagesLike, config: dict | None = None
+) -> tuple[AIMessage, Usage]:
+    """One chat-model call (a model, or one with tools bound); returns the reply and the Usage it cost."""
     cb = UsageCallback()
     reply = call_model(model, as_messages(messages), with_counter(config, cb))
     return reply, cb.usage

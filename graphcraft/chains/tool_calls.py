@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ def observation_text(output: Any) -> str:
     return text
 
 
-def execute_tool_call(tools: dict[str, BaseTool], call: dict[str, Any]) -> tuple[ToolMessage, dict[str, Any]]:
+def execute_tool_call(tools: dict[str, BaseTool], call: Mapping[str, Any]) -> tuple[ToolMessage, dict[str, Any]]:
     """Run one tool call; never raises. Returns the ToolMessage and a trace record.
 
     The record carries `sources` when the tool returned provenance as its artifact (retrieval tools).
@@ -115,7 +115,7 @@ def run_with_tools(
     run = StepRun(text="", ok=False)
     guard = LoopGuard(loop_limit)
     for _ in range(max_turns):
-        reply, usage = invoke_llm(bound, convo, config)  # type: ignore[arg-type]
+        reply, usage = invoke_llm(bound, convo, config)
         run.usage = add_usage(run.usage, usage)
         convo.append(reply)
         calls = getattr(reply, "tool_calls", None) or []

@@ -43,7 +43,10 @@ from graphcraft.runtime.feedback import FeedbackStore
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Adaptive RAG: classify the query, pick direct/semantic/keyword/hybrid/hierarchical/multi-hop from feedback statistics within a per-call cost budget."
+DESCRIPTION = (
+    "Adaptive RAG: classify the query, pick direct/semantic/keyword/hybrid/hierarchical/multi-hop from feedback "
+    "statistics within a per-call cost budget."
+)
 
 STRATEGIES = ("direct", "semantic", "keyword", "hybrid", "hierarchical", "multi_hop")
 RETRIEVERS = {"semantic": "vector", "keyword": "keyword", "hybrid": "hybrid"}
@@ -362,8 +365,8 @@ def build(
         "select_strategy", route_strategy, ["answer_directly", "retrieve", "hierarchical", "multi_hop"]
     )
     g.add_edge("retrieve", "generate")
-    for node in ("answer_directly", "generate", "hierarchical", "multi_hop"):
-        g.add_edge(node, "finish")
+    for node_name in ("answer_directly", "generate", "hierarchical", "multi_hop"):
+        g.add_edge(node_name, "finish")
     g.add_edge("finish", END)
     return g.compile(name="adaptive_rag")
 

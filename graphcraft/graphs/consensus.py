@@ -29,8 +29,9 @@ Bounds: a team has at most `max_agents` (default 32) agents, since the default f
 n^2 subscriptions and every revise prompt carries n-1 positions; at most `max_concurrency`
 (default 16) agent calls are in flight at once. The LLM-call budget is counted per round at its
 worst case, n x (1 + max_repairs) calls, so a round is only started when it fits. If even round 0
-does not fit, the run fails in `convene`, before any LLM call, with a ConsensusOptionError naming the numbers, rather than quietly
-running a smaller panel than asked for (a partial panel would change what the vote means).
+does not fit, the run fails in `convene`, before any LLM call, with a ConsensusOptionError naming
+the numbers, rather than quietly running a smaller panel than asked for (a partial panel would
+change what the vote means).
 The chat model is resolved in `convene`, before any fan-out, so a missing model fails at once.
 """
 
@@ -54,12 +55,15 @@ from graphcraft.config import Settings, get_settings
 from graphcraft.errors import GraphcraftError, ModelError
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 from graphcraft.runtime.bounds import out_of_time, start_clock
-from graphcraft.runtime.broker import inbox, merge_topics, publish, subscribe
+from graphcraft.runtime.broker import Message, inbox, merge_topics, publish, subscribe
 from graphcraft.runtime.reducers import usage_by_key
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Multi-agent consensus: parallel independent positions, negotiation rounds until agreement or a round limit, decision by majority/confidence/Borda/unanimity with dissent and metrics."
+DESCRIPTION = (
+    "Multi-agent consensus: parallel independent positions, negotiation rounds until agreement or a round limit, "
+    "decision by majority/confidence/Borda/unanimity with dissent and metrics."
+)
 
 MAX_AGENTS = 32
 MAX_CONCURRENCY = 16
@@ -78,7 +82,7 @@ class ConsensusState(TypedDict, total=False):
     question: str
     options: list[str]  # optional fixed stances to choose from
     subscriptions: dict[str, list[str]]  # broker: agent -> topics it reads
-    topics: Annotated[dict[str, list[dict]], merge_topics]  # broker: topic -> messages
+    topics: Annotated[dict[str, list[Message]], merge_topics]  # broker: topic -> messages
     ballots: Annotated[list[dict], operator.add]  # every agent's output, every round (ok / repaired / excluded)
     rounds: Annotated[list[dict], operator.add]  # one tally per round: agreement, distribution, excluded
     agent_usage: Annotated[dict[str, Usage], usage_by_key]
@@ -172,7 +176,8 @@ def build(
         # fail because a global GRAPHCRAFT_MAX_LLM_CALLS is small.
         if per_round > call_cap:
             raise ConsensusOptionError(
-                f"max_llm_calls={call_cap} cannot fund round 0: {len(team)} agents x (1 + {repairs} repairs) = {per_round} "
+                f"max_llm_calls={call_cap} cannot fund round 0: "
+                f"{len(team)} agents x (1 + {repairs} repairs) = {per_round} "
                 "calls in the worst case; raise max_llm_calls or lower the number of agents or max_repairs"
             )
         # Resolve the shared model before any fan-out: a missing model fails here, once, not per agent.
@@ -318,8 +323,8 @@ def build(
 
     g = StateGraph(ConsensusState)
     g.add_node("convene", convene)
-    g.add_node("propose", position)
-    g.add_node("revise", position)
+    g.add_node("propose", position)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
+    g.add_node("revise", position)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
     g.add_node("tally", tally)
     g.add_node("decide", decide)
     g.add_edge(START, "convene")
@@ -405,8 +410,10 @@ def _answer_text(decided: Decision, final: Mapping[str, Any], n_agents: int, rea
         return f"No decision: no agent produced a valid position (stopped: {reason})."
     held = decided.counts.get(decided.decision, 0)
     text = (
-        f"Decision: {decided.decision} ({decided.rule}{' -> ' + decided.fallback_rule if decided.fallback_rule else ''}; "
-        f"{held} of {n_agents} agents; agreement {final['agreement']:.2f} in round {final['round']}; stopped: {reason})."
+        f"Decision: {decided.decision} "
+        f"({decided.rule}{' -> ' + decided.fallback_rule if decided.fallback_rule else ''}; "
+        f"{held} of {n_agents} agents; agreement {final['agreement']:.2f} in round {final['round']}; "
+        f"stopped: {reason})."
     )
     if decided.tie:
         text += f" Tie between {', '.join(decided.tied)} broken by {decided.tie_break}."

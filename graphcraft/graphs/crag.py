@@ -37,7 +37,10 @@ from graphcraft.runtime.bounds import Bounds, start_clock
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Corrective RAG: grade retrieval (Correct/Incorrect/Ambiguous), refine knowledge strips, search externally, answer with citations or abstain."
+DESCRIPTION = (
+    "Corrective RAG: grade retrieval (Correct/Incorrect/Ambiguous), refine knowledge strips, search externally, "
+    "answer with citations or abstain."
+)
 
 
 class CRAGState(TypedDict, total=False):
@@ -235,7 +238,7 @@ def build(
             store=res.store,
         )
         steps = state["steps"] + [{"step": "generate", "strategy": answer.strategy}]
-        final = {**state, "usage": add_usage(state.get("usage"), answer.usage), "steps": steps}
+        final: CRAGState = {**state, "usage": add_usage(state.get("usage"), answer.usage), "steps": steps}
         trace = make_trace(
             "crag",
             final,

@@ -40,7 +40,10 @@ from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Graph RAG: entity graph (FalkorDB/Neo4j); local k-hop search fused with vectors, or global map-reduce over community summaries; cites chunks and graph paths."
+DESCRIPTION = (
+    "Graph RAG: entity graph (FalkorDB/Neo4j); local k-hop search fused with vectors, or global map-reduce over "
+    "community summaries; cites chunks and graph paths."
+)
 
 BROAD = re.compile(
     r"\b(summari[sz]e|summary|overview|overall|main (?:themes?|topics?|points?|organi[sz]ations?|ideas?)|themes?|"
@@ -107,7 +110,7 @@ Question: {question}
 Answer:"""
 
 
-def heuristic_route(question: str, seeds: list[dict]) -> tuple[str, str]:
+def heuristic_route(question: str, seeds: list[dict]) -> tuple[Literal["local", "global"], str]:
     if BROAD.search(question):
         return "global", "broad question"
     if not seeds:
@@ -255,7 +258,8 @@ def build(
         gs = graph_of(res)
         rows = gs.query(
             "MATCH (c:Community) RETURN c.id AS id, c.level AS level, c.title AS title, c.summary AS summary, "
-            "c.chunk_ids AS chunk_ids, c.rank AS rank, c.embedding AS embedding, c.size AS size, c.entity_names AS entity_names"
+            "c.chunk_ids AS chunk_ids, c.rank AS rank, c.embedding AS embedding, c.size AS size, "
+            "c.entity_names AS entity_names"
         )
         qv = np.asarray(res.embeddings.embed_query(state["question"]), dtype=np.float32)
         for row in rows:

@@ -16,7 +16,7 @@ abstention. No loop: the tree bounds the search to n_documents x n_sections.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import numpy as np
 from langchain_core.documents import Document
@@ -35,7 +35,10 @@ from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Hierarchical RAG: document summaries -> sections -> chunks (top-down) or a collapsed RAPTOR tree; incremental summaries."
+DESCRIPTION = (
+    "Hierarchical RAG: document summaries -> sections -> chunks (top-down) or a collapsed RAPTOR tree; "
+    "incremental summaries."
+)
 
 
 class HierarchicalState(TypedDict, total=False):
@@ -75,8 +78,8 @@ def build(
     """
     settings = settings_from(settings, options)
     mode = mode or getattr(settings, "hierarchy_mode", "top_down")
-    n_documents = n_documents or getattr(settings, "hierarchy_documents", 3)
-    n_sections = n_sections or getattr(settings, "hierarchy_sections", 4)
+    n_documents = n_documents or cast(int, getattr(settings, "hierarchy_documents", 3))
+    n_sections = n_sections or cast(int, getattr(settings, "hierarchy_sections", 4))
     clusters = bool(getattr(settings, "hierarchy_clusters", True)) if clusters is None else clusters
     llm_summaries = bool(getattr(settings, "hierarchy_llm_summaries", True)) if llm_summaries is None else llm_summaries
     base = Resources(settings, model=model, store=store)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
@@ -45,7 +45,10 @@ from graphcraft.runtime.bounds import Bounds, start_clock
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Multi-hop RAG: decompose into dependent sub-questions, answer each wave in parallel (Send), substitute answers, compose with citations per hop."
+DESCRIPTION = (
+    "Multi-hop RAG: decompose into dependent sub-questions, answer each wave in parallel (Send), substitute "
+    "answers, compose with citations per hop."
+)
 
 _CITE = re.compile(r"\[(\d+)\]")
 BRIDGE_VERBATIM_WORDS = 8  # a model's answer this short is passed on as it is (see decompose.bridge_answer)
@@ -113,9 +116,9 @@ def build(
     Settings. Unset arguments come from Settings fields multihop_* when they exist.
     """
     settings = settings_from(settings, options)
-    retriever = retriever or getattr(settings, "multihop_retriever", "hybrid")
-    max_hops = max_hops or getattr(settings, "multihop_max_hops", 5)
-    max_waves = max_waves or getattr(settings, "multihop_max_waves", 4)
+    retriever = retriever or cast(str, getattr(settings, "multihop_retriever", "hybrid"))
+    max_hops = max_hops or cast(int, getattr(settings, "multihop_max_hops", 5))
+    max_waves = max_waves or cast(int, getattr(settings, "multihop_max_waves", 4))
     strict = bool(getattr(settings, "multihop_strict", False)) if strict is None else strict
     base = Resources(settings, model=model, store=store)
     bounds = Bounds.from_settings(settings, max_llm_calls=max_llm_calls, token_budget=token_budget)
@@ -293,7 +296,7 @@ def build(
     g = StateGraph(MultihopState)
     g.add_node("decompose", decompose)
     g.add_node("schedule", schedule)
-    g.add_node("answer_subquestion", answer_subquestion)
+    g.add_node("answer_subquestion", answer_subquestion)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
     g.add_node("compose", compose)
     g.add_edge(START, "decompose")
     g.add_edge("decompose", "schedule")

@@ -4,9 +4,10 @@
                                       \\-> lookup_table -> generate
 
 - analyze_query first makes sure the store holds multimodal chunks (a StoreError saying how
-  to ingest them, before any model call), then decides which modalities matter: numbers, aggregates and quarters point to
-  tables, "figure/chart/image" to images; text always counts. Offline by cue words; with a
-  chat model by one structured call (falling back to the cues, recorded).
+  to ingest them, before any model call), then decides which modalities matter: numbers,
+  aggregates and quarters point to tables, "figure/chart/image" to images; text always counts.
+  Offline by cue words; with a chat model by one structured call (falling back to the cues,
+  recorded).
 - retrieve searches each modality's own store (dense + BM25) and drops hits that neither
   match a query term nor come close in embedding space, so a modality with nothing relevant
   adds nothing.
@@ -47,7 +48,10 @@ from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace, source_dict
 
-DESCRIPTION = "Multimodal RAG over PDFs: text, tables (answered from the cells), images and OCR'd scanned pages, fused by weighted RRF; answers cite page and bbox."
+DESCRIPTION = (
+    "Multimodal RAG over PDFs: text, tables (answered from the cells), images and OCR'd scanned pages, fused by "
+    "weighted RRF; answers cite page and bbox."
+)
 
 CUED_WEIGHT = 1.5  # a modality the question points to
 UNCUED_WEIGHT = 0.6  # still searched, ranked after the first text hits
@@ -304,9 +308,9 @@ def build(
     def generate(state: MultimodalState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         usage: Usage | None = None
-        if state.get("cell"):
-            source = state["cell"]["source"]
-            cell = CellAnswer(**state["cell"]["answer"])
+        if found := state.get("cell"):
+            source = found["source"]
+            cell = CellAnswer(**found["answer"])
             caption = f" ({source['caption']})" if source.get("caption") else ""
             text, sources, strategy, abstained = f"{cell.sentence()}{caption} [1]", [source], "table_lookup", False
         else:

@@ -35,7 +35,10 @@ from graphcraft.models import invoke_llm, message_text, require_chat_model, stru
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
-DESCRIPTION = "Plan-and-execute agent: analyze, plan JSON steps with dependencies, run independent steps in parallel, replan on failure, finalize."
+DESCRIPTION = (
+    "Plan-and-execute agent: analyze, plan JSON steps with dependencies, run independent steps in parallel, "
+    "replan on failure, finalize."
+)
 
 _REF = re.compile(r"\$([A-Za-z0-9_.\-]+)")
 
@@ -78,7 +81,10 @@ def plan_schema(max_steps: int, tools: tuple[str, ...]) -> type[Plan]:
     )
     step = create_model("Step", __base__=Step, tool=(str | None, tool))
     return create_model(
-        "Plan", __base__=Plan, __doc__=Plan.__doc__, steps=(list[step], Field(min_length=1, max_length=max_steps))
+        "Plan",
+        __base__=Plan,
+        __doc__=Plan.__doc__,
+        steps=(list[step], Field(min_length=1, max_length=max_steps)),  # type: ignore[valid-type]  # a model built at runtime
     )
 
 
@@ -254,7 +260,8 @@ def build(
         )
         prompt = (
             _planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
-            + f"\n\nProgress so far:\n{report}\n\nPlan only the REMAINING work. Completed step ids ({', '.join(sorted(done)) or 'none'}) "
+            + f"\n\nProgress so far:\n{report}\n\nPlan only the REMAINING work. "
+            f"Completed step ids ({', '.join(sorted(done)) or 'none'}) "
             "may be referenced in depends_on and as $id. Use new ids for new steps."
         )
         result = structured_call(
@@ -298,7 +305,8 @@ def build(
                 llm(),
                 [
                     SystemMessage(
-                        "Write the final answer to the task from the step results. Be direct; say what could not be done."
+                        "Write the final answer to the task from the step results. "
+                        "Be direct; say what could not be done."
                     ),
                     HumanMessage(f"Task: {state['question']}\n\nStep results:\n" + "\n".join(lines)),
                 ],
@@ -329,7 +337,7 @@ def build(
     g.add_node("analyze", analyze_task)
     g.add_node("plan", plan)
     g.add_node("schedule", schedule)
-    g.add_node("execute_step", execute_step)
+    g.add_node("execute_step", execute_step)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
     g.add_node("replan", replan)
     g.add_node("finalize", finalize)
     g.add_edge(START, "analyze")

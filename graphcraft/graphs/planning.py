@@ -29,7 +29,10 @@ from graphcraft.models import StructuredResult, invoke_llm, message_text, requir
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
-DESCRIPTION = "Hierarchical planning: phases and steps with dependencies, per-step verification against success criteria, contingencies and bounded replanning."
+DESCRIPTION = (
+    "Hierarchical planning: phases and steps with dependencies, per-step verification against success criteria, "
+    "contingencies and bounded replanning."
+)
 
 
 # Length limits are part of the JSON schemas, so a grammar-constrained model cannot run past its
@@ -372,7 +375,7 @@ def _plan_schema(max_steps: int) -> type[PhasedPlan]:
         "PhasedPlan",
         __base__=PhasedPlan,
         __doc__=PhasedPlan.__doc__,
-        phases=(list[phase], Field(min_length=1, max_length=max_steps)),
+        phases=(list[phase], Field(min_length=1, max_length=max_steps)),  # type: ignore[valid-type]  # a model built at runtime
     )
 
 

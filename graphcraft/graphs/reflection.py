@@ -24,7 +24,10 @@ from graphcraft.models import invoke_llm, message_text, require_chat_model, stru
 from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 
-DESCRIPTION = "Self-refine: generate, critique with per-criterion scores, refine until a threshold or budget; keeps the best draft."
+DESCRIPTION = (
+    "Self-refine: generate, critique with per-criterion scores, refine until a threshold or budget; keeps the "
+    "best draft."
+)
 DEFAULT_CRITERIA = ("correctness", "completeness", "clarity")
 
 
@@ -53,7 +56,12 @@ def critique_schema(criteria: tuple[str, ...]) -> type[Critique]:
     named = Field(json_schema_extra={"enum": list(criteria)})
     item = create_model("CriterionScore", __base__=CriterionScore, criterion=(str, named))
     scores = Field(min_length=1, max_length=len(criteria))
-    return create_model("Critique", __base__=Critique, __doc__=Critique.__doc__, scores=(list[item], scores))
+    return create_model(
+        "Critique",
+        __base__=Critique,
+        __doc__=Critique.__doc__,
+        scores=(list[item], scores),  # type: ignore[valid-type]  # a model built at runtime
+    )
 
 
 class ReflectionState(TypedDict, total=False):

@@ -40,7 +40,10 @@ from graphcraft.runtime.accounting import Usage, add_usage
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Source router: send a question to parametric knowledge, a tool (calculator), retrieval (CRAG path) or a hybrid, and explain why."
+DESCRIPTION = (
+    "Source router: send a question to parametric knowledge, a tool (calculator), retrieval (CRAG path) or a "
+    "hybrid, and explain why."
+)
 
 Route = Literal["parametric", "tools", "retrieval", "hybrid"]
 
@@ -74,14 +77,17 @@ class RouteChoice(BaseModel):
     )
 
 
-ROUTE_PROMPT = """Decide where the answer to the question should come from.
-- parametric: general knowledge any well-read assistant knows (no documents needed)
-- tools: pure arithmetic, computed exactly by a calculator (give the expression)
-- retrieval: facts about the private document collection (names, numbers, events in it)
-- hybrid: needs the documents AND general knowledge or a calculation on facts from them
-The collection's closest passage has similarity {max_sim:.2f} to the question (0..1; below {unrelated:.2f} means unrelated).
-
-Question: {question}"""
+ROUTE_PROMPT = (
+    "Decide where the answer to the question should come from.\n"
+    "- parametric: general knowledge any well-read assistant knows (no documents needed)\n"
+    "- tools: pure arithmetic, computed exactly by a calculator (give the expression)\n"
+    "- retrieval: facts about the private document collection (names, numbers, events in it)\n"
+    "- hybrid: needs the documents AND general knowledge or a calculation on facts from them\n"
+    "The collection's closest passage has similarity {max_sim:.2f} to the question "
+    "(0..1; below {unrelated:.2f} means unrelated).\n"
+    "\n"
+    "Question: {question}"
+)
 
 HYBRID_SYSTEM = """Answer using the numbered knowledge AND, where it is not enough, your own general knowledge.
 Cite document facts with their number like [1]; mark general knowledge with (general knowledge).
@@ -103,8 +109,8 @@ def local_route(question: str, probe: dict[str, Any], has_model: bool) -> tuple[
         return (
             "retrieval",
             (
-                f"looks like general knowledge (best similarity {probe['max_sim']:.2f}) but parametric answering needs a "
-                "chat model: searching the documents instead"
+                f"looks like general knowledge (best similarity {probe['max_sim']:.2f}) "
+                "but parametric answering needs a chat model: searching the documents instead"
             ),
             None,
         )
@@ -267,8 +273,8 @@ def build(
     g.add_conditional_edges("route", by_route, ["answer_parametric", "use_tool", "retrieve"])
     g.add_edge("retrieve", "grade")
     g.add_conditional_edges("grade", after_grade, ["generate", "generate_hybrid"])
-    for node in ("use_tool", "answer_parametric", "generate", "generate_hybrid"):
-        g.add_edge(node, "finish")
+    for node_name in ("use_tool", "answer_parametric", "generate", "generate_hybrid"):
+        g.add_edge(node_name, "finish")
     g.add_edge("finish", END)
     return g.compile(name="router")
 

@@ -95,7 +95,7 @@ def build(
         return {"answer": answer, "agreement": agreement, "sources": [], "trace": trace}
 
     g = StateGraph(SelfConsistencyState)
-    g.add_node("sample", sample)
+    g.add_node("sample", sample)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
     g.add_node("vote", vote)
     g.add_conditional_edges(START, fan_out, ["sample"])
     g.add_edge("sample", "vote")

@@ -31,7 +31,7 @@ from graphcraft.chains.answer import ABSTAIN, generate_answer
 from graphcraft.chains.critique import critique_answer
 from graphcraft.chains.evidence import gather_evidence, strip_vectors
 from graphcraft.chains.grounding import check_answer
-from graphcraft.chains.question import expected_answer_type, has_answer_type
+from graphcraft.chains.question import AnswerType, expected_answer_type, has_answer_type
 from graphcraft.chains.refine import Strip
 from graphcraft.chains.rewrite import load_spacy
 from graphcraft.config import Settings, settings_from
@@ -40,7 +40,10 @@ from graphcraft.runtime.bounds import Bounds, start_clock
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Self-reflective RAG: grade, generate, check grounding and usefulness, critique and re-query until verified or a round/token budget runs out."
+DESCRIPTION = (
+    "Self-reflective RAG: grade, generate, check grounding and usefulness, critique and re-query until verified "
+    "or a round/token budget runs out."
+)
 
 MAX_KNOWLEDGE_STRIPS = 8
 
@@ -53,7 +56,7 @@ class SelfRAGState(TypedDict, total=False):
     queries: list[str]  # every query tried
     documents: list[Document]
     knowledge: list[dict]  # graded strips, accumulated over rounds
-    focus: str | None  # answer type the critic found missing (local generation prefers strips with it)
+    focus: AnswerType | None  # answer type the critic found missing (local generation prefers strips with it)
     critique: str
     answer: str
     sources: list[dict]
@@ -138,7 +141,7 @@ def build(
             nlp = load_spacy(res.settings.spacy_model)
             strips = [
                 replace(s, score=s.score + 1.0) if has_answer_type(s.text, focus, question, nlp) else s for s in strips
-            ]  # type: ignore[arg-type]
+            ]
         elif res.model is not None and state.get("critique"):
             prompt_question = f"{question}\n(A reviewer rejected an earlier answer: {state['critique']})"
         answer = generate_answer(prompt_question, strips, res.model, store=res.store)

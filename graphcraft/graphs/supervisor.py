@@ -25,7 +25,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
@@ -46,7 +46,10 @@ from graphcraft.runtime.reducers import append_by_key, usage_by_key
 from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
-DESCRIPTION = "Supervisor team: a coordinator hands work to a researcher (retrieval), an analyst (calculator/python) and a writer via Command handoffs, bounded by handoffs and tokens; the trace shows who did what."
+DESCRIPTION = (
+    "Supervisor team: a coordinator hands work to a researcher (retrieval), an analyst (calculator/python) and a "
+    "writer via Command handoffs, bounded by handoffs and tokens; the trace shows who did what."
+)
 
 FINISH = "FINISH"
 HISTORY_MESSAGES = 12  # shared-history messages shown to a member (the newest)
@@ -195,11 +198,18 @@ def route_schema(names: tuple[str, ...]) -> type[Route]:
                 json_schema_extra={"enum": list(allowed.values())},
             ),
         ),
-        __validators__={"_known": field_validator("next")(classmethod(_known))},
+        # pydantic accepts a classmethod here, which its annotation (plain callables) does not say.
+        __validators__={"_known": cast(Callable[..., Any], field_validator("next")(classmethod(_known)))},
     )
 
 
 # ---------------------------------------------------------------------------- state
+
+
+class _MemberNode(Protocol):
+    """A team member's node (as a Protocol: LangGraph's node types name the `config` parameter, a Callable cannot)."""
+
+    def __call__(self, state: SupervisorState, config: RunnableConfig) -> Command: ...
 
 
 class SupervisorState(TypedDict, total=False):
@@ -235,7 +245,8 @@ def build(
     """Compile the supervisor graph.
 
     model: default chat model (members without their own, and the supervisor); None: the configured one.
-    agents: the team (see `make_team`), e.g. {"researcher": model_a, "writer": model_b} to give members their own models.
+    agents: the team (see `make_team`), e.g. {"researcher": model_a, "writer": model_b} to give members
+      their own models.
     max_handoffs / max_llm_calls / token_budget: bounds checked before every handoff (budgets default to Settings).
     max_tool_calls: per assignment, for a member's tool loop.
     enable_python: give the analyst the sandboxed python tool.
@@ -291,7 +302,7 @@ def build(
             max_repairs=res.settings.max_structured_repairs,
         )
         route = choice.value
-        step = {
+        step: dict[str, Any] = {
             "actor": "supervisor",
             "action": "handoff" if route.next != FINISH else "finish",
             "to": route.next,
@@ -317,7 +328,7 @@ def build(
         )
         return Command(goto=route.next, update=update)
 
-    def make_member_node(member: TeamMember) -> Callable[[SupervisorState, RunnableConfig], Command]:
+    def make_member_node(member: TeamMember) -> _MemberNode:
         def work(state: SupervisorState, config: RunnableConfig) -> Command:
             res = base.for_config(config)
             chat = member.model or res.require_model(f"team member {member.name!r}")
@@ -376,7 +387,8 @@ def build(
     def finish(state: SupervisorState) -> dict:
         reports = [m for m in state.get("messages", []) if isinstance(m, AIMessage) and m.name in names]
         by_writer = [m for m in reports if m.name == "writer"]
-        final = (by_writer or reports or [None])[-1]
+        last = by_writer or reports
+        final = last[-1] if last else None
         reason = state.get("stop_reason", "finished")
         answer = (
             message_text(final)

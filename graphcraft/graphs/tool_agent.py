@@ -20,12 +20,21 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.config import get_store
@@ -43,7 +52,10 @@ from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
 from graphcraft.runtime.result import usage_trace
 
-DESCRIPTION = "ReAct tool-calling agent (calculator, sandboxed files, optional python/MCP) with tool budget, loop guard and memory."
+DESCRIPTION = (
+    "ReAct tool-calling agent (calculator, sandboxed files, optional python/MCP) with tool budget, loop guard "
+    "and memory."
+)
 
 SYSTEM_PROMPT = (
     "You are a capable assistant that solves tasks step by step using tools when they help. "
@@ -83,7 +95,8 @@ def action_schema(tools: tuple[str, ...]) -> type[Action]:
         __base__=Action,
         __doc__=Action.__doc__,
         tool=(str, tool),
-        __validators__={"_known": field_validator("tool")(classmethod(_known))},
+        # pydantic accepts a classmethod here, which its annotation (plain callables) does not say.
+        __validators__={"_known": cast(Callable[..., Any], field_validator("tool")(classmethod(_known)))},
     )
 
 
@@ -211,7 +224,7 @@ def build(
     def after_tools(state: ToolAgentState) -> str:
         return "finalize" if bounds.reached(state, state.get("turns", 0)) else "agent"
 
-    def _stop_reason(state: ToolAgentState, calls: list[dict]) -> str | None:
+    def _stop_reason(state: ToolAgentState, calls: list[ToolCall]) -> str | None:
         done = state.get("tool_calls", [])
         guard = LoopGuard(loop_limit, [r["key"] for r in done])
         if any(guard.would_repeat(c["name"], c.get("args") or {}) for c in calls):
@@ -344,7 +357,7 @@ def _catalogue(tools: list[BaseTool]) -> str:
     return ACTION_PROMPT + "\n".join(f"- {t.name}({', '.join(t.args)}): {t.description.splitlines()[0]}" for t in tools)
 
 
-def _pending_calls(state: ToolAgentState) -> list[dict]:
+def _pending_calls(state: ToolAgentState) -> list[ToolCall]:
     last = state["messages"][-1] if state.get("messages") else None
     return list(last.tool_calls) if isinstance(last, AIMessage) and last.tool_calls else []
 

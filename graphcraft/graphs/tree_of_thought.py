@@ -116,7 +116,7 @@ def build(
         "Evaluation",
         __base__=Evaluation,
         __doc__=Evaluation.__doc__,
-        scores=(list[indexed], Field(max_length=breadth * beam)),
+        scores=(list[indexed], Field(max_length=breadth * beam)),  # type: ignore[valid-type]  # a model built at runtime
     )
 
     def llm() -> BaseChatModel:

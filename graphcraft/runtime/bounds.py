@@ -19,16 +19,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
+
+from typing_extensions import TypedDict
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.runtime.accounting import Usage, total_tokens
 from graphcraft.runtime.result import usage_trace
 
-STARTED_AT = "started_at"  # the state key holding the run's start (epoch seconds)
+STARTED_AT: Final = "started_at"  # the state key holding the run's start (epoch seconds)
 
 
-def start_clock() -> dict[str, float]:
+class Clock(TypedDict, total=False):
+    """The wall-clock part of a state update: `started_at` from the run's first node, empty after it."""
+
+    started_at: float
+
+
+def start_clock() -> Clock:
     """The state update that starts a run's wall clock; returned by the run's first node."""
     return {STARTED_AT: time.time()}
 
