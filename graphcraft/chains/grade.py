@@ -159,7 +159,7 @@ class LocalEvaluator:
         return Grading(scores=scores, strategy=self.name, details={"signals": parts}, strip_scores=per_strip)
 
 
-_SCORE = {
+_SCORE: dict[str, Any] = {  # keyword arguments of each score Field
     "ge": 0.0,
     "le": 1.0,
     "description": "1 = contains what is needed to answer; 0.5 = related but incomplete; 0 = irrelevant.",
