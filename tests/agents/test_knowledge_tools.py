@@ -10,7 +10,9 @@ from graphcraft.tools.retrieval import graph_query_tool, knowledge_tools, retrie
 DOCS = {
     "bridge.md": "# The Orla Bridge\n\nThe Orla Bridge was designed by the engineer Ada Lind and opened in 1871. "
     "It crosses the Orla river on three stone arches.\n",
-    "bakery.txt": "Marten's Bakery on Canal Street sells rye bread and cinnamon rolls. It opens at six in the morning.\n",
+    "bakery.txt": (
+        "Marten's Bakery on Canal Street sells rye bread and cinnamon rolls. It opens at six in the morning.\n"
+    ),
 }
 
 

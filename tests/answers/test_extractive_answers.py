@@ -24,9 +24,10 @@ Guests arrive by the ferry from Holm, which runs twice a day in summer.
 The lodge was a lighthouse keeper's house until 1961. The repainting of Skerry Point in 2023, paid by the
 harbour trust, cost 310,000 crowns and took four months.
 """,
-    "ferry.txt": """The Holm ferry carries forty passengers and six cars. In winter it runs once a day, weather permitting.
-Tickets cost 120 crowns for adults. The crossing takes fifty minutes.
-""",
+    "ferry.txt": (
+        "The Holm ferry carries forty passengers and six cars. In winter it runs once a day, weather permitting.\n"
+        "Tickets cost 120 crowns for adults. The crossing takes fifty minutes.\n"
+    ),
 }
 
 

@@ -15,7 +15,8 @@ def test_refused_and_failing_queries_are_repaired_within_the_bound(sample_index)
     model = scripted(
         "MATCH (n) DETACH DELETE n",
         "```cypher\nMATCH (e:Entity) RETURN e.name AS name ORDER BY undefined_variable\n```",
-        "MATCH (a:Entity)-[r:RELATED]-(b:Entity) WHERE 'KWA' IN a.aliases AND r.type = 'CHAIR_BY' RETURN b.name AS name",
+        "MATCH (a:Entity)-[r:RELATED]-(b:Entity) WHERE 'KWA' IN a.aliases AND r.type = 'CHAIR_BY' "
+        "RETURN b.name AS name",
     )
     result = text2cypher("Who chairs the KWA?", graph, model, max_repairs=2)
     assert result.ok and result.attempts == 3 == model.calls

@@ -89,7 +89,8 @@ def _assert_citations_match_sources(state: dict) -> None:
     [
         (
             "Which function does the archive command use?",
-            "The archive command writes a snapshot. [1] It relies on the helper function pack_blocks() to compress each block. [2]",
+            "The archive command writes a snapshot. [1] "
+            "It relies on the helper function pack_blocks() to compress each block. [2]",
             "pack_blocks()",
         ),
         (
@@ -104,7 +105,8 @@ def _assert_citations_match_sources(state: dict) -> None:
         ),
         (
             "Which setting sets the memory for shared buffers?",
-            "shared_buffers (integer): Sets the amount of memory the database server uses for shared memory buffers. [1]",
+            "shared_buffers (integer): Sets the amount of memory the database server uses "
+            "for shared memory buffers. [1]",
             "shared_buffers",
         ),
         (
@@ -124,8 +126,8 @@ def _assert_citations_match_sources(state: dict) -> None:
         ),
         (
             "What is the default open flag of shelve.open?",
-            "shelve.open(filename, flag='c', protocol=None) The optional flag parameter has the same interpretation as the flag "
-            "parameter of dbm.open(). [1]",
+            "shelve.open(filename, flag='c', protocol=None) The optional flag parameter "
+            "has the same interpretation as the flag parameter of dbm.open(). [1]",
             "c",
         ),
     ],
@@ -206,8 +208,8 @@ def test_questions_that_must_stay_one_hop() -> None:
     ("question", "form", "bridge", "fact", "files"),
     [
         (
-            "The archive command relies on a helper function to compress blocks. How many compressed blocks does that function "
-            "keep in its cache?",
+            "The archive command relies on a helper function to compress blocks. "
+            "How many compressed blocks does that function keep in its cache?",
             "context_reference",
             "pack_blocks()",
             "4096",
@@ -221,8 +223,8 @@ def test_questions_that_must_stay_one_hop() -> None:
             {"access_rules.md", "reloading.md"},
         ),
         (
-            "How much memory does each replication worker need when started with the option that enables compression of "
-            "replicated blocks?",
+            "How much memory does each replication worker need when started with the option "
+            "that enables compression of replicated blocks?",
             "relative_clause",
             "--squeeze",
             "8 MiB",

@@ -11,7 +11,9 @@ from graphcraft.graphs import supervisor
 from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
 
 CORPUS = {
-    "harbour.md": "# Maren harbour\n\nThe Maren harbour handled 1,250 ships in 2023. Each ship paid a berth fee of 480 euros.\n",
+    "harbour.md": (
+        "# Maren harbour\n\nThe Maren harbour handled 1,250 ships in 2023. Each ship paid a berth fee of 480 euros.\n"
+    ),
     "bakery.txt": "Marten's Bakery on Canal Street sells rye bread and cinnamon rolls. It is closed on Sundays.\n",
 }
 
