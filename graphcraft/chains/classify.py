@@ -84,7 +84,7 @@ class _QueryKind(BaseModel):
         description="no_retrieval: general knowledge or arithmetic; single_hop: one fact from one document; "
         "multi_hop: needs facts chained across documents; overview: a broad summary."
     )
-    reason: str = Field(default="", description="One short sentence.")
+    reason: str = Field(default="", max_length=160, description="One short sentence.")
 
 
 CLASSIFY_PROMPT = (

@@ -39,8 +39,12 @@ class Critique:
 
 
 class CriticReply(BaseModel):
-    critique: str = Field(description="What is wrong with the answer: unsupported claims, missing parts.")
-    search_query: str = Field(description="A short search query that would retrieve the missing evidence.")
+    critique: str = Field(
+        max_length=300, description="What is wrong with the answer: unsupported claims, missing parts."
+    )
+    search_query: str = Field(
+        max_length=120, description="A short search query that would retrieve the missing evidence."
+    )
 
 
 CRITIC_PROMPT = """You are the critic of a retrieval-augmented assistant. The answer below failed its check:
