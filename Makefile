@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` (set up + main job) and `make test` (set up + test suite).
+# The README's two commands: `make demo` (set up + main job) and `make test` (set up, lint, test suite).
 PYTHON ?= python3
 
 .PHONY: setup demo test lint bench
@@ -8,7 +8,7 @@ setup:
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+test: setup lint
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 # ruff (lint + format) over the repository, mypy over the package; settings in pyproject.toml.
