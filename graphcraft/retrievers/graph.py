@@ -374,16 +374,6 @@ class GraphRetriever(BaseRetriever):
             if c in by_id
         ]
 
-    def _similarities(self, question: str, docs: list[Document]) -> list[float]:
-        if self.chunk_store is None or not docs:
-            return [0.0] * len(docs)
-        qv = np.asarray(self.chunk_store.embeddings.embed_query(question), dtype=np.float32)
-        out = []
-        for doc in docs:
-            vec = self.chunk_store.chunk_vector(str(doc.metadata.get("chunk_id")))
-            out.append(float(vec @ qv) if vec is not None else 0.0)
-        return out
-
     # ------------------------------------------------------------------ public
     def retrieve(self, question: str, k: int | None = None) -> GraphRetrieval:
         k = k or self.k

@@ -43,10 +43,6 @@ def open_modality_stores(store: str | Path, settings: Any = None, create: bool =
     return stores
 
 
-def has_multimodal_store(store: str | Path) -> bool:
-    return any((modality_store_path(store, m) / "CURRENT").exists() for m in MODALITIES)
-
-
 class MultimodalRetriever(BaseRetriever):
     """Hybrid search in each modality store, fused by RRF with per-modality weights."""
 
