@@ -10,8 +10,8 @@ class GraphcraftError(Exception):
 class NoChatModelError(GraphcraftError):
     def __init__(self, what: str = "this graph") -> None:
         super().__init__(
-            f"{what} needs a chat model: set GRAPHCRAFT_CHAT_MODEL (e.g. 'openai:gpt-4o-mini' or "
-            "'ollama:llama3.1' with GRAPHCRAFT_BASE_URL) or pass model=..."
+            f"{what} needs a chat model: set GRAPHCRAFT_CHAT_MODEL, e.g. 'local' (a small model that runs "
+            "here), 'openai:gpt-4o-mini', or a model name with GRAPHCRAFT_BASE_URL for an OpenAI-compatible server"
         )
 
 

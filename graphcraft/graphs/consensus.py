@@ -182,7 +182,7 @@ def build(
             )
         # Resolve the shared model before any fan-out: a missing model fails here, once, not per agent.
         if any(agent.model is None for agent in team):
-            base.for_config(config).require_model("the consensus agents")
+            base.for_config(config).require_model("the consensus graph")
         subs: dict[str, list[str]] = {}
         for agent in team:
             wanted = (subscriptions or {}).get(agent.name, [a.name for a in team if a is not agent])

@@ -133,10 +133,6 @@ def embed_chunks(
     return chunk_vecs, out
 
 
-def strip_texts(text: str, spans: Sequence[Sequence[int]]) -> list[str]:
-    return [text[s:e] for s, e in spans]
-
-
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     return matrix / np.maximum(norms, 1e-12)
