@@ -157,16 +157,26 @@ def build(
     def check(state: SelfRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         texts = [s["text"] for s in state.get("knowledge", [])]
+        # Sentences the answer quotes verbatim from its sources (an extract may add the sentence that
+        # follows the best one) support it as much as the knowledge strips do.
+        known = {t.strip() for t in texts}
+        quoted = [
+            src["text"][a:b].strip()
+            for src in state.get("sources", [])
+            for a, b in src.get("spans", [])
+            if src.get("text")
+        ]
+        extra = [q for q in dict.fromkeys(quoted) if q and q not in known]
         verdict = check_answer(
             state["question"],
             state["answer"],
-            texts,
+            texts + extra,
             model=res.model,
             embeddings=res.embeddings,
             strategy=checker,
             max_repairs=res.settings.max_structured_repairs,
             nlp=load_spacy(res.settings.spacy_model),
-            source_vectors=strip_vectors(res.store, state.get("knowledge", [])),
+            source_vectors=None if extra else strip_vectors(res.store, state.get("knowledge", [])),
         )
         record = verdict.as_dict()
         attempt = {
