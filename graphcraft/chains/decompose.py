@@ -58,7 +58,7 @@ class SubQuestion(BaseModel):
     id: str = Field(description="short unique id: q1, q2, ...", json_schema_extra={"maxLength": 8})
     question: str = Field(
         description="a self-contained question; write {q1} where the answer to q1 is needed",
-        json_schema_extra={"minLength": 10, "maxLength": 160},
+        json_schema_extra={"minLength": 10, "maxLength": 120},
     )
     depends_on: list[str] = Field(
         default_factory=list,
@@ -70,7 +70,7 @@ class SubQuestion(BaseModel):
 class Decomposition(BaseModel):
     """Sub-questions that together answer the question; independent ones have no dependencies."""
 
-    sub_questions: list[SubQuestion] = Field(json_schema_extra={"minItems": 1, "maxItems": 4})
+    sub_questions: list[SubQuestion] = Field(json_schema_extra={"minItems": 1, "maxItems": 3})
 
 
 @dataclass
