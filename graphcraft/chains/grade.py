@@ -90,10 +90,9 @@ def score_strips(
         texts, vecs = [doc.page_content], None
     from_store = vecs is not None
     if vecs is None:  # external documents: embed their strips now (one batched call)
-        from graphcraft.ingest.strips import split_strips
+        from graphcraft.ingest.strips import strip_spans
 
-        spans = split_strips(doc.page_content)
-        texts = [doc.page_content[s:e] for s, e in spans]
+        texts = [doc.page_content[s:e] for s, e in strip_spans(doc)]
         vecs = embed(texts) if embed is not None else np.zeros((len(texts), len(query_vec)), dtype=np.float32)
     sims = vecs @ query_vec
     if terms is None:

@@ -16,6 +16,7 @@ from langchain_core.documents import Document
 from graphcraft.chains.grade import StripScores, score_strips
 from graphcraft.chains.question import ANSWER_FIT_BONUS, answer_fit
 from graphcraft.chains.terms import informative
+from graphcraft.ingest.strips import strip_spans
 from graphcraft.stores.vector import ChunkStore
 
 MAX_STRIPS = 8  # strips kept for the answer (an LLM reads them all; the extractive answer quotes the best)
@@ -87,16 +88,6 @@ def refine_documents(
     ]
     order = {id(s): i for i, s in enumerate(candidates)}
     return sorted(best, key=lambda s: order[id(s)])
-
-
-def strip_spans(doc: Document) -> list[tuple[int, int]]:
-    """Character spans of a chunk's strips: stored at ingest, else cut now (external documents)."""
-    stored = doc.metadata.get("strips")
-    if stored:
-        return [(int(a), int(b)) for a, b in stored]
-    from graphcraft.ingest.strips import split_strips
-
-    return split_strips(doc.page_content)
 
 
 def recompose(strips: list[Strip]) -> str:

@@ -175,21 +175,12 @@ def build(
     def web_search(state: CRAGState, config: RunnableConfig) -> dict:
         res = base.for_config(config)
         query = state["queries"][-1]
+        step = {"step": "web_search", "source": res.external.name, "query": query}
         try:
             docs = res.external.search(query, res.settings.top_k)
         except Exception as exc:  # noqa: BLE001 - a search outage must not lose the internal knowledge
-            return {
-                "iterations": state.get("iterations", 0) + 1,
-                "steps": state["steps"]
-                + [
-                    {
-                        "step": "web_search",
-                        "source": res.external.name,
-                        "query": query,
-                        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
-                    }
-                ],
-            }
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            return {"iterations": state.get("iterations", 0) + 1, "steps": state["steps"] + [{**step, "error": error}]}
         # External knowledge is graded and refined locally, as the paper does with its small evaluator:
         # strip vectors come from the external store when it is one; an LLM is not asked again.
         external_store = getattr(res.external, "store", None)
@@ -213,16 +204,7 @@ def build(
             "external": [s.as_dict() for s in strips],
             "iterations": state.get("iterations", 0) + 1,
             "steps": state["steps"]
-            + [
-                {
-                    "step": "web_search",
-                    "source": res.external.name,
-                    "query": query,
-                    "documents": len(docs),
-                    "scores": grading.scores,
-                    "strips_kept": len(strips),
-                }
-            ],
+            + [{**step, "documents": len(docs), "scores": grading.scores, "strips_kept": len(strips)}],
         }
 
     def generate(state: CRAGState, config: RunnableConfig) -> dict:

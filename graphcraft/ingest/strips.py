@@ -115,6 +115,18 @@ def split_strips(text: str) -> list[tuple[int, int]]:
     return cleaned or [(0, len(text))]
 
 
+def strip_spans(doc: Any) -> list[tuple[int, int]]:
+    """Character spans of a chunk's strips: the ones stored at ingest, else cut now (external documents).
+
+    The one place that decides a document's strips, so that stored vectors, strip scores and the
+    spans an answer marks always index the same sentences.
+    """
+    stored = doc.metadata.get("strips")
+    if stored:
+        return [(int(a), int(b)) for a, b in stored]
+    return split_strips(doc.page_content)
+
+
 def embed_chunks(
     embeddings: Any, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
 ) -> tuple[np.ndarray, list[np.ndarray]]:

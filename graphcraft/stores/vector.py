@@ -245,8 +245,9 @@ class ChunkStore:
 
     def strips(self, doc: Document) -> tuple[list[str], np.ndarray | None]:
         """The knowledge strips of a chunk and their stored vectors (None if not stored)."""
-        spans = doc.metadata.get("strips") or [[0, len(doc.page_content)]]
-        texts = [doc.page_content[s:e] for s, e in spans]
+        from graphcraft.ingest.strips import strip_spans
+
+        texts = [doc.page_content[s:e] for s, e in strip_spans(doc)]
         block = self.strip_vectors.get(str(doc.metadata.get("chunk_id")))
         if block is None or len(block) != len(texts):
             return texts, None
