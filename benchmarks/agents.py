@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from graphcraft.graphs import plan_execute, tool_agent
-from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel
+from graphcraft.testing import ScriptCall, ScriptedChatModel
 from graphcraft.tools import default_tools
 
 TASKS = Path(__file__).parent / "data" / "agent_tasks.json"

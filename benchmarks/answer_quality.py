@@ -103,7 +103,7 @@ def run_corpus(name: str, graphs: list[str], half: str, limit: int, llm: bool) -
     summaries = []
     for graph in graphs:
         if graph == "graph_rag":
-            from graphcraft.graph_api import build as build_entity_graph
+            from graphcraft.graph_index.api import build as build_entity_graph
 
             build_entity_graph(store, model=model)
         compiled = build_graph(

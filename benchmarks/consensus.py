@@ -18,7 +18,7 @@ from rich.table import Table
 
 from graphcraft.chains.negotiate import AgentSpec
 from graphcraft.graphs import consensus
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 
 def deadlocked_team(n: int, latency_s: float) -> list[AgentSpec]:

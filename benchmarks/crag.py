@@ -58,8 +58,8 @@ from graphcraft.models import embed_texts, get_embeddings
 from graphcraft.retrievers import make_retriever
 from graphcraft.retrievers.external import StoreSearch
 from graphcraft.runtime.accounting import UsageCallback
-from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel
 from graphcraft.stores.vector import open_store
+from graphcraft.testing import ScriptCall, ScriptedChatModel
 
 TARGETS = {"speed": 1.3, "calls": 0.5, "ingest": 1.15}
 

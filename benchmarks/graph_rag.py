@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
-    from graphcraft import api, graph_api
+    from graphcraft import api
+    from graphcraft.graph_index import api as graph_api
     from graphcraft.retrievers import make_retriever
     from graphcraft.retrievers.graph import GraphRetriever
     from graphcraft.stores.vector import open_store

@@ -31,9 +31,9 @@ from graphcraft.config import get_settings
 from graphcraft.eval.multimodal_data import make_sample_report, make_scanned_pdf, make_text_pdf
 from graphcraft.eval.multimodal_eval import compare, summarize, text_only_answerer
 from graphcraft.graphs.multimodal_rag import build
-from graphcraft.ingest.multimodal_pipeline import ingest_multimodal
-from graphcraft.ingest.pdf_multimodal import load_pdf_multimodal
-from graphcraft.ingest.pipeline import ingest_paths
+from graphcraft.ingestion.multimodal_pipeline import ingest_multimodal
+from graphcraft.ingestion.pdf_multimodal import load_pdf_multimodal
+from graphcraft.ingestion.pipeline import ingest_paths
 
 
 def pages_per_second(path: Path, pages: int, **options: Any) -> dict[str, float]:

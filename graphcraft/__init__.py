@@ -10,11 +10,6 @@ __all__ = ["ask", "calibration", "ingest", "graph_stats", "__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-# `graphcraft.ingest` is both a subpackage and the public function below. Importing the
-# subpackage first binds it once; the `def` then takes the name, and later imports of
-# `graphcraft.ingest.<module>` resolve through sys.modules without rebinding it.
-import graphcraft.ingest as _ingest_package  # noqa: E402,F401
-
 
 def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None, **options: Any) -> dict:
     """Ingest files/folders into a store. Returns {"files", "added", "skipped", "failed": [...]}."""

@@ -34,7 +34,7 @@ def ingest(
     multimodal=True reads PDFs and images by layout, tables, OCR and images into per-modality
     stores (for the multimodal_rag graph), mirrored into the main store; the report adds "warnings".
     """
-    from graphcraft.ingest.pipeline import ingest_paths, remove_paths
+    from graphcraft.ingestion.pipeline import ingest_paths, remove_paths
     from graphcraft.stores.vector import open_store, write_lock
 
     if isinstance(paths, (str, Path)):
@@ -42,7 +42,7 @@ def ingest(
     settings = _settings(store, **overrides)
     with write_lock(settings.store):  # a second ingest into the same store waits for this one
         if multimodal:
-            from graphcraft.ingest.multimodal_pipeline import ingest_multimodal
+            from graphcraft.ingestion.multimodal_pipeline import ingest_multimodal
 
             mm_report = ingest_multimodal(paths, settings.store, settings, on_progress=on_progress)
             if prune:
@@ -60,7 +60,7 @@ def ingest(
 
 def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None) -> dict:
     """Remove files (or every stored file under folders) from a store; returns {"files", "removed"}."""
-    from graphcraft.ingest.pipeline import remove_paths
+    from graphcraft.ingestion.pipeline import remove_paths
     from graphcraft.stores.vector import write_lock
 
     if isinstance(paths, (str, Path)):
@@ -78,7 +78,7 @@ def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None
 
 def _recalibrate(chunk_store: Any) -> dict:
     """Re-measure the store's evaluator thresholds after its content changed (see ingest/calibration.py)."""
-    from graphcraft.ingest.calibration import recalibrate
+    from graphcraft.ingestion.calibration import recalibrate
 
     if len(chunk_store) == 0:
         return {}
@@ -89,7 +89,7 @@ def _recalibrate(chunk_store: Any) -> dict:
 def calibration(store: str | Path | None = None, recompute: bool = False) -> dict:
     """The store's evaluator calibration (thresholds, score distributions), recomputed on request."""
     from graphcraft.errors import EmptyStoreError
-    from graphcraft.ingest.calibration import evaluator_thresholds, recalibrate
+    from graphcraft.ingestion.calibration import evaluator_thresholds, recalibrate
     from graphcraft.stores.vector import open_store, write_lock
 
     settings = _settings(store)
@@ -137,13 +137,13 @@ def feedback(
     run_id_or_question: str, score: float, store: str | Path | None = None, strategy: str | None = None
 ) -> dict:
     """Score an earlier answer (0..1); adaptive_rag learns per-strategy quality from it."""
-    from graphcraft.runtime.feedback import record
+    from graphcraft.memory.feedback import record
 
     return record(run_id_or_question, score, store=_settings(store).store, strategy=strategy)
 
 
 def graph_stats(store: str | Path | None = None) -> dict:
     """Counts of the entity graph: {"entities", "relations", "chunks", "communities"}."""
-    from graphcraft.graph_api import graph_stats as _stats  # provided by the graph RAG package
+    from graphcraft.graph_index.api import graph_stats as _stats  # provided by the graph RAG package
 
     return _stats(store=_settings(store).store)

@@ -241,12 +241,12 @@ def hierarchy(
     from dataclasses import asdict
 
     from graphcraft.api import _settings
-    from graphcraft.ingest.hierarchy import build_hierarchy
+    from graphcraft.ingestion.hierarchy import build_hierarchy
     from graphcraft.models import get_chat_model
-    from graphcraft.runtime.resources import Resources
+    from graphcraft.runtime.context import Context
 
     settings = _settings(store)
-    resources = Resources(settings)
+    resources = Context(settings)
     model = None if extractive else get_chat_model(settings)
     with console.status("building the hierarchy…", spinner="dots"):
         report = asdict(build_hierarchy(resources.store, settings, model, clusters=clusters))

@@ -70,7 +70,7 @@ def feedback(
         return
     if score is None:
         raise GraphcraftError("give --score between 0 and 1 (or --insights)")
-    from graphcraft.runtime.feedback import record
+    from graphcraft.memory.feedback import record
 
     entry = record(key, score, store, strategy=strategy)
     if as_json:

@@ -29,7 +29,7 @@ def build(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Build or update the entity graph from the ingested chunks (incremental)."""
-    from graphcraft import graph_api
+    from graphcraft.graph_index import api as graph_api
 
     try:
         with console.status("building the entity graph…", spinner="dots"):
@@ -57,7 +57,7 @@ def stats(
     store: Path | None = StoreOpt, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")
 ) -> None:
     """Counts of the entity graph: entities, relations, chunks, communities."""
-    from graphcraft import graph_api
+    from graphcraft.graph_index import api as graph_api
 
     try:
         counts = graph_api.graph_stats(store)
@@ -81,7 +81,7 @@ def show(
     max_nodes: int = typer.Option(40, help="Most nodes to draw."),
 ) -> None:
     """Draw an entity's neighbourhood, or the communities of one level."""
-    from graphcraft import graph_api
+    from graphcraft.graph_index import api as graph_api
     from graphcraft.graph_index.render import check_render_options, render
 
     try:

@@ -129,8 +129,11 @@ def get_settings(**overrides: object) -> Settings:
 
 def settings_from(settings: Settings | None, options: dict[str, object]) -> Settings:
     """The settings a graph's build() uses: the given ones, or the environment's with any Settings
-    fields among the build options applied (`build(top_k=3)` works like GRAPHCRAFT_TOP_K=3)."""
-    return settings or get_settings(**{k: v for k, v in options.items() if k in Settings.model_fields})
+    fields among the build options applied on top (`build(top_k=3)` works like GRAPHCRAFT_TOP_K=3)."""
+    fields = {k: v for k, v in options.items() if k in Settings.model_fields}
+    if settings is None:
+        return get_settings(**fields)
+    return Settings.model_validate({**settings.model_dump(), **fields}) if fields else settings
 
 
 def reset_settings_cache() -> None:

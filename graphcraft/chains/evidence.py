@@ -42,7 +42,7 @@ class Evidence:
 
 def make_evaluator(res: Any, mode: str = "auto") -> LocalEvaluator | LLMEvaluator:
     """The relevance evaluator for these Resources: "auto" (LLM when a model exists), "local" or "llm"."""
-    from graphcraft.ingest.calibration import evaluator_thresholds
+    from graphcraft.ingestion.calibration import evaluator_thresholds
 
     s = res.settings
     upper, lower, _ = evaluator_thresholds(s, res.store)

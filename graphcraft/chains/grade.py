@@ -90,7 +90,7 @@ def score_strips(
         texts, vecs = [doc.page_content], None
     from_store = vecs is not None
     if vecs is None:  # external documents: embed their strips now (one batched call)
-        from graphcraft.ingest.strips import strip_spans
+        from graphcraft.ingestion.strips import strip_spans
 
         texts = [doc.page_content[s:e] for s, e in strip_spans(doc)]
         vecs = embed(texts) if embed is not None else np.zeros((len(texts), len(query_vec)), dtype=np.float32)

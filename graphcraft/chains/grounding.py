@@ -60,7 +60,7 @@ class AnswerCheck:
 
 def answer_sentences(answer: str) -> list[str]:
     """The answer's sentences with citation markers removed (empty fragments dropped)."""
-    from graphcraft.ingest.strips import split_strips
+    from graphcraft.ingestion.strips import split_strips
 
     text = _CITATION.sub("", answer).strip()
     return [text[s:e].strip() for s, e in split_strips(text) if len(content_terms(text[s:e])) > 0] if text else []

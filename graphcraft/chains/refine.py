@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 from graphcraft.chains.grade import StripScores, score_strips
 from graphcraft.chains.question import ANSWER_FIT_BONUS, answer_fit
 from graphcraft.chains.terms import informative
-from graphcraft.ingest.strips import strip_spans
+from graphcraft.ingestion.strips import strip_spans
 from graphcraft.stores.vector import ChunkStore
 
 MAX_STRIPS = 8  # strips kept for the answer (an LLM reads them all; the extractive answer quotes the best)

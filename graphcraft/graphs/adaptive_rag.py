@@ -38,9 +38,9 @@ from graphcraft.chains.direct import calculate, direct_answer
 from graphcraft.chains.evidence import gather_evidence
 from graphcraft.chains.rewrite import load_spacy
 from graphcraft.config import Settings, settings_from
+from graphcraft.memory.feedback import FeedbackStore
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
-from graphcraft.runtime.feedback import FeedbackStore
-from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (
@@ -167,7 +167,7 @@ def score_candidates(
 def insights(store: Any = None) -> list[dict]:
     """ "Performance insights": every logged (query class, strategy) with its cost, feedback and
     posterior quality (prior blended with feedback), best quality first within each class."""
-    from graphcraft.runtime.feedback import stats
+    from graphcraft.memory.feedback import stats
 
     rows = []
     for row in stats(store):

@@ -2,7 +2,7 @@
 
 convene -> propose (x N, parallel) -> tally -> [revise (x N, parallel) -> tally]* -> decide
 
-- convene: sets up the team's subscriptions on the message broker (graphcraft.runtime.broker,
+- convene: sets up the team's subscriptions on the message broker (graphcraft.chains.broker,
   whose docstring maps it to the seed's publish/subscribe/topic queues): each agent publishes
   on "positions/<name>" and, by default, subscribes to every other agent's topic.
 - propose: round 0; every agent states a structured position (stance, confidence, rationale)
@@ -50,14 +50,14 @@ from langgraph.types import Send
 from typing_extensions import TypedDict
 
 from graphcraft.chains.aggregate import Decision, aggregate, agreement, distribution, get_rule, unanimity
+from graphcraft.chains.broker import Message, inbox, merge_topics, publish, subscribe
 from graphcraft.chains.negotiate import AgentSpec, as_ballot, make_agents, state_position
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import GraphcraftError, ModelError
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 from graphcraft.runtime.bounds import out_of_time, start_clock
-from graphcraft.runtime.broker import Message, inbox, merge_topics, publish, subscribe
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.reducers import usage_by_key
-from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (

@@ -40,7 +40,7 @@ from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import invoke_llm, message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (
@@ -148,7 +148,7 @@ def build(
             return graph_store
         key = str(res.settings.store)
         if key not in graphs:
-            from graphcraft.graph_api import open_graph
+            from graphcraft.graph_index.api import open_graph
 
             graphs[key] = open_graph(res.settings.store, res.settings)
         return graphs[key]

@@ -28,11 +28,11 @@ from typing_extensions import TypedDict
 from graphcraft.chains.answer import generate_answer
 from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.config import Settings, settings_from
-from graphcraft.ingest.hierarchy import update_if_stale
+from graphcraft.ingestion.hierarchy import update_if_stale
 from graphcraft.models import embed_texts
 from graphcraft.retrievers.hierarchical import HierarchicalRetriever
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (

@@ -42,7 +42,7 @@ from graphcraft.models import invoke_llm, message_text
 from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.runtime.bounds import Bounds, start_clock
-from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (

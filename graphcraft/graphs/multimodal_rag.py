@@ -19,7 +19,7 @@
 - widen is the one loop: when no modality returned anything relevant, retry with every
   modality at full weight and no relevance floor, at most ``max_iterations`` times.
 
-Ingest with ``graphcraft ingest PATH --multimodal`` (graphcraft.ingest.multimodal_pipeline).
+Ingest with ``graphcraft ingest PATH --multimodal`` (graphcraft.ingestion.multimodal_pipeline).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.chains.table_lookup import CellAnswer, lookup_table
 from graphcraft.config import Settings, settings_from
 from graphcraft.errors import StoreError
-from graphcraft.ingest.pdf_tables import frame_from_csv
+from graphcraft.ingestion.pdf_tables import frame_from_csv
 from graphcraft.models import structured_call
 from graphcraft.retrievers.multimodal import MODALITIES, MultimodalRetriever, require_modality_stores
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.result import make_trace, source_dict
 
 DESCRIPTION = (

@@ -37,7 +37,7 @@ from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (

@@ -37,7 +37,7 @@ from graphcraft.chains.rewrite import load_spacy
 from graphcraft.config import Settings, settings_from
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage, total_tokens
 from graphcraft.runtime.bounds import Bounds, start_clock
-from graphcraft.runtime.resources import Resources
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (

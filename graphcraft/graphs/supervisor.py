@@ -42,8 +42,8 @@ from graphcraft.config import Settings, get_settings
 from graphcraft.models import message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 from graphcraft.runtime.bounds import out_of_time, start_clock
+from graphcraft.runtime.context import Context as Resources
 from graphcraft.runtime.reducers import append_by_key, usage_by_key
-from graphcraft.runtime.resources import Resources
 from graphcraft.runtime.result import make_trace
 
 DESCRIPTION = (

@@ -25,7 +25,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from graphcraft.ingest.hierarchy import ensure_hierarchy, tree_of
+from graphcraft.ingestion.hierarchy import ensure_hierarchy, tree_of
 from graphcraft.stores.vector import ChunkStore
 
 Mode = Literal["top_down", "collapsed"]

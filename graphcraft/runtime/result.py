@@ -6,9 +6,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.documents import Document
+from typing_extensions import Required, TypedDict
 
 from graphcraft.runtime.accounting import Usage, empty_usage
 from graphcraft.runtime.tokens import token_counter_name
+
+
+class InputState(TypedDict):
+    """What a user gives every graph: the question (or task)."""
+
+    question: str
+
+
+class OutputState(TypedDict, total=False):
+    """What every graph returns, the `ask` shape: the question, answer, sources with provenance, trace."""
+
+    question: Required[str]
+    answer: str
+    sources: list[dict[str, Any]]
+    trace: dict[str, Any]
 
 
 def source_dict(doc: Document, text: str | None = None) -> dict[str, Any]:
@@ -34,7 +50,7 @@ def usage_trace(usage: Usage | None) -> dict[str, Any]:
         "llm_calls": int(usage.get("llm_calls", 0)),
         "prompt_tokens": int(usage.get("prompt_tokens", 0)),
         "completion_tokens": int(usage.get("completion_tokens", 0)),
-        "cost_usd": float(usage.get("cost_usd", 0.0)),
+        "cost": float(usage.get("cost_usd", 0.0)),  # estimated USD
         "token_counter": token_counter_name(),
         "structured_outputs": {
             "calls": int(usage.get("structured_calls", 0)),
@@ -44,13 +60,47 @@ def usage_trace(usage: Usage | None) -> dict[str, Any]:
     }
 
 
-def make_trace(graph: str, state: Mapping[str, Any], **decisions: Any) -> dict[str, Any]:
-    """graph, iterations, LLM calls and tokens (from the state's usage), plus the graph's decisions."""
+TRACE_KEYS = (
+    "graph",
+    "action",
+    "iterations",
+    "llm_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "steps",
+    "stop_reason",
+    "structured_outputs",
+)
+"""The keys every graph's trace has (README: "The trace"); a graph may add its own after them."""
+
+
+def make_trace(
+    graph: str,
+    state: Mapping[str, Any],
+    *,
+    action: str | None = None,
+    stop_reason: str | None = None,
+    iterations: int | None = None,
+    steps: list[dict[str, Any]] | None = None,
+    usage: Usage | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """The one trace builder: the TRACE_KEYS, then the graph's own details.
+
+    action: the decision the graph took (CRAG's correct/ambiguous/incorrect, a route, a verdict).
+    stop_reason: the bound that ended the run (max_iterations, max_llm_calls, token_budget,
+    max_seconds, or a graph's own such as max_tool_calls), None when the graph finished by itself.
+    iterations / steps / usage default to the state's "iterations", "steps" and "usage".
+    """
     return {
         "graph": graph,
-        "iterations": int(state.get("iterations", 0)),
-        **usage_trace(state.get("usage")),
-        **decisions,
+        "action": action,
+        "iterations": int(state.get("iterations", 0) if iterations is None else iterations),
+        **usage_trace(usage if usage is not None else state.get("usage")),
+        "steps": list(state.get("steps", []) if steps is None else steps),
+        "stop_reason": stop_reason,
+        **details,
     }
 
 

@@ -245,7 +245,7 @@ class ChunkStore:
 
     def strips(self, doc: Document) -> tuple[list[str], np.ndarray | None]:
         """The knowledge strips of a chunk and their stored vectors (None if not stored)."""
-        from graphcraft.ingest.strips import strip_spans
+        from graphcraft.ingestion.strips import strip_spans
 
         texts = [doc.page_content[s:e] for s, e in strip_spans(doc)]
         block = self.strip_vectors.get(str(doc.metadata.get("chunk_id")))

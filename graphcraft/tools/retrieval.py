@@ -65,9 +65,9 @@ def retriever_tool(
         if retriever is not None:
             return retriever.invoke(query)
         if "r" not in holder:
-            from graphcraft.runtime.resources import Resources
+            from graphcraft.runtime.context import Context
 
-            holder["r"] = Resources(settings).retriever(kind, k)
+            holder["r"] = Context(settings).retriever(kind, k)
         return holder["r"].invoke(query)
 
     return _search_tool(name, description, search)
@@ -113,7 +113,7 @@ def graph_query_tool(settings: Settings | None = None, model: Any = None) -> Bas
     def query_graph(question: str) -> dict[str, Any]:
         """Answer a question about entities and their relations by querying the knowledge graph."""
         if "store" not in holder:
-            from graphcraft.graph_api import open_graph
+            from graphcraft.graph_index.api import open_graph
 
             holder["store"] = open_graph(settings=settings)
         out = text2cypher(question, holder["store"], model, max_repairs=settings.max_structured_repairs)

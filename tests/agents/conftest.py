@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 from graphcraft.chains.chain_of_thought import chain_of_thought, extract_final_answer, normalize_answer
 from graphcraft.chains.few_shot import few_shot_chain, few_shot_prompt
 from graphcraft.chains.role_prompts import ROLES, role_chain
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 EXAMPLES = [
     {"input": "What is 12 times 3?", "output": "36"},

@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from graphcraft.cli import app
 from graphcraft.cli_run import run_task
-from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
+from graphcraft.testing import ScriptedChatModel, tool_call
 
 
 def test_run_task_with_a_model_returns_answer_and_trace(tmp_path):

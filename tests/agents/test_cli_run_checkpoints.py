@@ -8,7 +8,7 @@ import pytest
 
 import graphcraft.memory.checkpoints as checkpoints
 from graphcraft.cli_run import run_task
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 
 @pytest.fixture

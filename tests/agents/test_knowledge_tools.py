@@ -4,7 +4,7 @@ import pytest
 
 from graphcraft.config import get_settings
 from graphcraft.graphs.tool_agent import build
-from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
+from graphcraft.testing import ScriptedChatModel, tool_call
 from graphcraft.tools.retrieval import graph_query_tool, knowledge_tools, retriever_tool, web_search_tool
 
 DOCS = {

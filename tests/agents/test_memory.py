@@ -1,7 +1,7 @@
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from graphcraft.memory import ContextWindow, LongTermMemory, count_message_tokens, make_store
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 
 def conversation(turns: int, words: int = 30):

@@ -3,7 +3,7 @@ import time
 
 from graphcraft.graphs.self_consistency import build as self_consistency
 from graphcraft.graphs.tree_of_thought import build as tree_of_thought
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 from tests.agents.conftest import ANY, schema_is, script
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from graphcraft.graphs.reflection import build
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 from tests.agents.conftest import ANY, critique, schema_is, script
 from tests.fakes import scripted
 

@@ -7,7 +7,7 @@ from langchain_core.tools import tool
 from graphcraft.graphs.tool_agent import build
 from graphcraft.memory import make_store, sqlite_checkpointer
 from graphcraft.memory.checkpoints import thread_config
-from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
+from graphcraft.testing import ScriptedChatModel, tool_call
 from tests.agents.conftest import ANY, script
 from tests.fakes import prompt_texts, scripted
 

@@ -16,7 +16,7 @@ from graphcraft.config import get_settings
 from graphcraft.errors import ModelError
 from graphcraft.graphs import plan_execute, planning, reflection, self_consistency, tool_agent, tree_of_thought
 from graphcraft.runtime.bounds import Bounds, elapsed, out_of_time, start_clock
-from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
+from graphcraft.testing import ScriptedChatModel, tool_call
 from tests.agents.conftest import ANY, critique, schema_is, script, text_has
 
 MAX_SECONDS = 0.6

@@ -14,7 +14,7 @@ import graphcraft
 from graphcraft.cli import app
 from graphcraft.config import get_settings
 from graphcraft.eval import SAMPLE_CORPUS
-from graphcraft.ingest.calibration import DEFAULTS, evaluator_thresholds, pseudo_question
+from graphcraft.ingestion.calibration import DEFAULTS, evaluator_thresholds, pseudo_question
 from graphcraft.stores.vector import open_store
 
 

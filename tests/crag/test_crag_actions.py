@@ -10,11 +10,12 @@ from graphcraft.chains.answer import ABSTAIN
 from graphcraft.chains.grade import decide_action
 from graphcraft.config import get_settings
 from graphcraft.graphs import crag
+from graphcraft.testing import final_state
 
 
 def run(question: str, stores: dict[str, Path], **settings_overrides: object) -> dict:
     settings = get_settings(store=stores["store"], **settings_overrides)
-    return crag.build(settings=settings).invoke({"question": question})
+    return final_state(crag.build(settings=settings), {"question": question})
 
 
 def step(state: dict, name: str) -> list[dict]:

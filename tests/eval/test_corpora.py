@@ -18,7 +18,7 @@ import pytest
 from graphcraft.eval.corpora import Corpus, available_corpora, load_corpus
 from graphcraft.eval.datasets import Question, load_questions, split_by_id
 from graphcraft.eval.grading import is_correct, normalize
-from graphcraft.ingest.loaders import load_file
+from graphcraft.ingestion.loaders import load_file
 
 NAMES = available_corpora()
 # Minimum counts over a whole set; each half of split_by_id must hold at least 40% of each type.

@@ -121,7 +121,7 @@ def test_pdf_pages_and_html_sections_keep_provenance(tmp_path: Path) -> None:
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from graphcraft.ingest.pipeline import ingest_paths
+    from graphcraft.ingestion.pipeline import ingest_paths
     def on_progress(done, total, current):
         if done == int(sys.argv[3]):
             os.kill(os.getpid(), signal.SIGKILL)   # a real kill, mid-ingest

@@ -20,8 +20,8 @@ def expected() -> dict:
 def sample_index(tmp_path_factory, embeddings):
     """(settings, chunk store, graph store, build report) for samples/graph/docs."""
     from graphcraft.config import get_settings
-    from graphcraft.graph_api import build
-    from graphcraft.ingest.pipeline import ingest_paths
+    from graphcraft.graph_index.api import build
+    from graphcraft.ingestion.pipeline import ingest_paths
     from graphcraft.stores.graph import open_graph_store
     from graphcraft.stores.vector import open_store
 

@@ -35,14 +35,14 @@ def test_offline_index_has_entities_relations_communities_and_no_llm_call(sample
 
 
 def test_graph_stats_api_matches_the_store(sample_index):
-    from graphcraft.graph_api import graph_stats
+    from graphcraft.graph_index.api import graph_stats
 
     settings, _, graph, _ = sample_index
     assert graph_stats(settings.store, settings) == graph.counts()
 
 
 def test_rebuild_on_unchanged_chunks_writes_nothing(sample_index):
-    from graphcraft.graph_api import build
+    from graphcraft.graph_index.api import build
 
     settings, chunks, graph, report = sample_index
     before = graph.query("MATCH (n) RETURN labels(n) AS l, properties(n) AS p ORDER BY n.id")
@@ -53,7 +53,7 @@ def test_rebuild_on_unchanged_chunks_writes_nothing(sample_index):
 
 def _fresh(tmp_path, docs):
     from graphcraft.config import get_settings
-    from graphcraft.ingest.pipeline import ingest_paths
+    from graphcraft.ingestion.pipeline import ingest_paths
     from graphcraft.stores.graph import open_graph_store
     from graphcraft.stores.vector import open_store
 
@@ -69,8 +69,8 @@ def _fresh(tmp_path, docs):
 
 
 def test_incremental_build_extracts_only_new_chunks_and_drops_removed_ones(tmp_path):
-    from graphcraft.graph_api import build
-    from graphcraft.ingest.pipeline import ingest_paths, remove_paths
+    from graphcraft.graph_index.api import build
+    from graphcraft.ingestion.pipeline import ingest_paths, remove_paths
 
     docs = sorted((SAMPLE / "docs").glob("*"))
     folder, settings, chunks, graph = _fresh(tmp_path, docs[:3])
@@ -106,7 +106,7 @@ EXTRACTION = {
 
 
 def test_llm_extraction_uses_the_model_once_per_chunk_and_counts_calls(tmp_path):
-    from graphcraft.graph_api import build
+    from graphcraft.graph_index.api import build
 
     _, settings, chunks, graph = _fresh(tmp_path, sorted((SAMPLE / "docs").glob("*"))[:2])
     model = scripted(EXTRACTION)
@@ -126,7 +126,7 @@ def test_llm_extraction_uses_the_model_once_per_chunk_and_counts_calls(tmp_path)
 
 
 def test_invalid_llm_extraction_is_repaired_then_falls_back_to_spacy(tmp_path):
-    from graphcraft.graph_api import build
+    from graphcraft.graph_index.api import build
 
     _, settings, chunks, graph = _fresh(tmp_path, sorted((SAMPLE / "docs").glob("*"))[:1])
     model = scripted("I would rather not.")

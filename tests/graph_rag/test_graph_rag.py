@@ -88,7 +88,7 @@ def test_empty_graph_says_to_build_it(tmp_path, embeddings):
     from graphcraft.config import get_settings
     from graphcraft.errors import EmptyStoreError
     from graphcraft.graphs.graph_rag import build
-    from graphcraft.ingest.pipeline import ingest_paths
+    from graphcraft.ingestion.pipeline import ingest_paths
     from graphcraft.stores.graph import open_graph_store
     from graphcraft.stores.vector import open_store
 

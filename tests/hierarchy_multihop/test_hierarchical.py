@@ -9,10 +9,10 @@ import pytest
 
 from graphcraft.chains.summarize import Summary, centroid_sentences, summarize
 from graphcraft.config import get_settings
-from graphcraft.ingest.hierarchy import build_hierarchy, hierarchy_path, open_hierarchy, tree_of, update_if_stale
-from graphcraft.ingest.pipeline import ingest_paths, remove_paths
+from graphcraft.ingestion.hierarchy import build_hierarchy, hierarchy_path, open_hierarchy, tree_of, update_if_stale
+from graphcraft.ingestion.pipeline import ingest_paths, remove_paths
 from graphcraft.retrievers.hierarchical import HierarchicalRetriever
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 from tests.hierarchy_multihop.corpus import CORPUS, NEW_DOCUMENT, write
 
 

@@ -13,7 +13,7 @@ from graphcraft.chains.answer import ABSTAIN
 from graphcraft.chains.decompose import PlanError, bridge_answer, decompose, decompose_rules, substitute, validate_plan
 from graphcraft.config import get_settings
 from graphcraft.graphs.multihop import build
-from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel
+from graphcraft.testing import ScriptCall, ScriptedChatModel
 
 KNOWLEDGE_LINE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
 

@@ -14,7 +14,7 @@ import pytest
 from graphcraft.chains.decompose import bridge_answer, decompose, decompose_rules, technical_spans
 from graphcraft.config import get_settings
 from graphcraft.graphs.multihop import build
-from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel
+from graphcraft.testing import ScriptCall, ScriptedChatModel
 from tests.hierarchy_multihop.corpus import write
 
 TOOL_DOCS = {

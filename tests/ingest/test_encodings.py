@@ -9,7 +9,7 @@ import pytest
 
 from graphcraft.api import ingest
 from graphcraft.errors import IngestError
-from graphcraft.ingest.loaders import LoadWarning, decode_text
+from graphcraft.ingestion.loaders import LoadWarning, decode_text
 from graphcraft.stores.vector import open_store
 
 TEXT = "Café Zürich opens at 7; the naïve façade faces the Straße."
@@ -54,7 +54,7 @@ def test_binary_is_still_refused() -> None:
 
 
 def test_html_declared_charset_is_used_when_the_bytes_are_not_utf8(tmp_path: Path) -> None:
-    from graphcraft.ingest.loaders import load_html
+    from graphcraft.ingestion.loaders import load_html
 
     page = tmp_path / "old.html"
     html = '<html><head><meta charset="iso-8859-7"><title>Κατάλογος</title></head><body><p>Καλημέρα</p></body></html>'

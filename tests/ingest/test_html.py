@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
-from graphcraft.ingest.loaders import load_html
-from graphcraft.ingest.splitting import split_documents
+from graphcraft.ingestion.loaders import load_html
+from graphcraft.ingestion.splitting import split_documents
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "corpus"
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")

@@ -9,8 +9,8 @@ import pymupdf
 import pytest
 
 from graphcraft.api import ingest
-from graphcraft.ingest.loaders import LoadWarning, OcrOptions, load_pdf
-from graphcraft.ingest.ocr import tesseract_available
+from graphcraft.ingestion.loaders import LoadWarning, OcrOptions, load_pdf
+from graphcraft.ingestion.ocr import tesseract_available
 from graphcraft.stores.vector import open_store
 
 SCANNED_TEXT = ["The lighthouse keeper replaces the lamp", "every second Tuesday at dawn."]

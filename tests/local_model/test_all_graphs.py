@@ -79,8 +79,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, local_settings: Any) -> Any:
     summary tree and entity graph, all offline (no chat model) so only the runs use the model."""
     from graphcraft.api import ingest
     from graphcraft.config import get_settings
-    from graphcraft.graph_api import build as build_graph_index
-    from graphcraft.ingest.hierarchy import update_if_stale
+    from graphcraft.graph_index.api import build as build_graph_index
+    from graphcraft.ingestion.hierarchy import update_if_stale
     from graphcraft.stores.graph import open_graph_store
     from graphcraft.stores.vector import open_store
 

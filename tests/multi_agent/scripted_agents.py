@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphcraft.chains.negotiate import AgentSpec
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 
 def pos(

@@ -8,7 +8,7 @@ from typing import Annotated, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from graphcraft.runtime.broker import inbox, merge_topics, publish, subscribe
+from graphcraft.chains.broker import inbox, merge_topics, publish, subscribe
 
 
 def test_publish_appends_per_topic_without_overwriting() -> None:

@@ -11,7 +11,7 @@ import pytest
 from graphcraft.chains.negotiate import position_schema
 from graphcraft.errors import NoChatModelError
 from graphcraft.graphs import consensus
-from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel
+from graphcraft.testing import ScriptCall, ScriptedChatModel
 
 from .scripted_agents import agent, pos, prompts
 

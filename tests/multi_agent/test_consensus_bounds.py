@@ -11,7 +11,7 @@ from graphcraft.chains.negotiate import TeamError, make_agents
 from graphcraft.cli import app
 from graphcraft.errors import GraphcraftError, NoChatModelError
 from graphcraft.graphs import consensus
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 from .scripted_agents import agent, pos
 

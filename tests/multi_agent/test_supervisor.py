@@ -8,7 +8,7 @@ import pytest
 
 from graphcraft.errors import NoChatModelError
 from graphcraft.graphs import supervisor
-from graphcraft.runtime.scripted import ScriptedChatModel, tool_call
+from graphcraft.testing import ScriptedChatModel, tool_call
 
 CORPUS = {
     "harbour.md": (

@@ -9,7 +9,7 @@ import pytest
 from graphcraft.config import get_settings
 from graphcraft.errors import ModelError
 from graphcraft.graphs import consensus, supervisor
-from graphcraft.runtime.scripted import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel
 
 from .scripted_agents import agent, pos
 

@@ -12,8 +12,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from graphcraft.eval.multimodal_data import SampleReport, make_sample_report
-from graphcraft.ingest.ocr import tesseract_available
-from graphcraft.ingest.pdf_multimodal import load_pdf_multimodal
+from graphcraft.ingestion.ocr import tesseract_available
+from graphcraft.ingestion.pdf_multimodal import load_pdf_multimodal
 
 
 class RecordingVisionModel(BaseChatModel):

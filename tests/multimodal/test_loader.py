@@ -9,14 +9,14 @@ import pymupdf
 import pytest
 
 from graphcraft.eval.multimodal_data import REVENUE, SCANNED_FACTS, TABLE_CAPTION, scanned_sentence_boxes
-from graphcraft.ingest.ocr import tesseract_available
-from graphcraft.ingest.pdf_multimodal import (
+from graphcraft.ingestion.ocr import tesseract_available
+from graphcraft.ingestion.pdf_multimodal import (
     MultimodalOptions,
     load_image_multimodal,
     load_multimodal,
     load_pdf_multimodal,
 )
-from graphcraft.ingest.pdf_tables import frame_from_csv
+from graphcraft.ingestion.pdf_tables import frame_from_csv
 
 pytestmark = pytest.mark.skipif(not tesseract_available(), reason="Tesseract not installed")
 

@@ -15,11 +15,11 @@ from graphcraft.eval.highlight import highlight_source, page_box_to_pixels
 from graphcraft.eval.multimodal_data import REVENUE, SCANNED_FACTS, scanned_sentence_boxes
 from graphcraft.graphs import multimodal_rag
 from graphcraft.graphs.multimodal_rag import analyze_locally, answer_body, build
-from graphcraft.ingest.multimodal_pipeline import ingest_multimodal
-from graphcraft.ingest.ocr import tesseract_available
+from graphcraft.ingestion.multimodal_pipeline import ingest_multimodal
+from graphcraft.ingestion.ocr import tesseract_available
 from graphcraft.retrievers.multimodal import modality_store_path, open_modality_stores
-from graphcraft.runtime.scripted import ScriptedChatModel
 from graphcraft.stores.vector import open_store
+from graphcraft.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.skipif(not tesseract_available(), reason="Tesseract not installed")
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from graphcraft.eval.multimodal_data import SCANNED_FACTS, scanned_sentence_boxes
-from graphcraft.ingest.ocr import (
+from graphcraft.ingestion.ocr import (
     OcrError,
     image_pixels_to_points,
     merge_blocks,
@@ -18,7 +18,7 @@ from graphcraft.ingest.ocr import (
     ocr_words,
     tesseract_available,
 )
-from graphcraft.ingest.pdf_layout import open_pdf
+from graphcraft.ingestion.pdf_layout import open_pdf
 
 pytestmark = pytest.mark.skipif(not tesseract_available(), reason="Tesseract not installed")
 

@@ -6,9 +6,9 @@ import pymupdf
 import pytest
 
 from graphcraft.eval.multimodal_data import CAPACITY, FIGURE_CAPTION
-from graphcraft.ingest.ocr import tesseract_available
-from graphcraft.ingest.pdf_images import describe_image, extract_images, read_image
-from graphcraft.ingest.pdf_layout import open_pdf
+from graphcraft.ingestion.ocr import tesseract_available
+from graphcraft.ingestion.pdf_images import describe_image, extract_images, read_image
+from graphcraft.ingestion.pdf_layout import open_pdf
 
 pytestmark = pytest.mark.skipif(not tesseract_available(), reason="Tesseract not installed")
 

@@ -6,7 +6,7 @@ import pymupdf
 import pytest
 
 from graphcraft.errors import IngestError
-from graphcraft.ingest.pdf_layout import (
+from graphcraft.ingestion.pdf_layout import (
     DamagedPdfError,
     EmptyPdfError,
     EncryptedPdfError,

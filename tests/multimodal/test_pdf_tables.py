@@ -5,8 +5,8 @@ from __future__ import annotations
 import pymupdf
 
 from graphcraft.eval.multimodal_data import QUARTERS, REGIONS, REVENUE, TABLE_CAPTION
-from graphcraft.ingest.pdf_layout import open_pdf
-from graphcraft.ingest.pdf_tables import extract_tables, frame_from_csv
+from graphcraft.ingestion.pdf_layout import open_pdf
+from graphcraft.ingestion.pdf_tables import extract_tables, frame_from_csv
 
 
 def test_table_frame_holds_every_exact_value(report):

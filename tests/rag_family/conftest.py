@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from graphcraft.runtime.scripted import ScriptCall, ScriptedChatModel
+from graphcraft.testing import ScriptCall, ScriptedChatModel
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "samples" / "corpus"

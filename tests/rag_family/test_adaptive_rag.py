@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graphcraft.api import build_graph
-from graphcraft.runtime.feedback import FeedbackError, FeedbackStore, record, stats
+from graphcraft.memory.feedback import FeedbackError, FeedbackStore, record, stats
 
 from .conftest import all_relevant, scripted
 

@@ -55,7 +55,7 @@ def test_llm_routes_retrieval_and_hybrid_with_a_tool_call(store_dir) -> None:  #
             return "The flood came 559 years after the charter [1] (computed)."
         return {"tool_calls": [{"name": "calculator", "args": {"expression": "1871 - 1312"}}]}
 
-    from graphcraft.runtime.scripted import ScriptedChatModel
+    from graphcraft.testing import ScriptedChatModel
 
     def script(call):  # type: ignore[no-untyped-def]
         if call.schema == "RouteChoice":

@@ -18,7 +18,7 @@ from typing import cast
 import pandas as pd
 import pymupdf
 
-from graphcraft.ingest.pdf_layout import BBox, nearby_caption
+from graphcraft.ingestion.pdf_layout import BBox, nearby_caption
 
 TABLE_CAPTION = re.compile(r"^\s*(table|tab\.)\s*\d+", re.IGNORECASE)
 

@@ -19,9 +19,9 @@ from langchain_core.documents import Document
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import IngestError
-from graphcraft.ingest.loaders import LoadWarning, OcrOptions, load_file, read_bytes
-from graphcraft.ingest.splitting import sha256, split_documents
-from graphcraft.ingest.strips import embed_chunks
+from graphcraft.ingestion.loaders import LoadWarning, OcrOptions, load_file, read_bytes
+from graphcraft.ingestion.splitting import sha256, split_documents
+from graphcraft.ingestion.strips import embed_chunks
 from graphcraft.stores.vector import ChunkStore, open_store
 
 ProgressFn = Callable[[int, int, str], None]

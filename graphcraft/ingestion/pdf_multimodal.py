@@ -30,7 +30,7 @@ from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 
 from graphcraft.errors import IngestError
-from graphcraft.ingest.ocr import (
+from graphcraft.ingestion.ocr import (
     DEFAULT_DPI,
     DEFAULT_MIN_CONFIDENCE,
     OcrBlock,
@@ -40,9 +40,9 @@ from graphcraft.ingest.ocr import (
     ocr_image,
     ocr_page,
 )
-from graphcraft.ingest.pdf_images import PdfImage, describe_image, extract_images, read_image
-from graphcraft.ingest.pdf_layout import BBox, open_pdf, text_regions
-from graphcraft.ingest.pdf_tables import PdfTable, extract_tables
+from graphcraft.ingestion.pdf_images import PdfImage, describe_image, extract_images, read_image
+from graphcraft.ingestion.pdf_layout import BBox, open_pdf, text_regions
+from graphcraft.ingestion.pdf_tables import PdfTable, extract_tables
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 from langchain_core.documents import Document
 
 from graphcraft.errors import IngestError
-from graphcraft.ingest.ocr import DEFAULT_DPI, DEFAULT_MIN_CONFIDENCE, OcrBlock, OcrError, ocr_page, tesseract_available
+from graphcraft.ingestion.ocr import (
+    DEFAULT_DPI,
+    DEFAULT_MIN_CONFIDENCE,
+    OcrBlock,
+    OcrError,
+    ocr_page,
+    tesseract_available,
+)
 
 if TYPE_CHECKING:
     import pymupdf
@@ -529,7 +536,7 @@ def ocr_unavailable(options: OcrOptions) -> str | None:
 
 def _needs_ocr(page: pymupdf.Page, text: str) -> bool:
     """No (or almost no) text layer over something drawn: a scanned page."""
-    from graphcraft.ingest.pdf_multimodal import SCAN_MAX_TEXT_CHARS, is_scanned
+    from graphcraft.ingestion.pdf_multimodal import SCAN_MAX_TEXT_CHARS, is_scanned
 
     return len(text.strip()) < SCAN_MAX_TEXT_CHARS and is_scanned(page)
 

@@ -21,8 +21,8 @@ from langchain_core.language_models import BaseChatModel
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import IngestError
-from graphcraft.ingest.loaders import read_bytes
-from graphcraft.ingest.pdf_multimodal import (
+from graphcraft.ingestion.loaders import read_bytes
+from graphcraft.ingestion.pdf_multimodal import (
     IMAGE_SUFFIXES,
     PDF_SUFFIXES,
     MultimodalLoad,
@@ -30,9 +30,9 @@ from graphcraft.ingest.pdf_multimodal import (
     load_image_multimodal,
     load_pdf_multimodal,
 )
-from graphcraft.ingest.pipeline import IngestReport, ProgressFn, expand_paths, prepare_file
-from graphcraft.ingest.splitting import sha256
-from graphcraft.ingest.strips import embed_chunks, split_strips
+from graphcraft.ingestion.pipeline import IngestReport, ProgressFn, expand_paths, prepare_file
+from graphcraft.ingestion.splitting import sha256
+from graphcraft.ingestion.strips import embed_chunks, split_strips
 from graphcraft.retrievers.multimodal import MODALITIES, open_modality_stores
 from graphcraft.stores.vector import ChunkStore, open_store
 

@@ -17,14 +17,14 @@ import pymupdf
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
-from graphcraft.ingest.ocr import (
+from graphcraft.ingestion.ocr import (
     DEFAULT_MIN_CONFIDENCE,
     OcrBlock,
     image_pixels_to_points,
     load_image,
     ocr_image,
 )
-from graphcraft.ingest.pdf_layout import BBox, nearby_caption
+from graphcraft.ingestion.pdf_layout import BBox, nearby_caption
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from langchain_core.language_models import BaseChatModel
 
 from graphcraft.chains.summarize import Summary, summarize
 from graphcraft.config import Settings, get_settings
-from graphcraft.ingest.splitting import sha256
-from graphcraft.ingest.strips import embed_chunks, split_strips
+from graphcraft.ingestion.splitting import sha256
+from graphcraft.ingestion.strips import embed_chunks, split_strips
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 from graphcraft.stores.vector import ChunkStore
 

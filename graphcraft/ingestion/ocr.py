@@ -19,7 +19,7 @@ import pymupdf
 from PIL import Image, UnidentifiedImageError
 
 from graphcraft.errors import IngestError
-from graphcraft.ingest.pdf_layout import BBox, bbox_union
+from graphcraft.ingestion.pdf_layout import BBox, bbox_union
 
 DEFAULT_DPI = 300
 DEFAULT_MIN_CONFIDENCE = 60.0

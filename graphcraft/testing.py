@@ -168,3 +168,19 @@ def tool_call(name: str, **args: Any) -> dict:
 
 
 ScriptFunction = Callable[[ScriptCall], Reply]
+
+
+def final_state(compiled: Any, inputs: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a compiled graph and return its whole final state, working channels included.
+
+    A graph returns only its output schema (answer, sources, trace); a test that checks what
+    the graph decided on the way (its documents, strips, plan) reads the state instead. The
+    graph runs on a private in-memory checkpointer, so the caller's graph is left unchanged.
+    """
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = compiled.copy(update={"checkpointer": InMemorySaver()})
+    run_config: dict[str, Any] = {**(config or {})}
+    run_config["configurable"] = {**run_config.get("configurable", {}), "thread_id": uuid.uuid4().hex}
+    graph.invoke(inputs, config=run_config)
+    return dict(graph.get_state(run_config).values)

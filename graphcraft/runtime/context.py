@@ -1,0 +1,204 @@
+"""The per-run context every node reads: settings with the run's overrides, model, store, bounds, options.
+
+A graph's `build()` makes one `Context` from its arguments and binds it to the compiled graph
+(`compile_graph`); every node starts with ``ctx = context(config, GRAPH)``, which returns that
+bound context, or a copy with the run's ``config["configurable"]`` overrides applied — validated
+into Settings here and nowhere else (e.g. {"store": "path", "chat_model": "ollama:llama3.1",
+"max_llm_calls": 4}, or one of the graph's own options such as "max_tool_calls").
+
+The context is keyed by graph name because LangGraph passes a parent's configurable down to
+the subgraphs a node invokes: adaptive_rag's context must not replace crag's inside crag.
+A node called on its own, with no bound context, gets one built from the environment's Settings.
+
+`graph = build()` runs at import for LangGraph Studio, where no store or model may exist yet;
+resources are therefore opened on first use inside a node, and a missing store or model turns
+into a clear GraphcraftError there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+
+from graphcraft.config import Settings, get_settings
+from graphcraft.errors import EmptyStoreError, GraphcraftError
+from graphcraft.models import get_embeddings, require_chat_model, resolve_chat_model
+from graphcraft.runtime.bounds import Bounds
+from graphcraft.stores.vector import ChunkStore, open_store
+
+UNSET: Any = object()
+CONTEXT_KEY = "__graphcraft_context__"  # "__" keeps it out of checkpoint metadata
+CONFIGURABLE_SETTINGS = frozenset(
+    {
+        "store",
+        "chat_model",
+        "base_url",
+        "top_k",
+        "max_iterations",
+        "token_budget",
+        "max_llm_calls",
+        "upper_threshold",
+        "lower_threshold",
+        "strip_threshold",
+        "external_store",
+        "web_search",
+        "max_search_rounds",
+        "max_seconds",
+        "max_tokens",
+    }
+)
+_PRIMITIVE = (bool, int, float, str)
+
+
+class Context:
+    """Settings, model, stores and a graph's own options for one run; heavy parts open lazily."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        model: BaseChatModel | None = None,
+        store: ChunkStore | None = None,
+        external: Any = UNSET,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.options: dict[str, Any] = dict(options or {})
+        self._model = model
+        self._store = store
+        self._opened_from: str | None = None  # the generation a store we opened ourselves came from
+        self._retrievers: dict[tuple, Any] = {}
+        self._external = external
+
+    # ---------------------------------------------------------------- configuration
+    def for_config(self, config: RunnableConfig | None) -> Context:
+        """This context, or a copy with the run's configurable overrides (settings and options) applied."""
+        configurable = (config or {}).get("configurable") or {}
+        settings = {k: v for k, v in configurable.items() if k in CONFIGURABLE_SETTINGS and v is not None}
+        options = {k: v for k, v in configurable.items() if k in self.options and v is not None}
+        if not settings and not options:
+            return self
+        key = tuple(sorted((k, repr(v)) for k, v in {**settings, **options}.items()))
+        cache = self.__dict__.setdefault("_variants", {})
+        if key not in cache and len(cache) >= 16:  # bounded: one variant per distinct override set
+            cache.pop(next(iter(cache)))
+        if key not in cache:
+            cache[key] = Context(
+                _validated(self.settings, settings) if settings else self.settings,
+                None if "chat_model" in settings or "base_url" in settings else self._model,
+                None if "store" in settings else self._store,
+                UNSET if "external_store" in settings or "web_search" in settings else self._external,
+                {**self.options, **{k: _like(self.options[k], k, v) for k, v in options.items()}},
+            )
+        return cache[key]
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """One of the graph's build options (with the run's override, if any)."""
+        value = self.options.get(name)
+        return default if value is None else value
+
+    @property
+    def bounds(self) -> Bounds:
+        """The run's loop bounds: iterations, LLM calls, tokens, wall clock (from its settings)."""
+        return Bounds.from_settings(self.settings)
+
+    # ---------------------------------------------------------------- models
+    @property
+    def model(self) -> BaseChatModel | None:
+        """The chat model, or None offline (local strategies are used)."""
+        if self._model is None:
+            self._model = resolve_chat_model(None, self.settings)
+        return self._model
+
+    def require_model(self, what: str) -> BaseChatModel:
+        return require_chat_model(self.model, what, self.settings)
+
+    @cached_property
+    def embeddings(self) -> Any:
+        return self._store.embeddings if self._store is not None else get_embeddings(self.settings)
+
+    # ---------------------------------------------------------------- stores
+    @property
+    def store(self) -> ChunkStore:
+        """The ingested store; EmptyStoreError if nothing was ingested there.
+
+        A long-lived graph (Studio, LangGraph Server) reopens the store when an ingest has
+        committed a new generation since it was opened, so new documents are seen.
+        """
+        path = Path(self.settings.store)
+        current = path / "CURRENT"
+        if self._store is not None and self._opened_from is not None:
+            try:
+                if current.read_text().strip() != self._opened_from:
+                    self._store, self._retrievers = None, {}
+            except OSError:
+                pass
+        if self._store is None:
+            if path.is_dir() and not current.exists() or not path.exists():
+                raise EmptyStoreError(self.settings.store)
+            self._store = open_store(path, self.settings, create=False)
+            self._opened_from = current.read_text().strip() if current.exists() else None
+        if len(self._store) == 0:
+            raise EmptyStoreError(self._store.path)
+        return self._store
+
+    def retriever(self, kind: str = "hybrid", k: int | None = None) -> Any:
+        """A retriever over the store, made once per (kind, k) and reused across runs."""
+        from graphcraft.retrievers import make_retriever
+
+        store = self.store
+        key = (kind, k or self.settings.top_k)
+        if key not in self._retrievers:
+            self._retrievers[key] = make_retriever(kind, store, key[1])
+        return self._retrievers[key]
+
+    @property
+    def external(self) -> Any:
+        """The external search (web tool or second store), or None when none is configured."""
+        if self._external is UNSET:
+            from graphcraft.retrievers.external import make_external_search
+
+            self._external = make_external_search(self.settings)
+        return self._external
+
+
+def _validated(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """`settings` with per-run overrides, validated ("0.9" -> 0.9); a bad value is a one-line error."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings.model_validate({**settings.model_dump(), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise GraphcraftError(f"invalid per-run setting {where}={first.get('input')!r}: {first.get('msg')}") from None
+
+
+def _like(current: Any, name: str, value: Any) -> Any:
+    """A per-run option override converted to the type of the graph's own value (from a string or JSON)."""
+    if current is None or not isinstance(current, _PRIMITIVE) or isinstance(value, type(current)):
+        return value
+    try:
+        if isinstance(current, bool):
+            return str(value).strip().lower() in {"1", "true", "yes", "on"}
+        return type(current)(value)
+    except (TypeError, ValueError):
+        raise GraphcraftError(f"invalid per-run option {name}={value!r}: expected {type(current).__name__}") from None
+
+
+def context(config: RunnableConfig | None, graph: str) -> Context:
+    """The context of a run of `graph`: the one its build() bound, with the run's overrides applied."""
+    configurable = (config or {}).get("configurable") or {}
+    base = configurable.get(f"{CONTEXT_KEY}{graph}")
+    if base is None:  # a node called on its own
+        base = Context()
+    return base.for_config(config)
+
+
+def bind_context(compiled: Any, graph: str, ctx: Context) -> Any:
+    """`compiled` (a compiled LangGraph graph) with `ctx` as the base context of every run."""
+    return compiled.with_config({"configurable": {f"{CONTEXT_KEY}{graph}": ctx}})
