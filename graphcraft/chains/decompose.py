@@ -29,7 +29,7 @@ A plan is a list of sub-questions ``{"id": "q2", "question": "What is the popula
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,49 +131,14 @@ def validate_plan(
     subs = [_as_sub(s) for s in sub_questions if _as_sub(s).question.strip()]
     if not subs:
         raise PlanError("invalid decomposition plan: no sub-questions")  # decompose() never gets here unless strict
-    # unique ids
-    hops: list[dict[str, Any]] = []
-    renamed: dict[str, str] = {}
-    for i, sub in enumerate(subs):
-        hid = sub.id.strip() or f"q{i + 1}"
-        if any(h["id"] == hid for h in hops):
-            new = f"{hid}_{i + 1}"
-            repair(f"duplicate id {hid!r} renamed {new!r}")
-            hid = new
-        renamed.setdefault(sub.id.strip(), hid)
-        hops.append({"id": hid, "question": sub.question.strip(), "depends_on": list(dict.fromkeys(sub.depends_on))})
-    ids = {h["id"] for h in hops}
-    # dependencies: declared + placeholders; unknown and self references dropped
-    for hop in hops:
-        deps: list[str] = []
-        for dep in hop["depends_on"] + PLACEHOLDER.findall(hop["question"]):
-            if dep == hop["id"]:
-                repair(f"{hop['id']}: self-dependency dropped")
-            elif dep not in ids:
-                repair(f"{hop['id']}: unknown dependency {dep!r} dropped", f"{hop['id']} depends on unknown {dep!r}")
-                hop["question"] = hop["question"].replace("{" + dep + "}", dep)
-            elif dep not in deps:
-                deps.append(dep)
-        hop["depends_on"] = deps
+    hops = _unique_hops(subs, repair)
+    _clean_dependencies(hops, repair)
     graph = nx.DiGraph()
     graph.add_nodes_from(h["id"] for h in hops)
     graph.add_edges_from((d, h["id"]) for h in hops for d in h["depends_on"])
     order = {h["id"]: i for i, h in enumerate(hops)}
     by_id = {h["id"]: h for h in hops}
-    # cycles: drop one edge per cycle, preferring one that points backwards in the listed order
-    while True:
-        try:
-            cycle = nx.find_cycle(graph)
-        except nx.NetworkXNoCycle:
-            break
-        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        src, dst = max(((u, v) for u, v in cycle), key=lambda e: (order[e[0]] - order[e[1]], order[e[0]]))
-        repair(f"cycle {path}: dependency of {dst} on {src} dropped", f"cycle {path}")
-        graph.remove_edge(src, dst)
-        by_id[dst]["depends_on"].remove(src)
-        # the answer will not be there: ask the dependency's question inline instead
-        inline = " ".join(PLACEHOLDER.sub("", by_id[src]["question"]).split()).rstrip("?")
-        by_id[dst]["question"] = by_id[dst]["question"].replace("{" + src + "}", f"({inline})")
+    _break_cycles(graph, order, by_id, repair)
     # bounds: hops, then waves
     topo = list(nx.lexicographical_topological_sort(graph, key=lambda n: order[n]))
     if len(topo) > max_hops:
@@ -187,6 +152,55 @@ def validate_plan(
     level_of = {n: i for i, level in enumerate(levels) for n in level}
     kept = [dict(by_id[n], level=level_of[n]) for n in sorted(level_of, key=order.__getitem__)]
     return kept, levels, repairs
+
+
+_Repair = Callable[..., None]
+
+
+def _unique_hops(subs: list[SubQuestion], repair: _Repair) -> list[dict[str, Any]]:
+    """One hop per sub-question, with unique ids (a duplicate id is renamed)."""
+    hops: list[dict[str, Any]] = []
+    for i, sub in enumerate(subs):
+        hid = sub.id.strip() or f"q{i + 1}"
+        if any(h["id"] == hid for h in hops):
+            new = f"{hid}_{i + 1}"
+            repair(f"duplicate id {hid!r} renamed {new!r}")
+            hid = new
+        hops.append({"id": hid, "question": sub.question.strip(), "depends_on": list(dict.fromkeys(sub.depends_on))})
+    return hops
+
+
+def _clean_dependencies(hops: list[dict[str, Any]], repair: _Repair) -> None:
+    """Dependencies = declared + placeholders; unknown and self references dropped."""
+    ids = {h["id"] for h in hops}
+    for hop in hops:
+        deps: list[str] = []
+        for dep in hop["depends_on"] + PLACEHOLDER.findall(hop["question"]):
+            if dep == hop["id"]:
+                repair(f"{hop['id']}: self-dependency dropped")
+            elif dep not in ids:
+                repair(f"{hop['id']}: unknown dependency {dep!r} dropped", f"{hop['id']} depends on unknown {dep!r}")
+                hop["question"] = hop["question"].replace("{" + dep + "}", dep)
+            elif dep not in deps:
+                deps.append(dep)
+        hop["depends_on"] = deps
+
+
+def _break_cycles(graph: nx.DiGraph, order: dict[str, int], by_id: dict[str, dict[str, Any]], repair: _Repair) -> None:
+    """Drop one edge per cycle, preferring one that points backwards in the listed order."""
+    while True:
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            return
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        src, dst = max(((u, v) for u, v in cycle), key=lambda e: (order[e[0]] - order[e[1]], order[e[0]]))
+        repair(f"cycle {path}: dependency of {dst} on {src} dropped", f"cycle {path}")
+        graph.remove_edge(src, dst)
+        by_id[dst]["depends_on"].remove(src)
+        # the answer will not be there: ask the dependency's question inline instead
+        inline = " ".join(PLACEHOLDER.sub("", by_id[src]["question"]).split()).rstrip("?")
+        by_id[dst]["question"] = by_id[dst]["question"].replace("{" + src + "}", f"({inline})")
 
 
 # ------------------------------------------------------------------------------- offline rules

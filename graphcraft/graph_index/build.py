@@ -161,6 +161,15 @@ class NameVectors:
         os.replace(tmp, self.path)
 
 
+@dataclass
+class _Resolved:
+    """Entity resolution's result: the entities, a mention name -> entity id map, and what they carry."""
+
+    entities: list[Any]
+    by_name: dict[str, str]
+    descriptions: dict[str, str]
+
+
 def build_graph_index(
     chunk_store: Any,
     graph_store: Any,
@@ -185,8 +194,7 @@ def build_graph_index(
     report.chunks = len(by_id)
     hashes = {cid: _content_hash(d) for cid, d in by_id.items()}
     fingerprint = hashlib.sha256(json.dumps([INDEX_VERSION, extractor_id, sorted(hashes.items())]).encode()).hexdigest()
-    state_path = state_dir / "state.json"
-    previous = _load_state(state_path)
+    previous = _load_state(state_dir / "state.json")
     if (
         not force
         and previous.fingerprint == fingerprint
@@ -199,7 +207,58 @@ def build_graph_index(
         report.seconds = time.perf_counter() - started
         return report
 
-    # 1. extraction (cached per chunk and content hash)
+    extractor = make_extractor(model, spacy_model, max_repairs)
+    extractions = _extract(extractor, by_id, hashes, extractor_id, state_dir, report, on_progress)
+    embed = NameVectors(state_dir / "name_vectors.npz", embeddings) if embeddings is not None else None
+    resolved = _resolve(extractions, by_id, embed, resolution_similarity)
+    relations, mention_acc = _relations(extractions, resolved.by_name)
+    nx_graph = build_nx_graph([e.id for e in resolved.entities], relations)
+    communities = detect_communities(nx_graph)
+    names = {e.id: e.name for e in resolved.entities}
+    aliases = {e.id: e.aliases for e in resolved.entities}
+    summary_usage = summarise_communities(
+        communities,
+        names,
+        aliases,
+        mention_acc,
+        by_id,
+        chunk_store.strips,
+        model=model,
+        max_llm_summaries=max_llm_summaries,
+    )
+    usage = add_usage(getattr(extractor, "usage", empty_usage()), summary_usage)
+    if on_progress:
+        on_progress("communities", len(communities), len(communities))
+    entity_vectors, community_vectors = _vectors(embed, resolved.entities, communities)
+    report.removed_chunks = _write(
+        graph_store, by_id, hashes, previous, resolved, dict(nx_graph.degree()), entity_vectors, relations, mention_acc
+    )
+    graph_store.replace_communities([{**c.as_row(), "embedding": community_vectors.get(c.id)} for c in communities])
+    counts = graph_store.counts()
+    report.entities, report.relations, report.communities = (
+        counts["entities"],
+        counts["relations"],
+        counts["communities"],
+    )
+    report.levels = len({c.level for c in communities})
+    report.llm_calls = int(usage.get("llm_calls", 0))
+    report.prompt_tokens = int(usage.get("prompt_tokens", 0))
+    report.completion_tokens = int(usage.get("completion_tokens", 0))
+    _save_state(state_dir, GraphIndexState(fingerprint=fingerprint, counts=counts, chunk_ids=sorted(by_id)))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _extract(
+    extractor: Any,
+    by_id: dict[str, Document],
+    hashes: dict[str, str],
+    extractor_id: str,
+    state_dir: Path,
+    report: BuildReport,
+    on_progress: ProgressFn | None,
+) -> dict[str, ChunkExtraction]:
+    """Entities and relations of every chunk; cached per chunk and content hash, so only changed chunks cost."""
     cache = ExtractionCache(state_dir / "extractions.jsonl")
     cache.keep_only(set(by_id))
     extractions: dict[str, ChunkExtraction] = {}
@@ -210,7 +269,6 @@ def build_graph_index(
             todo.append(cid)
         else:
             extractions[cid] = cached
-    extractor = make_extractor(model, spacy_model, max_repairs)
     batch = 64
     for start in range(0, len(todo), batch):
         ids = todo[start : start + batch]
@@ -224,25 +282,31 @@ def build_graph_index(
             on_progress("extract", min(start + batch, len(todo)), len(todo))
     report.extracted = len(todo)
     cache.save()
-    usage = getattr(extractor, "usage", empty_usage())
+    return extractions
 
-    # 2. entity resolution over every mention
+
+def _resolve(
+    extractions: dict[str, ChunkExtraction], by_id: dict[str, Document], embed: Any, similarity: float
+) -> _Resolved:
+    """Entity resolution over every mention (names, aliases, types, sources), with each entity's first description."""
     mentions = [
         (e.name, e.type, str(by_id[cid].metadata.get("source", "")))
         for cid, ex in extractions.items()
         for e in ex.entities
     ]
-    embed = NameVectors(state_dir / "name_vectors.npz", embeddings) if embeddings is not None else None
-    entities, by_name = EntityResolver(embed, similarity=resolution_similarity).resolve(mentions)
-    names = {e.id: e.name for e in entities}
-    aliases = {e.id: e.aliases for e in entities}
+    entities, by_name = EntityResolver(embed, similarity=similarity).resolve(mentions)
     descriptions: dict[str, str] = {}
     for ex in extractions.values():
         for e in ex.entities:
             if e.description and by_name.get(e.name) and by_name[e.name] not in descriptions:
                 descriptions[by_name[e.name]] = e.description
+    return _Resolved(entities, by_name, descriptions)
 
-    # 3. relations and MENTIONS
+
+def _relations(
+    extractions: dict[str, ChunkExtraction], by_name: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, Counter]]:
+    """Relations between resolved entities (weights summed, chunk ids kept) and per-entity chunk mention counts."""
     rel_acc: dict[tuple[str, str, str], dict[str, Any]] = {}
     mention_acc: dict[str, Counter] = defaultdict(Counter)
     for cid, ex in extractions.items():
@@ -266,53 +330,49 @@ def build_graph_index(
     for rel in relations:
         rel["weight"] = round(rel["weight"], 4)
         rel["chunk_ids"] = sorted(rel["chunk_ids"])
+    return relations, mention_acc
 
-    # 4. communities at several levels, with summaries
-    nx_graph = build_nx_graph([e.id for e in entities], relations)
-    communities = detect_communities(nx_graph)
-    summary_usage = summarise_communities(
-        communities,
-        names,
-        aliases,
-        mention_acc,
-        by_id,
-        chunk_store.strips,
-        model=model,
-        max_llm_summaries=max_llm_summaries,
-    )
-    usage = add_usage(usage, summary_usage)
-    if on_progress:
-        on_progress("communities", len(communities), len(communities))
 
-    # 5. write: chunks, entities, edges; remove what no longer exists
+def _vectors(embed: Any, entities: list[Any], communities: list[Any]) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Name vectors of entities and community vectors (a summary's sentence vectors, else its embedded title)."""
+    if embed is None:
+        return {}, {}
     entity_vectors: dict[str, list[float]] = {}
-    community_vectors: dict[str, list[float]] = {}
-    if embed is not None:
-        if entities:
-            matrix = embed([e.name for e in entities])
-            entity_vectors = {e.id: [round(float(x), 6) for x in row] for e, row in zip(entities, matrix, strict=False)}
-        missing = [c for c in communities if c.vector is None]
-        if missing:  # communities whose summary has no stored sentence vectors: embed the title
-            matrix = embed([c.title for c in missing])
-            for c, row in zip(missing, matrix, strict=False):
-                c.vector = [round(float(x), 6) for x in row]
-        embed.save(
-            {e.name for e in entities} | {n for e in entities for n in e.aliases} | {c.title for c in communities}
-        )
-        community_vectors = {c.id: c.vector for c in communities if c.vector is not None}
+    if entities:
+        matrix = embed([e.name for e in entities])
+        entity_vectors = {e.id: [round(float(x), 6) for x in row] for e, row in zip(entities, matrix, strict=False)}
+    missing = [c for c in communities if c.vector is None]
+    if missing:
+        matrix = embed([c.title for c in missing])
+        for c, row in zip(missing, matrix, strict=False):
+            c.vector = [round(float(x), 6) for x in row]
+    embed.save({e.name for e in entities} | {n for e in entities for n in e.aliases} | {c.title for c in communities})
+    return entity_vectors, {c.id: c.vector for c in communities if c.vector is not None}
 
+
+def _write(
+    graph_store: Any,
+    by_id: dict[str, Document],
+    hashes: dict[str, str],
+    previous: GraphIndexState,
+    resolved: _Resolved,
+    degree: dict[str, int],
+    entity_vectors: dict[str, list[float]],
+    relations: list[dict[str, Any]],
+    mention_acc: dict[str, Counter],
+) -> int:
+    """Write chunks, entities, relations and mentions; remove what no longer exists. Returns chunks removed."""
     removed = sorted(set(previous.chunk_ids) - set(by_id))
     graph_store.delete_chunks(removed)
-    report.removed_chunks = len(removed)
     graph_store.upsert_chunks(
         [{"id": cid, "source": str(d.metadata.get("source", "")), "page": d.metadata.get("page"),
           "text": d.page_content, "content_hash": hashes[cid]} for cid, d in by_id.items()]
     )  # fmt: skip
-    degree = dict(nx_graph.degree())
+    entities, described = resolved.entities, resolved.descriptions
     graph_store.write("MATCH (e:Entity) WHERE NOT e.id IN $ids DETACH DELETE e", {"ids": [e.id for e in entities]})
     graph_store.upsert_entities(
         [{"id": e.id, "name": e.name, "type": e.type, "aliases": e.aliases, "keys": e.keys, "norm": normalise(e.name),
-          "mentions": e.mentions, "degree": int(degree.get(e.id, 0)), "description": descriptions.get(e.id, ""),
+          "mentions": e.mentions, "degree": int(degree.get(e.id, 0)), "description": described.get(e.id, ""),
           "embedding": entity_vectors.get(e.id)} for e in entities]
     )  # fmt: skip
     graph_store.write("MATCH (:Entity)-[r:RELATED]->(:Entity) DELETE r")
@@ -325,23 +385,13 @@ def build_graph_index(
             for cid, n in counter.items()
         ]
     )
-    rows = [{**c.as_row(), "embedding": community_vectors.get(c.id)} for c in communities]
-    graph_store.replace_communities(rows)
+    return len(removed)
 
-    counts = graph_store.counts()
-    report.entities, report.relations, report.communities = (
-        counts["entities"],
-        counts["relations"],
-        counts["communities"],
-    )
-    report.levels = len({c.level for c in communities})
-    report.llm_calls = int(usage.get("llm_calls", 0))
-    report.prompt_tokens = int(usage.get("prompt_tokens", 0))
-    report.completion_tokens = int(usage.get("completion_tokens", 0))
+
+def _save_state(state_dir: Path, state: GraphIndexState) -> None:
+    """Atomically record what was indexed, so an unchanged store is not indexed again."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    new_state = GraphIndexState(fingerprint=fingerprint, counts=counts, chunk_ids=sorted(by_id))
-    tmp = state_path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(new_state)))
-    os.replace(tmp, state_path)
-    report.seconds = time.perf_counter() - started
-    return report
+    path = state_dir / "state.json"
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(state)))
+    os.replace(tmp, path)

@@ -93,6 +93,37 @@ def detect_communities(graph: nx.Graph, seed: int = 42, min_size: int = 2) -> li
     return out
 
 
+def _member_sentences(
+    c: Community,
+    names: dict[str, str],
+    aliases: dict[str, list[str]],
+    mentions: dict[str, Counter],
+    chunks: dict[str, Document],
+    strips_of: Any,
+    max_chunks: int,
+) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """(sentences naming a member, their vectors, chunk ids used) from the chunks mentioning most members."""
+    coverage: Counter = Counter()
+    for e in c.members:
+        for chunk_id in mentions.get(e, Counter()):
+            coverage[chunk_id] += 1
+    picked = [cid for cid, _ in sorted(coverage.items(), key=lambda kv: (-kv[1], kv[0]))[:max_chunks] if cid in chunks]
+    surface = sorted({a.lower() for e in c.members for a in aliases.get(e, [names.get(e, e)])}, key=len, reverse=True)
+    sentences: list[str] = []
+    vectors: list[np.ndarray] = []
+    used: list[str] = []
+    for chunk_id in picked:
+        texts, vecs = strips_of(chunks[chunk_id])
+        for i, text in enumerate(texts):
+            if len(text.split()) >= 4 and any(a in text.lower() for a in surface):
+                sentences.append(text)
+                if vecs is not None:
+                    vectors.append(vecs[i])
+                if chunk_id not in used:
+                    used.append(chunk_id)
+    return sentences, vectors, used
+
+
 def summarise_communities(
     communities: Sequence[Community],
     names: dict[str, str],
@@ -116,29 +147,7 @@ def summarise_communities(
     for c in sorted(communities, key=lambda c: -c.rank):
         by_mentions = sorted(c.members, key=lambda e: (-sum(mentions.get(e, Counter()).values()), names.get(e, e)))
         c.title = ", ".join(names.get(e, e) for e in by_mentions[:3])
-        coverage: Counter = Counter()
-        for e in c.members:
-            for chunk_id in mentions.get(e, Counter()):
-                coverage[chunk_id] += 1
-        picked = [
-            cid for cid, _ in sorted(coverage.items(), key=lambda kv: (-kv[1], kv[0]))[:max_chunks] if cid in chunks
-        ]
-        surface = sorted(
-            {a.lower() for e in c.members for a in aliases.get(e, [names.get(e, e)])}, key=len, reverse=True
-        )
-        sentences: list[str] = []
-        vectors: list[np.ndarray] = []
-        used: list[str] = []
-        for chunk_id in picked:
-            texts, vecs = strips_of(chunks[chunk_id])
-            for i, text in enumerate(texts):
-                low = text.lower()
-                if len(text.split()) >= 4 and any(a in low for a in surface):
-                    sentences.append(text)
-                    if vecs is not None:
-                        vectors.append(vecs[i])
-                    if chunk_id not in used:
-                        used.append(chunk_id)
+        sentences, vectors, used = _member_sentences(c, names, aliases, mentions, chunks, strips_of, max_chunks)
         use_llm = model is not None and llm_used < max_llm_summaries
         matrix = np.asarray(vectors) if vectors and len(vectors) == len(sentences) else None
         result = summarize(

@@ -86,57 +86,15 @@ def _auc(pos: list[float], neg: list[float]) -> float | None:
 
 def calibrate(store: Any, queries: int = 160, k: int = 5, seed: int = 0) -> Calibration:
     """Thresholds for `store` from pseudo-queries (see the module docstring); about 3 s per 160 queries."""
-    from graphcraft.chains.grade import LocalEvaluator
-    from graphcraft.models import embed_texts
-    from graphcraft.retrievers import make_retriever
-
     docs = [d for d in store.documents() if d.metadata.get("modality", "text") == "text"]
     if len(docs) < 2 * k:
-        return Calibration(
-            upper=DEFAULTS["upper"],
-            lower=DEFAULTS["lower"],
-            queries=0,
-            method="defaults (store too small to calibrate)",
-        )
-    rng = random.Random(seed)
-    samples: list[tuple[str, str, str]] = []  # (query, chunk id, sentence)
-    for doc in rng.sample(docs, min(len(docs), queries * 2)):
-        sentences = [t for t in store.strips(doc)[0] if len(t.split()) >= MIN_SENTENCE_WORDS]
-        if not sentences:
-            continue
-        sentence = rng.choice(sentences)
-        query = pseudo_question(sentence, rng)
-        if query:
-            samples.append((query, str(doc.metadata["chunk_id"]), sentence))
-        if len(samples) >= queries:
-            break
+        return _defaults(0, "store too small to calibrate")
+    samples = _pseudo_queries(store, docs, queries, random.Random(seed))
     if len(samples) < 20:
-        return Calibration(
-            upper=DEFAULTS["upper"],
-            lower=DEFAULTS["lower"],
-            queries=len(samples),
-            method="defaults (too few sentences to calibrate)",
-        )
-    retriever = make_retriever("hybrid", store, k + 5)
-    evaluator = LocalEvaluator(store, store.embeddings, DEFAULTS["upper"], DEFAULTS["lower"])
-    vectors = embed_texts(store.embeddings, [q for q, _, _ in samples])
-    positives, negatives = [], []
-    for (query, chunk_id, sentence), qv in zip(samples, vectors, strict=False):
-        found = retriever.search(query, vector=qv)
-        if chunk_id not in [d.metadata["chunk_id"] for d in found[:k]]:
-            continue  # a retrieval miss says nothing about the evaluator
-        grading = evaluator.evaluate(query, found[:k], qv)
-        positives.append(max(grading.scores))
-        others = [d for d in found if d.metadata["chunk_id"] != chunk_id and sentence not in d.page_content][:k]
-        if others:
-            negatives.append(max(evaluator.evaluate(query, others, qv).scores))
+        return _defaults(len(samples), "too few sentences to calibrate")
+    positives, negatives = _score_samples(store, samples, k)
     if len(positives) < 10 or len(negatives) < 10:
-        return Calibration(
-            upper=DEFAULTS["upper"],
-            lower=DEFAULTS["lower"],
-            queries=len(samples),
-            method="defaults (too few pseudo-queries retrieved their chunk)",
-        )
+        return _defaults(len(samples), "too few pseudo-queries retrieved their chunk")
     lower = min(float(np.quantile(negatives, LOWER_QUANTILE)), float(np.quantile(positives, POSITIVE_FLOOR)))
     upper = max(lower, float(np.quantile(negatives, UPPER_QUANTILE)))
     return Calibration(
@@ -147,6 +105,47 @@ def calibrate(store: Any, queries: int = 160, k: int = 5, seed: int = 0) -> Cali
         negatives=_quantiles(negatives),
         separation=_auc(positives, negatives),
     )
+
+
+def _defaults(queries: int, why: str) -> Calibration:
+    return Calibration(upper=DEFAULTS["upper"], lower=DEFAULTS["lower"], queries=queries, method=f"defaults ({why})")
+
+
+def _pseudo_queries(store: Any, docs: list[Any], queries: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """(query, chunk id, sentence) made from random sentences of random chunks."""
+    samples: list[tuple[str, str, str]] = []
+    for doc in rng.sample(docs, min(len(docs), queries * 2)):
+        sentences = [t for t in store.strips(doc)[0] if len(t.split()) >= MIN_SENTENCE_WORDS]
+        if not sentences:
+            continue
+        sentence = rng.choice(sentences)
+        query = pseudo_question(sentence, rng)
+        if query:
+            samples.append((query, str(doc.metadata["chunk_id"]), sentence))
+        if len(samples) >= queries:
+            break
+    return samples
+
+
+def _score_samples(store: Any, samples: list[tuple[str, str, str]], k: int) -> tuple[list[float], list[float]]:
+    """The evaluator's best score with the source chunk retrieved (positives) and over the others (negatives)."""
+    from graphcraft.chains.grade import LocalEvaluator
+    from graphcraft.models import embed_texts
+    from graphcraft.retrievers import make_retriever
+
+    retriever = make_retriever("hybrid", store, k + 5)
+    evaluator = LocalEvaluator(store, store.embeddings, DEFAULTS["upper"], DEFAULTS["lower"])
+    vectors = embed_texts(store.embeddings, [q for q, _, _ in samples])
+    positives, negatives = [], []
+    for (query, chunk_id, sentence), qv in zip(samples, vectors, strict=False):
+        found = retriever.search(query, vector=qv)
+        if chunk_id not in [d.metadata["chunk_id"] for d in found[:k]]:
+            continue  # a retrieval miss says nothing about the evaluator
+        positives.append(max(evaluator.evaluate(query, found[:k], qv).scores))
+        others = [d for d in found if d.metadata["chunk_id"] != chunk_id and sentence not in d.page_content][:k]
+        if others:
+            negatives.append(max(evaluator.evaluate(query, others, qv).scores))
+    return positives, negatives
 
 
 def store_thresholds(store: Any) -> tuple[float, float, str]:

@@ -363,6 +363,29 @@ class _Builder:
 _LOCK = threading.Lock()
 
 
+def _update_documents(
+    store: ChunkStore, hier: Any, tree: dict[str, Any], builder: Any, report: HierarchyReport, commit_every: int
+) -> set[str]:
+    """Drop removed files' trees, summarise new or changed files; returns the chunk ids summarised now."""
+    for source in [s for s in tree["documents"] if s not in store.files]:
+        hier.remove_file(source)
+        del tree["documents"][source]
+        report.removed += 1
+    fresh: set[str] = set()
+    for source, entry in store.files.items():
+        if tree["documents"].get(source, {}).get("hash") == entry["hash"]:
+            report.unchanged += 1
+            continue
+        tree["documents"][source] = builder.document(source, entry)
+        fresh |= set(entry["chunk_ids"])
+        report.built += 1
+        if len(builder.pending) >= commit_every:  # nodes and their tree entries land together
+            tree["unclustered_new"] = sorted(fresh | set(tree.get("unclustered_new", [])))
+            builder.flush()
+            hier.commit()
+    return fresh
+
+
 def build_hierarchy(
     store: ChunkStore,
     settings: Settings | None = None,
@@ -399,22 +422,7 @@ def build_hierarchy(
         hier = open_hierarchy(store)
         tree = tree_of(hier)
         builder = _Builder(store, hier, model, summarizer or summarize, report, section_group, max_sentences)
-        for source in [s for s in tree["documents"] if s not in store.files]:
-            hier.remove_file(source)
-            del tree["documents"][source]
-            report.removed += 1
-        fresh: set[str] = set()
-        for source, entry in store.files.items():
-            if tree["documents"].get(source, {}).get("hash") == entry["hash"]:
-                report.unchanged += 1
-                continue
-            tree["documents"][source] = builder.document(source, entry)
-            fresh |= set(entry["chunk_ids"])
-            report.built += 1
-            if len(builder.pending) >= commit_every:  # nodes and their tree entries land together
-                tree["unclustered_new"] = sorted(fresh | set(tree.get("unclustered_new", [])))
-                builder.flush()
-                hier.commit()
+        fresh = _update_documents(store, hier, tree, builder, report, commit_every)
         fresh |= set(tree.pop("unclustered_new", []))  # new chunks of an interrupted build, committed but not clustered
         if clusters:
             builder.clusters(fresh, join_threshold, cluster_threshold, min_cluster_sources, max_cluster_size)

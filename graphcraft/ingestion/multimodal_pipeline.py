@@ -100,6 +100,37 @@ def _is_current(stores: Iterable[ChunkStore], source: str, file_hash: str) -> bo
     return all(store.file_hash(source) == file_hash for store in stores)
 
 
+def _commit(
+    pending: list[tuple[str, str, list[Document]]], stores: dict[str, ChunkStore], main: ChunkStore | None
+) -> int:
+    """Embed the pending files' chunks in one batch, write them per modality (and to the main store), commit.
+
+    Returns the number of chunks written.
+    """
+    if not pending:
+        return 0
+    chunks = [c for _, _, docs in pending for c in docs]
+    vectors, strip_vectors = embed_chunks(
+        stores["text"].embeddings, [c.page_content for c in chunks], [c.metadata["strips"] for c in chunks]
+    )
+    offset = 0
+    for source, file_hash, docs in pending:
+        rows = range(offset, offset + len(docs))
+        offset += len(docs)
+        for modality in MODALITIES:
+            picked = [i for i in rows if chunks[i].metadata["modality"] == modality]
+            stores[modality].replace_file(
+                source, file_hash, [chunks[i] for i in picked], vectors[picked], [strip_vectors[i] for i in picked]
+            )
+        if main is not None:
+            main.replace_file(
+                source, file_hash, docs, vectors[rows.start : rows.stop], strip_vectors[rows.start : rows.stop]
+            )
+    for target in [*stores.values(), *([main] if main is not None else [])]:
+        target.commit()
+    return len(chunks)
+
+
 def ingest_multimodal(
     paths: Iterable[str | Path],
     store: str | Path | None = None,
@@ -121,35 +152,7 @@ def ingest_multimodal(
     targets = list(stores.values()) + ([main] if main is not None else [])
     files, failed = expand_paths(paths, exclude=root)
     report = MultimodalIngestReport(files=len(files), failed=list(failed))
-    embeddings = stores["text"].embeddings
     pending: list[tuple[str, str, list[Document]]] = []
-
-    def flush() -> None:
-        nonlocal pending
-        if not pending:
-            return
-        chunks = [c for _, _, docs in pending for c in docs]
-        vectors, strip_vectors = embed_chunks(
-            embeddings, [c.page_content for c in chunks], [c.metadata["strips"] for c in chunks]
-        )
-        offset = 0
-        for source, file_hash, docs in pending:
-            rows = range(offset, offset + len(docs))
-            offset += len(docs)
-            for modality in MODALITIES:
-                picked = [i for i in rows if chunks[i].metadata["modality"] == modality]
-                stores[modality].replace_file(
-                    source, file_hash, [chunks[i] for i in picked], vectors[picked], [strip_vectors[i] for i in picked]
-                )
-            if main is not None:
-                main.replace_file(
-                    source, file_hash, docs, vectors[rows.start : rows.stop], strip_vectors[rows.start : rows.stop]
-                )
-            report.added += len(docs)
-        for target in targets:
-            target.commit()
-        pending = []
-
     for done, path in enumerate(files):
         source = str(path)
         if on_progress:
@@ -167,8 +170,9 @@ def ingest_multimodal(
         report.warnings.extend({"path": source, "warning": w} for w in load.warnings)
         pending.append((source, file_hash, docs))
         if sum(len(d) for _, _, d in pending) >= commit_every:
-            flush()
-    flush()
+            report.added += _commit(pending, stores, main)
+            pending = []
+    report.added += _commit(pending, stores, main)
     if on_progress:
         on_progress(len(files), len(files), "")
     return report

@@ -150,6 +150,22 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
+def _pool_spans(
+    tokens: np.ndarray, offs: np.ndarray, spans: Sequence[tuple[int, int]], dim: int
+) -> tuple[np.ndarray, list[int]]:
+    """Mean of each span's token vectors, and the spans with no token inside the window."""
+    real = offs[:, 1] > offs[:, 0]  # special tokens have empty offsets
+    vecs = np.zeros((len(spans), dim), dtype=np.float32)
+    missed: list[int] = []
+    for j, (s, e) in enumerate(spans):
+        inside = real & (offs[:, 0] < e) & (offs[:, 1] > s)
+        if inside.any():
+            vecs[j] = tokens[inside].mean(axis=0)
+        else:
+            missed.append(j)
+    return vecs, missed
+
+
 def late_chunk_embed(
     st_model: Any,
     texts: Sequence[str],
@@ -192,16 +208,8 @@ def late_chunk_embed(
             for row, i in enumerate(idx):
                 tokens = hidden[row][mask[row]]
                 chunk_vecs[i] = tokens.mean(axis=0)
-                offs = offsets[row][mask[row]]
-                real = offs[:, 1] > offs[:, 0]  # special tokens have empty offsets
-                vecs = np.zeros((len(spans[i]), dim), dtype=np.float32)
-                for j, (s, e) in enumerate(spans[i]):
-                    inside = real & (offs[:, 0] < e) & (offs[:, 1] > s)
-                    if inside.any():
-                        vecs[j] = tokens[inside].mean(axis=0)
-                    else:
-                        leftovers.append((i, j, texts[i][s:e]))
-                strip_vecs[i] = vecs
+                strip_vecs[i], missed = _pool_spans(tokens, offsets[row][mask[row]], spans[i], dim)
+                leftovers += [(i, j, texts[i][spans[i][j][0] : spans[i][j][1]]) for j in missed]
     if leftovers:
         extra = st_model.encode(
             [t for _, _, t in leftovers],

@@ -229,107 +229,21 @@ class GraphRetriever(BaseRetriever):
         seed_ids = [e for e, d in distance.items() if d == 0]
         if not seed_ids or self.chunk_store is None:
             return []
-        neighbour_ids = [e for e, d in distance.items() if d > 0]
-        rows = self.graph_store.query(
-            "MATCH (s:Entity)<-[:MENTIONS]-(c:Chunk)-[:MENTIONS]->(t:Entity) WHERE s.id IN $ids AND t.id <> s.id "
-            "RETURN s.id AS s, s.aliases AS sa, c.id AS c, t.id AS t, t.name AS name, t.aliases AS ta",
-            {"ids": seed_ids},
-        )
-        names = {r["t"]: r["name"] for r in rows}
-        aliases = {r["t"]: [a.lower() for a in r["ta"] or [r["name"]]] for r in rows}
-        aliases.update({r["s"]: [a.lower() for a in r["sa"] or []] for r in rows})
-        seed_chunks: dict[str, set[str]] = {}
-        pair_chunks: dict[tuple[str, str], set[str]] = {}
-        for r in rows:
-            seed_chunks.setdefault(r["s"], set()).add(r["c"])
-            pair_chunks.setdefault((r["s"], r["t"]), set()).add(r["c"])
+        search = _BridgeSearch(self, question, seed_ids, {s["id"]: s.get("name", "") for s in seeds or []})
+        for bridge in (e for e, d in distance.items() if d > 0):  # related by the parser, never in one chunk
+            search.names.setdefault(bridge, bridge)
         related = {p.ids[1] for p in paths if len(p.ids) > 1}
-        qv = np.asarray(self.chunk_store.embeddings.embed_query(question), dtype=np.float32)
-        sim_cache: dict[str, float] = {}
-
-        def sim(cid: str, vec: np.ndarray = qv) -> float:
-            if vec is qv and cid in sim_cache:
-                return sim_cache[cid]
-            v = self.chunk_store.chunk_vector(cid)
-            value = float(v @ vec) if v is not None else 0.0
-            if vec is qv:
-                sim_cache[cid] = value
-            return value
-
-        scored: dict[str, tuple[float, str]] = {}  # chunk id -> (score, why)
-        bridges: list[tuple[float, str, str, str]] = []  # (evidence, seed, bridge, best chunk)
-        docs_by_id = {
-            str(d.metadata.get("chunk_id")): d
-            for d in self.chunk_store.get(sorted({c for cs in pair_chunks.values() for c in cs}))
-        }
-
-        asked = salient_terms(question)
-
-        def sentence_evidence(cid: str, seed: str, bridge: str) -> float:
-            """How well the best stored sentence naming both entities matches the question
-            (similarity plus the share of the question's words it contains)."""
-            doc = docs_by_id.get(cid)
-            if doc is None:
-                return sim(cid) - 0.15
-            texts, vecs = self.chunk_store.strips(doc)
-            best = sim(cid) - 0.15  # same chunk, no shared sentence: weaker evidence
-            for i, text in enumerate(texts):
-                low = text.lower()
-                if any(a in low for a in aliases.get(seed, [])) and any(a in low for a in aliases.get(bridge, [])):
-                    semantic = float(vecs[i] @ qv) if vecs is not None else sim(cid)
-                    best = max(best, semantic + self.lexical_weight * coverage(asked, set(content_terms(text))))
-            return best
-
-        for (seed, bridge), chunks in pair_chunks.items():
-            if bridge in seed_ids:
-                continue
-            evidences = {c: sentence_evidence(c, seed, bridge) for c in chunks}
-            best = max(evidences, key=lambda c: evidences[c])
-            evidence = evidences[best] + (0.05 if bridge in related else 0.0)
-            bridges.append((evidence, seed, bridge, best))
-        for bridge in neighbour_ids:  # relations found by the parser but never in one chunk with the seed
-            if bridge not in names:
-                names[bridge] = bridge
-        bridges.sort(key=lambda b: (-b[0], b[2]))
-        seed_names = {s["id"]: s.get("name", "") for s in seeds or []}
-        rewritten_for: dict[str, str] = {}
-        for evidence, seed, bridge, best in bridges[: self.max_bridges]:
+        for evidence, seed, bridge, best in search.bridges(related)[: self.max_bridges]:
             # the chunk joining seed and bridge often holds the answer itself ("X, chaired by Y")
-            if evidence > scored.get(best, (-1.0, ""))[0]:
-                scored[best] = (evidence, f"evidence:{seed}->{bridge}")
-                rewritten_for[best] = f"{question} {names.get(bridge, '')}".strip()
-            hop2 = self.graph_store.query(
-                "MATCH (c:Chunk)-[:MENTIONS]->(b:Entity {id: $b}) WHERE NOT (c)-[:MENTIONS]->(:Entity {id: $s}) "
-                "RETURN c.id AS c",
-                {"b": bridge, "s": seed},
-            )
-            if not hop2:
-                continue
-            seed_name = seed_names.get(seed, "")
-            rewritten = (
-                re.sub(re.escape(seed_name), names[bridge], question, flags=re.IGNORECASE) if seed_name else question
-            )
-            if rewritten == question:
-                rewritten = f"{question} {names[bridge]}"
-            bv = np.asarray(self.chunk_store.embeddings.embed_query(rewritten), dtype=np.float32)
-            wanted = salient_terms(rewritten)
-            texts = {
-                str(d.metadata.get("chunk_id")): d.page_content for d in self.chunk_store.get([r["c"] for r in hop2])
-            }
-            for row in hop2:
-                # tables and lists embed poorly: the question's words in the chunk count too
-                score = sim(row["c"], bv) + self.lexical_weight * coverage(
-                    wanted, set(content_terms(texts.get(row["c"], "")))
-                )
-                if score > scored.get(row["c"], (-1.0, ""))[0]:
-                    scored[row["c"]] = (score, f"hop2:{seed}->{bridge}")
-                    rewritten_for[row["c"]] = rewritten
-        for cids in seed_chunks.values():  # the seeds' own chunks, last
+            search.offer(best, evidence, f"evidence:{seed}->{bridge}", f"{question} {search.names.get(bridge, '')}")
+            search.second_hop(seed, bridge)
+        for cids in search.seed_chunks.values():  # the seeds' own chunks, last
             for cid in cids:
-                scored.setdefault(cid, (sim(cid) - 0.1, "seed"))
+                search.scored.setdefault(cid, (search.sim(cid) - 0.1, "seed"))
         # Bridge evidence and second-hop chunks: what a search for the question alone does not
         # reach. The seeds' other chunks are the fused retriever's job (listing them here would
         # only double-count them in the fusion); they are used when there is no bridge at all.
+        scored = search.scored
         pool = [c for c in scored if scored[c][1] != "seed"] or list(scored)
         ordered = sorted(pool, key=lambda c: (-scored[c][0], c))[:limit]
         via: dict[str, set[str]] = {}
@@ -337,22 +251,7 @@ class GraphRetriever(BaseRetriever):
             for chunk_ids in path.chunk_ids:
                 for cid in chunk_ids:
                     via.setdefault(cid, set()).add(str(path))
-        out = []
-        for doc in self._documents(ordered):
-            cid = str(doc.metadata.get("chunk_id"))
-            score, why = scored[cid]
-            hops = why.split(":", 1)[1].split("->") if ":" in why else []
-            trail = (
-                [f"{seed_names.get(hops[0], names.get(hops[0], hops[0]))} -> {names.get(hops[1], hops[1])}"]
-                if len(hops) == 2
-                else []
-            )
-            meta = {**doc.metadata, "score": round(score, 6), "retriever": "graph", "graph_step": why.split(":")[0],
-                    "graph_paths": trail + sorted(via.get(cid, set()))[:4]}  # fmt: skip
-            if cid in rewritten_for:
-                meta["graph_query"] = rewritten_for[cid]  # the question as asked of the second hop
-            out.append(Document(page_content=doc.page_content, id=doc.id, metadata=meta))
-        return out
+        return [search.annotate(doc, via) for doc in self._documents(ordered)]
 
     def _documents(self, chunk_ids: list[str]) -> list[Document]:
         if self.chunk_store is not None:
@@ -405,3 +304,114 @@ class GraphRetriever(BaseRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return self.search(query)
+
+
+class _BridgeSearch:
+    """One bridge retrieval: the seeds' co-mentions, the chunks scored so far and why (see graph_documents)."""
+
+    def __init__(self, retriever: Any, question: str, seed_ids: list[str], seed_names: dict[str, str]) -> None:
+        self.retriever, self.question, self.seed_ids, self.seed_names = retriever, question, seed_ids, seed_names
+        self.store = retriever.chunk_store
+        rows = retriever.graph_store.query(
+            "MATCH (s:Entity)<-[:MENTIONS]-(c:Chunk)-[:MENTIONS]->(t:Entity) WHERE s.id IN $ids AND t.id <> s.id "
+            "RETURN s.id AS s, s.aliases AS sa, c.id AS c, t.id AS t, t.name AS name, t.aliases AS ta",
+            {"ids": seed_ids},
+        )
+        self.names: dict[str, str] = {r["t"]: r["name"] for r in rows}
+        self.aliases = {r["t"]: [a.lower() for a in r["ta"] or [r["name"]]] for r in rows}
+        self.aliases.update({r["s"]: [a.lower() for a in r["sa"] or []] for r in rows})
+        self.seed_chunks: dict[str, set[str]] = {}
+        self.pair_chunks: dict[tuple[str, str], set[str]] = {}
+        for r in rows:
+            self.seed_chunks.setdefault(r["s"], set()).add(r["c"])
+            self.pair_chunks.setdefault((r["s"], r["t"]), set()).add(r["c"])
+        self.qv = np.asarray(self.store.embeddings.embed_query(question), dtype=np.float32)
+        self.asked = salient_terms(question)
+        pair_ids = sorted({c for cs in self.pair_chunks.values() for c in cs})
+        self.docs_by_id = {str(d.metadata.get("chunk_id")): d for d in self.store.get(pair_ids)}
+        self.scored: dict[str, tuple[float, str]] = {}  # chunk id -> (score, why)
+        self.rewritten_for: dict[str, str] = {}  # chunk id -> the question as asked of it
+        self._sims: dict[str, float] = {}
+
+    def sim(self, cid: str, vec: np.ndarray | None = None) -> float:
+        """Cosine of a stored chunk and the question (memoised), or another query vector."""
+        if vec is None and cid in self._sims:
+            return self._sims[cid]
+        v = self.store.chunk_vector(cid)
+        value = float(v @ (self.qv if vec is None else vec)) if v is not None else 0.0
+        if vec is None:
+            self._sims[cid] = value
+        return value
+
+    def sentence_evidence(self, cid: str, seed: str, bridge: str) -> float:
+        """How well the best stored sentence naming both entities matches the question
+        (similarity plus the share of the question's words it contains)."""
+        best = self.sim(cid) - 0.15  # same chunk, no shared sentence: weaker evidence
+        doc = self.docs_by_id.get(cid)
+        if doc is None:
+            return best
+        texts, vecs = self.store.strips(doc)
+        for i, text in enumerate(texts):
+            low = text.lower()
+            if any(a in low for a in self.aliases.get(seed, [])) and any(
+                a in low for a in self.aliases.get(bridge, [])
+            ):
+                semantic = float(vecs[i] @ self.qv) if vecs is not None else self.sim(cid)
+                lexical = self.retriever.lexical_weight * coverage(self.asked, set(content_terms(text)))
+                best = max(best, semantic + lexical)
+        return best
+
+    def bridges(self, related: set[str]) -> list[tuple[float, str, str, str]]:
+        """(evidence, seed, bridge, best chunk) for every co-mentioned entity, strongest first."""
+        found = []
+        for (seed, bridge), chunks in self.pair_chunks.items():
+            if bridge in self.seed_ids:
+                continue
+            evidences = {c: self.sentence_evidence(c, seed, bridge) for c in chunks}
+            best = max(evidences, key=lambda c: evidences[c])
+            found.append((evidences[best] + (0.05 if bridge in related else 0.0), seed, bridge, best))
+        return sorted(found, key=lambda b: (-b[0], b[2]))
+
+    def offer(self, cid: str, score: float, why: str, query: str) -> None:
+        """Keep a chunk's best score, the step that found it and the query that reached it."""
+        if score > self.scored.get(cid, (-1.0, ""))[0]:
+            self.scored[cid] = (score, why)
+            self.rewritten_for[cid] = query
+
+    def second_hop(self, seed: str, bridge: str) -> None:
+        """Score the chunks that mention the bridge but not the seed, asking with the bridge in the seed's place."""
+        hop2 = self.retriever.graph_store.query(
+            "MATCH (c:Chunk)-[:MENTIONS]->(b:Entity {id: $b}) WHERE NOT (c)-[:MENTIONS]->(:Entity {id: $s}) "
+            "RETURN c.id AS c",
+            {"b": bridge, "s": seed},
+        )
+        if not hop2:
+            return
+        seed_name, bridge_name = self.seed_names.get(seed, ""), self.names[bridge]
+        question = self.question
+        rewritten = re.sub(re.escape(seed_name), bridge_name, question, flags=re.IGNORECASE) if seed_name else question
+        if rewritten == question:
+            rewritten = f"{question} {bridge_name}"
+        bv = np.asarray(self.store.embeddings.embed_query(rewritten), dtype=np.float32)
+        wanted = salient_terms(rewritten)
+        texts = {str(d.metadata.get("chunk_id")): d.page_content for d in self.store.get([r["c"] for r in hop2])}
+        for row in hop2:
+            # tables and lists embed poorly: the question's words in the chunk count too
+            lexical = self.retriever.lexical_weight * coverage(wanted, set(content_terms(texts.get(row["c"], ""))))
+            self.offer(row["c"], self.sim(row["c"], bv) + lexical, f"hop2:{seed}->{bridge}", rewritten)
+
+    def annotate(self, doc: Document, via: dict[str, set[str]]) -> Document:
+        """The chunk with its score, the step that found it and the graph paths that lead to it."""
+        cid = str(doc.metadata.get("chunk_id"))
+        score, why = self.scored[cid]
+        hops = why.split(":", 1)[1].split("->") if ":" in why else []
+        trail = (
+            [f"{self.seed_names.get(hops[0], self.names.get(hops[0], hops[0]))} -> {self.names.get(hops[1], hops[1])}"]
+            if len(hops) == 2
+            else []
+        )
+        meta = {**doc.metadata, "score": round(score, 6), "retriever": "graph", "graph_step": why.split(":")[0],
+                "graph_paths": trail + sorted(via.get(cid, set()))[:4]}  # fmt: skip
+        if cid in self.rewritten_for:
+            meta["graph_query"] = self.rewritten_for[cid]  # the question as asked of the second hop
+        return Document(page_content=doc.page_content, id=doc.id, metadata=meta)
