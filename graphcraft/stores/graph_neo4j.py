@@ -1,15 +1,24 @@
 """Neo4j backend of the graph store, used when a Neo4j URI is configured.
 
-Read queries run in a READ access-mode session through ``execute_read``; on a cluster they
-go to a reader, and on any server a write clause in such a transaction is refused.
+Read queries run in a READ access-mode transaction: on a cluster they go to a reader, and on
+any server a write clause in such a transaction is refused. They run once, with the
+transaction timeout the caller gives (Neo4j stops the query itself), and are not retried:
+``execute_read`` would retry a query that ran out of memory (a transient error) for half a
+minute. Neo4j's memory limit per transaction is a server setting,
+``db.memory.transaction.max``; ``transaction_memory_mb`` sets it (this needs an admin user),
+and without it the store warns when the server has none. Failures are one line.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from graphcraft.stores.falkordb_server import GraphStoreUnavailableError
 from graphcraft.stores.graph import HIDDEN_PROPERTIES, GraphQueryError, GraphStore
+
+log = logging.getLogger(__name__)
+MEMORY_SETTING = "db.memory.transaction.max"
 
 _INDEXES = (
     ("chunk_id", "Chunk", "id"),
@@ -57,6 +66,7 @@ class Neo4jGraphStore(GraphStore):
         password: str = "",
         database: str | None = None,
         default_timeout_ms: int = 10_000,
+        transaction_memory_mb: int | None = None,
     ) -> None:
         super().__init__(default_timeout_ms)
         import neo4j
@@ -74,7 +84,27 @@ class Neo4jGraphStore(GraphStore):
                 f"cannot reach Neo4j at {uri} ({type(exc).__name__}: {exc}); check GRAPHCRAFT_NEO4J_URI or unset it "
                 "to use the built-in FalkorDB store"
             ) from exc
+        self._memory_limit(transaction_memory_mb)
         self.ensure_schema()
+
+    def _memory_limit(self, megabytes: int | None) -> None:
+        """Set the server's per-transaction memory limit when asked; warn when it has none."""
+        try:
+            if megabytes is not None:
+                self._run(f"CALL dbms.setConfigValue('{MEMORY_SETTING}', '{int(megabytes)}m')", {}, False, None)
+            rows = self._run(
+                "SHOW SETTINGS YIELD name, value WHERE name = $name RETURN value", {"name": MEMORY_SETTING}, True, 5000
+            )
+        except (GraphQueryError, GraphStoreUnavailableError) as exc:
+            log.warning("could not read or set Neo4j's %s: %s", MEMORY_SETTING, exc)
+            return
+        value = str(rows[0]["value"]) if rows else "0"
+        if value.strip().upper() in ("0", "0B", "0.00B"):
+            log.warning(
+                "Neo4j at %s has no per-transaction memory limit (%s): pass transaction_memory_mb to set one",
+                self.uri,
+                MEMORY_SETTING,
+            )
 
     @property
     def location(self) -> str:
@@ -83,21 +113,25 @@ class Neo4jGraphStore(GraphStore):
     def _run(self, cypher: str, params: dict[str, Any], read_only: bool, timeout_ms: int | None) -> list[dict]:
         import neo4j
 
-        query = neo4j.Query(cypher, timeout=timeout_ms / 1000 if timeout_ms else None)
+        timeout_s = timeout_ms / 1000 if timeout_ms else None
 
         def work(tx: Any) -> list[dict]:
-            return [{k: to_plain(v) for k, v in record.items()} for record in tx.run(query, params)]
+            return [{k: to_plain(v) for k, v in record.items()} for record in tx.run(cypher, params)]
 
         mode = neo4j.READ_ACCESS if read_only else neo4j.WRITE_ACCESS
         try:
             with self._driver.session(database=self.database, default_access_mode=mode) as session:
-                return session.execute_read(work) if read_only else session.execute_write(work)
+                if not read_only:
+                    return session.execute_write(work)
+                with session.begin_transaction(timeout=timeout_s) as tx:  # once, no retry
+                    return work(tx)
         except neo4j.exceptions.ServiceUnavailable as exc:
-            raise GraphStoreUnavailableError(f"lost Neo4j at {self.uri}: {exc}") from exc
+            raise GraphStoreUnavailableError(f"lost Neo4j at {self.uri}: {_one_line(exc)}") from exc
         except neo4j.exceptions.Neo4jError as exc:
-            raise GraphQueryError(f"Neo4j refused the query: {exc.message or exc}") from exc
+            raise GraphQueryError(f"Neo4j refused the query: {_one_line(exc.message or exc)}") from exc
 
     def ensure_schema(self) -> None:
+        """Indexes on the ids the write helpers merge on (idempotent)."""
         for name, label, prop in _INDEXES:
             self._run(f"CREATE INDEX {name} IF NOT EXISTS FOR (n:{label}) ON (n.{prop})", {}, False, None)
 
@@ -106,3 +140,9 @@ class Neo4jGraphStore(GraphStore):
             self._driver.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _one_line(exc: object, limit: int = 300) -> str:
+    """An error as one short line (Neo4j's messages may span lines)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."

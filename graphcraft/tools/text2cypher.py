@@ -4,10 +4,14 @@ The chat model sees the graph's schema (labels, properties, relationship pattern
 values of entity and relation types) and writes one query. Before anything runs, the query
 goes through :func:`graphcraft.guards.cypher.validate_read_only`: write clauses, procedures
 that are not read-only, several statements, comment and unicode tricks are refused; string
-literals become parameters; a row limit and a variable-length bound are enforced. The store
-then runs it on its read-only path with a timeout. A refused or failing query is sent back
-to the model with the reason, at most ``max_repairs`` times; after that the tool gives up
-and says why. There is no offline strategy: writing Cypher from a question needs a model.
+literals become parameters; a row limit and a variable-length bound are enforced; nesting,
+and the size and work of every value, are bounded so that a query cannot stall the parser or
+exhaust the server's memory. The store then runs it on its read-only path with a timeout,
+under the database's own per-query memory cap (see graphcraft.stores.falkordb_server). A
+refused or failing query is sent back to the model with the reason (always one line), at
+most ``max_repairs`` times; after that the tool gives up and says why. When the database
+itself is unreachable the tool stops at once. There is no offline strategy: writing Cypher
+from a question needs a model.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import StructuredTool, ToolException
 
-from graphcraft.errors import NoChatModelError
+from graphcraft.errors import NoChatModelError, StoreError
 from graphcraft.guards.cypher import UnsafeCypherError, validate_read_only
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
@@ -100,13 +104,22 @@ def text2cypher(
                 safe.query, safe.params, read_only=True, timeout_ms=safe.timeout_ms, limit=safe.limit
             )
         except (UnsafeCypherError, GraphQueryError) as exc:
-            error = exc.reason if isinstance(exc, UnsafeCypherError) else str(exc)
-            result.errors.append(error[:300])
-            messages += [AIMessage(query or "(empty)"), HumanMessage(REPAIR_PROMPT.format(error=error[:300]))]
+            error = _one_line(exc.reason if isinstance(exc, UnsafeCypherError) else str(exc))
+            result.errors.append(error)
+            messages += [AIMessage(query or "(empty)"), HumanMessage(REPAIR_PROMPT.format(error=error))]
             continue
+        except StoreError as exc:  # the database is unreachable: another query will not help
+            result.errors.append(_one_line(exc))
+            return result
         result.cypher, result.params, result.rows, result.ok = safe.query, safe.params, rows, True
         return result
     return result
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    """A reason on one line, short enough for a repair prompt and a tool message."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
 
 
 def make_text2cypher_tool(
