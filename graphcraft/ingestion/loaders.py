@@ -97,6 +97,18 @@ def _decode_utf8_with_bad_bytes(data: bytes) -> tuple[str, int, int]:
     return _ESCAPED_BYTE.sub("\ufffd", escaped), bad, valid_non_ascii
 
 
+def _mostly_utf8(valid_non_ascii: int, bad: int) -> bool:
+    """Whether bytes with `bad` invalid sequences are UTF-8 with stray bytes rather than 8-bit text.
+
+    A valid multi-byte sequence is strong evidence: 8-bit text almost never forms one (a capital
+    accented letter followed by a symbol such as © or »), while its every accented letter before
+    an ASCII one is invalid UTF-8. So one valid character outweighs several stray bytes; only
+    text with no valid sequence at all is read as Windows-1252/Latin-1.
+    """
+    return valid_non_ascii > 0 and bad <= UTF8_EVIDENCE_RATIO * valid_non_ascii
+
+
+UTF8_EVIDENCE_RATIO = 4  # stray bytes one valid UTF-8 character can outweigh
 CP1252_UNDEFINED = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
 
 
@@ -129,9 +141,9 @@ def decode_text(data: bytes, warnings: Warnings | None = None, declared_encoding
 
     Valid UTF-8 wins over any declaration (a mislabelled page is more common than Latin-1 text
     that happens to be valid UTF-8). Then the declared encoding, if it decodes the bytes. A
-    mostly valid UTF-8 file (more valid non-ASCII characters than invalid bytes) keeps its
-    characters and gets U+FFFD for each bad byte, with a warning; otherwise the bytes are read
-    as a legacy 8-bit encoding when they look like text, with a warning.
+    mostly valid UTF-8 file (see `_mostly_utf8`: one stray byte never turns it into Latin-1)
+    keeps its characters and gets U+FFFD for each bad byte, with a warning; otherwise the bytes
+    are read as a legacy 8-bit encoding when they look like text, with a warning.
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
@@ -148,7 +160,7 @@ def decode_text(data: bytes, warnings: Warnings | None = None, declared_encoding
     if declared is not None:
         return declared
     text, bad, valid_non_ascii = _decode_utf8_with_bad_bytes(data)
-    if valid_non_ascii > bad:
+    if _mostly_utf8(valid_non_ascii, bad):
         _warn(warnings, None, f"{bad} invalid UTF-8 byte(s) replaced by U+FFFD")
         return text
     if not _looks_like_text(data[:8192]):
@@ -170,6 +182,7 @@ def load_text(path: Path, data: bytes | None = None, warnings: Warnings | None =
 # Elements that are never the page's content.
 NON_CONTENT_TAGS = [
     "head",
+    "title",  # read before this; without a <head> the parser leaves it in the body, glued to the first paragraph
     "script",
     "style",
     "noscript",

@@ -13,7 +13,6 @@ per store (a file counts as ingested only once every store holds its current has
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.documents import Document
@@ -21,7 +20,6 @@ from langchain_core.language_models import BaseChatModel
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import IngestError
-from graphcraft.ingestion.loaders import read_bytes
 from graphcraft.ingestion.pdf_multimodal import (
     IMAGE_SUFFIXES,
     PDF_SUFFIXES,
@@ -30,7 +28,7 @@ from graphcraft.ingestion.pdf_multimodal import (
     load_image_multimodal,
     load_pdf_multimodal,
 )
-from graphcraft.ingestion.pipeline import IngestReport, ProgressFn, expand_paths, prepare_file
+from graphcraft.ingestion.pipeline import IngestReport, ProgressFn, list_files, prepare_file, read_listed
 from graphcraft.ingestion.splitting import sha256
 from graphcraft.ingestion.strips import embed_chunks, split_strips
 from graphcraft.retrievers.multimodal import MODALITIES, open_modality_stores
@@ -40,14 +38,7 @@ from graphcraft.stores.vector import ChunkStore, open_store
 _SETTING_FOR_OPTION = {"ocr": "ocr", "dpi": "ocr_dpi", "lang": "ocr_lang", "min_confidence": "ocr_min_confidence"}
 
 
-@dataclass
-class MultimodalIngestReport(IngestReport):
-    """The ordinary ingest report plus non-fatal problems (an embedded image OCR could not read)."""
-
-    warnings: list[dict[str, str]] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {**super().as_dict(), "warnings": self.warnings}
+MultimodalIngestReport = IngestReport  # the same report: warnings include embedded images OCR could not read
 
 
 def vision_model_from_settings(settings: Settings) -> BaseChatModel | None:
@@ -75,16 +66,25 @@ def multimodal_options(settings: Settings, **overrides: object) -> MultimodalOpt
 
 
 def load_any(
-    path: Path, file_hash: str, settings: Settings, options: MultimodalOptions, load: MultimodalLoad
+    path: Path,
+    file_hash: str,
+    settings: Settings,
+    options: MultimodalOptions,
+    load: MultimodalLoad,
+    data: bytes | None = None,
+    warnings: list[dict] | None = None,
 ) -> list[Document]:
-    """Multimodal chunks of a PDF or image; other files through the ordinary loader (as text)."""
+    """Multimodal chunks of a PDF or image; other files through the ordinary loader (as text).
+
+    `data` are the file's bytes when already read; the text loader's warnings go to `warnings`.
+    """
     suffix = path.suffix.lower()
     if suffix in PDF_SUFFIXES:
-        docs = load_pdf_multimodal(path, options, load=load)
+        docs = load_pdf_multimodal(path, options, load=load, data=data)
     elif suffix in IMAGE_SUFFIXES:
-        docs = load_image_multimodal(path, options)
+        docs = load_image_multimodal(path, options, data=data)
     else:
-        _, docs = prepare_file(path, settings)
+        _, docs = prepare_file(path, settings, data, warnings)
         for doc in docs:
             doc.metadata.setdefault("bbox", None)
     for doc in docs:
@@ -150,20 +150,23 @@ def ingest_multimodal(
     stores = open_modality_stores(root, settings, create=True)
     main = open_store(root, settings) if mirror else None
     targets = list(stores.values()) + ([main] if main is not None else [])
-    files, failed = expand_paths(paths, exclude=root)
-    report = MultimodalIngestReport(files=len(files), failed=list(failed))
+    listing = list_files(paths, exclude=root, follow_links=settings.follow_links)
+    files = listing.files
+    report = MultimodalIngestReport(files=len(files), failed=list(listing.missing))
+    report.warnings.extend({"path": s["path"], "page": None, "warning": s["reason"]} for s in listing.skipped)
     pending: list[tuple[str, str, list[Document]]] = []
-    for done, path in enumerate(files):
-        source = str(path)
+    for done, listed in enumerate(files):
+        path, source = listed.path, str(listed.path)
         if on_progress:
             on_progress(done, len(files), path.name)
         try:
-            file_hash = sha256(read_bytes(path))
+            data = read_listed(listed)
+            file_hash = sha256(data)
             if _is_current(targets, source, file_hash):
                 report.skipped += 1
                 continue
             load = MultimodalLoad()
-            docs = load_any(path, file_hash, settings, options, load)
+            docs = load_any(path, file_hash, settings, options, load, data, report.warnings)
         except IngestError as exc:
             report.failed.append({"path": source, "error": str(exc)})
             continue

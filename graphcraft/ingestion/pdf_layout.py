@@ -46,13 +46,13 @@ class TextRegion:
     bbox: BBox
 
 
-def open_pdf(path: str | Path, password: str | None = None) -> pymupdf.Document:
-    """Open a PDF or raise a one-line IngestError subclass that says what is wrong with it."""
+def open_pdf(path: str | Path, password: str | None = None, data: bytes | None = None) -> pymupdf.Document:
+    """Open a PDF (from `data` when its bytes were already read) or raise a one-line IngestError subclass."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise IngestError(f"{path}: file not found")
     try:
-        doc = pymupdf.open(path, filetype="pdf")
+        doc = pymupdf.open(stream=data, filetype="pdf") if data is not None else pymupdf.open(path, filetype="pdf")
     except Exception as exc:  # PyMuPDF raises FileDataError / RuntimeError subclasses
         raise DamagedPdfError(f"{path}: damaged or not a PDF ({exc})") from exc
     if doc.needs_pass and not (password and doc.authenticate(password)):

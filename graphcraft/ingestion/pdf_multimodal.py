@@ -208,9 +208,11 @@ def load_pdf_multimodal(
     options: MultimodalOptions | None = None,
     *,
     load: MultimodalLoad | None = None,
+    data: bytes | None = None,
     **overrides: object,
 ) -> list[Document]:
-    """Chunks of one PDF: text blocks, tables, images and OCR'd scanned pages.
+    """Chunks of one PDF (from `data` when its bytes were already read): text blocks, tables, images
+    and OCR'd scanned pages.
 
     ``options`` (or keyword overrides of its fields, e.g. ``dpi=200``) say how to read it.
     Raises an IngestError subclass when the file cannot be read at all; a problem with one
@@ -220,7 +222,7 @@ def load_pdf_multimodal(
     load = load if load is not None else MultimodalLoad()
     source = str(path)
     chunks = _Chunks(source)
-    with open_pdf(path, opts.password) as doc:
+    with open_pdf(path, opts.password, data) as doc:
         for page in doc:
             try:
                 if not is_scanned(page):
@@ -237,14 +239,16 @@ def load_pdf_multimodal(
 def load_image_multimodal(
     path: str | Path,
     options: MultimodalOptions | None = None,
+    *,
+    data: bytes | None = None,
     **overrides: object,
 ) -> list[Document]:
-    """Chunks of an image file (PNG, JPEG, TIFF ...): its OCR'd text, and a vision
-    description when a model is given. Boxes are in image pixels (``bbox_units="px"``)."""
+    """Chunks of an image file (PNG, JPEG, TIFF ...; from `data` when already read): its OCR'd text,
+    and a vision description when a model is given. Boxes are in image pixels (``bbox_units="px"``)."""
     opts = _options(options, overrides)
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = Path(path).read_bytes() if data is None else data
     except OSError as exc:
         raise IngestError(f"{source}: cannot read file ({exc})") from exc
     pil = load_image(data, what=source)

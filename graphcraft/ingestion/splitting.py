@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -109,8 +110,49 @@ def split_documents(
     Chunk ids derive from the file's path and content hash, so two files with the same content
     (a copied README) get distinct ids, and an unchanged file always gets the same ones.
     """
+    return split_documents_bounded(pages, file_hash, chunk_size, chunk_overlap)[0]
+
+
+def split_documents_bounded(
+    pages: list[Document],
+    file_hash: str,
+    chunk_size: int = 800,
+    chunk_overlap: int = 120,
+    max_chunks: int | None = None,
+) -> tuple[list[Document], bool]:
+    """`split_documents` keeping at most `max_chunks` chunks, and whether the bound cut the file short.
+
+    The text past what the first `max_chunks` chunks can hold is dropped before splitting, so a
+    huge file costs time in proportion to the bound, not to its size."""
+    cut = False
+    if max_chunks is not None:
+        pages, cut = _within(pages, (max_chunks + 2) * chunk_size)
     source = str(pages[0].metadata.get("source", "")) if pages else ""
     id_prefix = sha256(f"{source}\n{file_hash}")[:12]
+    chunks: list[Document] = []
+    for piece in _pieces(pages, chunk_size, chunk_overlap):
+        text = piece.page_content.strip()
+        if not text:
+            continue
+        if max_chunks is not None and len(chunks) >= max_chunks:
+            return chunks, True
+        index = len(chunks)
+        meta = {k: v for k, v in piece.metadata.items() if k not in {"format", "start_index"}}
+        meta.update(
+            chunk_id=f"{id_prefix}-{index:05d}",
+            content_hash=sha256(text),
+            modality=meta.get("modality", "text"),
+            chunk_index=index,
+            doc_hash=file_hash,
+            strips=[list(span) for span in split_strips(text)],
+        )
+        meta.setdefault("page", None)
+        chunks.append(Document(page_content=text, metadata=meta, id=meta["chunk_id"]))
+    return chunks, cut
+
+
+def _pieces(pages: list[Document], chunk_size: int, chunk_overlap: int) -> Iterator[Document]:
+    """The splitter's pieces, page by page and section by section, in reading order."""
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
@@ -118,23 +160,20 @@ def split_documents(
         separators=SEPARATORS,
         keep_separator="end",
     )
-    chunks: list[Document] = []
     for page in pages:
         for section in _sections(page):
-            for piece in _headings_with_their_text(splitter.split_documents([section])):
-                text = piece.page_content.strip()
-                if not text:
-                    continue
-                index = len(chunks)
-                meta = {k: v for k, v in piece.metadata.items() if k not in {"format", "start_index"}}
-                meta.update(
-                    chunk_id=f"{id_prefix}-{index:05d}",
-                    content_hash=sha256(text),
-                    modality=meta.get("modality", "text"),
-                    chunk_index=index,
-                    doc_hash=file_hash,
-                    strips=[list(span) for span in split_strips(text)],
-                )
-                meta.setdefault("page", None)
-                chunks.append(Document(page_content=text, metadata=meta, id=meta["chunk_id"]))
-    return chunks
+            yield from _headings_with_their_text(splitter.split_documents([section]))
+
+
+def _within(pages: list[Document], budget: int) -> tuple[list[Document], bool]:
+    """The pages cut to `budget` characters in all, and whether anything was cut."""
+    kept: list[Document] = []
+    for page in pages:
+        if budget <= 0:
+            return kept, True
+        if len(page.page_content) > budget:
+            kept.append(Document(page_content=page.page_content[:budget], metadata=dict(page.metadata)))
+            return kept, True
+        kept.append(page)
+        budget -= len(page.page_content)
+    return kept, False

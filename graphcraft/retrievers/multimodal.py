@@ -21,6 +21,7 @@ from pydantic import ConfigDict
 from graphcraft.errors import StoreError
 from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.retrievers.hybrid import HybridRetriever
+from graphcraft.stores.generations import was_ingested
 from graphcraft.stores.vector import ChunkStore, open_store
 
 MODALITIES = ("text", "table", "image")
@@ -38,7 +39,7 @@ def open_modality_stores(store: str | Path, settings: Any = None, create: bool =
     stores: dict[str, ChunkStore] = {}
     for modality in MODALITIES:
         path = modality_store_path(store, modality)
-        if create or (path / "CURRENT").exists():
+        if create or was_ingested(path):
             stores[modality] = open_store(path, settings, create=create)
     return stores
 

@@ -1,15 +1,20 @@
-"""Persistent chunk store: FAISS vectors + chunk documents + manifest, crash-safe.
+"""Persistent chunk store: FAISS vectors + chunk documents + manifest, crash-safe and verified.
 
 Layout of a store directory::
 
     CURRENT            name of the live generation (replaced atomically)
-    gen-000007/        index.faiss, chunks.jsonl (one chunk per FAISS row), manifest.json,
+    gen-000007-<pid>/  index.faiss, chunks.jsonl (one chunk per FAISS row), manifest.json,
                        strips.npy (float16 strip vectors, rows referenced from chunks.jsonl)
+    LOCK               the writers' lock
 
 Each commit writes a complete new generation and then swaps CURRENT with `os.replace`, so a
 process killed mid-ingest leaves the last committed generation intact: re-running skips the
 files already committed (by content hash) and adds the rest, with no duplicate and no gap.
-Chunks are stored as JSON, not pickle, so opening a store never executes code.
+Opening verifies the generation (checksums, chunk ids in index order, dimensions), a commit
+deletes only generations proven superseded, and a store without CURRENT recovers its newest
+complete generation: see stores/generations.py for why each rule exists. Chunks are stored as
+JSON, not pickle, so opening a store never executes code. Every failure is a one-line
+StoreError naming the fix.
 
 Search goes through LangChain's FAISS VectorStore (inner product on L2-normalised vectors,
 i.e. cosine similarity).
@@ -18,12 +23,10 @@ i.e. cosine similarity).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,9 +39,31 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from graphcraft.errors import StoreError
+from graphcraft.stores.generations import (
+    MANIFEST_VERSION,
+    CorruptGeneration,
+    Generation,
+    MissingGeneration,
+    StoreWriteError,
+    ancestors,
+    fsync_dir,
+    generation_names,
+    generation_number,
+    newest_complete,
+    next_name,
+    read_current,
+    read_generation,
+    remove_stale_temporaries,
+    write_error,
+    write_file,
+    write_generation,
+    write_lock,
+)
 
-MANIFEST_VERSION = 1
+__all__ = ["MANIFEST_VERSION", "ChunkStore", "StoreWriteError", "open_store", "write_lock"]
+
 _INSTANCES = itertools.count(1)  # a process-unique token per opened store, for in-memory index caches
+PARTIAL = "partial:"  # prefix of the hash of a file whose chunks are only partly committed
 
 
 class ChunkStore:
@@ -60,6 +85,9 @@ class ChunkStore:
         self._row_of: dict[str, int] | None = None
         self._strip_terms: dict[str, list[set[str]]] = {}
         self._dirty = False
+        self._current_at_open: str | None = None  # what CURRENT said when this store was read
+        self._loaded: str | None = None  # the generation read (the parent of the next one)
+        self.recovered: str | None = None  # why the store opened without a valid CURRENT, if it did
 
     # ------------------------------------------------------------------ open / save
     def _empty_faiss(self, dimension: int) -> FAISS:
@@ -81,93 +109,125 @@ class ChunkStore:
         if path.exists() and not path.is_dir():
             raise StoreError(f"store {path} is a file, not a directory: choose another --store")
         store = cls(path, embeddings, model_name, dimension)
-        current = path / "CURRENT"
-        if not current.exists():
-            if not create:
-                raise StoreError(f"no store at {path}: run `graphcraft ingest PATH --store {path}` first")
-            return store
-        try:
-            gen_dir = path / current.read_text().strip()
-            manifest = json.loads((gen_dir / "manifest.json").read_text())
-            index = faiss.read_index(str(gen_dir / "index.faiss"))
-            rows = [json.loads(line) for line in (gen_dir / "chunks.jsonl").read_text().splitlines() if line]
-            strips = np.load(gen_dir / "strips.npy") if (gen_dir / "strips.npy").exists() else None
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise StoreError(f"store {path} is unreadable or corrupt: {exc}".splitlines()[0]) from exc
-        if manifest.get("embedding_model") != model_name or manifest.get("dimension") != dimension:
+        pointer, gen = _read_live(path)
+        if gen is None:
+            gen = _recover(path, pointer)
+            if gen is None:
+                if not create:
+                    raise StoreError(f"no store at {path}: run `graphcraft ingest PATH --store {path}` first")
+                store._current_at_open = pointer
+                return store
+            store.recovered = (
+                f"CURRENT named {pointer}, which is missing" if pointer else "CURRENT was missing"
+            ) + f": opened {gen.name}, the newest complete generation"
+        manifest = gen.manifest
+        if manifest["embedding_model"] != model_name or manifest["dimension"] != dimension:
             raise StoreError(
                 f"store {path} was built with {manifest.get('embedding_model')} "
                 f"({manifest.get('dimension')} dims), not {model_name}: use another --store"
             )
-        if index.ntotal != len(rows):
-            raise StoreError(f"store {path} is inconsistent ({index.ntotal} vectors, {len(rows)} chunks)")
+        store._load(gen)
+        store._current_at_open, store._loaded = pointer, gen.name
+        return store
+
+    def _load(self, gen: Generation) -> None:
+        """Take a verified generation's chunks, index and strip vectors as this store's state."""
+        rows = gen.rows
         docs = {r["id"]: Document(page_content=r["text"], metadata=r["metadata"], id=r["id"]) for r in rows}
-        store.vectorstore = FAISS(
-            embedding_function=embeddings,
-            index=index,
+        self.vectorstore = FAISS(
+            embedding_function=self.embeddings,
+            index=gen.index,
             docstore=InMemoryDocstore(docs),
             index_to_docstore_id={i: r["id"] for i, r in enumerate(rows)},
             distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
             normalize_L2=False,
         )
-        store.manifest = manifest
-        if strips is not None:
-            store.strip_vectors = {
+        self.manifest = gen.manifest
+        if gen.strips is not None:
+            strips = gen.strips
+            self.strip_vectors = {
                 r["id"]: strips[r["strip_rows"][0] : r["strip_rows"][1]] for r in rows if "strip_rows" in r
             }
-        return store
 
     def commit(self) -> None:
-        """Write a new generation and atomically make it current; drop older generations."""
+        """Write a new generation and atomically make it current; delete the generations it supersedes.
+
+        Takes the writer lock (re-entrant), refuses if another writer committed since this store
+        was opened (its work would be silently dropped), and on any write failure removes the
+        temporary folder and raises a one-line StoreError; the last committed generation stays."""
         if not self._dirty:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        generation = int(self.manifest.get("generation", 0)) + 1
-        self.manifest["generation"] = generation
-        self.manifest["updated"] = time.time()
-        name = f"gen-{generation:06d}-{os.getpid()}"
-        tmp = self.path / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        vs = self.vectorstore
-        faiss.write_index(vs.index, str(tmp / "index.faiss"))
-        strip_blocks: list[np.ndarray] = []
-        row = 0
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
-            for i in range(vs.index.ntotal):
-                doc_id = vs.index_to_docstore_id[i]
-                doc = self._doc(doc_id)
-                record: dict[str, Any] = {"id": doc_id, "text": doc.page_content, "metadata": doc.metadata}
-                block = self.strip_vectors.get(doc_id)
-                if block is not None:
-                    record["strip_rows"] = [row, row + len(block)]
-                    strip_blocks.append(block.astype(np.float16))
-                    row += len(block)
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        dim = int(self.manifest["dimension"])
-        np.save(tmp / "strips.npy", np.concatenate(strip_blocks) if strip_blocks else np.zeros((0, dim), np.float16))
-        (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=1))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        current = self.path / "CURRENT"
-        previous = current.read_text().strip() if current.exists() else ""
-        final = self.path / name
-        if final.exists() and name != previous:  # our own leftover from a commit that crashed before the swap
-            shutil.rmtree(final)
-        tmp.rename(final)
-        pointer = self.path / f".CURRENT.tmp-{os.getpid()}"
-        pointer.write_text(name)
-        os.replace(pointer, current)
-        # Keep the previous generation one commit longer: a reader that read CURRENT just before
-        # the swap can still load it. Older ones, and temp dirs of dead writers, go.
-        for old in self.path.glob("gen-*"):
-            if old.name not in (name, previous):
-                shutil.rmtree(old, ignore_errors=True)
-        for stale in self.path.glob(".gen-*.tmp"):
-            if not _pid_alive(stale.name.removesuffix(".tmp").rsplit("-", 1)[-1]):
-                shutil.rmtree(stale, ignore_errors=True)
+        with write_lock(self.path):
+            self._refuse_if_stale()
+            grandparent = self.manifest.get("parent")
+            name = self._write_and_swap()
+            for old in ancestors(self.path, grandparent):  # keep the one replaced: a reader may be loading it
+                shutil.rmtree(self.path / old, ignore_errors=True)
+            remove_stale_temporaries(self.path)
+        self._current_at_open = self._loaded = name
+        self.recovered = None
         self._dirty = False
+
+    def _refuse_if_stale(self) -> None:
+        """Another writer's commit since we read the store: committing would drop its work."""
+        now = read_current(self.path)
+        if now == self._current_at_open:
+            return
+        number = generation_number(self._loaded or "") or 0
+        newer = [n for n in generation_names(self.path) if (generation_number(n) or 0) > number]
+        if now is None and not newer:  # CURRENT was deleted meanwhile, nothing newer: ours is the newest
+            return
+        raise StoreError(
+            f"store {self.path} was changed by another writer since it was opened (CURRENT is now {now}): "
+            "re-run to apply these changes on top (files already committed are skipped)"
+        )
+
+    def _write_and_swap(self) -> str:
+        """Write the generation into a temporary folder, rename it, point CURRENT at it; its name."""
+        number, name = next_name(self.path, self.generation)
+        manifest = {**self.manifest, "generation": number, "updated": time.time(), "parent": self._loaded}
+        records, strips = self._records()
+        tmp, final = self.path / f".{name}.tmp", self.path / name
+        pointer = self.path / f".CURRENT.tmp-{os.getpid()}"
+        swapped = False
+        try:
+            tmp.mkdir()
+            written = write_generation(tmp, manifest, self.vectorstore.index, records, strips)
+            tmp.rename(final)
+            write_file(pointer, [name.encode()])
+            os.replace(pointer, self.path / "CURRENT")
+            swapped = True
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            pointer.unlink(missing_ok=True)
+            if not swapped:  # never became current: a generation nobody can have read
+                shutil.rmtree(final, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                raise StoreWriteError(write_error(self.path, exc)) from exc
+            raise
+        fsync_dir(self.path)
+        self.manifest.update({k: written[k] for k in ("generation", "updated", "parent", "version", "checksums")})
+        self.manifest["ids_sha256"] = written["ids_sha256"]
+        return name
+
+    def _records(self) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """chunks.jsonl records in FAISS row order, and the strip vectors they point into."""
+        vs = self.vectorstore
+        records: list[dict[str, Any]] = []
+        blocks: list[np.ndarray] = []
+        row = 0
+        for i in range(vs.index.ntotal):
+            doc_id = vs.index_to_docstore_id[i]
+            doc = self._doc(doc_id)
+            record: dict[str, Any] = {"id": doc_id, "text": doc.page_content, "metadata": doc.metadata}
+            block = self.strip_vectors.get(doc_id)
+            if block is not None:
+                record["strip_rows"] = [row, row + len(block)]
+                blocks.append(block.astype(np.float16))
+                row += len(block)
+            records.append(record)
+        dim = int(self.manifest["dimension"])
+        return records, np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float16)
 
     def mark_dirty(self) -> None:
         """Persist the manifest with the next commit even if no chunk changed (e.g. a tree kept in it)."""
@@ -179,6 +239,7 @@ class ChunkStore:
         return self.manifest["files"]
 
     def file_hash(self, source: str) -> str | None:
+        """The content hash `source` was ingested at ("partial:<hash>" while only part of it is committed)."""
         entry = self.files.get(source)
         return entry["hash"] if entry else None
 
@@ -203,9 +264,33 @@ class ChunkStore:
         chunks: list[Document],
         vectors: np.ndarray,
         strip_vectors: list[np.ndarray] | None = None,
+        *,
+        complete: bool = True,
+        info: dict[str, Any] | None = None,
     ) -> int:
-        """Replace `source`'s chunks with `chunks` (vectors row-aligned, optional strip vectors per chunk)."""
+        """Replace `source`'s chunks with `chunks` (vectors row-aligned, optional strip vectors per chunk).
+
+        `complete=False` records the file as partly committed (a big file committed in batches):
+        its hash is then "partial:<hash>", so nothing takes it as ingested until `extend_file`
+        adds its last chunks. `info` is kept in the file's entry (how it was chunked, bounds)."""
         self.remove_file(source)
+        self.files[source] = {"hash": "", "chunk_ids": [], **(info or {})}
+        return self.extend_file(source, file_hash, chunks, vectors, strip_vectors, complete=complete)
+
+    def extend_file(
+        self,
+        source: str,
+        file_hash: str,
+        chunks: list[Document],
+        vectors: np.ndarray,
+        strip_vectors: list[np.ndarray] | None = None,
+        *,
+        complete: bool = True,
+    ) -> int:
+        """Append chunks to a partly committed file (see `replace_file`); `complete` marks its last batch."""
+        entry = self.files.get(source)
+        if entry is None:
+            raise ValueError(f"{source} has no entry to extend: call replace_file first")
         ids = [c.metadata["chunk_id"] for c in chunks]
         if chunks:
             self.vectorstore.add_embeddings(
@@ -216,7 +301,11 @@ class ChunkStore:
         for chunk_id, block in zip(ids, strip_vectors or [], strict=False):
             self.strip_vectors[chunk_id] = np.asarray(block, dtype=np.float16)
         self._row_of = None
-        self.files[source] = {"hash": file_hash, "chunk_ids": ids, "ingested": time.time()}
+        entry.update(
+            hash=file_hash if complete else PARTIAL + file_hash,
+            chunk_ids=[*entry["chunk_ids"], *ids],
+            ingested=time.time(),
+        )
         self._dirty = True
         return len(chunks)
 
@@ -286,31 +375,49 @@ class ChunkStore:
         return self.vectorstore.similarity_search_with_score_by_vector(vec, k=min(k, len(self)))
 
 
-def _pid_alive(pid_text: str) -> bool:
-    try:
-        os.kill(int(pid_text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+def _read_live(path: Path) -> tuple[str | None, Generation | None]:
+    """(what CURRENT names, that generation verified), None for a generation that is missing.
 
-
-@contextmanager
-def write_lock(path: str | Path) -> Iterator[None]:
-    """Exclusive writer lock on a store directory (ingest, remove): concurrent writers queue up."""
-    import fcntl
-
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise StoreError(f"store {path} is a file, not a directory: choose another --store")
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / "LOCK", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    A generation deleted while we read it means a writer moved CURRENT on: read again."""
+    for _ in range(5):
+        pointer = read_current(path)
+        if pointer is None:
+            return None, None
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            return pointer, read_generation(path / pointer)
+        except MissingGeneration:
+            if read_current(path) == pointer:
+                return pointer, None
+        except CorruptGeneration as exc:
+            if read_current(path) == pointer:
+                raise StoreError(_corrupt_message(path, pointer, str(exc))) from None
+    raise StoreError(f"store {path} keeps changing under this reader: retry when its writers are done")
+
+
+def _corrupt_message(path: Path, live: str, problem: str) -> str:
+    """One line: what is wrong, and the way back (the previous complete generation, if there is one)."""
+    fallback, _ = newest_complete(path)
+    if fallback is not None and fallback.name != live:
+        fix = f"write {fallback.name} into {path / 'CURRENT'} to go back to the previous complete generation"
+    else:
+        fix = "restore it from a backup or re-ingest into a new --store"
+    return f"store {path} is corrupt: {problem}: {fix}"
+
+
+def _recover(path: Path, pointer: str | None) -> Generation | None:
+    """The newest complete generation of a store without a valid CURRENT; None for a new store.
+
+    Generations that exist but none verifies: stop, and delete nothing."""
+    if not path.is_dir() or not generation_names(path):
+        return None
+    gen, problems = newest_complete(path)
+    if gen is None:
+        why = f"CURRENT names {pointer}, which is missing" if pointer else "it has no CURRENT"
+        raise StoreError(
+            f"store {path} cannot be opened: {why} and no generation is complete ({'; '.join(problems)[:300]}): "
+            "restore CURRENT or the store from a backup, or re-ingest into a new --store (nothing was deleted)"
+        )
+    return gen
 
 
 def open_store(path: str | Path, settings: Any = None, create: bool = True) -> ChunkStore:

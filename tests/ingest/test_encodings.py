@@ -62,3 +62,16 @@ def test_html_declared_charset_is_used_when_the_bytes_are_not_utf8(tmp_path: Pat
     warnings: list[LoadWarning] = []
     [doc] = load_html(page, warnings=warnings)
     assert doc.page_content == "# Κατάλογος\n\nΚαλημέρα" and warnings == []
+
+
+def test_one_stray_byte_in_a_file_with_a_single_accent_stays_utf8(tmp_path: Path) -> None:
+    """One valid UTF-8 character and one stray byte once tied the vote and the whole file was
+    read as Latin-1 ("CafÃ©"): a valid multi-byte sequence is strong evidence of UTF-8."""
+    path = tmp_path / "note.txt"
+    path.write_bytes("The Café opens at 7".encode() + b"\x92" + b"s on weekdays.")
+    report = ingest([path], store=tmp_path / "store")
+    assert report["failed"] == [] and report["warnings"] == [
+        {"path": str(path), "page": None, "warning": "1 invalid UTF-8 byte(s) replaced by U+FFFD"}
+    ]
+    [chunk] = open_store(tmp_path / "store", create=False).documents()
+    assert chunk.page_content == "The Café opens at 7\ufffds on weekdays."

@@ -324,3 +324,21 @@ def test_real_docbook_table_page_postgres_numeric_types() -> None:
         "smallint | 2 bytes | small-range integer | -32768 to +32767",
     } <= lines(doc.page_content)
     assert chunk_with(chunks_of(doc), "smallint | 2 bytes").metadata["section"] == "8.1. Numeric Types"
+
+
+TITLE_OUTSIDE_HEAD = [
+    "<title>Harbour notes</title><p>Boats leave at dawn.</p>",
+    "<!doctype html><title>Harbour notes</title>Boats leave at dawn.",
+    "<html><title>Harbour notes</title><body><p>Boats leave at dawn.</p></body></html>",
+]
+
+
+@pytest.mark.parametrize("page", TITLE_OUTSIDE_HEAD)
+def test_a_title_outside_head_is_not_glued_to_the_body(tmp_path: Path, page: str) -> None:
+    """HTML without a <head> (legal: the parser then leaves <title> in the body) once gave
+    "Harbour notesBoats leave at dawn." as the first paragraph."""
+    path = tmp_path / "page.html"
+    path.write_text(page)
+    [doc] = load_html(path)
+    assert doc.metadata["title"] == "Harbour notes"
+    assert doc.page_content == "# Harbour notes\n\nBoats leave at dawn."
