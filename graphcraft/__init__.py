@@ -1,39 +1,24 @@
-"""graphcraft: advanced RAG, reasoning and multi-agent capabilities as bounded LangGraph graphs."""
+"""graphcraft: advanced RAG, reasoning and multi-agent capabilities as bounded LangGraph graphs.
+
+``graphcraft.ingest``, ``graphcraft.ask`` ... are the functions of `graphcraft.api`, looked up on
+first use so that ``import graphcraft`` stays cheap (no LangChain, no models) for the command
+line and for LangGraph Studio.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["ask", "calibration", "ingest", "graph_stats", "__version__"]
+__all__ = ["ask", "calibration", "feedback", "graph_stats", "ingest", "remove", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pathlib import Path
+    from graphcraft.api import ask, calibration, feedback, graph_stats, ingest, remove
 
 
-def ingest(paths: list[str | Path] | str | Path, store: str | Path | None = None, **options: Any) -> dict:
-    """Ingest files/folders into a store. Returns {"files", "added", "skipped", "failed": [...]}."""
-    from graphcraft.api import ingest as _ingest
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from graphcraft import api
 
-    return _ingest(paths, store=store, **options)
-
-
-def ask(question: str, graph: str = "crag", store: str | Path | None = None, **options: Any) -> dict:
-    """Answer a question with a graph. Returns {"question", "answer", "sources", "trace"}."""
-    from graphcraft.api import ask as _ask
-
-    return _ask(question, graph=graph, store=store, **options)
-
-
-def graph_stats(store: str | Path | None = None) -> dict:
-    """Counts of the entity graph: {"entities", "relations", "chunks", "communities"}."""
-    from graphcraft.api import graph_stats as _graph_stats
-
-    return _graph_stats(store=store)
-
-
-def calibration(store: str | Path | None = None, recompute: bool = False) -> dict:
-    """The store's evaluator thresholds and the pseudo-question score distributions behind them."""
-    from graphcraft.api import calibration as _calibration
-
-    return _calibration(store=store, recompute=recompute)
+        return getattr(api, name)
+    raise AttributeError(f"module 'graphcraft' has no attribute {name!r}")

@@ -1,22 +1,39 @@
-"""The Python API behind `graphcraft.ingest/ask/...` and the CLI (same results for both)."""
+"""The Python API: ingest, ask (run any graph), calibration, hierarchy, feedback, graph counts.
+
+The `graphcraft` command line is a thin layer over these functions, so a script and a shell
+get the same results and the same errors. Settings are merged in one place
+(`graphcraft.config.settings_from`, validated like GRAPHCRAFT_* variables); a value Settings
+refuses becomes a one-line SettingsError.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
+from graphcraft.errors import GraphcraftError
 from graphcraft.graphs import load_graph_module
 from graphcraft.runtime.result import result_of
 
 
-def _settings(store: str | Path | None, **overrides: Any) -> Settings:
-    return get_settings(
-        store=Path(store) if store else None, **{k: v for k, v in overrides.items() if k in Settings.model_fields}
-    )
+def settings_for(store: str | Path | None = None, settings: Settings | None = None, **options: Any) -> Settings:
+    """`settings` (default: the environment's) with `store` and any Settings field among `options` applied.
+
+    Options that are not Settings fields, and None values, are left out, so callers can pass their
+    whole option set. A refused value is a SettingsError rather than pydantic's multi-line report.
+    """
+    fields = {k: v for k, v in options.items() if v is not None}
+    if store is not None:
+        fields["store"] = Path(store)
+    return settings_from(settings, fields)
 
 
 def ingest(
@@ -37,9 +54,8 @@ def ingest(
     from graphcraft.ingestion.pipeline import ingest_paths, remove_paths
     from graphcraft.stores.vector import open_store, write_lock
 
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    settings = _settings(store, **overrides)
+    paths = _as_list(paths)
+    settings = settings_for(store, **overrides)
     with write_lock(settings.store):  # a second ingest into the same store waits for this one
         if multimodal:
             from graphcraft.ingestion.multimodal_pipeline import ingest_multimodal
@@ -61,23 +77,23 @@ def ingest(
 def remove(paths: list[str | Path] | str | Path, store: str | Path | None = None) -> dict:
     """Remove files (or every stored file under folders) from a store; returns {"files", "removed"}."""
     from graphcraft.ingestion.pipeline import remove_paths
-    from graphcraft.stores.vector import write_lock
+    from graphcraft.stores.vector import open_store, write_lock
 
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    settings = _settings(store)
+    settings = settings_for(store)
     with write_lock(settings.store):
-        report = remove_paths(paths, None, settings)
+        report = remove_paths(_as_list(paths), None, settings)
         result: dict[str, Any] = {"files": report.files, "removed": report.removed}
         if report.removed:
-            from graphcraft.stores.vector import open_store
-
             result["calibration"] = _recalibrate(open_store(settings.store, settings, create=False))
     return result
 
 
+def _as_list(paths: list[str | Path] | str | Path) -> list[str | Path]:
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
 def _recalibrate(chunk_store: Any) -> dict:
-    """Re-measure the store's evaluator thresholds after its content changed (see ingest/calibration.py)."""
+    """Re-measure the store's evaluator thresholds after its content changed (see ingestion/calibration.py)."""
     from graphcraft.ingestion.calibration import recalibrate
 
     if len(chunk_store) == 0:
@@ -90,10 +106,11 @@ def calibration(store: str | Path | None = None, recompute: bool = False) -> dic
     """The store's evaluator calibration (thresholds, score distributions), recomputed on request."""
     from graphcraft.errors import EmptyStoreError
     from graphcraft.ingestion.calibration import evaluator_thresholds, recalibrate
+    from graphcraft.stores.generations import was_ingested
     from graphcraft.stores.vector import open_store, write_lock
 
-    settings = _settings(store)
-    if not (Path(settings.store) / "CURRENT").exists():
+    settings = settings_for(store)
+    if not was_ingested(settings.store):
         raise EmptyStoreError(settings.store)
     if recompute:
         with write_lock(settings.store):
@@ -109,12 +126,54 @@ def calibration(store: str | Path | None = None, recompute: bool = False) -> dic
     }
 
 
-def build_graph(graph: str, model: BaseChatModel | None = None, store: str | Path | None = None, **options: Any) -> Any:
-    """A compiled graph by name, configured for `store` (and any Settings field in options)."""
+def hierarchy(
+    store: str | Path | None = None,
+    *,
+    model: BaseChatModel | None = None,
+    extractive: bool = False,
+    clusters: bool = True,
+) -> dict:
+    """Build or update the summary hierarchy (documents > sections > chunks) that hierarchical_rag reads.
+
+    Summaries are written by the chat model (``model``, else the configured one) unless
+    ``extractive`` asks for extractive ones; ``clusters`` adds RAPTOR-style summaries across
+    documents. Returns the build report (counts, "usage").
+    """
+    from dataclasses import asdict
+
+    from graphcraft.ingestion.hierarchy import build_hierarchy
+    from graphcraft.models import resolve_chat_model
+    from graphcraft.runtime.context import Context
+
+    settings = settings_for(store)
+    chunk_store = Context(settings).store  # EmptyStoreError for a store nothing was ingested into
+    chat = None if extractive else resolve_chat_model(model, settings)
+    return asdict(build_hierarchy(chunk_store, settings, chat, clusters=clusters))
+
+
+def graphs() -> dict[str, str]:
+    """{name: one-line description} of every graph `ask` can run."""
+    from graphcraft.graphs import available_graphs
+
+    return available_graphs()
+
+
+def build_graph(
+    graph: str,
+    model: BaseChatModel | None = None,
+    store: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Any:
+    """A compiled graph by name, configured for `store`.
+
+    options: Settings fields (top_k, max_llm_calls, chat_model ...; applied to the graph's settings
+    like GRAPHCRAFT_* variables) and the graph's build options (evaluator, workspace, agents ...).
+    Options the graph's build() does not name are left out, so one set of options serves every graph.
+    """
     module = load_graph_module(graph)
-    settings = _settings(store, **options)
-    extra = {k: v for k, v in options.items() if k not in Settings.model_fields}
-    return module.build(model=model, settings=settings, **extra)
+    return _compile(module, model, settings_for(store, settings, **options), options)
 
 
 def ask(
@@ -122,15 +181,64 @@ def ask(
     graph: str = "crag",
     store: str | Path | None = None,
     model: BaseChatModel | None = None,
-    config: dict | None = None,
+    config: RunnableConfig | None = None,
+    *,
+    settings: Settings | None = None,
+    thread_id: str | None = None,
+    user_id: str | None = None,
     **options: Any,
 ) -> dict:
-    """Run a graph on a question; returns {"question", "answer", "sources", "trace"}."""
-    compiled = build_graph(graph, model=model, store=store, **options)
-    state = compiled.invoke({"question": question}, config=config)  # the trace carries the run's usage
+    """Run any graph (RAG, reasoning or agent) on a question or task.
+
+    Returns {"question", "answer", "sources", "trace"} (the trace names the graph and its usage).
+    options: Settings fields and the graph's build options, as for `build_graph`.
+    config: a LangGraph config for this run only; its ``configurable`` may override settings and the
+    graph's own options per run (e.g. {"configurable": {"max_llm_calls": 4}}).
+    thread_id: make the run a conversation turn. Its state is kept by a checkpointer (the
+    ``checkpointer`` option, else SQLite in the store directory, closed after the run) and the next
+    run on the same thread continues it. user_id: whose long-term memory a graph with one uses.
+    """
+    module = load_graph_module(graph)
+    if thread_id and "checkpointer" not in _build_parameters(module):
+        raise GraphcraftError(f"graph {graph!r} does not keep conversation threads")
+    run_settings = settings_for(store, settings, **options)
+    run_config = _with_configurable(config, thread_id=thread_id, user_id=user_id)
+    with ExitStack() as resources:  # closes a thread's SQLite connection after the run, even on error
+        if thread_id and options.get("checkpointer") is None:
+            from graphcraft.memory.checkpoints import open_checkpointer
+
+            options = {**options, "checkpointer": resources.enter_context(open_checkpointer(settings=run_settings))}
+        compiled = _compile(module, model, run_settings, options)
+        state = compiled.invoke({"question": question}, config=run_config)
     result = result_of(question, state)
     result["trace"].setdefault("graph", graph)
     return result
+
+
+def _build_parameters(module: ModuleType) -> set[str]:
+    """The keyword options a graph's build() names (not its **options catch-all)."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in inspect.signature(module.build).parameters.values() if p.kind in named}
+
+
+def _compile(module: ModuleType, model: BaseChatModel | None, settings: Settings, options: Mapping[str, Any]) -> Any:
+    """module.build() with the settings, and the options it names that are not Settings fields.
+
+    Settings fields reach the graph through `settings` only: `store` is a path there but a
+    ChunkStore object among some graphs' build options.
+    """
+    accepted = _build_parameters(module) - {"model", "settings"} - set(Settings.model_fields)
+    extra = {k: v for k, v in options.items() if k in accepted and v is not None}
+    return module.build(model=model, settings=settings, **extra)
+
+
+def _with_configurable(config: RunnableConfig | None, **configurable: Any) -> RunnableConfig | None:
+    """`config` with the given per-run values (None left out) added to its ``configurable``."""
+    given = {k: v for k, v in configurable.items() if v is not None}
+    if not given:
+        return config
+    base: RunnableConfig = config or {}
+    return {**base, "configurable": {**(base.get("configurable") or {}), **given}}
 
 
 def feedback(
@@ -139,11 +247,18 @@ def feedback(
     """Score an earlier answer (0..1); adaptive_rag learns per-strategy quality from it."""
     from graphcraft.memory.feedback import record
 
-    return record(run_id_or_question, score, store=_settings(store).store, strategy=strategy)
+    return record(run_id_or_question, score, store=settings_for(store).store, strategy=strategy)
+
+
+def insights(store: str | Path | None = None) -> list[dict]:
+    """adaptive_rag's performance insights: per (query class, strategy) runs, feedback, quality and cost."""
+    from graphcraft.graphs.adaptive_rag import insights as adaptive_insights
+
+    return adaptive_insights(settings_for(store).store)
 
 
 def graph_stats(store: str | Path | None = None) -> dict:
     """Counts of the entity graph: {"entities", "relations", "chunks", "communities"}."""
-    from graphcraft.graph_index.api import graph_stats as _stats  # provided by the graph RAG package
+    from graphcraft.graph_index.api import graph_stats as entity_graph_stats
 
-    return _stats(store=_settings(store).store)
+    return entity_graph_stats(store=settings_for(store).store)

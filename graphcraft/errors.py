@@ -1,18 +1,45 @@
-"""Errors a user can act on. Each message is one line that says what to do."""
+"""Errors a user can act on. Each message is one line that says what to do.
+
+The same error reaches two kinds of reader: a Python caller (``str(error)``) and a command-line
+user (``error.for_cli()``, printed by the `graphcraft` command). The two differ only where the
+advice does: a Python caller can hand a chat model in, a shell user sets an environment variable.
+"""
 
 from __future__ import annotations
+
+from pydantic import ValidationError
+
+_SET_CHAT_MODEL = (
+    "set GRAPHCRAFT_CHAT_MODEL, e.g. 'local' (a small model that runs here), 'openai:gpt-4o-mini', "
+    "or a model name with GRAPHCRAFT_BASE_URL for an OpenAI-compatible server"
+)
 
 
 class GraphcraftError(Exception):
     """Base class: the CLI prints these as a one-line error, never a traceback."""
 
+    def for_cli(self) -> str:
+        """The message as the command line prints it: one line, advice a shell user can follow."""
+        return " ".join(str(self).split())
+
 
 class NoChatModelError(GraphcraftError):
+    """Something that cannot work without a chat model found none configured.
+
+    `what` is any noun phrase ("the tool agent", "the consensus agents", "Text2Cypher"); the
+    message is built around a modal verb ("cannot run") so that it reads as English for a
+    singular and a plural subject alike.
+    """
+
     def __init__(self, what: str = "this graph") -> None:
-        super().__init__(
-            f"{what} needs a chat model: set GRAPHCRAFT_CHAT_MODEL, e.g. 'local' (a small model that runs "
-            "here), 'openai:gpt-4o-mini', or a model name with GRAPHCRAFT_BASE_URL for an OpenAI-compatible server"
-        )
+        self.what = what
+        super().__init__(f"{self._missing()}: pass model=<a LangChain chat model>, or {_SET_CHAT_MODEL}")
+
+    def _missing(self) -> str:
+        return f"{self.what} cannot run without a chat model"
+
+    def for_cli(self) -> str:
+        return f"{self._missing()}: {_SET_CHAT_MODEL}"
 
 
 class UnknownGraphError(GraphcraftError):
@@ -23,6 +50,29 @@ class UnknownGraphError(GraphcraftError):
 class EmptyStoreError(GraphcraftError):
     def __init__(self, store: object) -> None:
         super().__init__(f"store {store} is empty: run `graphcraft ingest PATH --store {store}` first")
+
+
+class SettingsError(GraphcraftError, ValidationError):
+    """A setting (a keyword option, a run's configurable or a GRAPHCRAFT_* variable) out of its bounds.
+
+    One line naming the value and where to fix it (made by graphcraft.config). Also a pydantic
+    ValidationError, so code that catches pydantic's error keeps working.
+    """
+
+    message: str = ""
+
+    def __str__(self) -> str:
+        return self.message or super().__str__()
+
+    @classmethod
+    def with_message(cls, message: str, cause: ValidationError | None = None) -> SettingsError:
+        """A SettingsError carrying `message` (and pydantic's details of `cause`, when it can rebuild them)."""
+        try:
+            error = cls.from_exception_data(cause.title if cause else "Settings", cause.errors() if cause else [])  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # an error type pydantic cannot rebuild: keep the message alone
+            error = cls.from_exception_data("Settings", [])
+        error.message = message
+        return error
 
 
 class IngestError(GraphcraftError):

@@ -1,4 +1,4 @@
-"""Python API of graph RAG: build the entity graph of a store, count it, open it.
+"""Python API of graph RAG: build the entity graph of a store, count it, open it, draw it.
 
 `graphcraft.graph_stats(store=...)` and `graphcraft graph build|stats|show` go through here.
 """
@@ -10,21 +10,18 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from graphcraft.config import Settings, get_settings
+from graphcraft.api import settings_for
+from graphcraft.config import Settings
 from graphcraft.graph_index.build import STATE_DIR, BuildReport, ProgressFn, build_graph_index
 from graphcraft.stores.graph import GraphStore, open_graph_store
-
-
-def _settings(store: str | Path | None, settings: Settings | None) -> Settings:
-    base = settings or get_settings()
-    return base.model_copy(update={"store": Path(store)}) if store is not None else base
 
 
 def _require_ingested(store: str | Path) -> None:
     """EmptyStoreError unless the store was ingested (so a typo'd --store creates nothing)."""
     from graphcraft.errors import EmptyStoreError
+    from graphcraft.stores.generations import was_ingested
 
-    if not (Path(store) / "CURRENT").exists():
+    if not was_ingested(store):
         raise EmptyStoreError(store)
 
 
@@ -35,7 +32,7 @@ def open_graph(
 
     ``require_ingested`` raises EmptyStoreError for a directory that holds no ingested store.
     """
-    s = _settings(store, settings)
+    s = settings_for(store, settings)
     if require_ingested:
         _require_ingested(s.store)
     return open_graph_store(s.store, settings=s)
@@ -59,7 +56,7 @@ def build(
     from graphcraft.models import resolve_chat_model
     from graphcraft.stores.vector import open_store
 
-    s = _settings(store, settings)
+    s = settings_for(store, settings)
     if chunk_store is None:
         _require_ingested(s.store)
         chunk_store = open_store(s.store, s, create=False)
@@ -90,5 +87,30 @@ def graph_stats(store: str | Path | None = None, settings: Settings | None = Non
     graph_store = open_graph(store, settings, require_ingested=True)
     try:
         return graph_store.counts()
+    finally:
+        graph_store.close()
+
+
+def draw(
+    store: str | Path | None = None,
+    out: str | Path = "graph.png",
+    *,
+    entity: str | None = None,
+    hops: int = 1,
+    level: int = 0,
+    max_nodes: int = 40,
+    settings: Settings | None = None,
+) -> Path:
+    """Draw an entity's neighbourhood (``entity``) or the communities of ``level`` to a .png or .html file.
+
+    The options are checked before the store is opened, so a bad one writes nothing; raises
+    EmptyStoreError when the store directory holds no ingested store. Returns the file written.
+    """
+    from graphcraft.graph_index.render import check_render_options, render
+
+    check_render_options(out, hops=hops, max_nodes=max_nodes)
+    graph_store = open_graph(store, settings, require_ingested=True)
+    try:
+        return render(graph_store, out, entity=entity, hops=hops, level=level, max_nodes=max_nodes)
     finally:
         graph_store.close()

@@ -1,4 +1,4 @@
-"""run_task(thread_id=...) closes the SQLite connection of its checkpointer, on success and on error."""
+"""graphcraft.api.ask(thread_id=...) closes the SQLite connection of its checkpointer, on success and on error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 import graphcraft.memory.checkpoints as checkpoints
-from graphcraft.cli_run import run_task
+from graphcraft.api import ask
 from graphcraft.testing import ScriptedChatModel
 
 
@@ -34,9 +34,9 @@ def _is_closed(conn: sqlite3.Connection) -> bool:
 
 
 def test_thread_run_closes_its_connection(tmp_path, opened) -> None:
-    run_task("tool_agent", "I am Ada.", model=ScriptedChatModel(script=["Hello Ada."]), store=tmp_path, thread_id="t")
+    ask("I am Ada.", graph="tool_agent", model=ScriptedChatModel(script=["Hello Ada."]), store=tmp_path, thread_id="t")
     second = ScriptedChatModel(script=["You are Ada."])
-    run_task("tool_agent", "Who am I?", model=second, store=tmp_path, thread_id="t")
+    ask("Who am I?", graph="tool_agent", model=second, store=tmp_path, thread_id="t")
     assert "I am Ada." in second.calls[0].text  # the thread still resumes across runs
     assert len(opened) == 2 and all(_is_closed(c) for c in opened)
 
@@ -44,7 +44,7 @@ def test_thread_run_closes_its_connection(tmp_path, opened) -> None:
 def test_failing_thread_run_closes_its_connection(tmp_path, opened) -> None:
     broken = ScriptedChatModel(script=[RuntimeError("provider down")])
     with pytest.raises(Exception, match="provider down"):
-        run_task("tool_agent", "Hi", model=broken, store=tmp_path, thread_id="t")
+        ask("Hi", graph="tool_agent", model=broken, store=tmp_path, thread_id="t")
     assert len(opened) == 1 and _is_closed(opened[0])
 
 

@@ -1,0 +1,5 @@
+"""`python -m graphcraft.cli ...` runs the `graphcraft` command."""
+
+from graphcraft.cli import main
+
+main()
