@@ -128,13 +128,14 @@ def run_once(task: dict, variant: str, latency_s: float) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "model_seconds": round(trace["llm_calls"] * latency_s, 3),
         "reached_expected": any(task["expected"] in o for o in outputs),
+        "action": trace["action"],
         "stop_reason": trace["stop_reason"],
     }
 
 
 def _plan_outputs(out: dict) -> list[str]:
-    """What plan_execute's steps produced (the final state keeps step results in `results`)."""
-    return [r["output"] for r in out.get("results", {}).values()]
+    """What plan_execute's steps produced (its trace's plan carries each step's output)."""
+    return [s["output"] for s in out["trace"]["plan"] if "output" in s]
 
 
 VARIANTS = ("react", "react_batched", "plan_execute")

@@ -26,6 +26,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from graphcraft.config import Settings
 from graphcraft.errors import ModelError
+from graphcraft.runtime.tokens import message_text
 
 LOCAL_SPEC = "local"
 LLAMACPP_PREFIX = "llamacpp:"
@@ -101,13 +102,6 @@ def _role(message: BaseMessage) -> str:
     return "user"
 
 
-def _text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-
-
 class LlamaCppChat(BaseChatModel):
     """A GGUF model run in process by llama.cpp. Extra call kwargs (`response_format`, `seed`,
     `top_p` ...) go to `Llama.create_chat_completion`."""
@@ -152,7 +146,7 @@ class LlamaCppChat(BaseChatModel):
             "stop": stop or self.stop or [],
             **kwargs,
         }
-        chat = [{"role": _role(m), "content": _text(m)} for m in messages]
+        chat = [{"role": _role(m), "content": message_text(m)} for m in messages]
         try:
             with lock:
                 response = llama.create_chat_completion(messages=chat, **params)

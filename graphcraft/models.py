@@ -35,6 +35,7 @@ from graphcraft.config import Settings, get_settings
 from graphcraft.errors import GraphcraftError, ModelCallError, ModelError, NoChatModelError
 from graphcraft.local_models import LlamaCppChat, is_local_spec, local_chat_model
 from graphcraft.runtime.accounting import Usage, UsageCallback, add_usage, empty_usage
+from graphcraft.runtime.tokens import message_text
 
 T = TypeVar("T", bound=BaseModel)
 MessagesLike = str | Sequence[BaseMessage]
@@ -290,13 +291,6 @@ def invoke_llm(
     cb = UsageCallback()
     reply = call_model(model, as_messages(messages), with_counter(config, cb))
     return reply, cb.usage
-
-
-def message_text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
 
 
 def raw_reply_text(message: BaseMessage) -> str:

@@ -202,10 +202,7 @@ def build_graph_index(
         and graph_store.counts() == previous.counts
     ):
         report.unchanged = True
-        report.entities, report.relations = previous.counts["entities"], previous.counts["relations"]
-        report.communities = previous.counts["communities"]
-        report.seconds = time.perf_counter() - started
-        return report
+        return _finish(report, previous.counts, started)
 
     extractor = make_extractor(model, spacy_model, max_repairs)
     extractions = _extract(extractor, by_id, hashes, extractor_id, state_dir, report, on_progress)
@@ -214,18 +211,9 @@ def build_graph_index(
     relations, mention_acc = _relations(extractions, resolved.by_name)
     nx_graph = build_nx_graph([e.id for e in resolved.entities], relations)
     communities = detect_communities(nx_graph)
-    names = {e.id: e.name for e in resolved.entities}
-    aliases = {e.id: e.aliases for e in resolved.entities}
-    summary_usage = summarise_communities(
-        communities,
-        names,
-        aliases,
-        mention_acc,
-        by_id,
-        chunk_store.strips,
-        model=model,
-        max_llm_summaries=max_llm_summaries,
-    )
+    names, aliases = {e.id: e.name for e in resolved.entities}, {e.id: e.aliases for e in resolved.entities}
+    summaries = (communities, names, aliases, mention_acc, by_id, chunk_store.strips)
+    summary_usage = summarise_communities(*summaries, model=model, max_llm_summaries=max_llm_summaries)
     usage = add_usage(getattr(extractor, "usage", empty_usage()), summary_usage)
     if on_progress:
         on_progress("communities", len(communities), len(communities))
@@ -235,16 +223,19 @@ def build_graph_index(
     )
     graph_store.replace_communities([{**c.as_row(), "embedding": community_vectors.get(c.id)} for c in communities])
     counts = graph_store.counts()
-    report.entities, report.relations, report.communities = (
-        counts["entities"],
-        counts["relations"],
-        counts["communities"],
-    )
     report.levels = len({c.level for c in communities})
     report.llm_calls = int(usage.get("llm_calls", 0))
     report.prompt_tokens = int(usage.get("prompt_tokens", 0))
     report.completion_tokens = int(usage.get("completion_tokens", 0))
     _save_state(state_dir, GraphIndexState(fingerprint=fingerprint, counts=counts, chunk_ids=sorted(by_id)))
+    return _finish(report, counts, started)
+
+
+def _finish(report: BuildReport, counts: dict[str, int], started: float) -> BuildReport:
+    """The report with the graph's counts and the time taken."""
+    report.entities, report.relations, report.communities = (
+        counts[k] for k in ("entities", "relations", "communities")
+    )
     report.seconds = time.perf_counter() - started
     return report
 

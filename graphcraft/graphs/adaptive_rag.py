@@ -11,26 +11,27 @@ select_strategy: every strategy has a prior quality per query class; feedback sc
 (a Bayesian mean: prior as `PRIOR_WEIGHT` pseudo-observations, so it works with no feedback and
 converges to observed quality), and observed cost (LLM calls, tokens, seconds of logged runs)
 replaces the cost prior. The pick maximises quality - cost_weight * cost among strategies that
-are available and fit the call's budget (`max_llm_calls`, `token_budget` in configurable);
-`explore` > 0 adds a UCB bonus for rarely tried strategies. The candidates table is in the trace.
-The strategies themselves are the shared chains and part B's graphs (multihop, hierarchical_rag)
-run as subgraphs. finish logs the run (run id in the trace) so `graphcraft feedback` can score it.
+are available and fit what is left of the run's budget (`max_llm_calls`, `token_budget`, also
+per run in configurable); `explore` > 0 adds a UCB bonus for rarely tried strategies. The
+candidates table is in the trace.
+The strategies themselves are the shared chains and the multihop and hierarchical_rag graphs,
+run as subgraphs built from this run's model, settings and store. finish logs the run (run id
+in the trace) so `graphcraft feedback` can score it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
-import operator
-import time
 import uuid
-from typing import Annotated, Any
+from typing import Any
+from weakref import WeakKeyDictionary
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-from typing_extensions import TypedDict
 
 from graphcraft.chains.answer import generate_answer
 from graphcraft.chains.classify import classify_query
@@ -39,10 +40,13 @@ from graphcraft.chains.evidence import gather_evidence
 from graphcraft.chains.rewrite import load_spacy
 from graphcraft.config import Settings, settings_from
 from graphcraft.memory.feedback import FeedbackStore
-from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
-from graphcraft.runtime.context import Context as Resources
-from graphcraft.runtime.result import make_trace
+from graphcraft.memory.feedback import stats as feedback_stats
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage, total_tokens
+from graphcraft.runtime.bounds import elapsed, start_clock
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace, trace_usage
 
+GRAPH = "adaptive_rag"
 DESCRIPTION = (
     "Adaptive RAG: classify the query, pick direct/semantic/keyword/hybrid/hierarchical/multi-hop from feedback "
     "statistics within a per-call cost budget."
@@ -98,20 +102,20 @@ COST_PRIORS: dict[str, dict[str, float]] = {
 }
 
 
-class AdaptiveState(TypedDict, total=False):
-    question: str
+SUBGRAPHS = {"hierarchical": "hierarchical_rag", "multi_hop": "multihop"}  # strategy -> graph module
+
+
+class State(InputState, OutputState, total=False):
     query_class: str
     classification: dict
     strategy: str
     candidates: list[dict]
     documents: list[Document]
-    answer: str
-    sources: list[dict]
-    details: dict  # strategy-specific trace (subgraph trace, evaluator, calculator ...)
-    started: float
-    usage: Annotated[Usage, add_usage]
-    steps: Annotated[list[dict], operator.add]
-    trace: dict
+    details: dict  # strategy-specific trace (subgraph trace, grading, calculator ...)
+    started_at: float  # the run's wall clock (runtime.bounds); its seconds are logged with the run
+    # Plain channels (no reducer), reset by `classify`: a thread asked a second question starts a fresh run.
+    usage: Usage
+    steps: list[dict]
 
 
 def score_candidates(
@@ -167,14 +171,200 @@ def score_candidates(
 def insights(store: Any = None) -> list[dict]:
     """ "Performance insights": every logged (query class, strategy) with its cost, feedback and
     posterior quality (prior blended with feedback), best quality first within each class."""
-    from graphcraft.memory.feedback import stats
-
     rows = []
-    for row in stats(store):
+    for row in feedback_stats(store):
         prior = PRIORS.get(row["query_class"], PRIORS["single_hop"]).get(row["strategy"], 0.5)
         quality = (prior * PRIOR_WEIGHT + row["score_sum"]) / (PRIOR_WEIGHT + row["feedback"])
         rows.append({**row, "prior": prior, "quality": round(quality, 3)})
     return sorted(rows, key=lambda r: (r["query_class"], -r["quality"]))
+
+
+def available(ctx: Context, question: str) -> set[str]:
+    """The strategies this run can use: direct needs a model (or arithmetic), subgraphs their module."""
+    found = {"semantic", "keyword", "hybrid"}
+    if ctx.model is not None or calculate(question) is not None:
+        found.add("direct")
+    for strategy, module in SUBGRAPHS.items():
+        if importlib.util.find_spec(f"graphcraft.graphs.{module}") is not None:
+            found.add(strategy)
+    return found
+
+
+_subgraphs: WeakKeyDictionary[Context, dict[str, Any]] = WeakKeyDictionary()
+
+
+def subgraph(ctx: Context, module: str) -> Any:
+    """The graph `module` compiled with this run's model, settings and store (built once per context)."""
+    built = _subgraphs.setdefault(ctx, {})
+    if module not in built:
+        graph_module = importlib.import_module(f"graphcraft.graphs.{module}")
+        built[module] = graph_module.build(model=ctx.model, settings=ctx.settings, store=ctx.store)
+    return built[module]
+
+
+# ---------------------------------------------------------------------- nodes
+def classify(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Classify the query (no_retrieval / single_hop / multi_hop / overview) and start a fresh run."""
+    ctx = context(config, GRAPH)
+    result = classify_query(
+        state["question"],
+        model=ctx.model,
+        store=ctx.store,
+        nlp=load_spacy(ctx.settings.spacy_model),
+        mode=ctx.option("classifier", "auto"),
+        max_repairs=ctx.settings.max_structured_repairs,
+    )
+    step = {"step": "classify", "kind": result.kind, "strategy": result.strategy, "reasons": result.reasons}
+    return {
+        **start_clock(),
+        "query_class": result.kind,
+        "classification": result.as_dict(),
+        "candidates": [],
+        "documents": [],
+        "details": {},
+        "usage": add_usage(None, result.usage),
+        "answer": "",
+        "sources": [],
+        "trace": {},
+        "steps": [step],
+    }
+
+
+def select_strategy(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Pick the best-scoring strategy for the query class that fits what is left of the run's budget."""
+    ctx = context(config, GRAPH)
+    bounds, used = ctx.bounds, state.get("usage") or empty_usage()
+    rows = score_candidates(
+        state["query_class"],
+        FeedbackStore(ctx.store.path).stats(),
+        available=available(ctx, state["question"]),
+        max_llm_calls=bounds.max_llm_calls - used.get("llm_calls", 0),
+        token_budget=bounds.token_budget - total_tokens(used),
+        offline=ctx.model is None,
+        cost_weight=ctx.option("cost_weight", 0.1),
+        explore=ctx.option("explore", 0.0),
+    )
+    allowed = [r for r in rows if r["allowed"]]
+    chosen = allowed[0] if allowed else min(rows, key=lambda r: (r["llm_calls"], r["tokens"]))
+    step = {
+        "step": "select_strategy",
+        "strategy": chosen["strategy"],
+        "why": "best score within budget" if allowed else "nothing fits the budget: cheapest strategy",
+        "budget": {"max_llm_calls": bounds.max_llm_calls, "token_budget": bounds.token_budget},
+    }
+    return {"strategy": chosen["strategy"], "candidates": rows, "steps": state["steps"] + [step]}
+
+
+def answer_directly(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """No retrieval: the calculator for arithmetic, else the model's own knowledge."""
+    ctx = context(config, GRAPH)
+    answer = direct_answer(state["question"], ctx.model)
+    return {
+        "answer": answer.text,
+        "sources": [],
+        "usage": add_usage(state.get("usage"), answer.usage),
+        "details": {"answer_strategy": answer.strategy},
+        "steps": state["steps"] + [{"step": "answer_directly", "strategy": answer.strategy}],
+    }
+
+
+def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Retrieve with the chosen retriever: vectors (semantic), BM25 (keyword) or both fused (hybrid)."""
+    ctx = context(config, GRAPH)
+    kind = RETRIEVERS[state["strategy"]]
+    docs = ctx.retriever(kind).search(state["question"])
+    return {
+        "documents": docs,
+        "steps": state["steps"] + [{"step": "retrieve", "retriever": kind, "documents": len(docs)}],
+    }
+
+
+def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Grade the documents, keep their relevant strips and answer with citations (or abstain)."""
+    ctx = context(config, GRAPH)
+    documents = state.get("documents", [])
+    evidence = gather_evidence(state["question"], documents, ctx)
+    answer = generate_answer(state["question"], evidence.strips, ctx.model, documents=documents, store=ctx.store)
+    return {
+        "answer": answer.text,
+        "sources": answer.sources,
+        "usage": add_usage(state.get("usage"), add_usage(evidence.usage, answer.usage)),
+        "details": {
+            "grading": {"evaluator": evidence.evaluator, "action": evidence.action},
+            "answer_strategy": answer.strategy,
+        },
+        "steps": state["steps"] + [evidence.step("evaluate"), {"step": "generate", "strategy": answer.strategy}],
+    }
+
+
+def hierarchical(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Overview questions: the hierarchical_rag graph (document and section summaries, then chunks)."""
+    return run_subgraph(state, config)
+
+
+def multi_hop(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Chained lookups: the multihop graph (decomposed sub-questions answered in dependency order)."""
+    return run_subgraph(state, config)
+
+
+def run_subgraph(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Run the chosen strategy's graph on the question, with this run's configuration, and keep its trace."""
+    ctx = context(config, GRAPH)
+    name = SUBGRAPHS[state["strategy"]]
+    out = subgraph(ctx, name).invoke({"question": state["question"]}, config=config)
+    sub = out.get("trace", {})
+    usage = trace_usage(sub)
+    return {
+        "answer": out.get("answer", ""),
+        "sources": out.get("sources", []),
+        "usage": add_usage(state.get("usage"), usage),
+        "details": {"subgraph": name, "subgraph_trace": {k: v for k, v in sub.items() if k != "steps"}},
+        "steps": state["steps"] + [{"step": state["strategy"], "subgraph": name, "llm_calls": usage["llm_calls"]}],
+    }
+
+
+def finish(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Log the run for feedback (its id goes in the trace) and explain the choice."""
+    ctx = context(config, GRAPH)
+    seconds = elapsed(state)
+    run_id = uuid.uuid4().hex[:12]
+    usage = state.get("usage") or empty_usage()
+    if ctx.option("log_runs", True):
+        FeedbackStore(ctx.store.path).log_run(
+            run_id,
+            state["question"],
+            state["query_class"],
+            state["strategy"],
+            usage.get("llm_calls", 0),
+            total_tokens(usage),
+            seconds,
+        )
+    trace = make_trace(
+        GRAPH,
+        state,
+        action=state["strategy"],
+        stop_reason=stop_reason(state),
+        run_id=run_id,
+        query_class=state["query_class"],
+        classification=state.get("classification", {}),
+        candidates=state.get("candidates", []),
+        seconds=round(seconds, 3),
+        **state.get("details", {}),
+    )
+    return {"trace": trace}
+
+
+# ---------------------------------------------------------------------- routing
+def stop_reason(state: State) -> str | None:
+    """The bound that stopped the strategy's own graph (its hops, rounds or the run's budgets), if one did."""
+    return (state.get("details") or {}).get("subgraph_trace", {}).get("stop_reason")
+
+
+def route_strategy(state: State) -> str:
+    strategy = state["strategy"]
+    return {"direct": "answer_directly", "hierarchical": "hierarchical", "multi_hop": "multi_hop"}.get(
+        strategy, "retrieve"
+    )
 
 
 def build(
@@ -186,177 +376,26 @@ def build(
     cost_weight: float = 0.1,
     explore: float = 0.0,
     log_runs: bool = True,
+    checkpointer: Any = None,
     **options: Any,
 ) -> Any:
     """Compile the adaptive RAG graph.
 
+    model: chat model for the classifier, grading and answers (None: configured or offline).
+    store: a ChunkStore to use instead of the configured one.
     classifier: "auto" (LLM when a model exists), "local" or "llm".
     cost_weight: how much expected cost lowers a strategy's score; explore: UCB bonus (0 = greedy).
     log_runs: log every run in the store's feedback database (needed for `graphcraft feedback`).
-    Per call, configurable {"max_llm_calls", "token_budget"} restrict the strategies allowed.
+    checkpointer: a LangGraph checkpointer for threads (each new question on a thread is a fresh run).
+    Per run, configurable {"max_llm_calls", "token_budget"} restrict the strategies allowed.
     """
-    settings = settings_from(settings, options)
-    base = Resources(settings, model=model, store=store)
-    subgraphs: dict[tuple[str, int], Any] = {}
-
-    def subgraph(name: str, res: Resources) -> Any:
-        """Part B's graph `name`, built once per resource set, with this graph's model and store."""
-        key = (name, id(res))
-        if key not in subgraphs:
-            module = importlib.import_module(f"graphcraft.graphs.{name}")
-            subgraphs[key] = module.build(model=res.model, settings=res.settings, store=res.store)
-        return subgraphs[key]
-
-    def available(res: Resources, question: str) -> set[str]:
-        found = {"semantic", "keyword", "hybrid"}
-        if res.model is not None or calculate(question) is not None:
-            found.add("direct")
-        for strategy, module in (("hierarchical", "hierarchical_rag"), ("multi_hop", "multihop")):
-            if importlib.util.find_spec(f"graphcraft.graphs.{module}") is not None:
-                found.add(strategy)
-        return found
-
-    # ------------------------------------------------------------------ nodes
-    def classify(state: AdaptiveState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        result = classify_query(
-            state["question"],
-            model=res.model,
-            store=res.store,
-            nlp=load_spacy(res.settings.spacy_model),
-            mode=classifier,
-            max_repairs=res.settings.max_structured_repairs,
-        )
-        return {
-            "query_class": result.kind,
-            "classification": result.as_dict(),
-            "usage": result.usage,
-            "started": time.perf_counter(),
-            "steps": [
-                {"step": "classify", "kind": result.kind, "strategy": result.strategy, "reasons": result.reasons}
-            ],
-        }
-
-    def select_strategy(state: AdaptiveState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        s = res.settings
-        used = state.get("usage") or {}
-        rows = score_candidates(
-            state["query_class"],
-            FeedbackStore(res.store.path).stats(),
-            available=available(res, state["question"]),
-            max_llm_calls=s.max_llm_calls - used.get("llm_calls", 0),
-            token_budget=s.token_budget - total_tokens(used),
-            offline=res.model is None,
-            cost_weight=cost_weight,
-            explore=explore,
-        )
-        allowed = [r for r in rows if r["allowed"]]
-        chosen = (
-            allowed[0]["strategy"] if allowed else min(rows, key=lambda r: (r["llm_calls"], r["tokens"]))["strategy"]
-        )
-        why = "best score within budget" if allowed else "nothing fits the budget: cheapest strategy"
-        return {
-            "strategy": chosen,
-            "candidates": rows,
-            "steps": [
-                {
-                    "step": "select_strategy",
-                    "strategy": chosen,
-                    "why": why,
-                    "budget": {"max_llm_calls": s.max_llm_calls, "token_budget": s.token_budget},
-                }
-            ],
-        }
-
-    def answer_directly(state: AdaptiveState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        answer = direct_answer(state["question"], res.model)
-        return {
-            "answer": answer.text,
-            "sources": [],
-            "usage": answer.usage,
-            "details": {"answer_strategy": answer.strategy},
-            "steps": [{"step": "answer_directly", "strategy": answer.strategy}],
-        }
-
-    def retrieve(state: AdaptiveState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        docs = res.retriever(RETRIEVERS[state["strategy"]]).search(state["question"])
-        return {
-            "documents": docs,
-            "steps": [{"step": "retrieve", "retriever": RETRIEVERS[state["strategy"]], "documents": len(docs)}],
-        }
-
-    def generate(state: AdaptiveState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        evidence = gather_evidence(state["question"], state.get("documents", []), res)
-        answer = generate_answer(
-            state["question"], evidence.strips, res.model, documents=state.get("documents", []), store=res.store
-        )
-        return {
-            "answer": answer.text,
-            "sources": answer.sources,
-            "usage": add_usage(evidence.usage, answer.usage),
-            "details": {"evaluator": evidence.evaluator, "action": evidence.action, "answer_strategy": answer.strategy},
-            "steps": [evidence.step("evaluate"), {"step": "generate", "strategy": answer.strategy}],
-        }
-
-    def run_subgraph(name: str, state: AdaptiveState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        out = subgraph(name, res).invoke({"question": state["question"]}, config=config)
-        sub = out.get("trace", {})
-        return {
-            "answer": out.get("answer", ""),
-            "sources": out.get("sources", []),
-            "usage": out.get("usage"),
-            "details": {"subgraph": name, "subgraph_trace": {k: v for k, v in sub.items() if k != "steps"}},
-            "steps": [{"step": state["strategy"], "subgraph": name, "llm_calls": sub.get("llm_calls", 0)}],
-        }
-
-    def hierarchical(state: AdaptiveState, config: RunnableConfig) -> dict:
-        return run_subgraph("hierarchical_rag", state, config)
-
-    def multi_hop(state: AdaptiveState, config: RunnableConfig) -> dict:
-        return run_subgraph("multihop", state, config)
-
-    def finish(state: AdaptiveState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        seconds = time.perf_counter() - state.get("started", time.perf_counter())
-        run_id = uuid.uuid4().hex[:12]
-        usage = state.get("usage") or {}
-        if log_runs:
-            FeedbackStore(res.store.path).log_run(
-                run_id,
-                state["question"],
-                state["query_class"],
-                state["strategy"],
-                usage.get("llm_calls", 0),
-                total_tokens(usage),
-                seconds,
-            )
-        trace = make_trace(
-            "adaptive_rag",
-            state,
-            run_id=run_id,
-            query_class=state["query_class"],
-            strategy=state["strategy"],
-            classification=state.get("classification", {}),
-            candidates=state.get("candidates", []),
-            seconds=round(seconds, 3),
-            **state.get("details", {}),
-            steps=state.get("steps", []),
-        )
-        return {"trace": trace}
-
-    # ------------------------------------------------------------------ routing
-    def route_strategy(state: AdaptiveState) -> str:
-        strategy = state["strategy"]
-        return {"direct": "answer_directly", "hierarchical": "hierarchical", "multi_hop": "multi_hop"}.get(
-            strategy, "retrieve"
-        )
-
-    g = StateGraph(AdaptiveState)
+    ctx = Context(
+        settings_from(settings, options),
+        model=model,
+        store=store,
+        options={"classifier": classifier, "cost_weight": cost_weight, "explore": explore, "log_runs": log_runs},
+    )
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
     for node in (classify, select_strategy, answer_directly, retrieve, generate, hierarchical, multi_hop, finish):
         g.add_node(node.__name__, node)
     g.add_edge(START, "classify")
@@ -368,7 +407,7 @@ def build(
     for node_name in ("answer_directly", "generate", "hierarchical", "multi_hop"):
         g.add_edge(node_name, "finish")
     g.add_edge("finish", END)
-    return g.compile(name="adaptive_rag")
+    return bind_context(g.compile(name=GRAPH, checkpointer=checkpointer), GRAPH, ctx)
 
 
 graph = build()

@@ -1,6 +1,10 @@
 """Multi-agent consensus: independent positions, negotiation rounds, a decision by a pluggable rule.
 
-convene -> propose (x N, parallel) -> tally -> [revise (x N, parallel) -> tally]* -> decide
+    convene -> propose (x N, parallel) -> tally -> decide
+                                            ^  |
+                                            |  +-- not converged, within the round limit and the
+                                            |      run's budgets --> revise (x N, parallel)
+                                            +-------------------------------------+
 
 - convene: sets up the team's subscriptions on the message broker (graphcraft.chains.broker,
   whose docstring maps it to the seed's publish/subscribe/topic queues): each agent publishes
@@ -16,10 +20,10 @@ convene -> propose (x N, parallel) -> tally -> [revise (x N, parallel) -> tally]
   confidence, borda, unanimity with fallback, or a callable), with the vote, every dissent and
   its rationale, the agreement curve and per-agent LLM calls and tokens.
 
-The loop stops, in the routing function `after_tally`, at convergence (agreement >= threshold
-with a quorum of voters), at the round limit, when the LLM-call or token budget is spent, or
-when the run's wall-clock time (Settings.max_seconds) is up; the decision is then taken on the
-last round that had voters.
+The loop stops, in `stop_reason` (read by the routing function `after_tally`), at convergence
+(agreement >= threshold with a quorum of voters), at the round limit, or when the next round
+could break one of the run's bounds (`Bounds`: LLM calls, tokens, wall-clock time); the
+decision is then taken on the last round that had voters.
 
 An agent whose model cannot be reached is excluded from that round and the tally names it and
 the error; when such failures are not a minority of the panel (the usual case: one shared model
@@ -31,7 +35,8 @@ n^2 subscriptions and every revise prompt carries n-1 positions; at most `max_co
 worst case, n x (1 + max_repairs) calls, so a round is only started when it fits. If even round 0
 does not fit, the run fails in `convene`, before any LLM call, with a ConsensusOptionError naming
 the numbers, rather than quietly running a smaller panel than asked for (a partial panel would
-change what the vote means).
+change what the vote means). Unless a budget is given (a build option, a Settings value set
+explicitly, or a run's configuration), the LLM-call budget is the one the round limit implies.
 The chat model is resolved in `convene`, before any fan-out, so a missing model fails at once.
 """
 
@@ -40,26 +45,29 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.types import Overwrite, Send
 from typing_extensions import TypedDict
 
-from graphcraft.chains.aggregate import Decision, aggregate, agreement, distribution, get_rule, unanimity
+from graphcraft.chains.aggregate import Decision, Rule, aggregate, agreement, distribution, get_rule, unanimity
 from graphcraft.chains.broker import Message, inbox, merge_topics, publish, subscribe
 from graphcraft.chains.negotiate import AgentSpec, as_ballot, make_agents, state_position
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, get_settings, settings_from
 from graphcraft.errors import GraphcraftError, ModelError
-from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
-from graphcraft.runtime.bounds import out_of_time, start_clock
-from graphcraft.runtime.context import Context as Resources
+from graphcraft.runtime import result
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
+from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.reducers import usage_by_key
-from graphcraft.runtime.result import make_trace
+from graphcraft.runtime.result import OutputState, make_trace
 
+GRAPH = "consensus"
 DESCRIPTION = (
     "Multi-agent consensus: parallel independent positions, negotiation rounds until agreement or a round limit, "
     "decision by majority/confidence/Borda/unanimity with dissent and metrics."
@@ -67,32 +75,44 @@ DESCRIPTION = (
 
 MAX_AGENTS = 32
 MAX_CONCURRENCY = 16
+ROUNDS = 3  # default of the rounds option: negotiation rounds after round 0
+THRESHOLD = 0.75  # default agreement that counts as converged
+QUORUM = 0.5  # default share of the panel that must vote for a round to converge
+UNFUNDED = (
+    "max_llm_calls={cap} cannot fund round 0: {agents} agents x (1 + {repairs} repairs) = {calls} calls in the "
+    "worst case; raise max_llm_calls or lower the number of agents or max_repairs"
+)
+NO_DECISION = "No decision: no agent produced a valid position (stopped: {reason})."
+DECISION = (
+    "Decision: {decision} ({rule}; {held} of {agents} agents; agreement {agreement:.2f} in round {round}; "
+    "stopped: {reason})."
+)
 
 
 class ConsensusOptionError(GraphcraftError, ValueError):
     """A build option is out of range (rounds, threshold, budget...): a one-line CLI error."""
 
 
-def position_topic(agent: str) -> str:
-    """The broker topic an agent publishes its positions on."""
-    return f"positions/{agent}"
+class InputState(result.InputState, total=False):
+    """The question, and optionally the fixed stances to choose from (else the build option "options")."""
+
+    options: list[str]
 
 
-class ConsensusState(TypedDict, total=False):
-    question: str
-    options: list[str]  # optional fixed stances to choose from
+class State(InputState, OutputState, total=False):
     subscriptions: dict[str, list[str]]  # broker: agent -> topics it reads
+    # Channels with reducers: the parallel propose/revise branches write topics, ballots and usage
+    # in one superstep, and each tally adds its round. `convene` overwrites them, so a new question
+    # on a thread starts a fresh run.
     topics: Annotated[dict[str, list[Message]], merge_topics]  # broker: topic -> messages
     ballots: Annotated[list[dict], operator.add]  # every agent's output, every round (ok / repaired / excluded)
-    rounds: Annotated[list[dict], operator.add]  # one tally per round: agreement, distribution, excluded
     agent_usage: Annotated[dict[str, Usage], usage_by_key]
     usage: Annotated[Usage, add_usage]
+    rounds: Annotated[list[dict], operator.add]  # one tally per round: agreement, distribution, excluded
     iterations: int  # negotiation rounds done (round 0 not counted)
-    started_at: float  # the run's wall clock (set by convene)
-    decision: dict
-    answer: str
-    sources: list[dict]
-    trace: dict
+    started_at: float  # the run's wall clock (runtime.bounds)
+    decision: dict  # the aggregated decision of the last round with voters
+    steps: list[dict]
 
 
 class AgentTask(TypedDict, total=False):
@@ -106,239 +126,60 @@ class AgentTask(TypedDict, total=False):
     others: list[dict]
 
 
-def build(
-    model: BaseChatModel | None = None,
-    settings: Settings | None = None,
-    *,
-    agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None,
-    rounds: int = 3,
-    threshold: float = 0.75,
-    quorum: float = 0.5,
-    rule: str | Callable[..., Decision] = "majority",
-    unanimity_fallback: str = "majority",
-    options: Sequence[str] = (),
-    max_repairs: int | None = None,
-    max_llm_calls: int | None = None,
-    token_budget: int | None = None,
-    subscriptions: Mapping[str, Sequence[str]] | None = None,
-    max_agents: int = MAX_AGENTS,
-    max_concurrency: int = MAX_CONCURRENCY,
-    **settings_overrides: Any,
-) -> Any:
-    """Compile the consensus graph.
+# ---------------------------------------------------------------------- the panel (build options of a run)
+@dataclass(frozen=True)
+class Panel:
+    """The run's team and its own limits, read from the run's context."""
 
-    model: default chat model for agents without their own (None: the configured one, resolved at run time).
-    agents: team size (default roles) or a list of AgentSpec / dicts / role names; each may carry a model.
-    rounds: maximum negotiation rounds after the independent round 0.
-    threshold / quorum: converged when agreement >= threshold and voters >= quorum x agents.
-    rule: majority | confidence | borda | unanimity (falling back to `unanimity_fallback`) | callable.
-    options: fixed stances (a stance outside them is repaired like malformed output).
-    max_llm_calls / token_budget: stop starting new rounds once spent (defaults: Settings values when
-      set explicitly, else the calls the round limit implies; Settings.token_budget).
-    subscriptions: agent -> agents (or topics) it listens to; default: everyone else (a full mesh).
-      Each agent publishes on "positions/<name>", so a ring or a hub is just a subscription map.
-    max_agents: largest team accepted (TeamError beyond it). max_concurrency: agent calls in flight at once.
-    Raises TeamError / ConsensusOptionError (GraphcraftErrors) for options out of range; a run whose
-    LLM-call budget cannot fund round 0 (agents x (1 + max_repairs) calls in the worst case) fails
-    with ConsensusOptionError before any call.
-    """
-    settings = settings or get_settings(**{k: v for k, v in settings_overrides.items() if k in Settings.model_fields})
-    team = make_agents(agents, max_agents=max_agents)
-    by_name = {a.name: a for a in team}
-    rounds = _number(int, "rounds", rounds, 0)  # a CLI may pass strings
-    threshold = _number(float, "threshold", threshold, 0.0, 1.0)
-    quorum = _number(float, "quorum", quorum, 0.0, 1.0)
-    repairs = _number(int, "max_repairs", settings.max_structured_repairs if max_repairs is None else max_repairs, 0)
-    per_round = len(team) * (1 + repairs)  # worst-case LLM calls of one round
-    # A budget set explicitly (argument, GRAPHCRAFT_* variable or a CLI override of Settings) wins;
-    # otherwise the call cap is what the round limit already implies.
-    if max_llm_calls is None and "max_llm_calls" in settings.model_fields_set:
-        max_llm_calls = settings.max_llm_calls
-    call_cap = (
-        _number(int, "max_llm_calls", max_llm_calls, 0) if max_llm_calls is not None else per_round * (rounds + 1)
+    team: list[AgentSpec]
+    rounds: int
+    threshold: float
+    quorum: float
+    repairs: int
+
+    @property
+    def per_round(self) -> int:
+        """LLM calls of one round in the worst case: every agent repairs its position max_repairs times."""
+        return len(self.team) * (1 + self.repairs)
+
+    @property
+    def voters_needed(self) -> int:
+        return max(1, math.ceil(self.quorum * len(self.team)))
+
+    def agent(self, name: str) -> AgentSpec:
+        return next(a for a in self.team if a.name == name)
+
+
+def panel(ctx: Context) -> Panel:
+    """The run's panel: the build options, with the run's overrides, validated."""
+    repairs = ctx.option("max_repairs", ctx.settings.max_structured_repairs)
+    return Panel(
+        team=ctx.option("team") or make_agents(None),
+        rounds=_number(int, "rounds", ctx.option("rounds", ROUNDS), 0),
+        threshold=_number(float, "threshold", ctx.option("threshold", THRESHOLD), 0.0, 1.0),
+        quorum=_number(float, "quorum", ctx.option("quorum", QUORUM), 0.0, 1.0),
+        repairs=_number(int, "max_repairs", repairs, 0),
     )
-    concurrency = max(1, min(len(team), _number(int, "max_concurrency", max_concurrency, 1)))
-    tokens_cap = token_budget if token_budget is not None else settings.token_budget
-    max_seconds = settings.max_seconds
-    chosen_rule = (
-        partial(unanimity, fallback=unanimity_fallback) if rule in ("unanimity", "unanimous") else get_rule(rule)
-    )
-    rule_label = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
-    base = Resources(settings, model=model)
-    fixed_options = list(options)
-
-    def agent_model(agent: AgentSpec, config: RunnableConfig) -> BaseChatModel:
-        return agent.model or base.for_config(config).require_model(f"consensus agent {agent.name!r}")
-
-    # ------------------------------------------------------------------ nodes
-    def convene(state: ConsensusState, config: RunnableConfig) -> dict:
-        # Checked when the run starts, not in build(): `graph = build()` runs at import and must not
-        # fail because a global GRAPHCRAFT_MAX_LLM_CALLS is small.
-        if per_round > call_cap:
-            raise ConsensusOptionError(
-                f"max_llm_calls={call_cap} cannot fund round 0: "
-                f"{len(team)} agents x (1 + {repairs} repairs) = {per_round} "
-                "calls in the worst case; raise max_llm_calls or lower the number of agents or max_repairs"
-            )
-        # Resolve the shared model before any fan-out: a missing model fails here, once, not per agent.
-        if any(agent.model is None for agent in team):
-            base.for_config(config).require_model("the consensus graph")
-        subs: dict[str, list[str]] = {}
-        for agent in team:
-            wanted = (subscriptions or {}).get(agent.name, [a.name for a in team if a is not agent])
-            subs = subscribe(subs, agent.name, *(position_topic(w) if w in by_name else w for w in wanted))
-        return {
-            **start_clock(),
-            "subscriptions": subs,
-            "options": list(state.get("options") or fixed_options),
-            "iterations": 0,
-        }
-
-    def position(task: AgentTask, config: RunnableConfig) -> dict:
-        agent = by_name[task["agent"]]
-        record, usage = state_position(
-            agent,
-            agent_model(agent, config),
-            task["question"],
-            options=task.get("options", []),
-            round=task["round"],
-            previous=task.get("previous"),
-            others=task.get("others", []),
-            max_repairs=repairs,
-        )
-        update: dict[str, Any] = {"ballots": [record], "usage": usage, "agent_usage": {agent.name: usage}}
-        if record["status"] != "excluded":
-            content = {k: record[k] for k in ("agent", "stance", "confidence", "rationale", "ranking")}
-            update.update(publish(position_topic(agent.name), agent.name, content, round=task["round"]))
-        return update
-
-    def tally(state: ConsensusState) -> dict:
-        r = len(state.get("rounds", []))
-        records = [b for b in state.get("ballots", []) if b["round"] == r]
-        unreachable = [b for b in records if b.get("model_error")]
-        if unreachable and 2 * len(unreachable) >= len(team):  # not a minority: no panel left to speak of
-            raise ModelError(unreachable[0]["errors"][0])
-        ballots = [as_ballot(b) for b in records if b["status"] != "excluded"]
-        summary = {
-            "round": r,
-            "agreement": round(agreement(ballots), 4),
-            "voters": len(ballots),
-            "distribution": distribution(ballots),
-            "excluded": [
-                {"agent": b["agent"], "errors": b.get("errors", []), "model_error": bool(b.get("model_error"))}
-                for b in records
-                if b["status"] == "excluded"
-            ],
-            "repaired": [b["agent"] for b in records if b["status"] == "repaired"],
-            "changed": _changed(state.get("ballots", []), r),
-        }
-        return {"rounds": [summary], "iterations": r}
-
-    def decide(state: ConsensusState) -> dict:
-        rounds_done = state.get("rounds", [])
-        final = next((r for r in reversed(rounds_done) if r["voters"]), rounds_done[-1])
-        records = [b for b in state.get("ballots", []) if b["round"] == final["round"] and b["status"] != "excluded"]
-        decided = aggregate([as_ballot(b) for b in records], chosen_rule, state.get("options", []))
-        reason = stop_reason(state)
-        curve = [r["agreement"] for r in rounds_done]
-        converged = reason == "converged"
-        per_agent = _per_agent(team, state)
-        result = {
-            **decided.as_dict(),
-            "rule": rule_label if decided.fallback_rule is None else decided.rule,
-            "agreement": final["agreement"],
-            "decided_on_round": final["round"],
-        }
-        answer = _answer_text(decided, final, len(team), reason)
-        trace = make_trace(
-            "consensus",
-            state,
-            decision=decided.decision,
-            rule=result["rule"],
-            stop_reason=reason,
-            converged=converged,
-            rounds_to_convergence=rounds_done[-1]["round"] if converged else None,
-            agreement_curve=curve,
-            rounds=rounds_done,
-            vote=decided.vote,
-            tie=decided.tie,
-            tie_break=decided.tie_break,
-            fallback_rule=decided.fallback_rule,
-            dissent=decided.dissent,
-            agents=per_agent,
-            bounds={
-                "rounds": rounds,
-                "threshold": threshold,
-                "quorum": quorum,
-                "max_llm_calls": call_cap,
-                "token_budget": tokens_cap,
-                "max_seconds": max_seconds,
-            },
-        )
-        return {"decision": result, "answer": answer, "sources": [], "trace": trace}
-
-    # ------------------------------------------------------------------ routing (the loop's bounds live here)
-    def stop_reason(state: ConsensusState) -> str | None:
-        last = state["rounds"][-1]
-        if last["agreement"] >= threshold and last["voters"] >= max(1, math.ceil(quorum * len(team))):
-            return "converged"
-        if last["round"] >= rounds:
-            return "round_limit"
-        usage = state.get("usage", {})
-        if usage.get("llm_calls", 0) + per_round > call_cap:  # the next round's worst case must fit
-            return "max_llm_calls"
-        if total_tokens(usage) >= tokens_cap:
-            return "token_budget"
-        if out_of_time(state, max_seconds):
-            return "max_seconds"
-        return None
-
-    def fan_out_proposals(state: ConsensusState) -> list[Send]:
-        return [
-            Send(
-                "propose",
-                AgentTask(agent=a.name, question=state["question"], options=state.get("options", []), round=0),
-            )
-            for a in team
-        ]
-
-    def after_tally(state: ConsensusState) -> list[Send] | str:
-        if stop_reason(state) is not None:
-            return "decide"
-        nxt = state["rounds"][-1]["round"] + 1
-        return [
-            Send(
-                "revise",
-                AgentTask(
-                    agent=a.name,
-                    question=state["question"],
-                    options=state.get("options", []),
-                    round=nxt,
-                    previous=_latest(state.get("ballots", []), a.name),
-                    others=_latest_positions(state, a.name),
-                ),
-            )
-            for a in team
-        ]
-
-    g = StateGraph(ConsensusState)
-    g.add_node("convene", convene)
-    g.add_node("propose", position)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
-    g.add_node("revise", position)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
-    g.add_node("tally", tally)
-    g.add_node("decide", decide)
-    g.add_edge(START, "convene")
-    g.add_conditional_edges("convene", fan_out_proposals, ["propose"])
-    g.add_edge("propose", "tally")
-    g.add_edge("revise", "tally")
-    g.add_conditional_edges("tally", after_tally, ["revise", "decide"])
-    g.add_edge("decide", END)
-    # Up to `concurrency` agents of a round run at once (the default thread pool would cap them at
-    # cpu+4), and the recursion limit is sized so that the round limit, not LangGraph, ends the loop.
-    return g.compile(name="consensus").with_config(max_concurrency=concurrency, recursion_limit=4 * (rounds + 2) + 10)
 
 
-# ---------------------------------------------------------------------------- helpers
+def voting_rule(ctx: Context) -> tuple[Rule, str]:
+    """The aggregation rule of the run and its name for the trace."""
+    rule = ctx.option("rule", "majority")
+    if rule in ("unanimity", "unanimous"):
+        return partial(unanimity, fallback=ctx.option("unanimity_fallback", "majority")), str(rule)
+    return get_rule(rule), rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
+
+
+def run_settings(settings: Settings | None, overrides: Mapping[str, Any], own: Mapping[str, Any]) -> Settings:
+    """The graph's settings (`settings_from`), with the LLM-call budget that the round limit implies
+    (every round at its worst case) when none was given: as a build option, a GRAPHCRAFT_MAX_LLM_CALLS
+    variable, or a Settings object that sets it. A run's configuration may still override it."""
+    merged = settings_from(settings, dict(overrides))
+    given = settings if settings is not None else get_settings()
+    if overrides.get("max_llm_calls") is not None or "max_llm_calls" in given.model_fields_set:
+        return merged
+    repairs = merged.max_structured_repairs if own["max_repairs"] is None else own["max_repairs"]
+    return settings_from(merged, {"max_llm_calls": len(own["team"]) * (1 + repairs) * (own["rounds"] + 1)})
 
 
 def _number(kind: type, name: str, value: Any, low: float, high: float | None = None) -> Any:
@@ -353,12 +194,155 @@ def _number(kind: type, name: str, value: Any, low: float, high: float | None = 
     return number
 
 
+def position_topic(agent: str) -> str:
+    """The broker topic an agent publishes its positions on."""
+    return f"positions/{agent}"
+
+
+# ---------------------------------------------------------------------- nodes (the protocol's steps)
+def convene(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Check the budget funds round 0 and a model exists, then subscribe every agent to the others' topics."""
+    ctx = context(config, GRAPH)
+    p = panel(ctx)
+    # Checked when the run starts, not in build(): `graph = build()` runs at import and must not
+    # fail because a global GRAPHCRAFT_MAX_LLM_CALLS is small.
+    if unfunded({}, ctx):
+        raise ConsensusOptionError(
+            UNFUNDED.format(cap=ctx.settings.max_llm_calls, agents=len(p.team), repairs=p.repairs, calls=p.per_round)
+        )
+    # Resolve the shared model before any fan-out: a missing model fails here, once, not per agent.
+    if any(agent.model is None for agent in p.team):
+        ctx.require_model("the consensus graph")
+    wiring = ctx.option("subscriptions") or {}
+    names = {a.name for a in p.team}
+    subs: dict[str, list[str]] = {}
+    for agent in p.team:
+        wanted = wiring.get(agent.name, [a.name for a in p.team if a is not agent])
+        subs = subscribe(subs, agent.name, *(position_topic(w) if w in names else w for w in wanted))
+    return {
+        **start_clock(),
+        "subscriptions": subs,
+        "options": list(state.get("options") or ctx.option("options", [])),
+        "topics": Overwrite({}),
+        "ballots": Overwrite([]),
+        "agent_usage": Overwrite({}),
+        "usage": Overwrite(empty_usage()),
+        "rounds": Overwrite([]),
+        "iterations": 0,
+        "decision": {},
+        "answer": "",
+        "sources": [],
+        "trace": {},
+        "steps": [{"step": "convene", "agents": len(p.team), "subscriptions": sum(len(t) for t in subs.values())}],
+    }
+
+
+def position(task: AgentTask, config: RunnableConfig) -> dict[str, Any]:
+    """One agent states its position (round 0) or keeps or revises it (later rounds), and publishes it."""
+    ctx = context(config, GRAPH)
+    p = panel(ctx)
+    agent = p.agent(task["agent"])
+    record, usage = state_position(
+        agent,
+        agent.model or ctx.require_model(f"consensus agent {agent.name!r}"),
+        task["question"],
+        options=task.get("options", []),
+        round=task["round"],
+        previous=task.get("previous"),
+        others=task.get("others", []),
+        max_repairs=p.repairs,
+    )
+    update: dict[str, Any] = {"ballots": [record], "usage": usage, "agent_usage": {agent.name: usage}}
+    if record["status"] != "excluded":
+        content = {k: record[k] for k in ("agent", "stance", "confidence", "rationale", "ranking")}
+        update.update(publish(position_topic(agent.name), agent.name, content, round=task["round"]))
+    return update
+
+
+def tally(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Measure the round's agreement and name who was excluded; a panel whose models are mostly down raises."""
+    team = panel(context(config, GRAPH)).team
+    r = len(state.get("rounds", []))
+    records = [b for b in state.get("ballots", []) if b["round"] == r]
+    unreachable = [b for b in records if b.get("model_error")]
+    if unreachable and 2 * len(unreachable) >= len(team):  # not a minority: no panel left to speak of
+        raise ModelError(unreachable[0]["errors"][0])
+    ballots = [as_ballot(b) for b in records if b["status"] != "excluded"]
+    summary = {
+        "round": r,
+        "agreement": round(agreement(ballots), 4),
+        "voters": len(ballots),
+        "distribution": distribution(ballots),
+        "excluded": [
+            {"agent": b["agent"], "errors": b.get("errors", []), "model_error": bool(b.get("model_error"))}
+            for b in records
+            if b["status"] == "excluded"
+        ],
+        "repaired": [b["agent"] for b in records if b["status"] == "repaired"],
+        "changed": _changed(state.get("ballots", []), r),
+    }
+    steps = [
+        {"step": "propose" if r == 0 else "revise", "round": r, "positions": len(records)},
+        {"step": "tally", "round": r, "agreement": summary["agreement"], "voters": len(ballots)},
+    ]
+    return {"rounds": [summary], "iterations": r, "steps": state["steps"] + steps}
+
+
+def decide(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Aggregate the last round that had voters by the rule; report the vote, the dissent and the curve."""
+    ctx = context(config, GRAPH)
+    p, (rule, rule_name) = panel(ctx), voting_rule(ctx)
+    rounds_done = state["rounds"]
+    final = next((r for r in reversed(rounds_done) if r["voters"]), rounds_done[-1])
+    records = [b for b in state.get("ballots", []) if b["round"] == final["round"] and b["status"] != "excluded"]
+    decided = aggregate([as_ballot(b) for b in records], rule, state.get("options", []))
+    reason = stop_reason(state, ctx)
+    converged = reason == "converged"
+    steps = state["steps"] + [{"step": "decide", "rule": decided.rule, "decision": decided.decision}]
+    decision = {
+        **decided.as_dict(),
+        "rule": rule_name if decided.fallback_rule is None else decided.rule,
+        "agreement": final["agreement"],
+        "decided_on_round": final["round"],
+    }
+    trace = make_trace(
+        GRAPH,
+        state,
+        action="converged" if converged else "stopped",
+        stop_reason=None if converged else reason,
+        steps=steps,
+        decision=decided.decision,
+        decided_on_round=final["round"],
+        rule=decision["rule"],
+        converged=converged,
+        rounds_to_convergence=rounds_done[-1]["round"] if converged else None,
+        agreement_curve=[r["agreement"] for r in rounds_done],
+        rounds=rounds_done,
+        vote=decided.vote,
+        tie=decided.tie,
+        tie_break=decided.tie_break,
+        fallback_rule=decided.fallback_rule,
+        dissent=decided.dissent,
+        agents=_per_agent(p.team, state),
+        bounds={
+            "rounds": p.rounds,
+            "threshold": p.threshold,
+            "quorum": p.quorum,
+            "max_llm_calls": ctx.bounds.max_llm_calls,
+            "token_budget": ctx.bounds.token_budget,
+            "max_seconds": ctx.bounds.max_seconds,
+        },
+    )
+    answer = _answer_text(decided, final, len(p.team), reason)
+    return {"decision": decision, "answer": answer, "sources": [], "trace": trace, "steps": steps}
+
+
 def _latest(ballots: Sequence[Mapping[str, Any]], agent: str) -> dict | None:
     """The agent's most recent valid ballot (a round where it was excluded does not erase its stance)."""
     return next((dict(b) for b in reversed(ballots) if b["agent"] == agent and b["status"] != "excluded"), None)
 
 
-def _latest_positions(state: ConsensusState, agent: str) -> list[dict]:
+def _latest_positions(state: State, agent: str) -> list[dict]:
     """The newest message from each sender on the agent's subscribed topics (from the broker)."""
     newest: dict[str, dict] = {}
     for message in inbox(state.get("topics"), state.get("subscriptions"), agent):
@@ -380,7 +364,7 @@ def _changed(ballots: Sequence[Mapping[str, Any]], r: int) -> list[dict]:
     return out
 
 
-def _per_agent(team: Sequence[AgentSpec], state: ConsensusState) -> dict[str, dict]:
+def _per_agent(team: Sequence[AgentSpec], state: State) -> dict[str, dict]:
     usage = state.get("agent_usage", {})
     out = {}
     for agent in team:
@@ -407,19 +391,134 @@ def _model_name(model: BaseChatModel | None) -> str:
 
 def _answer_text(decided: Decision, final: Mapping[str, Any], n_agents: int, reason: str | None) -> str:
     if decided.decision is None:
-        return f"No decision: no agent produced a valid position (stopped: {reason})."
-    held = decided.counts.get(decided.decision, 0)
-    text = (
-        f"Decision: {decided.decision} "
-        f"({decided.rule}{' -> ' + decided.fallback_rule if decided.fallback_rule else ''}; "
-        f"{held} of {n_agents} agents; agreement {final['agreement']:.2f} in round {final['round']}; "
-        f"stopped: {reason})."
+        return NO_DECISION.format(reason=reason)
+    text = DECISION.format(
+        decision=decided.decision,
+        rule=decided.rule + (f" -> {decided.fallback_rule}" if decided.fallback_rule else ""),
+        held=decided.counts.get(decided.decision, 0),
+        agents=n_agents,
+        agreement=final["agreement"],
+        round=final["round"],
+        reason=reason,
     )
     if decided.tie:
         text += f" Tie between {', '.join(decided.tied)} broken by {decided.tie_break}."
     if decided.dissent:
         text += " Dissent: " + "; ".join(f"{d['agent']} ({d['stance']}): {d['rationale']}" for d in decided.dissent)
     return text
+
+
+# ---------------------------------------------------------------------- routing (every loop bounded here)
+def stop_reason(state: State, ctx: Context) -> str | None:
+    """Why negotiation ends after the last tally: converged, round_limit or a run bound; None to go on."""
+    p = panel(ctx)
+    last = state["rounds"][-1]
+    if last["agreement"] >= p.threshold and last["voters"] >= p.voters_needed:
+        return "converged"
+    if last["round"] >= p.rounds:
+        return "round_limit"
+    return unfunded(state, ctx)
+
+
+def unfunded(state: Mapping[str, Any], ctx: Context) -> str | None:
+    """The run bound that another round could break: its worst-case calls must all fit in the budget.
+
+    A round may start when the budget is not yet reached with all but the last of those calls spent.
+    """
+    worst = add_usage(state.get("usage"), {"llm_calls": panel(ctx).per_round - 1})
+    return ctx.bounds.reached({**state, "usage": worst})
+
+
+def fan_out_proposals(state: State, config: RunnableConfig) -> list[Send]:
+    """Round 0: every agent at once, each on its own."""
+    options = state.get("options", [])
+    return [
+        Send("propose", AgentTask(agent=a.name, question=state["question"], options=options, round=0))
+        for a in panel(context(config, GRAPH)).team
+    ]
+
+
+def after_tally(state: State, config: RunnableConfig) -> list[Send] | str:
+    """Decide when `stop_reason` says so; otherwise every agent revises, reading the topics it subscribes to."""
+    ctx = context(config, GRAPH)
+    if stop_reason(state, ctx) is not None:
+        return "decide"
+    nxt = state["rounds"][-1]["round"] + 1
+    return [
+        Send(
+            "revise",
+            AgentTask(
+                agent=a.name,
+                question=state["question"],
+                options=state.get("options", []),
+                round=nxt,
+                previous=_latest(state.get("ballots", []), a.name),
+                others=_latest_positions(state, a.name),
+            ),
+        )
+        for a in panel(ctx).team
+    ]
+
+
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    agents: int | Sequence[AgentSpec | Mapping[str, Any] | str] | None = None,
+    rounds: int = ROUNDS,
+    threshold: float = THRESHOLD,
+    quorum: float = QUORUM,
+    rule: str | Callable[..., Decision] = "majority",
+    unanimity_fallback: str = "majority",
+    options: Sequence[str] = (),
+    max_repairs: int | None = None,
+    subscriptions: Mapping[str, Sequence[str]] | None = None,
+    max_agents: int = MAX_AGENTS,
+    max_concurrency: int = MAX_CONCURRENCY,
+    checkpointer: Any = None,
+    **overrides: Any,
+) -> Any:
+    """Compile the consensus graph (options out of range raise TeamError / ConsensusOptionError).
+
+    model: default chat model for agents without their own (None: the configured one, resolved at run time).
+    agents: team size (default roles) or a list of AgentSpec / dicts / role names; each may carry a model.
+    rounds: negotiation rounds after round 0. threshold / quorum: converged when agreement >= threshold
+      with voters >= quorum x agents. rule: majority | confidence | borda | unanimity (then `unanimity_fallback`).
+    options: fixed stances. max_repairs: of a malformed position (default: Settings.max_structured_repairs).
+    subscriptions: agent -> agents (or topics) it listens to, e.g. a ring; default: everyone else.
+    max_agents: largest team accepted. max_concurrency: agent calls in flight at once.
+    overrides: Settings fields, e.g. max_llm_calls or token_budget (the default call budget: `run_settings`).
+    """
+    team = make_agents(agents, max_agents=max_agents)
+    get_rule(rule)  # an unknown rule fails here, not in the middle of a run
+    own = {
+        "team": team,
+        "rounds": _number(int, "rounds", rounds, 0),  # a command line may pass strings
+        "threshold": _number(float, "threshold", threshold, 0.0, 1.0),
+        "quorum": _number(float, "quorum", quorum, 0.0, 1.0),
+        "rule": rule,
+        "unanimity_fallback": unanimity_fallback,
+        "options": list(options),
+        "max_repairs": None if max_repairs is None else _number(int, "max_repairs", max_repairs, 0),
+        "subscriptions": subscriptions,
+    }
+    ctx = Context(run_settings(settings, overrides, own), model=model, options=own)
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
+    for name, node in (("convene", convene), ("propose", position), ("revise", position), ("tally", tally)):
+        g.add_node(name, node)  # type: ignore[arg-type]  # a Send target's input is the payload, not State
+    g.add_node("decide", decide)
+    g.add_edge(START, "convene")
+    g.add_conditional_edges("convene", fan_out_proposals, ["propose"])
+    g.add_edge("propose", "tally")
+    g.add_edge("revise", "tally")
+    g.add_conditional_edges("tally", after_tally, ["revise", "decide"])
+    g.add_edge("decide", END)
+    # Up to max_concurrency agents of a round at once (LangGraph's default pool has cpu+4 threads);
+    # the recursion limit is sized so that the round limit, not LangGraph, ends the loop.
+    concurrency = max(1, min(len(team), _number(int, "max_concurrency", max_concurrency, 1)))
+    compiled = g.compile(name=GRAPH, checkpointer=checkpointer)
+    compiled = compiled.with_config(max_concurrency=concurrency, recursion_limit=4 * (own["rounds"] + 2) + 10)
+    return bind_context(compiled, GRAPH, ctx)
 
 
 graph = build()

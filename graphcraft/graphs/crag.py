@@ -31,8 +31,8 @@ from graphcraft.chains.refine import Strip, refine_documents
 from graphcraft.chains.rewrite import rewrite_query as rewrite
 from graphcraft.config import Settings, settings_from
 from graphcraft.ingestion.calibration import evaluator_thresholds
-from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.accounting import Usage, add_usage
+from graphcraft.runtime.bounds import fresh_run
 from graphcraft.runtime.context import UNSET, Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace
 
@@ -74,21 +74,16 @@ def query_vector(ctx: Context, text: str) -> np.ndarray:
 def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Retrieve the top-k chunks (hybrid: vectors and BM25 fused) and start a fresh run."""
     docs = context(config, GRAPH).retriever("hybrid").search(state["question"])
-    return {
-        **start_clock(),
-        "documents": docs,
-        "iterations": 0,
-        "queries": [],
-        "internal": [],
-        "external": [],
-        "strip_scores": None,
-        "external_source": "not needed",
-        "usage": empty_usage(),
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [{"step": "retrieve", "documents": len(docs)}],
-    }
+    return fresh_run(
+        documents=docs,
+        iterations=0,
+        queries=[],
+        internal=[],
+        external=[],
+        strip_scores=None,
+        external_source="not needed",
+        steps=[{"step": "retrieve", "documents": len(docs)}],
+    )
 
 
 def evaluate(state: State, config: RunnableConfig) -> dict[str, Any]:

@@ -7,7 +7,8 @@
 
 decompose: sub-questions with explicit dependencies (LLM structured output, or spaCy rules
 offline); the plan is validated (unknown ids, self-dependencies and cycles repaired or
-refused) and ordered topologically into waves (networkx generations).
+refused) and ordered topologically into waves (networkx generations), at most max_hops hops
+in at most max_waves waves.
 schedule: dispatches the next wave; every hop of a wave runs in parallel (LangGraph Send,
 map-reduce) and the wave's results are merged by a reducer before the next wave starts.
 answer_subquestion: substitutes earlier answers for {q1} placeholders (the name each answer
@@ -17,16 +18,20 @@ sub-question drops the scene the user set), keeps the relevant knowledge strips 
 with citations (LLM or extractive); its sources carry their whole chunks.
 compose: the final answer with every hop's supporting sentences, citing only what it shows,
 numbered 1..n in reading order to match the sources list.
-Bounds: max_hops and max_waves in the plan, LLM calls and tokens checked in `route_wave`.
+Bounds: the run's LLM calls, tokens and wall clock are checked in `stop_reason` before every
+wave and before the composing model call; a run that hits one composes extractively from the
+hops it has. A wave takes two supersteps: LangGraph's default recursion limit (25) leaves room
+for 11 waves; a run allowed more passes a larger recursion_limit in its config.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import numpy as np
+from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -41,47 +46,15 @@ from graphcraft.config import Settings, settings_from
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.retrievers.fusion import rrf_fuse
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, start_clock
-from graphcraft.runtime.context import Context as Resources
-from graphcraft.runtime.result import make_trace
+from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace
 
+GRAPH = "multihop"
 DESCRIPTION = (
     "Multi-hop RAG: decompose into dependent sub-questions, answer each wave in parallel (Send), substitute "
     "answers, compose with citations per hop."
 )
-
-_CITE = re.compile(r"\[(\d+)\]")
-BRIDGE_VERBATIM_WORDS = 8  # a model's answer this short is passed on as it is (see decompose.bridge_answer)
-
-
-def merge_results(left: dict | None, right: dict | None) -> dict:
-    return {**(left or {}), **(right or {})}
-
-
-class MultihopState(TypedDict, total=False):
-    question: str
-    started_at: float  # the run's wall clock (runtime.bounds), checked with the call and token budgets
-    hops: list[dict[str, Any]]  # validated plan: id, question (may hold {q1}), depends_on, level
-    levels: list[list[str]]  # waves: hop ids per topological level
-    plan: dict[str, Any]  # how the plan was made and repaired
-    wave: int  # waves dispatched so far; bounded by the plan's levels (<= max_waves)
-    results: Annotated[dict[str, dict[str, Any]], merge_results]
-    executed: Annotated[list[tuple[int, str]], operator.add]  # (wave, hop id) in completion order
-    usage: Annotated[Usage, add_usage]
-    stop_reason: str
-    answer: str
-    sources: list[dict]
-    trace: dict
-
-
-class HopTask(TypedDict):
-    """What one parallel `answer_subquestion` branch receives."""
-
-    hop: dict[str, Any]
-    question: str  # with earlier answers substituted
-    wave: int
-    context_query: str  # the user's question, for the final hop ("" for the others)
-
 
 COMPOSE_PROMPT = """Answer the question from the findings of its sub-questions below. Cite the
 numbered sources of every finding you use, like [1]. Be concise. If the findings do not answer
@@ -93,6 +66,208 @@ Findings:
 Question: {question}
 Answer:"""
 
+BRIDGE_VERBATIM_WORDS = 8  # a model's answer this short is passed on as it is (see decompose.bridge_answer)
+_CITE = re.compile(r"\[(\d+)\]")
+
+
+def merge_results(left: dict | None, right: dict | None) -> dict:
+    """Reducer of the hops' results: each parallel hop adds its own entry."""
+    return {**(left or {}), **(right or {})}
+
+
+class State(InputState, OutputState, total=False):
+    started_at: float  # the run's wall clock (runtime.bounds)
+    hops: list[dict[str, Any]]  # validated plan: id, question (may hold {q1}), depends_on, level
+    levels: list[list[str]]  # waves: hop ids per topological level
+    plan: dict[str, Any]  # how the plan was made and repaired
+    wave: int  # waves dispatched so far; bounded by the plan's levels (<= max_waves)
+    finished: bool  # schedule dispatches no further wave
+    stopped: str | None  # the bound that ended the waves before the plan's end
+    # Written by parallel hops, hence reducers; `decompose` overwrites them, so a thread that is
+    # asked a second question (Studio, LangGraph Server) starts a fresh run.
+    results: Annotated[dict[str, dict[str, Any]], merge_results]  # hop id -> its answer, bridge, sources, wave
+    usage: Annotated[Usage, add_usage]
+    steps: Annotated[list[dict[str, Any]], operator.add]
+
+
+class HopTask(TypedDict):
+    """What one parallel `answer_subquestion` branch receives."""
+
+    hop: dict[str, Any]
+    question: str  # with earlier answers substituted
+    wave: int
+    context_query: str  # the user's question, for the final hop ("" for the others)
+
+
+def plan_bounds(ctx: Context) -> tuple[int, int]:
+    """The run's max_hops and max_waves: the build options (or per-run overrides), else Settings' multihop_*."""
+    return (
+        int(ctx.option("max_hops", ctx.settings.multihop_max_hops)),
+        int(ctx.option("max_waves", ctx.settings.multihop_max_waves)),
+    )
+
+
+def hop_retriever(ctx: Context) -> Any:
+    """The retriever of every hop: the build option "retriever" (hybrid, vector, keyword or hierarchical)."""
+    kind = ctx.option("retriever", ctx.settings.multihop_retriever)
+    if kind == "hierarchical":
+        from graphcraft.retrievers.hierarchical import HierarchicalRetriever
+
+        # model=None: a hierarchy missing here is built extractively, never with LLM calls hidden from the budget
+        return HierarchicalRetriever(store=ctx.store, k=ctx.settings.top_k, settings=ctx.settings)
+    return ctx.retriever(kind)
+
+
+def hop_documents(ctx: Context, question: str, context_query: str) -> list[Document]:
+    """The hop's chunks; the final hop also reads what the user's own question retrieves (RRF, both kept whole)."""
+    retriever = hop_retriever(ctx)
+    docs = retriever.search(question)
+    if not context_query:
+        return docs
+    return rrf_fuse([docs, retriever.search(context_query)], limit=2 * ctx.settings.top_k, names=["hop", "question"])
+
+
+# ---------------------------------------------------------------------- nodes (the method's steps)
+def decompose(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Split the question into sub-questions with dependencies, ordered into waves, and start a fresh run."""
+    ctx = context(config, GRAPH)
+    max_hops, max_waves = plan_bounds(ctx)
+    plan = plan_question(
+        state["question"],
+        ctx.model,
+        spacy_model=ctx.settings.spacy_model,
+        max_hops=max_hops,
+        max_waves=max_waves,
+        strict=ctx.option("strict", ctx.settings.multihop_strict),
+        max_repairs=ctx.settings.max_structured_repairs,
+    )
+    step = {"step": "decompose", "strategy": plan.strategy, "hops": [h["id"] for h in plan.hops]}
+    return {
+        **start_clock(),
+        "hops": plan.hops,
+        "levels": plan.levels,
+        "plan": plan.trace(),
+        "wave": 0,
+        "finished": False,
+        "stopped": None,
+        "results": Overwrite({}),
+        "usage": Overwrite(plan.usage),
+        "steps": Overwrite([step]),
+    }
+
+
+def schedule(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Advance to the next wave, or end the waves: the plan is done or a bound is reached."""
+    ctx = context(config, GRAPH)
+    wave = state.get("wave", 0)
+    if wave >= len(state.get("levels", [])):
+        return {"finished": True}
+    if reason := stop_reason(state, ctx):
+        return {"finished": True, "stopped": reason}
+    return {"wave": wave + 1}
+
+
+def answer_subquestion(task: HopTask, config: RunnableConfig) -> dict[str, Any]:
+    """Answer one hop from its own retrieval, and extract the name the dependent hops need."""
+    ctx = context(config, GRAPH)
+    question, hop_id = task["question"], task["hop"]["id"]
+    docs = hop_documents(ctx, question, task.get("context_query", ""))
+    qv = np.asarray(ctx.embeddings.embed_query(question), dtype=np.float32)
+    scores = [float(d.metadata.get("score") or 0.0) for d in docs]
+    strips = refine_documents(question, qv, docs, scores, ctx.store, ctx.settings.strip_threshold)
+    answer = generate_answer(question, strips, ctx.model, documents=docs)
+    # An extractive answer quotes whole sentences: the bridge is always the name extracted from them.
+    verbatim = BRIDGE_VERBATIM_WORDS if answer.strategy == "llm" else 0
+    bridge = (
+        "" if answer.abstained else bridge_answer(question, answer.text, ctx.settings.spacy_model, max_words=verbatim)
+    )
+    result = {
+        "question": question,
+        "answer": answer.text,
+        "bridge": bridge,
+        "sources": answer.sources,
+        "abstained": answer.abstained,
+        "strategy": answer.strategy,
+        "wave": task["wave"],
+        "retrieved": [str(d.metadata.get("chunk_id", "")) for d in docs],
+        "context_query": task.get("context_query", ""),
+    }
+    step = {
+        "step": "answer_subquestion",
+        "hop": hop_id,
+        "wave": task["wave"],
+        "documents": len(docs),
+        "strategy": answer.strategy,
+        "abstained": answer.abstained,
+    }
+    return {"results": {hop_id: result}, "usage": answer.usage, "steps": [step]}
+
+
+def compose(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Write the final answer from every hop's finding, citing only what it shows, numbered 1..n."""
+    ctx = context(config, GRAPH)
+    results = state.get("results", {})
+    hops = [h for h in state.get("hops", []) if h["id"] in results]
+    sources, renumbered = _number_sources(hops, results)
+    findings = [f"{i}. {results[h['id']]['question']} -> {renumbered[h['id']]}" for i, h in enumerate(hops, 1)]
+    # A bound that ended the waves, or is reached now, leaves the composition to the extractive strategy.
+    reason = state.get("stopped") or stop_reason(state, ctx)
+    model = None if reason else ctx.model
+    text, strategy, usage = write_answer(state["question"], hops, results, findings, renumbered, model)
+    text = _with_findings(text, strategy, hops, findings, renumbered)
+    text, sources, renumbered = _final_citations(text, sources, renumbered)
+    answered = any(not results[h["id"]]["abstained"] for h in hops)
+    steps = state.get("steps", []) + [{"step": "compose", "strategy": strategy}]
+    max_hops, max_waves = plan_bounds(ctx)
+    waves = _waves(state)
+    trace = make_trace(
+        GRAPH,
+        state,
+        action="stopped" if state.get("stopped") else ("answered" if answered else "abstained"),
+        stop_reason=reason,
+        iterations=len(waves),
+        steps=steps,
+        usage=add_usage(state.get("usage"), usage),
+        decomposition=state.get("plan", {}),
+        waves=waves,
+        parallel_hops=sum(len(w) for w in waves if len(w) > 1),
+        compose_strategy=strategy,
+        hops=[_hop_trace(h, results[h["id"]], renumbered[h["id"]]) for h in hops],
+        skipped=[h["id"] for h in state.get("hops", []) if h["id"] not in results],
+        bounds={**ctx.bounds.as_dict(), "max_hops": max_hops, "max_waves": max_waves},
+    )
+    return {"answer": text, "sources": sources, "usage": usage, "trace": trace, "steps": steps[-1:]}
+
+
+# ---------------------------------------------------------------------- routing (every loop bounded here)
+def stop_reason(state: State, ctx: Context) -> str | None:
+    """The bound that ends the run early: a budget of the run, or max_waves while waves of the plan remain."""
+    if reached := ctx.bounds.reached(state):
+        return reached
+    wave = state.get("wave", 0)
+    remaining = wave < len(state.get("levels", []))
+    return "max_waves" if remaining and wave >= plan_bounds(ctx)[1] else None
+
+
+def route_wave(state: State) -> list[Send] | str:
+    """Fan the current wave out (one Send per hop), unless schedule ended the waves."""
+    if state.get("finished"):
+        return "compose"
+    wave = state["wave"]
+    by_id = {h["id"]: h for h in state["hops"]}
+    return [
+        Send(
+            "answer_subquestion",
+            HopTask(
+                hop=by_id[hid],
+                question=_resolve(by_id[hid], state),
+                wave=wave,
+                context_query=_context_query(by_id[hid], state),
+            ),
+        )
+        for hid in state["levels"][wave - 1]
+    ]
+
 
 def build(
     model: BaseChatModel | None = None,
@@ -103,8 +278,6 @@ def build(
     max_hops: int | None = None,
     max_waves: int | None = None,
     strict: bool | None = None,
-    max_llm_calls: int | None = None,
-    token_budget: int | None = None,
     checkpointer: Any = None,
     **options: Any,
 ) -> Any:
@@ -112,188 +285,24 @@ def build(
 
     retriever: "hybrid" (default) | "vector" | "keyword" | "hierarchical" for each hop.
     max_hops / max_waves: plan bounds, default 5 / 4 (a longer plan is cut, recorded). strict: refuse
-    an invalid plan with PlanError instead of repairing it. max_llm_calls / token_budget: override
-    Settings. Unset arguments come from Settings fields multihop_* when they exist.
+    an invalid plan with PlanError instead of repairing it. Unset arguments come from the Settings
+    fields multihop_*; Settings fields among the options (max_llm_calls, token_budget ...) apply too.
+    Each of retriever, max_hops, max_waves and strict can be overridden per run in config["configurable"].
+    checkpointer: a LangGraph checkpointer for threads (each new question on a thread is a fresh run).
     """
-    settings = settings_from(settings, options)
-    retriever = retriever or cast(str, getattr(settings, "multihop_retriever", "hybrid"))
-    max_hops = max_hops or cast(int, getattr(settings, "multihop_max_hops", 5))
-    max_waves = max_waves or cast(int, getattr(settings, "multihop_max_waves", 4))
-    strict = bool(getattr(settings, "multihop_strict", False)) if strict is None else strict
-    base = Resources(settings, model=model, store=store)
-    bounds = Bounds.from_settings(settings, max_llm_calls=max_llm_calls, token_budget=token_budget)
-
-    def hop_retriever(res: Resources) -> Any:
-        if retriever == "hierarchical":
-            from graphcraft.retrievers.hierarchical import HierarchicalRetriever
-
-            # model=None: a hierarchy missing here is built extractively, never with LLM calls hidden from the budget
-            return HierarchicalRetriever(store=res.store, k=res.settings.top_k, settings=res.settings)
-        return res.retriever(retriever)
-
-    # ------------------------------------------------------------------ nodes
-    def decompose(state: MultihopState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        plan = plan_question(
-            state["question"],
-            res.model,
-            spacy_model=res.settings.spacy_model,
-            max_hops=max_hops,
-            max_waves=max_waves,
-            strict=strict,
-            max_repairs=res.settings.max_structured_repairs,
-        )
-        # Overwrite: a new question on a reused thread (Studio, LangGraph Server) starts from nothing.
-        return {
-            **start_clock(),
-            "hops": plan.hops,
-            "levels": plan.levels,
-            "plan": plan.trace(),
-            "wave": 0,
-            "stop_reason": "",
-            "results": Overwrite({}),
-            "executed": Overwrite([]),
-            "usage": Overwrite(plan.usage),
-        }
-
-    def schedule(state: MultihopState) -> dict:
-        """Advance to the next wave, or record why no further wave runs."""
-        wave = state.get("wave", 0)
-        if wave >= len(state.get("levels", [])):
-            return {"stop_reason": "completed"}
-        exhausted = bounds.reached(state)
-        if exhausted:
-            return {"stop_reason": exhausted}
-        return {"wave": wave + 1}
-
-    def route_wave(state: MultihopState) -> list[Send] | str:
-        """Fan the current wave out (one Send per hop), unless the plan is done or a bound is hit."""
-        if state.get("stop_reason"):
-            return "compose"
-        wave = state["wave"]
-        by_id = {h["id"]: h for h in state["hops"]}
-        return [
-            Send(
-                "answer_subquestion",
-                HopTask(
-                    hop=by_id[hid],
-                    question=_resolve(by_id[hid], state),
-                    wave=wave,
-                    context_query=_context_query(by_id[hid], state),
-                ),
-            )
-            for hid in state["levels"][wave - 1]
-        ]
-
-    def answer_subquestion(task: HopTask, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        question = task["question"]
-        retriever = hop_retriever(res)
-        docs = retriever.search(question)
-        if task.get("context_query"):
-            # The sub-question drops the scene the user set: the final hop also reads what the user's own
-            # question retrieves (both lists kept whole), so its evidence never falls below a plain search's.
-            docs = rrf_fuse(
-                [docs, retriever.search(task["context_query"])], limit=2 * res.settings.top_k, names=["hop", "question"]
-            )
-        qv = np.asarray(res.embeddings.embed_query(question), dtype=np.float32)
-        strips = refine_documents(
-            question,
-            qv,
-            docs,
-            [float(d.metadata.get("score") or 0.0) for d in docs],
-            res.store,
-            res.settings.strip_threshold,
-        )
-        answer = generate_answer(question, strips, res.model, documents=docs)
-        # An extractive answer quotes whole sentences: the bridge is always the name extracted from them.
-        verbatim = BRIDGE_VERBATIM_WORDS if answer.strategy == "llm" else 0
-        bridge = (
-            ""
-            if answer.abstained
-            else bridge_answer(question, answer.text, res.settings.spacy_model, max_words=verbatim)
-        )
-        result = {
-            "question": question,
-            "answer": answer.text,
-            "bridge": bridge,
-            "sources": answer.sources,
-            "abstained": answer.abstained,
-            "strategy": answer.strategy,
-            "wave": task["wave"],
-            "retrieved": [str(d.metadata.get("chunk_id", "")) for d in docs],
-            "context_query": task.get("context_query", ""),
-        }
-        return {
-            "results": {task["hop"]["id"]: result},
-            "usage": answer.usage,
-            "executed": [(task["wave"], task["hop"]["id"])],
-        }
-
-    def compose(state: MultihopState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        hops = [h for h in state.get("hops", []) if h["id"] in state.get("results", {})]
-        results = state.get("results", {})
-        sources, renumbered = _number_sources(hops, results)
-        findings = [f"{i}. {results[h['id']]['question']} -> {renumbered[h['id']]}" for i, h in enumerate(hops, 1)]
-        usage = empty_usage()
-        answered = [h for h in hops if not results[h["id"]]["abstained"]]
-        if not answered:
-            text, strategy = ABSTAIN, "abstain"
-        elif res.model is not None and not bounds.exhausted(state.get("usage")):
-            reply, usage = invoke_llm(
-                res.model, COMPOSE_PROMPT.format(findings="\n".join(findings), question=state["question"])
-            )
-            text, strategy = message_text(reply).strip() or ABSTAIN, "llm"
-        else:
-            sinks = [h for h in hops if _is_final(h, hops)] or hops[-1:]
-            text = "\n".join(
-                renumbered[h["id"]] if len(sinks) == 1 else f"{results[h['id']]['question']} {renumbered[h['id']]}"
-                for h in sinks
-            )
-            strategy = "extractive"
-        # Every hop is cited: its finding is listed unless the composed answer already cites its sources.
-        cited = _hop_citations(text)
-        if strategy == "llm":
-            listed = [
-                f for h, f in zip(hops, findings, strict=False) if not _hop_citations(renumbered[h["id"]]) & cited
-            ]
-        else:
-            listed = findings if len(hops) > 1 else []
-        if listed:
-            text = f"{text}\n\nHow this was found:\n" + "\n".join(listed)
-        text, sources, renumbered = _final_citations(text, sources, renumbered)
-        final = {**state, "usage": add_usage(state.get("usage"), usage), "iterations": len(_waves(state))}
-        trace = make_trace(
-            "multihop",
-            final,
-            decomposition=state.get("plan", {}),
-            stop_reason=state.get("stop_reason", "completed"),
-            waves=_waves(state),
-            parallel_hops=sum(len(w) for w in _waves(state) if len(w) > 1),
-            compose_strategy=strategy,
-            hops=[
-                {
-                    "id": h["id"],
-                    "planned": h["question"],
-                    "question": results[h["id"]]["question"],
-                    "depends_on": h["depends_on"],
-                    "answer": renumbered[h["id"]],
-                    "bridge": results[h["id"]]["bridge"],
-                    "abstained": results[h["id"]]["abstained"],
-                    "wave": results[h["id"]]["wave"],
-                    "strategy": results[h["id"]]["strategy"],
-                    "context_query": results[h["id"]].get("context_query", ""),
-                    "retrieved": results[h["id"]]["retrieved"],
-                }
-                for h in hops
-            ],
-            skipped=[h["id"] for h in state.get("hops", []) if h["id"] not in results],
-            bounds={**bounds.as_dict(), "max_hops": max_hops, "max_waves": max_waves},
-        )
-        return {"answer": text, "sources": sources, "usage": usage, "trace": trace}
-
-    g = StateGraph(MultihopState)
+    s = settings_from(settings, options)
+    ctx = Context(
+        s,
+        model=model,
+        store=store,
+        options={
+            "retriever": retriever or s.multihop_retriever,
+            "max_hops": max_hops or s.multihop_max_hops,
+            "max_waves": max_waves or s.multihop_max_waves,
+            "strict": s.multihop_strict if strict is None else strict,
+        },
+    )
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
     g.add_node("decompose", decompose)
     g.add_node("schedule", schedule)
     g.add_node("answer_subquestion", answer_subquestion)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
@@ -303,11 +312,62 @@ def build(
     g.add_conditional_edges("schedule", route_wave, ["answer_subquestion", "compose"])
     g.add_edge("answer_subquestion", "schedule")
     g.add_edge("compose", END)
-    # Sized so the plan's bounds end the run, never the recursion limit.
-    return g.compile(name="multihop", checkpointer=checkpointer).with_config(recursion_limit=2 * max_waves + 10)
+    return bind_context(g.compile(name=GRAPH, checkpointer=checkpointer), GRAPH, ctx)
 
 
-def _resolve(hop: dict[str, Any], state: MultihopState) -> str:
+# ---------------------------------------------------------------------- helpers of the steps
+def write_answer(
+    question: str,
+    hops: list[dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    findings: list[str],
+    renumbered: dict[str, str],
+    model: BaseChatModel | None,
+) -> tuple[str, str, Usage]:
+    """The composed answer, how it was written (llm, extractive, abstain) and what it cost."""
+    if all(results[h["id"]]["abstained"] for h in hops):
+        return ABSTAIN, "abstain", empty_usage()
+    if model is not None:
+        reply, usage = invoke_llm(model, COMPOSE_PROMPT.format(findings="\n".join(findings), question=question))
+        return message_text(reply).strip() or ABSTAIN, "llm", usage
+    sinks = [h for h in hops if _is_final(h, hops)] or hops[-1:]
+    text = "\n".join(
+        renumbered[h["id"]] if len(sinks) == 1 else f"{results[h['id']]['question']} {renumbered[h['id']]}"
+        for h in sinks
+    )
+    return text, "extractive", empty_usage()
+
+
+def _with_findings(
+    text: str, strategy: str, hops: list[dict[str, Any]], findings: list[str], renumbered: dict[str, str]
+) -> str:
+    """Every hop is cited: its finding is listed unless the composed answer already cites its sources."""
+    cited = _hop_citations(text)
+    if strategy == "llm":
+        listed = [f for h, f in zip(hops, findings, strict=False) if not _hop_citations(renumbered[h["id"]]) & cited]
+    else:
+        listed = findings if len(hops) > 1 else []
+    return f"{text}\n\nHow this was found:\n" + "\n".join(listed) if listed else text
+
+
+def _hop_trace(hop: dict[str, Any], result: dict[str, Any], answer: str) -> dict[str, Any]:
+    """What the trace keeps of one hop: its planned and asked question, answer, bridge and evidence."""
+    return {
+        "id": hop["id"],
+        "planned": hop["question"],
+        "question": result["question"],
+        "depends_on": hop["depends_on"],
+        "answer": answer,
+        "bridge": result["bridge"],
+        "abstained": result["abstained"],
+        "wave": result["wave"],
+        "strategy": result["strategy"],
+        "context_query": result.get("context_query", ""),
+        "retrieved": result["retrieved"],
+    }
+
+
+def _resolve(hop: dict[str, Any], state: State) -> str:
     """The hop's question with its dependencies' answers; a dependency that found nothing is asked inline."""
     results = state.get("results", {})
     answers = {}
@@ -320,7 +380,7 @@ def _resolve(hop: dict[str, Any], state: MultihopState) -> str:
     return " ".join(substitute(hop["question"], answers).split())
 
 
-def _context_query(hop: dict[str, Any], state: MultihopState) -> str:
+def _context_query(hop: dict[str, Any], state: State) -> str:
     """For a final hop that depends on others: the user's own question ("" for every other hop)."""
     return state["question"] if hop["depends_on"] and _is_final(hop, state["hops"]) else ""
 
@@ -379,10 +439,11 @@ def _hop_citations(text: str) -> set[int]:
     return {int(n) for n in _CITE.findall(text)}
 
 
-def _waves(state: MultihopState) -> list[list[str]]:
+def _waves(state: State) -> list[list[str]]:
+    """The hop ids answered in each wave, in wave order."""
     waves: dict[int, list[str]] = {}
-    for wave, hid in state.get("executed", []):
-        waves.setdefault(wave, []).append(hid)
+    for hid, result in state.get("results", {}).items():
+        waves.setdefault(result["wave"], []).append(hid)
     return [sorted(waves[w]) for w in sorted(waves)]
 
 

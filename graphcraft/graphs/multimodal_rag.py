@@ -1,6 +1,6 @@
 """Multimodal RAG over PDFs: text, tables, images and scanned pages, answers cite page + bbox.
 
-    analyze_query -> retrieve -> fuse --nothing relevant, iterations < max--> widen -> retrieve
+    analyze_query -> retrieve -> fuse --nothing relevant, within max_iterations--> widen -> retrieve
                                       \\-> lookup_table -> generate
 
 - analyze_query first makes sure the store holds multimodal chunks (a StoreError saying how
@@ -17,16 +17,16 @@
 - generate otherwise answers from the best knowledge strips (extractive offline, the chat
   model when configured), each citation carrying page, bbox and modality.
 - widen is the one loop: when no modality returned anything relevant, retry with every
-  modality at full weight and no relevance floor, at most ``max_iterations`` times.
+  modality at full weight and no relevance floor, while no bound is reached (``max_iterations``,
+  the run's LLM-call, token and time budgets).
 
 Ingest with ``graphcraft ingest PATH --multimodal`` (graphcraft.ingestion.multimodal_pipeline).
 """
 
 from __future__ import annotations
 
-import operator
 import re
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
@@ -34,20 +34,27 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
-from typing_extensions import TypedDict
 
-from graphcraft.chains.answer import ABSTAIN, generate_answer
+from graphcraft.chains.answer import Answer, generate_answer
 from graphcraft.chains.refine import Strip, refine_documents
-from graphcraft.chains.table_lookup import CellAnswer, lookup_table
+from graphcraft.chains.table_lookup import CellAnswer
+from graphcraft.chains.table_lookup import lookup_table as find_cell
 from graphcraft.config import Settings, settings_from
 from graphcraft.errors import StoreError
 from graphcraft.ingestion.pdf_tables import frame_from_csv
 from graphcraft.models import structured_call
-from graphcraft.retrievers.multimodal import MODALITIES, MultimodalRetriever, require_modality_stores
-from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.context import Context as Resources
-from graphcraft.runtime.result import make_trace, source_dict
+from graphcraft.retrievers.multimodal import (
+    MODALITIES,
+    MultimodalRetriever,
+    modality_store_path,
+    require_modality_stores,
+)
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace, source_dict
+from graphcraft.stores.vector import ChunkStore
 
+GRAPH = "multimodal_rag"
 DESCRIPTION = (
     "Multimodal RAG over PDFs: text, tables (answered from the cells), images and OCR'd scanned pages, fused by "
     "weighted RRF; answers cite page and bbox."
@@ -59,6 +66,7 @@ TEXT_WEIGHT = 1.0
 FUSION_RRF_K = 10  # small k: modality weights move ranks by a few places, not dozens
 MIN_SIMILARITY = 0.3  # a hit with no query term must be at least this close (cosine)
 MIN_CELL_SCORE = 0.5  # row match x column match needed to answer from a cell
+PROVENANCE = ("bbox", "modality", "caption", "ocr", "ocr_confidence", "low_confidence", "bbox_units")  # kept per source
 
 _TABLE_CUES = re.compile(
     r"\b(how (much|many)|total|sum|average|mean|median|highest|lowest|largest|smallest|maximum|minimum|"
@@ -73,6 +81,12 @@ _IMAGE_CUES = re.compile(
 )
 
 
+ANALYZE_PROMPT = """A document collection has text passages, tables and images (figures, charts, photos).
+Decide which of them could hold the answer to the question.
+
+Question: {question}"""
+
+
 class ModalityChoice(BaseModel):
     """Which kinds of content could answer the question (text is always searched)."""
 
@@ -81,29 +95,21 @@ class ModalityChoice(BaseModel):
     reason: str = Field(default="", max_length=160, description="one short sentence")
 
 
-ANALYZE_PROMPT = """A document collection has text passages, tables and images (figures, charts, photos).
-Decide which of them could hold the answer to the question.
-
-Question: {question}"""
-
-
-class MultimodalState(TypedDict, total=False):
-    question: str
+class State(InputState, OutputState, total=False):
     weights: dict[str, float]  # modality -> RRF weight (0 = not searched)
-    analysis: dict  # how the weights were chosen
+    analysis: dict[str, Any]  # how the weights were chosen
     hits: dict[str, list[Document]]  # per modality, after the relevance floor
     documents: list[Document]  # fused
     floor: bool  # apply the relevance floor (off once widened)
     iterations: int  # widen rounds; bounded by max_iterations
-    cell: dict | None  # the table cell (or aggregate) that answers, if any
-    answer: str
-    sources: list[dict]
-    usage: Annotated[Usage, add_usage]
-    steps: Annotated[list[dict], operator.add]
-    trace: dict
+    cell: dict[str, Any] | None  # the table cell (or aggregate) that answers, if any
+    # Plain channels (no reducer), reset by `analyze_query`: a thread that is asked a second question
+    # (Studio, LangGraph Server) starts a fresh run instead of adding to the previous one.
+    usage: Usage
+    steps: list[dict[str, Any]]
 
 
-def analyze_locally(question: str) -> dict:
+def analyze_locally(question: str) -> dict[str, Any]:
     """Weights from cue words: tables for numbers/aggregates, images for figures/charts."""
     table = bool(_TABLE_CUES.search(question))
     image = bool(_IMAGE_CUES.search(question))
@@ -111,6 +117,7 @@ def analyze_locally(question: str) -> dict:
 
 
 def weights_for(table: bool, image: bool) -> dict[str, float]:
+    """RRF weight per modality: text always counts; a modality the question points to counts more."""
     return {
         "text": TEXT_WEIGHT,
         "table": CUED_WEIGHT if table else UNCUED_WEIGHT,
@@ -131,7 +138,8 @@ def answer_body(answer: str) -> str:
     return answer.split("\n\nSources:", 1)[0]
 
 
-def _where(src: dict) -> str:
+def where_cited(src: dict[str, Any]) -> str:
+    """One footer line: citation number, file, page, box and kind of content."""
     name = str(src.get("source", "")).rsplit("/", 1)[-1]
     page = f", page {src['page']}" if src.get("page") else ""
     bbox = src.get("bbox")
@@ -140,11 +148,12 @@ def _where(src: dict) -> str:
     return f"[{src['citation']}] {name}{page}{box} ({kind})"
 
 
-def with_footer(text: str, sources: list[dict]) -> str:
-    return text if not sources else text + "\n\nSources:\n" + "\n".join(_where(s) for s in sources)
+def with_footer(text: str, sources: list[dict[str, Any]]) -> str:
+    """The answer with a 'Sources:' footer listing where each citation is."""
+    return text if not sources else text + "\n\nSources:\n" + "\n".join(where_cited(s) for s in sources)
 
 
-def _cell_source(doc: Document, cell: CellAnswer) -> dict:
+def cell_source(doc: Document, cell: CellAnswer) -> dict[str, Any]:
     """Provenance of a table answer: the cell's own box (the table's box when unknown)."""
     src = source_dict(doc, text=cell.sentence())
     boxes = doc.metadata.get("table_cell_bboxes") or []
@@ -168,12 +177,216 @@ def _cell_source(doc: Document, cell: CellAnswer) -> dict:
     return src
 
 
+def modality_stores(ctx: Context) -> dict[str, ChunkStore]:
+    """The modality stores (the build option "stores", else ``<store>/multimodal/*``); a StoreError
+    saying how to ingest them when none holds a chunk."""
+    given = ctx.option("stores")
+    if given is None:
+        return opened_stores(ctx.settings)
+    if not any(len(s) for s in given.values()):
+        raise StoreError(
+            "the given multimodal stores hold no chunks: ingest with `graphcraft ingest PATH --multimodal`"
+        )
+    return given
+
+
+_OPENED: dict[tuple[str, str, tuple[str, ...]], dict[str, ChunkStore]] = {}  # see opened_stores
+
+
+def opened_stores(settings: Settings) -> dict[str, ChunkStore]:
+    """The stores under ``settings.store``, opened once per ingest: a new ingest (a new generation
+    in a modality's CURRENT file) opens them again, so a long-lived graph sees new documents."""
+    generations = []
+    for modality in MODALITIES:
+        current = modality_store_path(settings.store, modality) / "CURRENT"
+        generations.append(current.read_text().strip() if current.exists() else "")
+    key = (str(settings.store), settings.embedding_model, tuple(generations))
+    if key not in _OPENED:
+        if len(_OPENED) >= 8:  # bounded: a process that serves many stores keeps the latest few open
+            _OPENED.pop(next(iter(_OPENED)))
+        _OPENED[key] = require_modality_stores(settings.store, settings)
+    return _OPENED[key]
+
+
+def retriever(ctx: Context) -> MultimodalRetriever:
+    """Hybrid search per modality store, fused by weighted RRF."""
+    return MultimodalRetriever(stores=modality_stores(ctx), k=ctx.settings.top_k, rrf_k=FUSION_RRF_K)
+
+
+def answer_from_strips(ctx: Context, state: State) -> Answer:
+    """Refine each modality's documents into strips and answer from them; sources keep their box and modality."""
+    question = state["question"]
+    qvec = np.asarray(ctx.embeddings.embed_query(question), dtype=np.float32)
+    stores = modality_stores(ctx)
+    strips: list[Strip] = []
+    for modality in MODALITIES:
+        docs = [d for d in state["documents"] if d.metadata.get("modality") == modality]
+        if docs:
+            scores = [float(d.metadata.get("score", 0)) for d in docs]
+            strips += refine_documents(question, qvec, docs, scores, stores.get(modality), ctx.settings.strip_threshold)
+    answer = generate_answer(question, strips, ctx.model, documents=state["documents"])  # sources: whole regions
+    by_id = {d.metadata["chunk_id"]: d for d in state["documents"]}
+    for src in answer.sources:
+        doc = by_id.get(src["chunk_id"])
+        if doc is not None:
+            src.update({k: doc.metadata[k] for k in PROVENANCE if doc.metadata.get(k) is not None})
+    return answer
+
+
+# ---------------------------------------------------------------------- nodes (the pipeline's steps)
+def analyze_query(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Check the stores hold chunks, then weight the modalities: by cue words, or by the model when there is one."""
+    ctx = context(config, GRAPH)
+    modality_stores(ctx)  # an empty store fails here, before the model is asked anything
+    question = state["question"]
+    local = analyze_locally(question)
+    analyzer = ctx.option("analyzer", "auto")
+    analysis, usage = local, empty_usage()
+    if analyzer == "llm" or (analyzer == "auto" and ctx.model is not None):
+        result = structured_call(
+            ctx.require_model("multimodal query analysis"),
+            ModalityChoice,
+            ANALYZE_PROMPT.format(question=question),
+            fallback=ModalityChoice(table=local["table"], image=local["image"], reason="cue words (fallback)"),
+            max_repairs=ctx.settings.max_structured_repairs,
+        )
+        choice, usage = result.value, result.usage
+        analysis = {"strategy": "llm", "table": choice.table, "image": choice.image, "reason": choice.reason}
+        analysis.update(result.trace())
+    return {
+        "weights": weights_for(analysis["table"], analysis["image"]),
+        "analysis": analysis,
+        "floor": True,
+        "iterations": 0,
+        "hits": {},
+        "documents": [],
+        "cell": None,
+        "usage": usage,
+        "answer": "",
+        "sources": [],
+        "trace": {},
+        "steps": [{"step": "analyze_query", **analysis}],
+    }
+
+
+def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Hybrid search in each weighted modality's store; keep only the hits that are relevant."""
+    ctx = context(config, GRAPH)
+    wanted = [m for m in MODALITIES if state["weights"].get(m, 0) > 0]
+    hits = retriever(ctx).search_each(state["question"], wanted)
+    kept = {m: [d for d in docs if relevant(d, state.get("floor", True))] for m, docs in hits.items()}
+    step = {
+        "step": "retrieve",
+        "found": {m: len(d) for m, d in hits.items()},
+        "relevant": {m: len(d) for m, d in kept.items()},
+    }
+    return {"hits": kept, "steps": state["steps"] + [step]}
+
+
+def fuse(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Merge the modality lists by reciprocal rank fusion, weighted per modality."""
+    ctx = context(config, GRAPH)
+    docs = retriever(ctx).fuse(state["hits"], state["weights"], k=ctx.settings.top_k)
+    step = {
+        "step": "fuse",
+        "weights": state["weights"],
+        "rrf_k": FUSION_RRF_K,
+        "ranked": [f"{d.metadata['modality']}:p{d.metadata.get('page')}" for d in docs],
+    }
+    return {"documents": docs, "steps": state["steps"] + [step]}
+
+
+def widen(state: State) -> dict[str, Any]:
+    """Nothing relevant in any modality: search every modality at full weight, without the relevance floor."""
+    return {
+        "weights": {m: 1.0 for m in MODALITIES},
+        "floor": False,
+        "iterations": state.get("iterations", 0) + 1,
+        "steps": state["steps"] + [{"step": "widen", "reason": "no relevant hit in any modality"}],
+    }
+
+
+def lookup_table(state: State) -> dict[str, Any]:
+    """Answer from the table cells themselves: the best-matching cell (or aggregate) of the retrieved tables."""
+    best: tuple[CellAnswer, Document] | None = None
+    for doc in state["documents"]:
+        if doc.metadata.get("modality") != "table" or not doc.metadata.get("table_csv"):
+            continue
+        cell = find_cell(state["question"], frame_from_csv(doc.metadata["table_csv"]))
+        if cell and cell.score >= MIN_CELL_SCORE and (best is None or cell.score > best[0].score):
+            best = (cell, doc)
+    if best is None:
+        return {"cell": None, "steps": state["steps"] + [{"step": "lookup_table", "found": False}]}
+    cell, doc = best
+    step = {
+        "step": "lookup_table",
+        "found": True,
+        "row": cell.row,
+        "column": cell.column,
+        "operation": cell.operation,
+        "score": cell.score,
+    }
+    return {"cell": {"answer": cell.__dict__, "source": cell_source(doc, cell)}, "steps": state["steps"] + [step]}
+
+
+def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Answer from the table cell when one matched, else from the knowledge strips; cite page, bbox and modality."""
+    ctx = context(config, GRAPH)
+    if found := state.get("cell"):
+        source = found["source"]
+        caption = f" ({source['caption']})" if source.get("caption") else ""
+        text = f"{CellAnswer(**found['answer']).sentence()}{caption} [1]"
+        answer = Answer(text=text, sources=[source], strategy="table_lookup")
+    else:
+        answer = answer_from_strips(ctx, state)
+    usage = add_usage(state.get("usage"), answer.usage)
+    steps = state["steps"] + [{"step": "generate", "strategy": answer.strategy}]
+    trace = make_trace(
+        GRAPH,
+        state,
+        action="table_lookup" if found else "abstain" if answer.abstained else "generate",
+        stop_reason=stop_reason(state, ctx),
+        steps=steps,
+        usage=usage,
+        analysis=state.get("analysis", {}),
+        weights=state.get("weights", {}),
+        retrieved={m: len(d) for m, d in state.get("hits", {}).items()},
+        table_lookup=bool(found),
+        answer_strategy=answer.strategy,
+        abstained=answer.abstained,
+        widened=state.get("iterations", 0) > 0,
+    )
+    return {
+        "answer": with_footer(answer.text, answer.sources),
+        "sources": answer.sources,
+        "usage": usage,
+        "trace": trace,
+        "steps": steps,
+    }
+
+
+# ---------------------------------------------------------------------- routing (the one loop is bounded here)
+def stop_reason(state: State, ctx: Context) -> str | None:
+    """The bound that kept the search from widening while nothing relevant was found, or None."""
+    if state.get("documents") or not state.get("floor", True):
+        return None
+    return ctx.bounds.reached(state, state.get("iterations", 0))
+
+
+def after_fuse(state: State, config: RunnableConfig) -> str:
+    """Widen once nothing relevant was found (and the floor is still on), within the run's bounds."""
+    if state.get("documents") or not state.get("floor", True) or stop_reason(state, context(config, GRAPH)):
+        return "lookup_table"
+    return "widen"
+
+
 def build(
     model: BaseChatModel | None = None,
     settings: Settings | None = None,
     *,
-    stores: dict | None = None,
+    stores: dict[str, ChunkStore] | None = None,
     analyzer: str = "auto",
+    checkpointer: Any = None,
     **options: Any,
 ) -> Any:
     """Compile the multimodal RAG graph.
@@ -181,220 +394,12 @@ def build(
     model: chat model for query analysis and generation (None: configured one, or offline).
     stores: {"text"|"table"|"image": ChunkStore} to use instead of ``<settings.store>/multimodal/*``.
     analyzer: "auto" (LLM when a model exists), "cues" (offline) or "llm".
+    checkpointer: a LangGraph checkpointer for threads (each new question on a thread is a fresh run).
     """
-    settings = settings_from(settings, options)
-    base = Resources(settings, model=model)
-    opened: dict[str, dict] = {}
-
-    def modality_stores(res: Resources) -> dict:
-        """The modality stores; a StoreError when none holds a chunk (checked before any model call)."""
-        if stores is not None:
-            if not any(len(s) for s in stores.values()):
-                raise StoreError(
-                    "the given multimodal stores hold no chunks: ingest with `graphcraft ingest PATH --multimodal`"
-                )
-            return stores
-        key = str(res.settings.store)
-        if key not in opened:
-            opened[key] = require_modality_stores(res.settings.store, res.settings)
-        return opened[key]
-
-    def retriever(res: Resources) -> MultimodalRetriever:
-        return MultimodalRetriever(stores=modality_stores(res), k=res.settings.top_k, rrf_k=FUSION_RRF_K)
-
-    # ------------------------------------------------------------------ nodes
-    def analyze_query(state: MultimodalState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        modality_stores(res)  # an empty store fails here, before the model is asked anything
-        question = state["question"]
-        local = analyze_locally(question)
-        use_llm = analyzer == "llm" or (analyzer == "auto" and res.model is not None)
-        if not use_llm:
-            return {
-                "weights": weights_for(local["table"], local["image"]),
-                "analysis": local,
-                "floor": True,
-                "iterations": 0,
-                "steps": [{"step": "analyze_query", **local}],
-            }
-        fallback = ModalityChoice(table=local["table"], image=local["image"], reason="cue words (fallback)")
-        result = structured_call(
-            res.require_model("multimodal query analysis"),
-            ModalityChoice,
-            ANALYZE_PROMPT.format(question=question),
-            fallback=fallback,
-            max_repairs=res.settings.max_structured_repairs,
-        )
-        choice = result.value
-        analysis = {
-            "strategy": "llm",
-            "table": choice.table,
-            "image": choice.image,
-            "reason": choice.reason,
-            **result.trace(),
-        }
-        return {
-            "weights": weights_for(choice.table, choice.image),
-            "analysis": analysis,
-            "floor": True,
-            "iterations": 0,
-            "usage": result.usage,
-            "steps": [{"step": "analyze_query", **analysis}],
-        }
-
-    def retrieve(state: MultimodalState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        hits = retriever(res).search_each(state["question"], [m for m in MODALITIES if state["weights"].get(m, 0) > 0])
-        kept = {m: [d for d in docs if relevant(d, state.get("floor", True))] for m, docs in hits.items()}
-        return {
-            "hits": kept,
-            "steps": [
-                {
-                    "step": "retrieve",
-                    "found": {m: len(d) for m, d in hits.items()},
-                    "relevant": {m: len(d) for m, d in kept.items()},
-                }
-            ],
-        }
-
-    def fuse(state: MultimodalState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        docs = retriever(res).fuse(state["hits"], state["weights"], k=res.settings.top_k)
-        return {
-            "documents": docs,
-            "steps": [
-                {
-                    "step": "fuse",
-                    "weights": state["weights"],
-                    "rrf_k": FUSION_RRF_K,
-                    "ranked": [f"{d.metadata['modality']}:p{d.metadata.get('page')}" for d in docs],
-                }
-            ],
-        }
-
-    def widen(state: MultimodalState) -> dict:
-        return {
-            "weights": {m: 1.0 for m in MODALITIES},
-            "floor": False,
-            "iterations": state.get("iterations", 0) + 1,
-            "steps": [{"step": "widen", "reason": "no relevant hit in any modality"}],
-        }
-
-    def lookup(state: MultimodalState) -> dict:
-        best: tuple[CellAnswer, Document] | None = None
-        for doc in state["documents"]:
-            if doc.metadata.get("modality") != "table" or not doc.metadata.get("table_csv"):
-                continue
-            cell = lookup_table(state["question"], frame_from_csv(doc.metadata["table_csv"]))
-            if cell and cell.score >= MIN_CELL_SCORE and (best is None or cell.score > best[0].score):
-                best = (cell, doc)
-        if best is None:
-            return {"cell": None, "steps": [{"step": "lookup_table", "found": False}]}
-        cell, doc = best
-        return {
-            "cell": {"answer": cell.__dict__, "source": _cell_source(doc, cell)},
-            "steps": [
-                {
-                    "step": "lookup_table",
-                    "found": True,
-                    "row": cell.row,
-                    "column": cell.column,
-                    "operation": cell.operation,
-                    "score": cell.score,
-                }
-            ],
-        }
-
-    def generate(state: MultimodalState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        usage: Usage | None = None
-        if found := state.get("cell"):
-            source = found["source"]
-            cell = CellAnswer(**found["answer"])
-            caption = f" ({source['caption']})" if source.get("caption") else ""
-            text, sources, strategy, abstained = f"{cell.sentence()}{caption} [1]", [source], "table_lookup", False
-        else:
-            text, sources, strategy, usage = _answer_from_strips(res, state)
-            abstained = text == ABSTAIN
-        answer = with_footer(text, sources)
-        final = {**state, "usage": add_usage(state.get("usage"), usage)}
-        trace = make_trace(
-            "multimodal_rag",
-            final,
-            analysis=state.get("analysis", {}),
-            weights=state.get("weights", {}),
-            retrieved={m: len(d) for m, d in state.get("hits", {}).items()},
-            table_lookup=bool(state.get("cell")),
-            answer_strategy=strategy,
-            abstained=abstained,
-            widened=state.get("iterations", 0) > 0,
-            steps=state.get("steps", []) + [{"step": "generate", "strategy": strategy}],
-        )
-        return {
-            "answer": answer,
-            "sources": sources,
-            "usage": usage,
-            "trace": trace,
-            "steps": [{"step": "generate", "strategy": strategy}],
-        }
-
-    def _answer_from_strips(res: Resources, state: MultimodalState) -> tuple[str, list[dict], str, Usage | None]:
-        question = state["question"]
-        qvec = np.asarray(res.embeddings.embed_query(question), dtype=np.float32)
-        all_stores = modality_stores(res)
-        strips: list[Strip] = []
-        by_id = {d.metadata["chunk_id"]: d for d in state["documents"]}
-        for modality in MODALITIES:
-            docs = [d for d in state["documents"] if d.metadata.get("modality") == modality]
-            if docs:
-                strips += refine_documents(
-                    question,
-                    qvec,
-                    docs,
-                    [float(d.metadata.get("score", 0)) for d in docs],
-                    all_stores.get(modality),
-                    res.settings.strip_threshold,
-                )
-        result = generate_answer(
-            question, strips, res.model, documents=state["documents"]
-        )  # sources: the whole chunk or table region
-        sources = []
-        for src in result.sources:
-            doc = by_id.get(src["chunk_id"])
-            if doc is not None:
-                meta = doc.metadata
-                src.update(
-                    {
-                        k: meta[k]
-                        for k in (
-                            "bbox",
-                            "modality",
-                            "caption",
-                            "ocr",
-                            "ocr_confidence",
-                            "low_confidence",
-                            "bbox_units",
-                        )
-                        if meta.get(k) is not None
-                    }
-                )
-            sources.append(src)
-        return result.text, sources, result.strategy, result.usage
-
-    # ------------------------------------------------------------------ routing (the one loop is bounded here)
-    def after_fuse(state: MultimodalState, config: RunnableConfig) -> str:
-        s = base.for_config(config).settings
-        if not state.get("documents") and state.get("floor", True) and state.get("iterations", 0) < s.max_iterations:
-            return "widen"
-        return "lookup_table"
-
-    g = StateGraph(MultimodalState)
-    g.add_node("analyze_query", analyze_query)
-    g.add_node("retrieve", retrieve)
-    g.add_node("fuse", fuse)
-    g.add_node("widen", widen)
-    g.add_node("lookup_table", lookup)
-    g.add_node("generate", generate)
+    ctx = Context(settings_from(settings, options), model=model, options={"stores": stores, "analyzer": analyzer})
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
+    for node in (analyze_query, retrieve, fuse, widen, lookup_table, generate):
+        g.add_node(node.__name__, node)
     g.add_edge(START, "analyze_query")
     g.add_edge("analyze_query", "retrieve")
     g.add_edge("retrieve", "fuse")
@@ -402,7 +407,7 @@ def build(
     g.add_edge("widen", "retrieve")
     g.add_edge("lookup_table", "generate")
     g.add_edge("generate", END)
-    return g.compile(name="multimodal_rag")
+    return bind_context(g.compile(name=GRAPH, checkpointer=checkpointer), GRAPH, ctx)
 
 
 graph = build()

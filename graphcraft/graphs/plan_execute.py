@@ -1,14 +1,20 @@
 """Plan-and-execute: analyze the task, plan steps with dependencies, run independent steps in
-parallel, replan when a step fails, then write the answer (Plan-and-Solve / LLMCompiler style).
+parallel, replan when a step fails, then write the answer (Plan-and-Solve, Wang et al. 2023,
+arXiv:2305.04091; parallel execution of a dependency graph as in LLMCompiler, Kim et al. 2023,
+arXiv:2312.04511).
 
-analyze -> plan -> schedule -> execute_step (fan-out with Send) -> schedule ... -> finalize
-                       \\-> replan -> schedule
+    analyze -> plan -> schedule --ready steps--> execute_step (one parallel branch per step) --+
+                          ^  |                                                                 |
+                          |  +--failed or blocked steps, within bounds--> replan --+           |
+                          +--------------------------------------------------------+-----------+
+                       schedule --all done, or a bound--> finalize
 
 A step either names a tool with arguments (run directly, no LLM call; arguments may quote an
-earlier result as "$<step id>") or describes reasoning (one bounded model call that may itself
-use the tools). Every step whose dependencies are done runs in the same wave, so independent
-work overlaps. Bounds: number of steps, waves, replans, LLM calls, tokens and wall-clock time
-(Settings.max_seconds); a run stopped by a budget or the time answers with the step results so far.
+earlier result as "$<step id>") or describes reasoning (a short bounded model exchange that may
+itself use the tools). Every step whose dependencies are done runs in the same wave, so
+independent work overlaps. The plan's schema bounds its size (max_steps); `stop_reason` bounds
+the replans (max_replans) and the run's LLM calls, tokens and wall clock (Settings); a run
+stopped by a budget answers with the step results so far.
 """
 
 from __future__ import annotations
@@ -23,29 +29,54 @@ from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.types import Overwrite, Send
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from graphcraft.chains.tool_calls import collect_sources, execute_tool_call, run_with_tools
-from graphcraft.config import Settings
-from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
+from graphcraft.chains.plans import unique_id, write_up
+from graphcraft.chains.react import run_step, tool_catalogue
+from graphcraft.chains.tool_calls import collect_sources, execute_tool_call
+from graphcraft.config import Settings, settings_from
+from graphcraft.models import invoke_llm, message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
+from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace
+from graphcraft.tools.toolsets import toolset
 
+GRAPH = "plan_execute"
 DESCRIPTION = (
     "Plan-and-execute agent: analyze, plan JSON steps with dependencies, run independent steps in parallel, "
     "replan on failure, finalize."
 )
+WHAT = "the plan_execute graph"  # how errors name this graph (e.g. when no chat model is configured)
 
-_REF = re.compile(r"\$([A-Za-z0-9_.\-]+)")
+ANALYZER_SYSTEM = (
+    "You analyze tasks before planning: the goal, the information needed, constraints, and what "
+    "can be done independently. Be brief."
+)
+PLANNER_SYSTEM = (
+    "You are a planner. Break the task into the fewest steps that solve it. A step either calls one tool "
+    "with exact arguments (set tool and args) or is a reasoning step (tool null) done by a language model. "
+    "List in depends_on only the steps whose results a step really needs, so independent steps can run in "
+    "parallel. In tool arguments, write $<id> to insert an earlier step's result."
+)
+EXECUTOR_SYSTEM = (
+    "You carry out one step of a larger plan. Use the given results of earlier steps and tools if needed. "
+    "Reply with the step's result only. If the step cannot be done, reply 'FAILED: <reason>'."
+)
+FINALIZER_SYSTEM = "Write the final answer to the task from the step results. Be direct; say what could not be done."
 
+# The graph's own limits (build options, and per-run options in config["configurable"]).
+MAX_STEPS, MAX_REPLANS, STEP_TOOL_CALLS = 10, 2, 3
 
 # Length limits are part of the JSON schemas, so a grammar-constrained model cannot run past its
 # token limit in the middle of a plan; other providers are asked to shorten (a repair).
 ID_CHARS, TEXT_CHARS = 16, 200
+REF = re.compile(r"\$([A-Za-z0-9_.\-]+)")  # "$s1" in a tool argument: the result of step s1
 
 
 class Step(BaseModel):
@@ -66,6 +97,203 @@ class Plan(BaseModel):
     steps: list[Step]
 
 
+def merge_results(left: dict | None, right: dict | None) -> dict:
+    """Step results by step id: the parallel steps of a wave each add their own."""
+    return {**(left or {}), **(right or {})}
+
+
+class State(InputState, OutputState, total=False):
+    analysis: str
+    plan_steps: list[dict[str, Any]]  # the plan: id, description, depends_on, tool, args of each step
+    results: Annotated[dict[str, dict[str, Any]], merge_results]  # step id -> output, ok, tool calls
+    ready: list[str]  # the next wave: steps whose dependencies are done
+    wave: int
+    replans: int  # bounded by max_replans
+    replan_reasons: list[str]
+    started_at: float  # the run's wall clock (runtime.bounds)
+    # Reduced channels, since the parallel steps of a wave write them together; `analyze`
+    # overwrites them (and results), so each question on a thread is a fresh run.
+    usage: Annotated[Usage, add_usage]
+    steps: Annotated[list[dict], operator.add]
+
+
+class StepTask(TypedDict):
+    """What one parallel `execute_step` branch receives."""
+
+    question: str
+    step: dict[str, Any]
+    inputs: dict[str, str]  # results of the steps it depends on
+    wave: int
+
+
+# ---------------------------------------------------------------------- nodes (the method's steps)
+def analyze_task(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Analyze the task before planning (goal, information needed, independent parts); starts a fresh run."""
+    ctx = context(config, GRAPH)
+    fresh = {
+        **start_clock(),  # before the first model call: the run's time includes it
+        "results": Overwrite({}),
+        "replans": 0,
+        "wave": 0,
+        "replan_reasons": [],
+        "answer": "",
+        "sources": [],
+        "trace": {},
+    }
+    if not ctx.option("analyze", True):
+        return {**fresh, "analysis": "", "usage": Overwrite(empty_usage()), "steps": Overwrite([])}
+    reply, usage = invoke_llm(
+        ctx.require_model(WHAT), [SystemMessage(ANALYZER_SYSTEM), HumanMessage(state["question"])]
+    )
+    return {
+        **fresh,
+        "analysis": message_text(reply),
+        "usage": Overwrite(usage),
+        "steps": Overwrite([{"step": "analyze"}]),
+    }
+
+
+def plan(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Plan the fewest steps that solve the task, each a tool call or a reasoning step, with dependencies."""
+    ctx = context(config, GRAPH)
+    tools, max_steps = toolset(ctx), ctx.option("max_steps", MAX_STEPS)
+    result = structured_call(
+        ctx.require_model(WHAT),
+        plan_schema(max_steps, tuple(t.name for t in tools)),
+        [SystemMessage(PLANNER_SYSTEM), HumanMessage(planning_prompt(state, tools, max_steps))],
+        fallback=Plan(steps=[Step(id="s1", description=state["question"][:TEXT_CHARS])]),
+        max_repairs=ctx.settings.max_structured_repairs,
+    )
+    steps = clean_steps(result.value.steps, set(), max_steps)
+    return {
+        "plan_steps": steps,
+        "usage": result.usage,
+        "replan_reasons": ["plan fallback: single reasoning step"] if result.fallback else [],
+        "steps": [{"step": "plan", "plan": [s["id"] for s in steps], "fallback": result.fallback}],
+    }
+
+
+def schedule(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Pick every step whose dependencies are done: they form the next parallel wave (within the budgets)."""
+    ctx = context(config, GRAPH)
+    results = live(state)
+    pending = [s for s in state.get("plan_steps", []) if s["id"] not in results]
+    ready = [s["id"] for s in pending if all(results.get(d, {}).get("ok") for d in s["depends_on"])]
+    if not ready or ctx.bounds.reached(state):
+        return {"ready": []}
+    wave = state.get("wave", 0) + 1
+    return {"ready": ready, "wave": wave, "steps": [{"step": "schedule", "wave": wave, "ready": ready}]}
+
+
+def execute_step(task: StepTask, config: RunnableConfig) -> dict[str, Any]:
+    """Execute one step of the wave: a tool step calls its tool (no LLM call), a reasoning step asks the model."""
+    ctx = context(config, GRAPH)
+    step, started = task["step"], time.perf_counter()
+    result, usage = tool_step(ctx, task) if step.get("tool") else reasoning_step(ctx, task)
+    result["seconds"] = round(time.perf_counter() - started, 4)
+    record = {
+        "step": "execute_step",
+        "id": step["id"],
+        "wave": task["wave"],
+        "tool": step.get("tool"),
+        "ok": result["ok"],
+    }
+    return {"results": {step["id"]: result}, "usage": usage, "steps": [record]}
+
+
+def replan(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Plan the remaining work from the progress so far: completed steps stay, failed ones are replaced."""
+    ctx = context(config, GRAPH)
+    results, tools, max_steps = live(state), toolset(ctx), ctx.option("max_steps", MAX_STEPS)
+    done = {k for k, v in results.items() if v["ok"]}
+    result = structured_call(
+        ctx.require_model(WHAT),
+        plan_schema(max_steps, tuple(t.name for t in tools)),
+        [SystemMessage(PLANNER_SYSTEM), HumanMessage(planning_prompt(state, tools, max_steps) + progress(state, done))],
+        fallback=Plan(steps=[]),
+        max_repairs=ctx.settings.max_structured_repairs,
+    )
+    kept = [s for s in state["plan_steps"] if s["id"] in done]
+    new = clean_steps(result.value.steps, done, max_steps - len(kept))
+    failed, count = sorted(set(results) - done), state.get("replans", 0) + 1
+    reason = f"replan {count}: failed {failed}" if failed else f"replan {count}: blocked steps"
+    return {
+        "plan_steps": kept + new,
+        "usage": result.usage,
+        "replans": count,
+        # Failed results are set aside, so that replanned steps with the same purpose can run.
+        "results": {k: {**v, "superseded": True} for k, v in results.items() if k not in done},
+        "replan_reasons": state.get("replan_reasons", []) + [reason],
+        "steps": [{"step": "replan", "reason": reason, "plan": [s["id"] for s in new], "fallback": result.fallback}],
+    }
+
+
+def finalize(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Write the answer from the step results or, when a budget ran out, report the results so far."""
+    ctx = context(config, GRAPH)
+    results, steps = live(state), state.get("plan_steps", [])
+    lines = "\n".join(
+        f"{s['id']}. {s['description']}: {results[s['id']]['output'] if s['id'] in results else '(not run)'}"
+        for s in steps
+    )
+    complete, spent = all(results.get(s["id"], {}).get("ok") for s in steps), ctx.bounds.reached(state)
+    answer, action, usage = write_up(
+        ctx.require_model(WHAT),
+        [SystemMessage(FINALIZER_SYSTEM), HumanMessage(f"Task: {state['question']}\n\nStep results:\n{lines}")],
+        complete=complete,
+        spent=spent,
+        stopped=f"Stopped ({spent}) before the final synthesis. Step results:\n{lines}",
+    )
+    taken = state.get("steps", []) + [{"step": "finalize", "action": action}]
+    waves = waves_of(taken)
+    trace = make_trace(
+        GRAPH,
+        state,
+        action=action,
+        stop_reason=spent or (None if complete else stop_reason(state, ctx)),
+        iterations=len(waves),
+        steps=taken,
+        usage=add_usage(state.get("usage"), usage),
+        plan=[{**s, **outcome(results.get(s["id"]))} for s in steps],
+        replans=state.get("replans", 0),
+        replan_reasons=state.get("replan_reasons", []),
+        waves=waves,
+        parallel_steps=sum(len(w) for w in waves if len(w) > 1),
+        max_replans=ctx.option("max_replans", MAX_REPLANS),
+        bounds=ctx.bounds.as_dict(),
+    )
+    sources = collect_sources([call for r in results.values() for call in r.get("tool_calls", [])])
+    return {"answer": answer, "sources": sources, "usage": usage, "steps": taken[-1:], "trace": trace}
+
+
+# ---------------------------------------------------------------------- the two kinds of step
+def tool_step(ctx: Context, task: StepTask) -> tuple[dict[str, Any], Usage]:
+    """A tool step: the tool called directly with its arguments, "$id" replaced by earlier results."""
+    step = task["step"]
+    call = {"name": step["tool"], "args": substitute(step.get("args", {}), task["inputs"]), "id": f"plan-{step['id']}"}
+    _message, record = execute_tool_call({t.name: t for t in toolset(ctx)}, call)
+    return {"output": record["output"], "ok": record["ok"], "tool_calls": [record]}, empty_usage()
+
+
+def reasoning_step(ctx: Context, task: StepTask) -> tuple[dict[str, Any], Usage]:
+    """A reasoning step: a short ReAct exchange (at most step_tool_calls tool calls) from the results it needs."""
+    earlier = "\n".join(f"Result of {k}: {v}" for k, v in task["inputs"].items())
+    messages = [
+        SystemMessage(EXECUTOR_SYSTEM),
+        HumanMessage(f"Overall task: {task['question']}\n\n{earlier}\n\nYour step: {task['step']['description']}"),
+    ]
+    limit = ctx.option("step_tool_calls", STEP_TOOL_CALLS)
+    run, with_tools = run_step(
+        ctx.require_model(WHAT), messages, toolset(ctx), max_tool_calls=limit, max_turns=limit + 1
+    )
+    output = run.text.strip()
+    result = {"output": output, "ok": run.ok and not output.upper().startswith("FAILED"), "tool_calls": run.tool_calls}
+    if not with_tools:  # tool steps still run; this step reasoned from its inputs alone
+        result["tools"] = "unavailable: the model has no tool calling"
+    return result, run.usage
+
+
+# ---------------------------------------------------------------------- plans
 @lru_cache(maxsize=16)
 def plan_schema(max_steps: int, tools: tuple[str, ...]) -> type[Plan]:
     """`Plan` with 1..max_steps steps whose `tool` is one of `tools` or null in the JSON schema
@@ -88,308 +316,40 @@ def plan_schema(max_steps: int, tools: tuple[str, ...]) -> type[Plan]:
     )
 
 
-def merge_results(left: dict | None, right: dict | None) -> dict:
-    return {**(left or {}), **(right or {})}
-
-
-class PlanExecuteState(TypedDict, total=False):
-    question: str
-    analysis: str
-    steps: list[dict[str, Any]]
-    results: Annotated[dict[str, dict[str, Any]], merge_results]
-    usage: Annotated[Usage, add_usage]
-    ready: list[str]
-    wave: int
-    executed: Annotated[list[tuple[int, str]], operator.add]
-    replans: int
-    started_at: float
-    replan_reasons: list[str]
-    stop_reason: str
-    answer: str
-    sources: list[dict[str, Any]]
-    trace: dict[str, Any]
-
-
-class StepTask(TypedDict):
-    """What one parallel `execute_step` branch receives."""
-
-    question: str
-    step: dict[str, Any]
-    inputs: dict[str, str]
-    wave: int
-
-
-def build(
-    model: BaseChatModel | None = None,
-    settings: Settings | None = None,
-    *,
-    tools: list[BaseTool] | None = None,
-    workspace: str | Path | None = None,
-    enable_python: bool = False,
-    analyze: bool = True,
-    max_steps: int = 10,
-    max_replans: int = 2,
-    max_llm_calls: int | None = None,
-    token_budget: int | None = None,
-    step_tool_calls: int = 3,
-    checkpointer: Any = None,
-):
-    """Compile the plan-and-execute graph. max_replans bounds the replan loop; max_steps the plan size."""
-    bounds = Bounds.from_settings(
-        settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget
+def planning_prompt(state: State, tools: list[BaseTool], max_steps: int) -> str:
+    """What the planner is asked: the task, the analysis, the tools it may name, the plan size."""
+    analysis = state.get("analysis", "")
+    return (
+        f"Task: {state['question']}\n\n"
+        + (f"Analysis:\n{analysis}\n\n" if analysis else "")
+        + f"Tools:\n{tool_catalogue(tools) or '(none)'}\n\nReturn at most {max_steps} steps."
     )
-    repairs = settings.max_structured_repairs if settings else 2
-    loaded: dict[str, list[BaseTool]] = {}
-
-    def llm() -> BaseChatModel:
-        return require_chat_model(model, "the plan_execute graph", settings)
-
-    def toolset() -> list[BaseTool]:
-        if "tools" not in loaded:
-            from graphcraft.graphs.tool_agent import _default_toolset
-
-            loaded["tools"] = list(tools) if tools is not None else _default_toolset(settings, workspace, enable_python)
-        return loaded["tools"]
-
-    def analyze_task(state: PlanExecuteState) -> dict:
-        clock = start_clock()  # before the first model call: the run's time includes it
-        if not analyze:
-            return {**clock, "analysis": "", "replans": 0, "wave": 0, "results": {}}
-        reply, usage = invoke_llm(
-            llm(),
-            [
-                SystemMessage(
-                    "You analyze tasks before planning: the goal, the information needed, constraints, and what "
-                    "can be done independently. Be brief."
-                ),
-                HumanMessage(state["question"]),
-            ],
-        )
-        return {**clock, "analysis": message_text(reply), "usage": usage, "replans": 0, "wave": 0, "results": {}}
-
-    def plan(state: PlanExecuteState) -> dict:
-        prompt = _planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
-        result = structured_call(
-            llm(),
-            plan_schema(max_steps, _names(toolset())),
-            [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
-            fallback=Plan(steps=[Step(id="s1", description=state["question"][:TEXT_CHARS])]),
-            max_repairs=repairs,
-        )
-        steps = _clean_steps(result.value.steps, set(), max_steps)
-        return {
-            "steps": steps,
-            "usage": result.usage,
-            "replan_reasons": [] if not result.fallback else ["plan fallback: single reasoning step"],
-        }
-
-    def schedule(state: PlanExecuteState) -> dict:
-        """Pick every step whose dependencies are done: they form the next parallel wave."""
-        results = _live(state)
-        pending = [s for s in state.get("steps", []) if s["id"] not in results]
-        ready = [s["id"] for s in pending if all(results.get(d, {}).get("ok") for d in s["depends_on"])]
-        if ready and not bounds.reached(state):
-            return {"ready": ready, "wave": state.get("wave", 0) + 1}
-        return {"ready": []}
-
-    def route(state: PlanExecuteState) -> list[Send] | str:
-        """Fan out the ready wave; when nothing is ready, replan (failures, within bounds) or finish."""
-        results = _live(state)
-        if state.get("ready"):
-            steps = {s["id"]: s for s in state["steps"]}
-            return [
-                Send(
-                    "execute_step",
-                    StepTask(
-                        question=state["question"],
-                        step=steps[sid],
-                        wave=state["wave"],
-                        inputs={d: results[d]["output"] for d in steps[sid]["depends_on"]},
-                    ),
-                )
-                for sid in state["ready"]
-            ]
-        unfinished = [s for s in state.get("steps", []) if not results.get(s["id"], {}).get("ok")]
-        if unfinished and not bounds.reached(state, state.get("replans", 0)):
-            return "replan"
-        return "finalize"
-
-    def execute_step(task: StepTask) -> dict:
-        step, started, extra = task["step"], time.perf_counter(), {}
-        if step.get("tool"):
-            call = {
-                "name": step["tool"],
-                "args": _substitute(step.get("args", {}), task["inputs"]),
-                "id": f"plan-{step['id']}",
-            }
-            _message, record = execute_tool_call({t.name: t for t in toolset()}, call)
-            output, ok, usage, calls = record["output"], record["ok"], empty_usage(), [record]
-        else:
-            context = "\n".join(f"Result of {k}: {v}" for k, v in task["inputs"].items())
-            messages = [
-                SystemMessage(EXECUTOR_SYSTEM),
-                HumanMessage(f"Overall task: {task['question']}\n\n{context}\n\nYour step: {step['description']}"),
-            ]
-            try:
-                run = run_with_tools(
-                    llm(), messages, toolset(), max_tool_calls=step_tool_calls, max_turns=step_tool_calls + 1
-                )
-            except (
-                NotImplementedError
-            ):  # no native tool calling: the step reasons from its inputs (tool steps still run)
-                run = run_with_tools(llm(), messages, [], max_turns=1)
-                extra["tools"] = "unavailable: the model has no tool calling"
-            output, usage, calls = run.text.strip(), run.usage, run.tool_calls
-            ok = run.ok and not output.upper().startswith("FAILED")
-        result = {
-            "output": output,
-            "ok": ok,
-            "tool_calls": calls,
-            "seconds": round(time.perf_counter() - started, 4),
-            **extra,
-        }
-        return {"results": {step["id"]: result}, "usage": usage, "executed": [(task["wave"], step["id"])]}
-
-    def replan(state: PlanExecuteState) -> dict:
-        results = _live(state)
-        done = {k for k, v in results.items() if v["ok"]}
-        report = "\n".join(
-            f"- {s['id']} ({'done' if s['id'] in done else 'FAILED' if s['id'] in results else 'not run'}): "
-            f"{s['description']} -> {results.get(s['id'], {}).get('output', '')[:300]}"
-            for s in state.get("steps", [])
-        )
-        prompt = (
-            _planning_prompt(state["question"], state.get("analysis", ""), toolset(), max_steps)
-            + f"\n\nProgress so far:\n{report}\n\nPlan only the REMAINING work. "
-            f"Completed step ids ({', '.join(sorted(done)) or 'none'}) "
-            "may be referenced in depends_on and as $id. Use new ids for new steps."
-        )
-        result = structured_call(
-            llm(),
-            plan_schema(max_steps, _names(toolset())),
-            [SystemMessage(PLANNER_SYSTEM), HumanMessage(prompt)],
-            fallback=Plan(steps=[]),
-            max_repairs=repairs,
-        )
-        kept = [s for s in state["steps"] if s["id"] in done]
-        new = _clean_steps(result.value.steps, done, max_steps - len(kept))
-        failed = sorted(set(results) - done)
-        reason = (
-            f"replan {state.get('replans', 0) + 1}: failed {failed}"
-            if failed
-            else f"replan {state.get('replans', 0) + 1}: blocked steps"
-        )
-        # Drop failed results so that re-planned steps with the same purpose can run.
-        return {
-            "steps": kept + new,
-            "usage": result.usage,
-            "replans": state.get("replans", 0) + 1,
-            "results": {k: {**v, "superseded": True} for k, v in results.items() if k not in done},
-            "replan_reasons": state.get("replan_reasons", []) + [reason],
-        }
-
-    def finalize(state: PlanExecuteState) -> dict:
-        results = _live(state)
-        lines = [
-            f"{s['id']}. {s['description']}: {results[s['id']]['output'] if s['id'] in results else '(not run)'}"
-            for s in state.get("steps", [])
-        ]
-        complete = all(results.get(s["id"], {}).get("ok") for s in state.get("steps", []))
-        usage = empty_usage()
-        spent = bounds.reached(state)
-        if spent:
-            answer = f"Stopped ({spent}) before the final synthesis. Step results:\n" + "\n".join(lines)
-            reason = spent
-        else:
-            reply, usage = invoke_llm(
-                llm(),
-                [
-                    SystemMessage(
-                        "Write the final answer to the task from the step results. "
-                        "Be direct; say what could not be done."
-                    ),
-                    HumanMessage(f"Task: {state['question']}\n\nStep results:\n" + "\n".join(lines)),
-                ],
-            )
-            answer = message_text(reply)
-            reason = (
-                "completed" if complete else ("max_replans" if state.get("replans", 0) >= max_replans else "incomplete")
-            )
-        total = add_usage(state.get("usage"), usage)
-        waves = _waves(state)
-        trace = make_trace(
-            "plan_execute",
-            total,
-            len(waves),
-            stop_reason=reason,
-            replans=state.get("replans", 0),
-            replan_reasons=state.get("replan_reasons", []),
-            waves=waves,
-            steps=[{**s, "status": _status(results.get(s["id"]))} for s in state.get("steps", [])],
-            parallel_steps=sum(len(w) for w in waves if len(w) > 1),
-            max_replans=max_replans,
-            bounds=bounds.as_dict(),
-        )
-        sources = collect_sources([call for r in results.values() for call in r.get("tool_calls", [])])
-        return {"answer": answer, "sources": sources, "usage": usage, "stop_reason": reason, "trace": trace}
-
-    g = StateGraph(PlanExecuteState)
-    g.add_node("analyze", analyze_task)
-    g.add_node("plan", plan)
-    g.add_node("schedule", schedule)
-    g.add_node("execute_step", execute_step)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
-    g.add_node("replan", replan)
-    g.add_node("finalize", finalize)
-    g.add_edge(START, "analyze")
-    g.add_edge("analyze", "plan")
-    g.add_edge("plan", "schedule")
-    g.add_conditional_edges("schedule", route, ["execute_step", "replan", "finalize"])
-    g.add_edge("execute_step", "schedule")
-    g.add_edge("replan", "schedule")
-    g.add_edge("finalize", END)
-    # Sized so the bounds above end the run, never the recursion limit.
-    return g.compile(checkpointer=checkpointer).with_config(recursion_limit=3 * max_steps * (max_replans + 1) + 20)
 
 
-PLANNER_SYSTEM = (
-    "You are a planner. Break the task into the fewest steps that solve it. A step either calls one tool "
-    "with exact arguments (set tool and args) or is a reasoning step (tool null) done by a language model. "
-    "List in depends_on only the steps whose results a step really needs, so independent steps can run in "
-    "parallel. In tool arguments, write $<id> to insert an earlier step's result."
-)
-
-EXECUTOR_SYSTEM = (
-    "You carry out one step of a larger plan. Use the given results of earlier steps and tools if needed. "
-    "Reply with the step's result only. If the step cannot be done, reply 'FAILED: <reason>'."
-)
-
-
-def _names(tools: list[BaseTool]) -> tuple[str, ...]:
-    return tuple(t.name for t in tools)
-
-
-def _planning_prompt(question: str, analysis: str, tools: list[BaseTool], max_steps: int) -> str:
-    catalogue = (
-        "\n".join(f"- {t.name}({', '.join(t.args)}): {t.description.splitlines()[0]}" for t in tools) or "(none)"
+def progress(state: State, done: set[str]) -> str:
+    """What the replanner is told: each step's status and result, and which ids it may reuse."""
+    results = live(state)
+    report = "\n".join(
+        f"- {s['id']} ({'done' if s['id'] in done else 'FAILED' if s['id'] in results else 'not run'}): "
+        f"{s['description']} -> {results.get(s['id'], {}).get('output', '')[:300]}"
+        for s in state.get("plan_steps", [])
     )
     return (
-        f"Task: {question}\n\n"
-        + (f"Analysis:\n{analysis}\n\n" if analysis else "")
-        + f"Tools:\n{catalogue}\n\nReturn at most {max_steps} steps."
+        f"\n\nProgress so far:\n{report}\n\nPlan only the REMAINING work. "
+        f"Completed step ids ({', '.join(sorted(done)) or 'none'}) "
+        "may be referenced in depends_on and as $id. Use new ids for new steps."
     )
 
 
-def _clean_steps(steps: list[Step], done: set[str], limit: int) -> list[dict[str, Any]]:
+def clean_steps(steps: list[Step], done: set[str], limit: int) -> list[dict[str, Any]]:
     """Unique ids, known dependencies only, no cycles, at most `limit` steps."""
     out: list[dict[str, Any]] = []
     known = set(done)
     for step in steps[: max(limit, 0)]:
-        sid = step.id.strip() or f"s{len(out) + 1}"
-        while sid in known:
-            sid += "'"
+        sid = unique_id(step.id, known, len(out) + 1)
         # Only earlier steps may be dependencies: this rules out cycles by construction.
         deps = [d for d in dict.fromkeys(step.depends_on) if d in known]
-        refs = [r for r in _REF.findall(json.dumps(step.args)) if r in known and r not in deps]
+        refs = [r for r in REF.findall(json.dumps(step.args)) if r in known and r not in deps]
         out.append(
             {
                 "id": sid,
@@ -403,36 +363,115 @@ def _clean_steps(steps: list[Step], done: set[str], limit: int) -> list[dict[str
     return out
 
 
-def _substitute(args: Any, inputs: dict[str, str]) -> Any:
+def substitute(args: Any, inputs: dict[str, str]) -> Any:
     """Replace "$id" references in tool arguments with earlier results."""
     if isinstance(args, dict):
-        return {k: _substitute(v, inputs) for k, v in args.items()}
+        return {k: substitute(v, inputs) for k, v in args.items()}
     if isinstance(args, list):
-        return [_substitute(v, inputs) for v in args]
+        return [substitute(v, inputs) for v in args]
     if isinstance(args, str):
-        return _REF.sub(lambda m: inputs.get(m.group(1), m.group(0)), args)
+        return REF.sub(lambda m: inputs.get(m.group(1), m.group(0)), args)
     return args
 
 
-def _status(result: dict | None) -> str:
-    if result is None:
-        return "not_run"
-    if result.get("superseded"):
-        return "failed_replanned"
-    return "done" if result["ok"] else "failed"
-
-
-def _live(state: PlanExecuteState) -> dict[str, dict[str, Any]]:
+def live(state: State) -> dict[str, dict[str, Any]]:
     """Results that still count: those of failed steps that a replan replaced are set aside."""
     return {k: v for k, v in state.get("results", {}).items() if not v.get("superseded")}
 
 
-def _waves(state: PlanExecuteState) -> list[list[str]]:
+def outcome(result: dict[str, Any] | None) -> dict[str, Any]:
+    """A plan step's status (done, failed, failed_replanned, not_run) and output, for the trace."""
+    if result is None:
+        return {"status": "not_run"}
+    status = "failed_replanned" if result.get("superseded") else "done" if result["ok"] else "failed"
+    return {"status": status, "output": result["output"][:300]}
+
+
+def waves_of(steps: list[dict[str, Any]]) -> list[list[str]]:
     """Executed step ids grouped by the wave that ran them in parallel."""
     waves: dict[int, list[str]] = {}
-    for wave, sid in state.get("executed", []):
-        waves.setdefault(wave, []).append(sid)
+    for s in steps:
+        if s["step"] == "execute_step":
+            waves.setdefault(s["wave"], []).append(s["id"])
     return [sorted(waves[w]) for w in sorted(waves)]
+
+
+# ---------------------------------------------------------------------- routing (every loop bounded here)
+def stop_reason(state: State, ctx: Context) -> str | None:
+    """The bound that ends the run: its LLM calls, tokens or time, or max_replans once replanning is used up."""
+    if reached := ctx.bounds.reached(state):
+        return reached
+    return "max_replans" if state.get("replans", 0) >= ctx.option("max_replans", MAX_REPLANS) else None
+
+
+def route(state: State, config: RunnableConfig) -> list[Send] | str:
+    """Fan the ready wave out; with nothing ready, replan failed or blocked steps (within bounds) or finish."""
+    results = live(state)
+    if state.get("ready"):
+        by_id = {s["id"]: s for s in state["plan_steps"]}
+        return [
+            Send(
+                "execute_step",
+                StepTask(
+                    question=state["question"],
+                    step=by_id[sid],
+                    wave=state["wave"],
+                    inputs={d: results[d]["output"] for d in by_id[sid]["depends_on"]},
+                ),
+            )
+            for sid in state["ready"]
+        ]
+    unfinished = [s for s in state.get("plan_steps", []) if not results.get(s["id"], {}).get("ok")]
+    return "replan" if unfinished and not stop_reason(state, context(config, GRAPH)) else "finalize"
+
+
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    tools: list[BaseTool] | None = None,
+    workspace: str | Path | None = None,
+    enable_python: bool = False,
+    analyze: bool = True,
+    max_steps: int = MAX_STEPS,
+    max_replans: int = MAX_REPLANS,
+    step_tool_calls: int = STEP_TOOL_CALLS,
+    checkpointer: Any = None,
+    **options: Any,
+) -> Any:
+    """Compile the plan-and-execute graph.
+
+    tools: the steps' tools (default: calculator and file tools in `workspace`, by default
+    <store>/workspace, and python when enable_python). analyze: analyze the task before planning.
+    max_steps bounds the plan size, max_replans the replan loop, step_tool_calls a reasoning step's tool calls.
+    options: Settings fields (max_llm_calls, token_budget, max_seconds ...) for this graph.
+    """
+    ctx = Context(
+        settings_from(settings, options),
+        model=model,
+        options={
+            "tools": tools,
+            "workspace": workspace,
+            "enable_python": enable_python,
+            "analyze": analyze,
+            "max_steps": max_steps,
+            "max_replans": max_replans,
+            "step_tool_calls": step_tool_calls,
+        },
+    )
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
+    g.add_node("analyze", analyze_task)
+    for node in (plan, schedule, replan, finalize):
+        g.add_node(node.__name__, node)
+    g.add_node("execute_step", execute_step)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
+    g.add_edge(START, "analyze")
+    g.add_edge("analyze", "plan")
+    g.add_edge("plan", "schedule")
+    g.add_conditional_edges("schedule", route, ["execute_step", "replan", "finalize"])
+    g.add_edge("execute_step", "schedule")
+    g.add_edge("replan", "schedule")
+    g.add_edge("finalize", END)
+    return bind_context(g.compile(name=GRAPH, checkpointer=checkpointer), GRAPH, ctx)
 
 
 graph = build()

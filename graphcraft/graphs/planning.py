@@ -1,14 +1,17 @@
 """Planning: decompose a goal into phases of steps with dependencies and success criteria,
-execute them in order, verify each result, take the step's contingency or replan on failure.
+execute them in order, verify each result, take the step's contingency or replan on failure
+(a hierarchical task decomposition, as in HTN planning, whose every step is checked and repaired).
 
-plan -> select_step -> execute -> verify -> select_step ... -> finalize
-                                    \\-> contingency -> verify
-                                    \\-> replan -> select_step
+    plan -> select_step --a step is ready--> execute -> verify --passed--------------------> select_step
+                                                          |--failed, has a contingency--> contingency -> verify
+                                                          |--failed, within max_replans--> replan -> select_step
+                                                          +--failed, past the bounds-----> give_up -> select_step
+            select_step --nothing ready, or a budget--> finalize
 
 Each step carries a success criterion and an optional contingency (an alternative action).
 A failed verification first tries the contingency once, then replans the remaining work
 (bounded by max_replans); past that bound the step is recorded as failed and independent steps
-continue. LLM-call, token and wall-clock (Settings.max_seconds) budgets are checked in every
+continue. The run's LLM-call, token and wall-clock budgets (Settings) are checked in every
 routing function; a run stopped by one reports the progress of every step instead of a summary.
 """
 
@@ -18,22 +21,44 @@ from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field, create_model
-from typing_extensions import TypedDict
 
-from graphcraft.chains.tool_calls import run_with_tools
-from graphcraft.config import Settings
-from graphcraft.models import StructuredResult, invoke_llm, message_text, require_chat_model, structured_call
-from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
+from graphcraft.chains.plans import unique_id, write_up
+from graphcraft.chains.react import run_step
+from graphcraft.config import Settings, settings_from
+from graphcraft.models import StructuredResult, structured_call
+from graphcraft.runtime.accounting import Usage, add_usage
+from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace
 
+GRAPH = "planning"
 DESCRIPTION = (
     "Hierarchical planning: phases and steps with dependencies, per-step verification against success criteria, "
     "contingencies and bounded replanning."
 )
+WHAT = "the planning graph"  # how errors name this graph (e.g. when no chat model is configured)
 
+PLANNER_SYSTEM = "You are an expert project planner."
+PLAN_PROMPT = (
+    "Goal: {goal}\n\nBreak the goal into phases (e.g. research, build, check) of concrete steps, at most "
+    "{max_steps} steps in all. Give every step a success criterion that a reviewer can check from its result, "
+    "its dependencies, and a contingency when a sensible alternative exists. Keep every description, criterion "
+    "and contingency to one short sentence."
+)
+REPLAN_PROMPT = (
+    "\n\nAlready done (reuse their ids in depends_on): {done}\nStep {id} ('{description}') failed: {reason}."
+    "\nPlan only the remaining work, with a different approach for the failed step. Use new ids."
+)
+EXECUTOR_SYSTEM = "You execute one step of a plan and report its concrete result."
+VERIFIER_SYSTEM = "You are a strict verifier."
+REPORTER_SYSTEM = "Report the outcome of the plan: the result for the goal, then any step that failed and why."
+
+# The graph's own limits (build options, and per-run options in config["configurable"]).
+MAX_STEPS, MAX_REPLANS = 12, 2
 
 # Length limits are part of the JSON schemas, so a grammar-constrained model cannot run past its
 # token limit in the middle of a plan; other providers are asked to shorten (a repair).
@@ -68,307 +93,219 @@ class Verdict(BaseModel):
     reason: str = Field(default="", max_length=TEXT_CHARS)
 
 
-def _append(left: list | None, right: list | None) -> list:
-    return (left or []) + (right or [])
-
-
-class PlanningState(TypedDict, total=False):
-    question: str
-    steps: list[dict[str, Any]]
-    status: dict[str, dict[str, Any]]
-    current: str
-    attempt: str
-    result: str
+class State(InputState, OutputState, total=False):
+    plan_steps: list[dict[str, Any]]  # the plan in phase order: id, phase, description, depends_on, criterion ...
+    status: dict[str, dict[str, Any]]  # step id -> done or failed, with its result
+    current: str  # the step being executed ("" when none is ready)
+    attempt: str  # primary or contingency
+    result: str  # the current attempt's result
     verdict: dict[str, Any]
-    replans: int
-    started_at: float
-    usage: Annotated[Usage, add_usage]
-    log: Annotated[list[dict[str, Any]], _append]
-    answer: str
-    sources: list[dict[str, Any]]
-    trace: dict[str, Any]
+    replans: int  # bounded by max_replans
+    started_at: float  # the run's wall clock (runtime.bounds)
+    # Plain channels (no reducer), reset by `plan`: each question on a thread is a fresh run.
+    usage: Usage
+    steps: list[dict]
 
 
-def build(
-    model: BaseChatModel | None = None,
-    settings: Settings | None = None,
-    *,
-    tools: list[BaseTool] | None = None,
-    max_steps: int = 12,
-    max_replans: int = 2,
-    max_llm_calls: int | None = None,
-    token_budget: int | None = None,
-    checkpointer: Any = None,
-):
-    """Compile the planning graph. `tools` (optional) are available to step execution."""
-    bounds = Bounds.from_settings(
-        settings, max_iterations=max_replans, max_llm_calls=max_llm_calls, token_budget=token_budget
+# ---------------------------------------------------------------------- nodes (the method's steps)
+def plan(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Decompose the goal into phases of steps with dependencies, success criteria and contingencies."""
+    ctx = context(config, GRAPH)
+    clock = start_clock()  # before the first model call: the run's time includes it
+    steps, usage, outcome = draft_plan(ctx, state["question"])
+    return {
+        **clock,
+        "plan_steps": steps,
+        "status": {},
+        "replans": 0,
+        "usage": usage,
+        "answer": "",
+        "sources": [],
+        "trace": {},
+        "steps": [{"step": "plan", "plan": [s["id"] for s in steps], **outcome}],
+    }
+
+
+def select_step(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Select the first step, in phase order, whose dependencies all passed."""
+    status = state.get("status", {})
+    for step in state["plan_steps"]:
+        if step["id"] not in status and all(status.get(d, {}).get("status") == "done" for d in step["depends_on"]):
+            return {"current": step["id"], "attempt": "primary"}
+    return {"current": ""}
+
+
+def execute(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Execute the current step from the results of the completed ones (with the tools, if any)."""
+    ctx = context(config, GRAPH)
+    step = current(state)
+    result, usage = carry_out(ctx, state, step["description"])
+    return {
+        "result": result,
+        "usage": add_usage(state.get("usage"), usage),
+        "steps": state.get("steps", []) + [{"step": "execute", "id": step["id"]}],
+    }
+
+
+def contingency(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Take the failed step's contingency: its alternative action, tried once."""
+    ctx = context(config, GRAPH)
+    step = current(state)
+    result, usage = carry_out(ctx, state, f"{step['contingency']} (contingency for: {step['description']})")
+    return {
+        "result": result,
+        "usage": add_usage(state.get("usage"), usage),
+        "attempt": "contingency",
+        "steps": state.get("steps", []) + [{"step": "contingency", "id": step["id"], "action": step["contingency"]}],
+    }
+
+
+def verify(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Verify the result against the step's success criterion; a passed step is done."""
+    ctx = context(config, GRAPH)
+    step = current(state)
+    attempt = f"\nAttempt: contingency ({step['contingency']})" if state.get("attempt") == "contingency" else ""
+    prompt = (
+        f"Step: {step['description']}{attempt}\nSuccess criterion: {step['success_criterion']}\n\n"
+        f"Result:\n{state['result']}\n\nDoes the result meet the criterion?"
     )
-    repairs = settings.max_structured_repairs if settings else 2
-    step_tools = list(tools or [])
-    plan_schema = _plan_schema(max_steps)
-
-    def llm() -> BaseChatModel:
-        return require_chat_model(model, "the planning graph", settings)
-
-    def make_plan(
-        state: PlanningState, extra: str = "", done: set[str] | None = None
-    ) -> tuple[list[dict], Usage, dict]:
-        prompt = (
-            f"Goal: {state['question']}\n\nBreak the goal into phases (e.g. research, build, check) of concrete "
-            f"steps, at most {max_steps} steps in all. Give every step a success criterion that a reviewer can "
-            "check from its result, its dependencies, and a contingency when a sensible alternative exists. "
-            "Keep every description, criterion and contingency to one short sentence." + extra
-        )
-        fallback = PhasedPlan(
-            phases=[
-                Phase(
-                    name="do",
-                    steps=[
-                        PlanStep(
-                            id="s1",
-                            description=state["question"][:TEXT_CHARS],
-                            success_criterion="the goal is achieved",
-                        )
-                    ],
-                )
-            ]
-        )
-        result = structured_call(
-            llm(),
-            plan_schema,
-            [SystemMessage("You are an expert project planner."), HumanMessage(prompt)],
-            fallback=fallback if done is None else PhasedPlan(phases=[]),
-            max_repairs=repairs,
-        )
-        return _flatten(result.value, done or set(), max_steps), result.usage, _outcome(result)
-
-    def plan(state: PlanningState) -> dict:
-        clock = start_clock()  # before the first model call: the run's time includes it
-        steps, usage, outcome = make_plan(state)
-        return {
-            **clock,
-            "steps": steps,
-            "status": {},
-            "replans": 0,
-            "usage": usage,
-            "log": [{"event": "plan", "steps": [s["id"] for s in steps], **outcome}],
-        }
-
-    def select_step(state: PlanningState) -> dict:
-        """The first step, in phase order, whose dependencies all passed."""
-        status = state.get("status", {})
-        for step in state["steps"]:
-            if step["id"] not in status and all(status.get(d, {}).get("status") == "done" for d in step["depends_on"]):
-                return {"current": step["id"], "attempt": "primary"}
-        return {"current": ""}
-
-    def route_select(state: PlanningState) -> str:
-        if state.get("current") and not bounds.reached(state):
-            return "execute"
-        return "finalize"
-
-    def _run(state: PlanningState, action: str) -> tuple[str, Usage]:
-        step = _step(state)
-        done = "\n".join(
-            f"- {s['id']}: {state['status'][s['id']]['result'][:400]}"
-            for s in state["steps"]
-            if state.get("status", {}).get(s["id"], {}).get("status") == "done"
-        )
-        messages = [
-            SystemMessage("You execute one step of a plan and report its concrete result."),
-            HumanMessage(
-                f"Goal: {state['question']}\n\nCompleted steps:\n{done or '(none)'}\n\n"
-                f"Step ({step['phase']}): {action}\nSuccess criterion: {step['success_criterion']}"
-            ),
-        ]
-        if step_tools:
-            run = run_with_tools(llm(), messages, step_tools)
-            return run.text, run.usage
-        reply, usage = invoke_llm(llm(), messages)
-        return message_text(reply), usage
-
-    def execute(state: PlanningState) -> dict:
-        result, usage = _run(state, _step(state)["description"])
-        return {"result": result, "usage": usage}
-
-    def contingency(state: PlanningState) -> dict:
-        step = _step(state)
-        result, usage = _run(state, f"{step['contingency']} (contingency for: {step['description']})")
-        return {
-            "result": result,
-            "usage": usage,
-            "attempt": "contingency",
-            "log": [{"event": "contingency", "step": step["id"], "action": step["contingency"]}],
-        }
-
-    def verify(state: PlanningState) -> dict:
-        step = _step(state)
-        attempt = f"\nAttempt: contingency ({step['contingency']})" if state.get("attempt") == "contingency" else ""
-        prompt = (
-            f"Step: {step['description']}{attempt}\nSuccess criterion: {step['success_criterion']}\n\n"
-            f"Result:\n{state['result']}\n\nDoes the result meet the criterion?"
-        )
-        result = structured_call(
-            llm(),
-            Verdict,
-            [SystemMessage("You are a strict verifier."), HumanMessage(prompt)],
-            fallback=Verdict(passed=False, reason="verification failed"),
-            max_repairs=repairs,
-        )
-        verdict = result.value
-        update: dict[str, Any] = {
-            "verdict": verdict.model_dump(),
-            "usage": result.usage,
-            "log": [
-                {
-                    "event": "verify",
-                    "step": step["id"],
-                    "attempt": state.get("attempt"),
-                    "passed": verdict.passed,
-                    "reason": verdict.reason,
-                    **_outcome(result),
-                }
-            ],
-        }
-        if verdict.passed:
-            update["status"] = {
-                **state.get("status", {}),
-                step["id"]: {"status": "done", "result": state["result"], "attempt": state.get("attempt")},
-            }
-        return update
-
-    def route_verify(state: PlanningState) -> str:
-        """Passed: next step. Failed: contingency once, then replan within bounds, else give up on the step."""
-        if state["verdict"]["passed"]:
-            return "select_step"
-        if bounds.reached(state):
-            return "give_up"
-        if state.get("attempt") == "primary" and _step(state).get("contingency"):
-            return "contingency"
-        if not bounds.reached(state, state.get("replans", 0)):
-            return "replan"
-        return "give_up"
-
-    def give_up(state: PlanningState) -> dict:
-        step = _step(state)
-        return {
-            "status": {
-                **state.get("status", {}),
-                step["id"]: {
-                    "status": "failed",
-                    "result": state.get("result", ""),
-                    "reason": state["verdict"]["reason"],
-                },
-            },
-            "log": [{"event": "failed", "step": step["id"], "reason": state["verdict"]["reason"]}],
-        }
-
-    def replan(state: PlanningState) -> dict:
-        status = state.get("status", {})
-        done = {k for k, v in status.items() if v["status"] == "done"}
-        step = _step(state)
-        extra = (
-            "\n\nAlready done (reuse their ids in depends_on): "
-            + ("; ".join(f"{k}: {status[k]['result'][:200]}" for k in sorted(done)) or "nothing")
-            + f"\nStep {step['id']} ('{step['description']}') failed: {state['verdict']['reason']}."
-            "\nPlan only the remaining work, with a different approach for the failed step. Use new ids."
-        )
-        new_steps, usage, outcome = make_plan(state, extra, done)
-        kept = [s for s in state["steps"] if s["id"] in done]
-        return {
-            "steps": kept + new_steps,
-            "replans": state.get("replans", 0) + 1,
-            "usage": usage,
-            "log": [
-                {
-                    "event": "replan",
-                    "after": step["id"],
-                    "reason": state["verdict"]["reason"],
-                    "steps": [s["id"] for s in new_steps],
-                    **outcome,
-                }
-            ],
-        }
-
-    def finalize(state: PlanningState) -> dict:
-        status = state.get("status", {})
-        lines = [
-            f"[{s['phase']}] {s['id']} {s['description']}: "
-            + (f"{status[s['id']]['status']} - {status[s['id']]['result'][:500]}" if s["id"] in status else "not run")
-            for s in state["steps"]
-        ]
-        usage = empty_usage()
-        reason = bounds.reached(state)
-        if reason:
-            answer = f"Stopped ({reason}) before the plan was finished. Progress:\n" + "\n".join(lines)
-        else:
-            reply, usage = invoke_llm(
-                llm(),
-                [
-                    SystemMessage(
-                        "Report the outcome of the plan: the result for the goal, then any step that failed and why."
-                    ),
-                    HumanMessage(f"Goal: {state['question']}\n\nSteps:\n" + "\n".join(lines)),
-                ],
-            )
-            answer = message_text(reply)
-            done = all(status.get(s["id"], {}).get("status") == "done" for s in state["steps"])
-            reason = (
-                "completed" if done else ("max_replans" if state.get("replans", 0) >= max_replans else "incomplete")
-            )
-        total = add_usage(state.get("usage"), usage)
-        log = state.get("log", [])
-        trace = make_trace(
-            "planning",
-            total,
-            sum(1 for e in log if e["event"] == "verify"),
-            stop_reason=reason,
-            replans=state.get("replans", 0),
-            max_replans=max_replans,
-            phases=_phases_view(state["steps"], status),
-            contingencies=sum(1 for e in log if e["event"] == "contingency"),
-            failed_steps=[k for k, v in status.items() if v["status"] == "failed"],
-            log=log,
-            bounds=bounds.as_dict(),
-        )
-        return {"answer": answer, "sources": [], "usage": usage, "trace": trace}
-
-    g = StateGraph(PlanningState)
-    for name, node in (
-        ("plan", plan),
-        ("select_step", select_step),
-        ("execute", execute),
-        ("verify", verify),
-        ("contingency", contingency),
-        ("replan", replan),
-        ("give_up", give_up),
-        ("finalize", finalize),
-    ):
-        g.add_node(name, node)
-    g.add_edge(START, "plan")
-    g.add_edge("plan", "select_step")
-    g.add_conditional_edges("select_step", route_select, ["execute", "finalize"])
-    g.add_edge("execute", "verify")
-    g.add_edge("contingency", "verify")
-    g.add_conditional_edges("verify", route_verify, ["select_step", "contingency", "replan", "give_up"])
-    g.add_edge("replan", "select_step")
-    g.add_edge("give_up", "select_step")
-    g.add_edge("finalize", END)
-    # Sized so the bounds above end the run, never the recursion limit.
-    return g.compile(checkpointer=checkpointer).with_config(recursion_limit=8 * max_steps * (max_replans + 1) + 20)
+    result = structured_call(
+        ctx.require_model(WHAT),
+        Verdict,
+        [SystemMessage(VERIFIER_SYSTEM), HumanMessage(prompt)],
+        fallback=Verdict(passed=False, reason="verification failed"),
+        max_repairs=ctx.settings.max_structured_repairs,
+    )
+    verdict = result.value
+    taken = {"step": "verify", "id": step["id"], "attempt": state.get("attempt"), **verdict.model_dump()}
+    update: dict[str, Any] = {
+        "verdict": verdict.model_dump(),
+        "usage": add_usage(state.get("usage"), result.usage),
+        "steps": state.get("steps", []) + [{**taken, **structured_outcome(result)}],
+    }
+    if verdict.passed:
+        done = {"status": "done", "result": state["result"], "attempt": state.get("attempt")}
+        update["status"] = {**state.get("status", {}), step["id"]: done}
+    return update
 
 
-def _step(state: PlanningState) -> dict[str, Any]:
-    return next(s for s in state["steps"] if s["id"] == state["current"])
+def replan(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Replan the remaining work with a different approach for the failed step; completed steps stay."""
+    ctx = context(config, GRAPH)
+    status, step, reason = state.get("status", {}), current(state), state["verdict"]["reason"]
+    done = {k for k, v in status.items() if v["status"] == "done"}
+    extra = REPLAN_PROMPT.format(
+        done="; ".join(f"{k}: {status[k]['result'][:200]}" for k in sorted(done)) or "nothing",
+        id=step["id"],
+        description=step["description"],
+        reason=reason,
+    )
+    new, usage, outcome = draft_plan(ctx, state["question"], extra, done)
+    taken = {"step": "replan", "after": step["id"], "reason": reason, "plan": [s["id"] for s in new], **outcome}
+    return {
+        "plan_steps": [s for s in state["plan_steps"] if s["id"] in done] + new,
+        "replans": state.get("replans", 0) + 1,
+        "usage": add_usage(state.get("usage"), usage),
+        "steps": state.get("steps", []) + [taken],
+    }
 
 
-def _outcome(result: StructuredResult) -> dict[str, Any]:
-    """How a structured call went, for the log: a fallback carries the errors that caused it."""
+def give_up(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Record the step as failed, so that the steps that do not depend on it can still run."""
+    step, reason = current(state), state["verdict"]["reason"]
+    failed = {"status": "failed", "result": state.get("result", ""), "reason": reason}
+    return {
+        "status": {**state.get("status", {}), step["id"]: failed},
+        "steps": state.get("steps", []) + [{"step": "give_up", "id": step["id"], "reason": reason}],
+    }
+
+
+def finalize(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Report the outcome of the plan or, when a budget ran out, the progress of every step."""
+    ctx = context(config, GRAPH)
+    status, steps = state.get("status", {}), state["plan_steps"]
+    lines = "\n".join(
+        f"[{s['phase']}] {s['id']} {s['description']}: "
+        + (f"{status[s['id']]['status']} - {status[s['id']]['result'][:500]}" if s["id"] in status else "not run")
+        for s in steps
+    )
+    complete = all(status.get(s["id"], {}).get("status") == "done" for s in steps)
+    spent = ctx.bounds.reached(state)
+    answer, action, usage = write_up(
+        ctx.require_model(WHAT),
+        [SystemMessage(REPORTER_SYSTEM), HumanMessage(f"Goal: {state['question']}\n\nSteps:\n{lines}")],
+        complete=complete,
+        spent=spent,
+        stopped=f"Stopped ({spent}) before the plan was finished. Progress:\n{lines}",
+    )
+    taken = state.get("steps", []) + [{"step": "finalize", "action": action}]
+    total = add_usage(state.get("usage"), usage)
+    trace = make_trace(
+        GRAPH,
+        state,
+        action=action,
+        stop_reason=spent or (None if complete else stop_reason(state, ctx)),
+        iterations=sum(1 for s in taken if s["step"] == "verify"),
+        steps=taken,
+        usage=total,
+        replans=state.get("replans", 0),
+        max_replans=ctx.option("max_replans", MAX_REPLANS),
+        phases=phases_view(steps, status),
+        contingencies=sum(1 for s in taken if s["step"] == "contingency"),
+        failed_steps=[k for k, v in status.items() if v["status"] == "failed"],
+        bounds=ctx.bounds.as_dict(),
+    )
+    return {"answer": answer, "sources": [], "usage": total, "steps": taken, "trace": trace}
+
+
+# ---------------------------------------------------------------------- helpers
+def draft_plan(
+    ctx: Context, goal: str, extra: str = "", done: set[str] | None = None
+) -> tuple[list[dict[str, Any]], Usage, dict[str, Any]]:
+    """A phased plan of at most max_steps steps (`extra`: what a replan adds to the prompt), flattened."""
+    max_steps = ctx.option("max_steps", MAX_STEPS)
+    first = PlanStep(id="s1", description=goal[:TEXT_CHARS], success_criterion="the goal is achieved")
+    result = structured_call(
+        ctx.require_model(WHAT),
+        plan_schema(max_steps),
+        [SystemMessage(PLANNER_SYSTEM), HumanMessage(PLAN_PROMPT.format(goal=goal, max_steps=max_steps) + extra)],
+        # A first plan falls back to the goal as one step; a replan to nothing more to do.
+        fallback=PhasedPlan(phases=[Phase(name="do", steps=[first])]) if done is None else PhasedPlan(phases=[]),
+        max_repairs=ctx.settings.max_structured_repairs,
+    )
+    return flatten(result.value, done or set(), max_steps), result.usage, structured_outcome(result)
+
+
+def carry_out(ctx: Context, state: State, action: str) -> tuple[str, Usage]:
+    """Ask the model to carry out `action` for the current step, given the completed steps' results."""
+    step, status = current(state), state.get("status", {})
+    done = "\n".join(
+        f"- {s['id']}: {status[s['id']]['result'][:400]}"
+        for s in state["plan_steps"]
+        if status.get(s["id"], {}).get("status") == "done"
+    )
+    messages = [
+        SystemMessage(EXECUTOR_SYSTEM),
+        HumanMessage(
+            f"Goal: {state['question']}\n\nCompleted steps:\n{done or '(none)'}\n\n"
+            f"Step ({step['phase']}): {action}\nSuccess criterion: {step['success_criterion']}"
+        ),
+    ]
+    run, _with_tools = run_step(ctx.require_model(WHAT), messages, ctx.option("tools") or [])
+    return run.text, run.usage
+
+
+def current(state: State) -> dict[str, Any]:
+    """The step being executed."""
+    return next(s for s in state["plan_steps"] if s["id"] == state["current"])
+
+
+def structured_outcome(result: StructuredResult) -> dict[str, Any]:
+    """How a structured call went, for the steps: a fallback carries the errors that caused it."""
     return {"fallback": True, "errors": result.errors[-2:]} if result.fallback else {"fallback": False}
 
 
-def _plan_schema(max_steps: int) -> type[PhasedPlan]:
+def plan_schema(max_steps: int) -> type[PhasedPlan]:
     """`PhasedPlan` with at most `max_steps` phases and steps per phase (limits a grammar enforces)."""
     phase = create_model("Phase", __base__=Phase, steps=(list[PlanStep], Field(min_length=1, max_length=max_steps)))
     return create_model(
@@ -379,7 +316,7 @@ def _plan_schema(max_steps: int) -> type[PhasedPlan]:
     )
 
 
-def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str, Any]]:
+def flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str, Any]]:
     """Steps in phase order with unique ids; dependencies only on earlier or completed steps (no cycles)."""
     out: list[dict[str, Any]] = []
     known = set(done)
@@ -387,9 +324,7 @@ def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str,
         for step in phase.steps:
             if len(out) >= max_steps:
                 return out
-            sid = step.id.strip() or f"s{len(out) + 1}"
-            while sid in known:
-                sid += "'"
+            sid = unique_id(step.id, known, len(out) + 1)
             out.append(
                 {
                     "id": sid,
@@ -404,13 +339,74 @@ def _flatten(plan: PhasedPlan, done: set[str], max_steps: int) -> list[dict[str,
     return out
 
 
-def _phases_view(steps: list[dict], status: dict[str, dict]) -> list[dict[str, Any]]:
+def phases_view(steps: list[dict[str, Any]], status: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plan's phases with the status of each step (done, failed, not_run), for the trace."""
     phases: dict[str, list] = {}
     for s in steps:
         phases.setdefault(s["phase"], []).append(
             {"id": s["id"], "status": status.get(s["id"], {}).get("status", "not_run")}
         )
     return [{"name": name, "steps": items} for name, items in phases.items()]
+
+
+# ---------------------------------------------------------------------- routing (every loop bounded here)
+def stop_reason(state: State, ctx: Context) -> str | None:
+    """The bound that ends the run: its LLM calls, tokens or time, or max_replans once replanning is used up."""
+    if reached := ctx.bounds.reached(state):
+        return reached
+    return "max_replans" if state.get("replans", 0) >= ctx.option("max_replans", MAX_REPLANS) else None
+
+
+def after_select(state: State, config: RunnableConfig) -> str:
+    """Execute the selected step within the budgets; finish when none is ready."""
+    return "execute" if state.get("current") and not context(config, GRAPH).bounds.reached(state) else "finalize"
+
+
+def after_verify(state: State, config: RunnableConfig) -> str:
+    """Passed: next step. Failed: the contingency once, then replan within bounds, else give up on the step."""
+    ctx = context(config, GRAPH)
+    if state["verdict"]["passed"]:
+        return "select_step"
+    if ctx.bounds.reached(state):
+        return "give_up"
+    if state.get("attempt") == "primary" and current(state).get("contingency"):
+        return "contingency"
+    return "give_up" if stop_reason(state, ctx) else "replan"
+
+
+def build(
+    model: BaseChatModel | None = None,
+    settings: Settings | None = None,
+    *,
+    tools: list[BaseTool] | None = None,
+    max_steps: int = MAX_STEPS,
+    max_replans: int = MAX_REPLANS,
+    checkpointer: Any = None,
+    **options: Any,
+) -> Any:
+    """Compile the planning graph.
+
+    tools: available to step execution (optional). max_steps bounds the plan size, max_replans the replan loop.
+    options: Settings fields (max_llm_calls, token_budget, max_seconds ...) for this graph.
+    """
+    ctx = Context(
+        settings_from(settings, options),
+        model=model,
+        options={"tools": tools, "max_steps": max_steps, "max_replans": max_replans},
+    )
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
+    for node in (plan, select_step, execute, verify, contingency, replan, give_up, finalize):
+        g.add_node(node.__name__, node)
+    g.add_edge(START, "plan")
+    g.add_edge("plan", "select_step")
+    g.add_conditional_edges("select_step", after_select, ["execute", "finalize"])
+    g.add_edge("execute", "verify")
+    g.add_edge("contingency", "verify")
+    g.add_conditional_edges("verify", after_verify, ["select_step", "contingency", "replan", "give_up"])
+    g.add_edge("replan", "select_step")
+    g.add_edge("give_up", "select_step")
+    g.add_edge("finalize", END)
+    return bind_context(g.compile(name=GRAPH, checkpointer=checkpointer), GRAPH, ctx)
 
 
 graph = build()

@@ -1,6 +1,10 @@
-"""Reflection: generate a draft, critique it per criterion, refine, repeat (Self-Refine style).
+"""Reflection: generate a draft, critique it per criterion, refine, repeat (Self-Refine, Madaan et al. 2023,
+arXiv:2303.17651).
 
-generate -> critique -> (refine -> critique)* -> finalize
+    generate -> critique --mean score >= threshold, or a bound reached--> finalize
+                   ^    |
+                   |    +--otherwise--> refine
+                   +----------------------+
 
 The critic returns a 0-10 score per criterion with feedback (structured output). The loop ends
 when the mean score reaches the threshold or a bound is hit (iterations, LLM calls, tokens);
@@ -11,27 +15,44 @@ the answer is the best-scored draft, not merely the last one. The wall-clock bou
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field, create_model
-from typing_extensions import TypedDict
 
-from graphcraft.config import Settings
-from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
+from graphcraft.config import Settings, settings_from
+from graphcraft.models import invoke_llm, message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
+from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace
 
+GRAPH = "reflection"
 DESCRIPTION = (
     "Self-refine: generate, critique with per-criterion scores, refine until a threshold or budget; keeps the "
     "best draft."
 )
 DEFAULT_CRITERIA = ("correctness", "completeness", "clarity")
-
-
+DEFAULT_THRESHOLD = 8.0  # the mean criterion score (0-10) that passes
+RECURSION_LIMIT = 1_000  # a last resort only: the loop is bounded by max_iterations and the run's budgets
 FEEDBACK_CHARS = 120  # limits in the schema keep a grammar-constrained critic within its token limit
+
+GENERATE_SYSTEM = "You are a careful expert. Answer the task fully and precisely."
+CRITIQUE_SYSTEM = "You are a demanding reviewer."
+CRITIQUE_PROMPT = (
+    "Task:\n{question}\n\nDraft answer:\n{draft}\n\n"
+    "Score the draft from 0 to 10 on each criterion: {criteria}. "
+    "Be strict: 10 means nothing to improve. Give concrete feedback per criterion."
+)
+REFINE_SYSTEM = "You revise drafts using reviewer feedback."
+REFINE_PROMPT = (
+    "Task:\n{question}\n\nCurrent draft:\n{draft}\n\n"
+    "Reviewer feedback:\n{feedback}\n\n"
+    "Rewrite the draft to address every point. Return only the improved answer."
+)
 
 
 class CriterionScore(BaseModel):
@@ -64,21 +85,158 @@ def critique_schema(criteria: tuple[str, ...]) -> type[Critique]:
     )
 
 
-class ReflectionState(TypedDict, total=False):
-    question: str
-    draft: str
-    critique: dict[str, Any]
-    score: float
+class State(InputState, OutputState, total=False):
+    draft: str  # the latest draft
+    critique: dict[str, Any]  # the latest critique: scores per criterion, feedback, summary
+    score: float  # the latest draft's mean score
     best_draft: str
     best_score: float
-    iterations: int
-    started_at: float
-    history: Annotated[list[dict[str, Any]], lambda a, b: (a or []) + (b or [])]
-    usage: Annotated[Usage, add_usage]
-    stop_reason: str
-    answer: str
-    sources: list[dict[str, Any]]
-    trace: dict[str, Any]
+    iterations: int  # critiques so far; bounded by max_iterations
+    started_at: float  # the run's wall clock (runtime.bounds)
+    # Plain channels (no reducer), reset by `generate`: a thread that is asked a second question
+    # (Studio, LangGraph Server) starts a fresh run instead of adding to the previous one.
+    usage: Usage
+    steps: list[dict[str, Any]]
+
+
+def criteria_of(ctx: Context) -> tuple[str, ...]:
+    """The criteria the critic scores (the build option "criteria", or the run's override, also "a,b")."""
+    criteria = ctx.option("criteria", DEFAULT_CRITERIA)
+    return tuple(c.strip() for c in criteria.split(",")) if isinstance(criteria, str) else tuple(criteria)
+
+
+def scores_by_criterion(critique: Critique, criteria: tuple[str, ...]) -> dict[str, float]:
+    """One score per requested criterion; a criterion the critic skipped scores 0."""
+    given = {s.criterion.strip().lower(): s.score for s in critique.scores}
+    return {c: float(given.get(c.lower(), 0.0)) for c in criteria}
+
+
+def feedback_of(critique: Critique) -> str:
+    """The critic's feedback as one list for the refiner, the most important fix last."""
+    lines = [f"- {s.criterion} ({s.score:g}/10): {s.feedback}" for s in critique.scores if s.feedback]
+    if critique.summary:
+        lines.append(f"Most important: {critique.summary}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- nodes (the paper's steps)
+def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Write the first draft and start a fresh run (its clock starts before the first model call)."""
+    ctx = context(config, GRAPH)
+    clock = start_clock()
+    model = ctx.require_model("the reflection graph")
+    reply, usage = invoke_llm(model, [SystemMessage(GENERATE_SYSTEM), HumanMessage(state["question"])])
+    return {
+        **clock,
+        "draft": message_text(reply),
+        "critique": {},
+        "score": 0.0,
+        "best_draft": "",
+        "best_score": -1.0,
+        "iterations": 0,
+        "usage": usage,
+        "answer": "",
+        "sources": [],
+        "trace": {},
+        "steps": [{"step": "generate"}],
+    }
+
+
+def critique(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Score the draft per criterion (structured output); remember the best-scored draft."""
+    ctx = context(config, GRAPH)
+    criteria = criteria_of(ctx)
+    prompt = CRITIQUE_PROMPT.format(question=state["question"], draft=state["draft"], criteria=", ".join(criteria))
+    fallback = Critique(
+        scores=[CriterionScore(criterion=c, score=0, feedback="no critique available") for c in criteria],
+        summary="critique failed; draft kept unscored",
+    )
+    result = structured_call(
+        ctx.require_model("the reflection graph"),
+        critique_schema(criteria),
+        [SystemMessage(CRITIQUE_SYSTEM), HumanMessage(prompt)],
+        fallback=fallback,
+        max_repairs=ctx.settings.max_structured_repairs,
+    )
+    per_criterion = scores_by_criterion(result.value, criteria)
+    score = round(sum(per_criterion.values()) / len(criteria), 3)
+    iteration = state.get("iterations", 0) + 1
+    step = {
+        "step": "critique",
+        "iteration": iteration,
+        "score": score,
+        "scores": per_criterion,
+        "critique_fallback": result.fallback,
+    }
+    update: dict[str, Any] = {
+        "critique": {"scores": per_criterion, "feedback": feedback_of(result.value), "summary": result.value.summary},
+        "score": score,
+        "iterations": iteration,
+        "usage": add_usage(state.get("usage"), result.usage),
+        "steps": state.get("steps", []) + [step],
+    }
+    if score > state.get("best_score", -1.0):
+        update["best_draft"], update["best_score"] = state["draft"], score
+    return update
+
+
+def refine(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Rewrite the draft to address every point of the critique."""
+    ctx = context(config, GRAPH)
+    prompt = REFINE_PROMPT.format(
+        question=state["question"], draft=state["draft"], feedback=state["critique"]["feedback"]
+    )
+    reply, usage = invoke_llm(
+        ctx.require_model("the reflection graph"), [SystemMessage(REFINE_SYSTEM), HumanMessage(prompt)]
+    )
+    return {
+        "draft": message_text(reply),
+        "usage": add_usage(state.get("usage"), usage),
+        "steps": state.get("steps", []) + [{"step": "refine", "iteration": state.get("iterations", 0)}],
+    }
+
+
+def finalize(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Answer with the best-scored draft and the trace of the scores that led to it."""
+    ctx = context(config, GRAPH)
+    reason = stop_reason(state, ctx)
+    kept = "best" if state.get("best_draft") != state.get("draft") else "last"
+    steps = state.get("steps", []) + [{"step": "finalize", "kept": kept}]
+    critiques = [s for s in steps if s["step"] == "critique"]
+    trace = make_trace(
+        GRAPH,
+        state,
+        action="passed" if passed(state, ctx) else "stopped",
+        stop_reason=reason,
+        steps=steps,
+        threshold=ctx.option("threshold", DEFAULT_THRESHOLD),
+        criteria=list(criteria_of(ctx)),
+        best_score=state.get("best_score"),
+        final_score=state.get("score"),
+        scores=[s["score"] for s in critiques],
+        kept=kept,
+        bounds=ctx.bounds.as_dict(),
+        critique_fallbacks=sum(1 for s in critiques if s["critique_fallback"]),
+    )
+    answer = state.get("best_draft") or state.get("draft", "")
+    return {"answer": answer, "sources": [], "trace": trace, "steps": steps}
+
+
+# ---------------------------------------------------------------------- routing (the loop is bounded here)
+def passed(state: State, ctx: Context) -> bool:
+    """The latest draft's mean score reached the threshold."""
+    return state.get("score", 0.0) >= ctx.option("threshold", DEFAULT_THRESHOLD)
+
+
+def stop_reason(state: State, ctx: Context) -> str | None:
+    """The bound that ends the loop before the threshold is met (iterations, LLM calls, tokens, time), or None."""
+    return None if passed(state, ctx) else ctx.bounds.reached(state, state.get("iterations", 0))
+
+
+def after_critique(state: State, config: RunnableConfig) -> str:
+    """Stop at the threshold or at the first bound reached; otherwise refine."""
+    ctx = context(config, GRAPH)
+    return "finalize" if passed(state, ctx) or stop_reason(state, ctx) else "refine"
 
 
 def build(
@@ -86,133 +244,32 @@ def build(
     settings: Settings | None = None,
     *,
     criteria: tuple[str, ...] | list[str] = DEFAULT_CRITERIA,
-    threshold: float = 8.0,
-    max_iterations: int | None = None,
-    max_llm_calls: int | None = None,
-    token_budget: int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
     checkpointer: Any = None,
-):
-    """Compile the reflection graph. `threshold` is the mean criterion score (0-10) that passes."""
-    bounds = Bounds.from_settings(
-        settings, max_iterations=max_iterations, max_llm_calls=max_llm_calls, token_budget=token_budget
+    **options: Any,
+) -> Any:
+    """Compile the reflection graph.
+
+    model: the chat model that drafts, critiques and refines (None: the configured one).
+    criteria: what the critic scores, 0-10 each. threshold: the mean score that passes.
+    max_iterations / max_llm_calls / token_budget / max_seconds: Settings fields, given here or per run.
+    checkpointer: a LangGraph checkpointer for threads (each new question on a thread is a fresh run).
+    """
+    ctx = Context(
+        settings_from(settings, options),
+        model=model,
+        options={"criteria": tuple(criteria), "threshold": float(threshold)},
     )
-    criteria = tuple(criteria)
-    schema = critique_schema(criteria)
-    repairs = settings.max_structured_repairs if settings else 2
-
-    def llm() -> BaseChatModel:
-        return require_chat_model(model, "the reflection graph", settings)
-
-    def generate(state: ReflectionState) -> dict:
-        clock = start_clock()  # before the first model call: the run's time includes it
-        reply, usage = invoke_llm(
-            llm(),
-            [
-                SystemMessage("You are a careful expert. Answer the task fully and precisely."),
-                HumanMessage(state["question"]),
-            ],
-        )
-        return {**clock, "draft": message_text(reply), "iterations": 0, "usage": usage}
-
-    def critique(state: ReflectionState) -> dict:
-        prompt = (
-            f"Task:\n{state['question']}\n\nDraft answer:\n{state['draft']}\n\n"
-            f"Score the draft from 0 to 10 on each criterion: {', '.join(criteria)}. "
-            "Be strict: 10 means nothing to improve. Give concrete feedback per criterion."
-        )
-        fallback = Critique(
-            scores=[CriterionScore(criterion=c, score=0, feedback="no critique available") for c in criteria],
-            summary="critique failed; draft kept unscored",
-        )
-        result = structured_call(
-            llm(),
-            schema,
-            [SystemMessage("You are a demanding reviewer."), HumanMessage(prompt)],
-            fallback=fallback,
-            max_repairs=repairs,
-        )
-        per_criterion = _scores_by_criterion(result.value, criteria)
-        score = round(sum(per_criterion.values()) / len(criteria), 3)
-        iteration = state.get("iterations", 0) + 1
-        update: dict[str, Any] = {
-            "critique": {"scores": per_criterion, "feedback": _feedback(result.value), "summary": result.value.summary},
-            "score": score,
-            "iterations": iteration,
-            "usage": result.usage,
-            "history": [
-                {"iteration": iteration, "score": score, "scores": per_criterion, "critique_fallback": result.fallback}
-            ],
-        }
-        if score > state.get("best_score", -1.0):
-            update["best_draft"], update["best_score"] = state["draft"], score
-        return update
-
-    def should_refine(state: ReflectionState) -> str:
-        """Stop at the threshold or at the first bound reached; otherwise refine."""
-        if state["score"] >= threshold:
-            return "finalize"
-        return "finalize" if bounds.reached(state, state.get("iterations", 0)) else "refine"
-
-    def refine(state: ReflectionState) -> dict:
-        prompt = (
-            f"Task:\n{state['question']}\n\nCurrent draft:\n{state['draft']}\n\n"
-            f"Reviewer feedback:\n{state['critique']['feedback']}\n\n"
-            "Rewrite the draft to address every point. Return only the improved answer."
-        )
-        reply, usage = invoke_llm(
-            llm(), [SystemMessage("You revise drafts using reviewer feedback."), HumanMessage(prompt)]
-        )
-        return {"draft": message_text(reply), "usage": usage}
-
-    def finalize(state: ReflectionState) -> dict:
-        if state["score"] >= threshold:
-            reason = "threshold"
-        else:
-            reason = bounds.reached(state, state.get("iterations", 0)) or "unknown"
-        trace = make_trace(
-            "reflection",
-            state.get("usage"),
-            state.get("iterations", 0),
-            stop_reason=reason,
-            threshold=threshold,
-            best_score=state.get("best_score"),
-            final_score=state.get("score"),
-            scores=[h["score"] for h in state.get("history", [])],
-            kept=("best" if state.get("best_draft") != state.get("draft") else "last"),
-            bounds=bounds.as_dict(),
-            critique_fallbacks=sum(1 for h in state.get("history", []) if h["critique_fallback"]),
-        )
-        return {
-            "answer": state.get("best_draft", state.get("draft", "")),
-            "sources": [],
-            "stop_reason": reason,
-            "trace": trace,
-        }
-
-    g = StateGraph(ReflectionState)
-    g.add_node("generate", generate)
-    g.add_node("critique", critique)
-    g.add_node("refine", refine)
-    g.add_node("finalize", finalize)
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
+    for node in (generate, critique, refine, finalize):
+        g.add_node(node.__name__, node)
     g.add_edge(START, "generate")
     g.add_edge("generate", "critique")
-    g.add_conditional_edges("critique", should_refine, ["refine", "finalize"])
+    g.add_conditional_edges("critique", after_critique, ["refine", "finalize"])
     g.add_edge("refine", "critique")
     g.add_edge("finalize", END)
-    return g.compile(checkpointer=checkpointer).with_config(recursion_limit=2 * bounds.max_iterations + 20)
-
-
-def _scores_by_criterion(critique: Critique, criteria: tuple[str, ...]) -> dict[str, float]:
-    """One score per requested criterion; a criterion the critic skipped scores 0."""
-    given = {s.criterion.strip().lower(): s.score for s in critique.scores}
-    return {c: float(given.get(c.lower(), 0.0)) for c in criteria}
-
-
-def _feedback(critique: Critique) -> str:
-    lines = [f"- {s.criterion} ({s.score:g}/10): {s.feedback}" for s in critique.scores if s.feedback]
-    if critique.summary:
-        lines.append(f"Most important: {critique.summary}")
-    return "\n".join(lines)
+    compiled = g.compile(name=GRAPH, checkpointer=checkpointer).with_config(recursion_limit=RECURSION_LIMIT)
+    return bind_context(compiled, GRAPH, ctx)
 
 
 graph = build()

@@ -4,6 +4,7 @@
           --tools-------> use_tool -------------------------------------+--> finish
           --retrieval---> retrieve -> grade -> generate ----------------+
           --hybrid------> retrieve -> grade -> generate_hybrid ---------+
+                                             (generate instead, once a run bound is reached)
 
 route: an LLM picks the source (structured output, told how close the store's best passage is),
 or, without a model, cheap signals decide: arithmetic -> the calculator tool; a question far from
@@ -11,13 +12,12 @@ everything in the store -> parametric (which needs a model and says so offline);
 retrieval. The choice and its reason are in the trace.
 retrieval is the CRAG path from the shared chains (hybrid retrieval, relevance grading, strip
 refinement, cited answer or abstention); hybrid adds the model's own knowledge and the
-calculator to the retrieved evidence, in a bounded tool-calling exchange.
+calculator to the retrieved evidence, in a tool-calling exchange bounded by max_tool_calls.
 """
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
@@ -25,9 +25,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
-from typing_extensions import TypedDict
 
-from graphcraft.chains.answer import generate_answer, number_sources
+from graphcraft.chains.answer import Answer, generate_answer, number_sources
 from graphcraft.chains.classify import UNRELATED_BELOW, probe_store
 from graphcraft.chains.direct import NEEDS_MODEL, calculate, parametric_answer
 from graphcraft.chains.evidence import gather_evidence
@@ -36,46 +35,16 @@ from graphcraft.chains.refine import Strip
 from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import structured_call
-from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.context import Context as Resources
-from graphcraft.runtime.result import make_trace
+from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
+from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace
 
+GRAPH = "router"
 DESCRIPTION = (
     "Source router: send a question to parametric knowledge, a tool (calculator), retrieval (CRAG path) or a "
     "hybrid, and explain why."
 )
-
-Route = Literal["parametric", "tools", "retrieval", "hybrid"]
-
-
-class RouterState(TypedDict, total=False):
-    question: str
-    route: Route
-    reason: str
-    router: str  # "local" | "llm" | "llm->local_fallback"
-    signals: dict
-    expression: str | None
-    documents: list[Document]
-    knowledge: list[dict]
-    grading: dict
-    answer: str
-    sources: list[dict]
-    answer_strategy: str
-    usage: Annotated[Usage, add_usage]
-    steps: Annotated[list[dict], operator.add]
-    trace: dict
-
-
-class RouteChoice(BaseModel):
-    route: Route = Field(
-        description="parametric: general knowledge the model knows; tools: arithmetic for the calculator; "
-        "retrieval: facts from the private documents; hybrid: documents plus general knowledge or arithmetic."
-    )
-    reason: str = Field(default="", max_length=160, description="One sentence: why this source.")
-    expression: str | None = Field(
-        default=None, max_length=120, description="For tools: the arithmetic expression to compute."
-    )
-
 
 ROUTE_PROMPT = (
     "Decide where the answer to the question should come from.\n"
@@ -92,6 +61,35 @@ ROUTE_PROMPT = (
 HYBRID_SYSTEM = """Answer using the numbered knowledge AND, where it is not enough, your own general knowledge.
 Cite document facts with their number like [1]; mark general knowledge with (general knowledge).
 Use the calculator tool for any arithmetic. Be concise."""
+
+Route = Literal["parametric", "tools", "retrieval", "hybrid"]
+
+
+class State(InputState, OutputState, total=False):
+    route: Route
+    reason: str  # why this source
+    router: str  # "local" | "llm" | "llm->local_fallback"
+    signals: dict  # the store probe, the arithmetic found, the structured call's record
+    expression: str | None  # for the calculator
+    documents: list[Document]
+    knowledge: list[dict]  # graded, refined strips
+    grading: dict
+    answer_strategy: str
+    started_at: float  # the run's wall clock (runtime.bounds)
+    # Plain channels (no reducer), reset by `route`: a thread asked a second question starts a fresh run.
+    usage: Usage
+    steps: list[dict]
+
+
+class RouteChoice(BaseModel):
+    route: Route = Field(
+        description="parametric: general knowledge the model knows; tools: arithmetic for the calculator; "
+        "retrieval: facts from the private documents; hybrid: documents plus general knowledge or arithmetic."
+    )
+    reason: str = Field(default="", max_length=160, description="One sentence: why this source.")
+    expression: str | None = Field(
+        default=None, max_length=120, description="For tools: the arithmetic expression to compute."
+    )
 
 
 def local_route(question: str, probe: dict[str, Any], has_model: bool) -> tuple[Route, str, str | None]:
@@ -117,6 +115,167 @@ def local_route(question: str, probe: dict[str, Any], has_model: bool) -> tuple[
     return "retrieval", f"about the documents (best similarity {probe['max_sim']:.2f})", None
 
 
+def answered(state: State, answer: Answer, step: dict[str, Any]) -> dict[str, Any]:
+    """The state update of a node that wrote the answer."""
+    return {
+        "answer": answer.text,
+        "sources": answer.sources,
+        "usage": add_usage(state.get("usage"), answer.usage),
+        "answer_strategy": answer.strategy,
+        "steps": state["steps"] + [step],
+    }
+
+
+# ---------------------------------------------------------------------- nodes
+def route(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Pick the source of the answer (LLM router, or cheap signals) and start a fresh run."""
+    ctx = context(config, GRAPH)
+    question = state["question"]
+    probe = probe_store(ctx.store, question)
+    chosen, reason, expression = local_route(question, probe, ctx.model is not None)
+    strategy, usage, extra = "local", empty_usage(), {}
+    mode = ctx.option("router", "auto")
+    if mode == "llm" or (mode == "auto" and ctx.model is not None):
+        result = structured_call(
+            ctx.require_model("the LLM router"),
+            RouteChoice,
+            ROUTE_PROMPT.format(question=question, max_sim=probe["max_sim"], unrelated=UNRELATED_BELOW),
+            fallback=RouteChoice(route=chosen, reason=reason, expression=expression),
+            max_repairs=ctx.settings.max_structured_repairs,
+        )
+        usage, extra = result.usage, result.trace()
+        strategy = "llm->local_fallback" if result.fallback else "llm"
+        chosen, reason = result.value.route, result.value.reason or reason
+        expression = (result.value.expression or expression) if chosen == "tools" else expression
+    return {
+        **start_clock(),
+        "route": chosen,
+        "reason": reason,
+        "router": strategy,
+        "expression": expression,
+        "signals": {"probe": probe, "arithmetic": arithmetic_expression(question), **extra},
+        "documents": [],
+        "knowledge": [],
+        "grading": {},
+        "usage": usage,
+        "answer": "",
+        "sources": [],
+        "trace": {},
+        "steps": [{"step": "route", "route": chosen, "router": strategy, "reason": reason}],
+    }
+
+
+def use_tool(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Compute the arithmetic exactly with the calculator tool (the model answers if nothing is computable)."""
+    ctx = context(config, GRAPH)
+    answer = calculate(state["question"], state.get("expression"))
+    if answer is None:  # the LLM chose tools but gave nothing computable
+        answer = parametric_answer(state["question"], ctx.model)
+    step = {"step": "use_tool", "tool": "calculator", "expression": state.get("expression"), "answer": answer.text}
+    return answered(state, answer, step)
+
+
+def answer_parametric(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Answer from the model's own knowledge (no sources); offline, say that a model is needed."""
+    ctx = context(config, GRAPH)
+    answer = parametric_answer(state["question"], ctx.model)
+    return answered(state, answer, {"step": "answer_parametric", "strategy": answer.strategy})
+
+
+def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Retrieve the top-k chunks (hybrid: vectors and BM25 fused)."""
+    ctx = context(config, GRAPH)
+    docs = ctx.retriever("hybrid").search(state["question"])
+    return {"documents": docs, "steps": state["steps"] + [{"step": "retrieve", "documents": len(docs)}]}
+
+
+def grade(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Grade the retrieved chunks and keep their relevant strips, as CRAG's evaluator and refinement do."""
+    ctx = context(config, GRAPH)
+    evidence = gather_evidence(state["question"], state["documents"], ctx)
+    return {
+        "knowledge": [s.as_dict() for s in evidence.strips],
+        "usage": add_usage(state.get("usage"), evidence.usage),
+        "grading": {"evaluator": evidence.evaluator, "action": evidence.action, "scores": evidence.scores},
+        "steps": state["steps"] + [evidence.step("grade")],
+    }
+
+
+def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Answer from the kept strips with citations, or abstain when none survived."""
+    ctx = context(config, GRAPH)
+    answer = generate_answer(
+        state["question"],
+        [Strip(**s) for s in state.get("knowledge", [])],
+        ctx.model,
+        documents=state.get("documents", []),
+        store=ctx.store,
+    )
+    return answered(state, answer, {"step": "generate", "strategy": answer.strategy})
+
+
+def generate_hybrid(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Answer from the strips plus the model's own knowledge, computing with the calculator tool."""
+    ctx = context(config, GRAPH)
+    if ctx.model is None:  # hybrid is only chosen by an LLM router, but a scripted route may say so offline
+        needs_model = Answer(text=NEEDS_MODEL, sources=[], strategy="needs_model", abstained=True)
+        return answered(state, needs_model, {"step": "generate_hybrid", "strategy": "needs_model"})
+    from graphcraft.tools.calculator import calculator_tool
+
+    strips = [Strip(**s) for s in state.get("knowledge", [])]
+    numbers, sources = number_sources(strips)
+    knowledge = "\n".join(f"[{numbers[s.chunk_id or s.source]}] {s.text}" for s in strips) or "(no relevant documents)"
+    max_tool_calls = ctx.option("max_tool_calls", 3)
+    run = run_with_tools(
+        ctx.model,
+        [SystemMessage(HYBRID_SYSTEM), HumanMessage(f"Knowledge:\n{knowledge}\n\nQuestion: {state['question']}")],
+        [calculator_tool()],
+        max_tool_calls=max_tool_calls,
+        max_turns=max_tool_calls + 1,
+    )
+    step = {"step": "generate_hybrid", "tool_calls": run.tool_calls, "stop_reason": run.stop_reason}
+    return answered(state, Answer(text=run.text, sources=sources, strategy="hybrid", usage=run.usage), step)
+
+
+def finish(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Explain the run: the route taken and why, the router used, how the answer was written."""
+    ctx = context(config, GRAPH)
+    trace = make_trace(
+        GRAPH,
+        state,
+        action=state.get("route"),
+        stop_reason=stop_reason(state, ctx),
+        reason=state.get("reason"),
+        router=state.get("router"),
+        signals=state.get("signals", {}),
+        answer_strategy=state.get("answer_strategy"),
+        grading=state.get("grading") or None,
+    )
+    return {"trace": trace}
+
+
+# ---------------------------------------------------------------------- routing (the tool exchange bounded here)
+def stop_reason(state: State, ctx: Context) -> str | None:
+    """The bound that cut the hybrid route's tool exchange short (max_tool_calls, max_turns, a repeated
+    call) or kept it from starting (the run's LLM calls, tokens or time); None otherwise."""
+    if state.get("route") != "hybrid":
+        return None
+    exchange = [s for s in state.get("steps", []) if s["step"] == "generate_hybrid" and "stop_reason" in s]
+    if exchange:
+        return None if exchange[-1]["stop_reason"] == "answered" else exchange[-1]["stop_reason"]
+    return ctx.bounds.reached(state)
+
+
+def by_route(state: State) -> str:
+    return {"parametric": "answer_parametric", "tools": "use_tool"}.get(state["route"], "retrieve")
+
+
+def after_grade(state: State, config: RunnableConfig) -> str:
+    """The hybrid exchange starts only within the run's budgets; otherwise the cited answer is written."""
+    ctx = context(config, GRAPH)
+    return "generate_hybrid" if state["route"] == "hybrid" and not stop_reason(state, ctx) else "generate"
+
+
 def build(
     model: BaseChatModel | None = None,
     settings: Settings | None = None,
@@ -124,149 +283,24 @@ def build(
     store: Any = None,
     router: str = "auto",
     max_tool_calls: int = 3,
+    checkpointer: Any = None,
     **options: Any,
 ) -> Any:
-    """Compile the router graph. router: "auto" (LLM when a model exists), "local" or "llm"."""
-    settings = settings_from(settings, options)
-    base = Resources(settings, model=model, store=store)
+    """Compile the router graph.
 
-    # ------------------------------------------------------------------ nodes
-    def route(state: RouterState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        question = state["question"]
-        probe = probe_store(res.store, question)
-        chosen, reason, expression = local_route(question, probe, res.model is not None)
-        strategy, usage, extra = "local", None, {}
-        if router == "llm" or (router == "auto" and res.model is not None):
-            result = structured_call(
-                res.require_model("the LLM router"),
-                RouteChoice,
-                ROUTE_PROMPT.format(question=question, max_sim=probe["max_sim"], unrelated=UNRELATED_BELOW),
-                fallback=RouteChoice(route=chosen, reason=reason, expression=expression),
-                max_repairs=res.settings.max_structured_repairs,
-            )
-            usage, extra = result.usage, result.trace()
-            strategy = "llm->local_fallback" if result.fallback else "llm"
-            chosen, reason = result.value.route, result.value.reason or reason
-            expression = (result.value.expression or expression) if chosen == "tools" else expression
-        return {
-            "route": chosen,
-            "reason": reason,
-            "router": strategy,
-            "expression": expression,
-            "usage": usage,
-            "signals": {"probe": probe, "arithmetic": arithmetic_expression(question), **extra},
-            "steps": [{"step": "route", "route": chosen, "router": strategy, "reason": reason}],
-        }
-
-    def use_tool(state: RouterState, config: RunnableConfig) -> dict:
-        answer = calculate(state["question"], state.get("expression"))
-        if answer is None:  # the LLM chose tools but gave nothing computable
-            answer = parametric_answer(state["question"], base.for_config(config).model)
-        return {
-            "answer": answer.text,
-            "sources": [],
-            "usage": answer.usage,
-            "answer_strategy": answer.strategy,
-            "steps": [
-                {"step": "use_tool", "tool": "calculator", "expression": state.get("expression"), "answer": answer.text}
-            ],
-        }
-
-    def answer_parametric(state: RouterState, config: RunnableConfig) -> dict:
-        answer = parametric_answer(state["question"], base.for_config(config).model)
-        return {
-            "answer": answer.text,
-            "sources": [],
-            "usage": answer.usage,
-            "answer_strategy": answer.strategy,
-            "steps": [{"step": "answer_parametric", "strategy": answer.strategy}],
-        }
-
-    def retrieve(state: RouterState, config: RunnableConfig) -> dict:
-        docs = base.for_config(config).retriever("hybrid").search(state["question"])
-        return {"documents": docs, "steps": [{"step": "retrieve", "documents": len(docs)}]}
-
-    def grade(state: RouterState, config: RunnableConfig) -> dict:
-        evidence = gather_evidence(state["question"], state["documents"], base.for_config(config))
-        return {
-            "knowledge": [s.as_dict() for s in evidence.strips],
-            "usage": evidence.usage,
-            "grading": {"evaluator": evidence.evaluator, "action": evidence.action, "scores": evidence.scores},
-            "steps": [evidence.step("grade")],
-        }
-
-    def generate(state: RouterState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        answer = generate_answer(
-            state["question"],
-            [Strip(**s) for s in state.get("knowledge", [])],
-            res.model,
-            documents=state.get("documents", []),
-            store=res.store,
-        )
-        return {
-            "answer": answer.text,
-            "sources": answer.sources,
-            "usage": answer.usage,
-            "answer_strategy": answer.strategy,
-            "steps": [{"step": "generate", "strategy": answer.strategy}],
-        }
-
-    def generate_hybrid(state: RouterState, config: RunnableConfig) -> dict:
-        res = base.for_config(config)
-        model = res.model
-        if model is None:  # hybrid is only chosen by an LLM router, but a scripted route may say so offline
-            return {
-                "answer": NEEDS_MODEL,
-                "sources": [],
-                "answer_strategy": "needs_model",
-                "steps": [{"step": "generate_hybrid", "strategy": "needs_model"}],
-            }
-        from graphcraft.tools.calculator import calculator_tool
-
-        strips = [Strip(**s) for s in state.get("knowledge", [])]
-        numbers, sources = number_sources(strips)
-        knowledge = (
-            "\n".join(f"[{numbers[s.chunk_id or s.source]}] {s.text}" for s in strips) or "(no relevant documents)"
-        )
-        run = run_with_tools(
-            model,
-            [SystemMessage(HYBRID_SYSTEM), HumanMessage(f"Knowledge:\n{knowledge}\n\nQuestion: {state['question']}")],
-            [calculator_tool()],
-            max_tool_calls=max_tool_calls,
-            max_turns=max_tool_calls + 1,
-        )
-        return {
-            "answer": run.text,
-            "sources": sources,
-            "usage": run.usage,
-            "answer_strategy": "hybrid",
-            "steps": [{"step": "generate_hybrid", "tool_calls": run.tool_calls, "stop_reason": run.stop_reason}],
-        }
-
-    def finish(state: RouterState) -> dict:
-        trace = make_trace(
-            "router",
-            state,
-            route=state.get("route"),
-            reason=state.get("reason"),
-            router=state.get("router"),
-            signals=state.get("signals", {}),
-            answer_strategy=state.get("answer_strategy"),
-            grading=state.get("grading"),
-            steps=state.get("steps", []),
-        )
-        return {"trace": trace}
-
-    # ------------------------------------------------------------------ routing
-    def by_route(state: RouterState) -> str:
-        return {"parametric": "answer_parametric", "tools": "use_tool"}.get(state["route"], "retrieve")
-
-    def after_grade(state: RouterState) -> str:
-        return "generate_hybrid" if state["route"] == "hybrid" else "generate"
-
-    g = StateGraph(RouterState)
+    model: chat model for the LLM router, parametric and hybrid answers (None: configured or offline).
+    store: a ChunkStore to use instead of the configured one.
+    router: "auto" (LLM when a model exists), "local" or "llm".
+    max_tool_calls: calculator calls allowed in the hybrid exchange.
+    checkpointer: a LangGraph checkpointer for threads (each new question on a thread is a fresh run).
+    """
+    ctx = Context(
+        settings_from(settings, options),
+        model=model,
+        store=store,
+        options={"router": router, "max_tool_calls": max_tool_calls},
+    )
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
     for node in (route, use_tool, answer_parametric, retrieve, grade, generate, generate_hybrid, finish):
         g.add_node(node.__name__, node)
     g.add_edge(START, "route")
@@ -276,7 +310,7 @@ def build(
     for node_name in ("use_tool", "answer_parametric", "generate", "generate_hybrid"):
         g.add_edge(node_name, "finish")
     g.add_edge("finish", END)
-    return g.compile(name="router")
+    return bind_context(g.compile(name=GRAPH, checkpointer=checkpointer), GRAPH, ctx)
 
 
 graph = build()

@@ -1,61 +1,55 @@
-"""Tool agent: a ReAct loop (reason -> act with a tool -> observe) with budgets and memory.
+"""Tool agent: a ReAct loop (Yao et al. 2022, arXiv:2210.03629) with budgets and memory.
 
-begin -> recall -> compact -> agent <-> tools -> finalize -> remember
+    begin -> recall -> compact -> agent --tool calls--> tools --+
+                                    ^                           |
+                                    +---------------------------+  while no bound is reached
+                                  agent --an answer, or a bound--> respond -> remember -> finalize
 
-- agent: the model, bound to the tools, decides the next tool calls or answers. A model with
-  no native tool calling (an in-process GGUF, a plain completion server) is asked for one
-  structured action per turn instead, {"tool", "args", "answer"}, whose tool names are a
-  JSON-schema enum (a grammar-constrained model cannot name a tool that does not exist); the
-  action becomes an ordinary tool call, so the rest of the loop is the same;
-- tools: runs the calls; a failing tool becomes an error observation, never a crash;
-- bounds, checked in the routing functions: tool-call budget, model turns, LLM calls, tokens,
-  wall-clock time (Settings.max_seconds), and a loop guard that stops a model repeating the
-  same call with the same arguments; a stopped run answers with the last tool result;
+- agent (reason): the model, bound to the tools, decides the next tool calls or answers. A model
+  with no native tool calling chooses one structured JSON action per turn instead
+  (graphcraft.chains.react), which becomes an ordinary tool call;
+- tools (act, observe): runs the calls; a failing tool becomes an error observation, never a crash;
+- bounds, all in `stop_reason`: the tool-call budget (max_tool_calls), the model turns
+  (max_turns), a loop guard that stops a model repeating the same call with the same arguments
+  (loop_limit), and the run's LLM calls, tokens and wall clock (Settings); a stopped run answers
+  with the last tool result;
 - memory: with a checkpointer, a thread's messages persist between runs (compact folds old
-  turns into a running summary); with a Store, `recall` brings back related facts/episodes and
-  `remember` writes this run's episode (and, optionally, durable facts).
+  turns into a running summary); with a memory store, `recall` brings back related facts and
+  episodes and `remember` writes this run's episode (and, with remember_facts, durable facts).
 """
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import Callable
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import (
-    AIMessage,
-    AnyMessage,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolCall,
-    ToolMessage,
-)
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, Field, create_model, field_validator
-from typing_extensions import TypedDict
 
+from graphcraft.chains.react import ACTION_PROMPT, json_action, tool_catalogue, with_tools
 from graphcraft.chains.tool_calls import LoopGuard, call_key, collect_sources, execute_tool_call
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, settings_from
 from graphcraft.memory.context import ContextWindow
 from graphcraft.memory.long_term import LongTermMemory, extract_facts, format_memories
-from graphcraft.models import invoke_llm, message_text, require_chat_model, structured_call
+from graphcraft.models import invoke_llm, message_text
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import Bounds, make_trace, start_clock
-from graphcraft.runtime.result import usage_trace
+from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.context import Context, bind_context, context
+from graphcraft.runtime.result import InputState, OutputState, make_trace
+from graphcraft.tools.toolsets import toolset
 
+GRAPH = "tool_agent"
 DESCRIPTION = (
     "ReAct tool-calling agent (calculator, sandboxed files, optional python/MCP) with tool budget, loop guard "
     "and memory."
 )
+WHAT = "the tool agent"  # how errors name this graph (e.g. when no chat model is configured)
 
 SYSTEM_PROMPT = (
     "You are a capable assistant that solves tasks step by step using tools when they help. "
@@ -63,57 +57,237 @@ SYSTEM_PROMPT = (
     "When you have the answer, reply with it plainly and do not call more tools."
 )
 
-
-FINAL_ANSWER = "final_answer"
-ACTION_PROMPT = (
-    "Reply with the next action as JSON: call one tool with its arguments, or give the final answer "
-    f"with tool '{FINAL_ANSWER}'. Tools:\n"
-)
+# The graph's own limits (build options, and per-run options in config["configurable"]).
+MAX_TOOL_CALLS, MAX_TURNS, LOOP_LIMIT, CONTEXT_TOKENS = 8, 10, 2, 6000
 
 
-class Action(BaseModel):
-    """The next action: call one tool with its arguments, or give the final answer."""
-
-    tool: str = Field(description=f"a tool name, or '{FINAL_ANSWER}' when you can answer")
-    args: dict[str, Any] = Field(default_factory=dict, description="the tool's arguments (empty for the final answer)")
-    answer: str = Field(default="", max_length=1000, description=f"the answer to the task (with '{FINAL_ANSWER}' only)")
-
-
-@lru_cache(maxsize=16)
-def action_schema(tools: tuple[str, ...]) -> type[Action]:
-    """`Action` whose tool must be one of `tools` or the final answer (also the JSON-schema enum)."""
-    names = (*tools, FINAL_ANSWER)
-
-    def _known(cls: type, value: str) -> str:
-        if value.strip() not in names:
-            raise ValueError(f"tool must be one of: {', '.join(names)}")
-        return value.strip()
-
-    tool = Field(description=f"one of: {', '.join(names)}", json_schema_extra={"enum": list(names)})
-    return create_model(
-        "Action",
-        __base__=Action,
-        __doc__=Action.__doc__,
-        tool=(str, tool),
-        # pydantic accepts a classmethod here, which its annotation (plain callables) does not say.
-        __validators__={"_known": cast(Callable[..., Any], field_validator("tool")(classmethod(_known)))},
-    )
-
-
-class ToolAgentState(TypedDict, total=False):
-    question: str
-    messages: Annotated[list[AnyMessage], add_messages]
-    summary: str
-    memories: list[dict[str, Any]]
+class State(InputState, OutputState, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]  # the thread: kept across runs by a checkpointer
+    summary: str  # running summary of the thread's older turns (compact)
+    memories: list[dict[str, Any]]  # recalled from long-term memory
+    turns: int  # model turns; bounded by max_turns
+    tool_calls: list[dict[str, Any]]  # one record per executed call; bounded by max_tool_calls
+    summarized: int  # messages folded into the summary by this run
+    action: str  # answered, no_answer or stopped
+    stop_reason: str | None  # the bound that stopped the loop
+    episode_saved: bool
+    facts_saved: int
+    started_at: float  # the run's wall clock (runtime.bounds)
+    # Plain channels (no reducer), reset by `begin`: each question on a thread is a fresh run.
     usage: Usage
-    turns: int
-    started_at: float
-    tool_calls: list[dict[str, Any]]
-    summarized: int
-    stop_reason: str
-    answer: str
-    sources: list[dict[str, Any]]
-    trace: dict[str, Any]
+    steps: list[dict]
+
+
+# ---------------------------------------------------------------------- nodes (the ReAct steps)
+def begin(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Start a run: the question becomes the thread's next human turn; per-run counters reset."""
+    return {
+        **start_clock(),
+        "messages": [HumanMessage(state["question"])],
+        "usage": empty_usage(),
+        "turns": 0,
+        "tool_calls": [],
+        "summarized": 0,
+        "memories": [],
+        "action": "",
+        "stop_reason": None,
+        "episode_saved": False,
+        "facts_saved": 0,
+        "answer": "",
+        "sources": [],
+        "trace": {},
+        "steps": [],
+    }
+
+
+def recall(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Bring back facts and episodes related to the question, when there is a long-term memory."""
+    ctx = context(config, GRAPH)
+    memory = long_term_memory(ctx, config)
+    if memory is None:
+        return {}
+    memories = memory.recall(state["question"])
+    return {"memories": memories, "steps": state.get("steps", []) + [{"step": "recall", "memories": len(memories)}]}
+
+
+def compact(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Fold the older turns of a long thread into a running summary, so prompts fit context_tokens."""
+    ctx = context(config, GRAPH)
+    update = window(ctx).compact(ctx.require_model(WHAT), state["messages"], state.get("summary", ""))
+    if not update:
+        return {}
+    step = {"step": "compact", "summarized": update["summarized"]}
+    usage = add_usage(state.get("usage"), update["usage"])
+    return {**update, "usage": usage, "steps": state.get("steps", []) + [step]}
+
+
+def agent(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Reason: the model reads the thread and decides the next tool calls, or answers."""
+    ctx = context(config, GRAPH)
+    model, tools = ctx.require_model(WHAT), toolset(ctx)
+    system = ctx.option("system_prompt", SYSTEM_PROMPT)
+    if state.get("memories"):
+        system += "\n\n" + format_memories(state["memories"])
+    thread, summary, bound = state["messages"], state.get("summary", ""), with_tools(model, tools)
+    if bound is None:  # no native tool calling: one structured action per turn, the tools listed in the prompt
+        prompt = window(ctx).fit(thread, summary, system=f"{system}\n\n{ACTION_PROMPT}{tool_catalogue(tools)}")
+        reply, usage = json_action(model, tools, prompt, ctx.settings.max_structured_repairs)
+    else:
+        reply, usage = invoke_llm(bound, window(ctx).fit(thread, summary, system=system))
+    turn = state.get("turns", 0) + 1
+    step = {"step": "agent", "turn": turn, "tool_calls": [c["name"] for c in reply.tool_calls]}
+    return {
+        "messages": [reply],
+        "usage": add_usage(state.get("usage"), usage),
+        "turns": turn,
+        "steps": state.get("steps", []) + [step],
+    }
+
+
+def run_tools(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Act and observe: run the requested calls; a failing tool becomes an error the model sees."""
+    ctx = context(config, GRAPH)
+    by_name = {t.name: t for t in toolset(ctx)}
+    messages, records = [], []
+    for call in pending_calls(state):
+        message, record = execute_tool_call(by_name, call)
+        messages.append(message)
+        records.append({**record, "key": call_key(call["name"], call.get("args") or {})})
+    step = {"step": "tools", "calls": [{"tool": r["tool"], "ok": r["ok"]} for r in records]}
+    return {
+        "messages": messages,
+        "tool_calls": state.get("tool_calls", []) + records,
+        "steps": state.get("steps", []) + [step],
+    }
+
+
+def respond(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """The answer: the model's last reply or, when a bound stopped the loop, the last tool result."""
+    ctx = context(config, GRAPH)
+    last, calls = state["messages"][-1], pending_calls(state)
+    stopped = bool(calls) or not isinstance(last, AIMessage)
+    reason = stop_reason(state, ctx, calls) if stopped else None
+    text = message_text(last).strip() if isinstance(last, AIMessage) else ""
+    action = "stopped" if stopped else "answered" if text else "no_answer"  # an empty reply is not an answer
+    records = state.get("tool_calls", [])
+    if action != "answered":
+        ok = [r for r in records if r["ok"]]
+        label = reason or action
+        text = text or (
+            f"Stopped before finishing ({label}). Last tool result: {ok[-1]['output']}"
+            if ok
+            else f"Stopped before finishing ({label}); no tool call succeeded."
+        )
+    # Calls a bound refused are closed with an error message, so the thread stays valid for its next run.
+    closed = [
+        ToolMessage(content=f"not executed: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
+        for c in calls
+    ]
+    return {
+        **({"messages": closed} if closed else {}),
+        "answer": text,
+        "sources": collect_sources(records),
+        "action": action,
+        "stop_reason": reason,
+        "steps": state.get("steps", []) + [{"step": "respond", "action": action, "stop_reason": reason}],
+    }
+
+
+def remember(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Write this run's episode, and with remember_facts the durable facts it revealed, to long-term memory."""
+    ctx = context(config, GRAPH)
+    memory = long_term_memory(ctx, config)
+    if memory is None:
+        return {}
+    memory.add_episode(
+        state["question"],
+        state["answer"],
+        action=state.get("action"),
+        stop_reason=state.get("stop_reason"),
+        tools=[r["tool"] for r in state.get("tool_calls", [])],
+    )
+    update: dict[str, Any] = {"episode_saved": True}
+    if ctx.option("remember_facts", False) and state.get("action") == "answered":
+        model = ctx.require_model(WHAT)
+        result = extract_facts(model, state["question"], state["answer"], ctx.settings.max_structured_repairs)
+        for fact in result.value.facts:
+            memory.add_fact(fact, source="conversation")
+        update.update(facts_saved=len(result.value.facts), usage=add_usage(state.get("usage"), result.usage))
+    step = {"step": "remember", "episode": True, "facts": update.get("facts_saved", 0)}
+    return {**update, "steps": state.get("steps", []) + [step]}
+
+
+def finalize(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """The trace: whether the agent answered or was stopped (and by which bound), its tool calls, its cost."""
+    ctx = context(config, GRAPH)
+    records = state.get("tool_calls", [])
+    trace = make_trace(
+        GRAPH,
+        state,
+        action=state.get("action"),
+        stop_reason=state.get("stop_reason"),
+        iterations=state.get("turns", 0),
+        tool_calls=[{k: r[k] for k in ("tool", "args", "ok", "output")} for r in records],
+        tool_call_count=len(records),
+        failed_tool_calls=sum(1 for r in records if not r["ok"]),
+        max_tool_calls=ctx.option("max_tool_calls", MAX_TOOL_CALLS),
+        max_turns=ctx.option("max_turns", MAX_TURNS),
+        loop_limit=ctx.option("loop_limit", LOOP_LIMIT),
+        memories_recalled=len(state.get("memories", [])),
+        summarized_messages=state.get("summarized", 0),
+        episode_saved=state.get("episode_saved", False),
+        facts_saved=state.get("facts_saved", 0),
+        bounds=ctx.bounds.as_dict(),
+    )
+    return {"trace": trace}
+
+
+# ---------------------------------------------------------------------- helpers
+def window(ctx: Context) -> ContextWindow:
+    """The prompt's token window (option context_tokens): summary of older turns plus recent turns."""
+    return ContextWindow(max_tokens=ctx.option("context_tokens", CONTEXT_TOKENS))
+
+
+def long_term_memory(ctx: Context, config: RunnableConfig) -> LongTermMemory | None:
+    """The user's long-term memory: in the memory_store option, else in the store LangGraph
+    Server provides; None when there is neither. The user is config["configurable"]["user_id"]."""
+    store = ctx.option("memory_store")
+    if store is None:
+        store = get_store()
+    user = str((config or {}).get("configurable", {}).get("user_id", "default"))
+    return None if store is None else LongTermMemory(store, user)
+
+
+def pending_calls(state: State) -> list[ToolCall]:
+    """The tool calls of the model's last reply that have not run yet."""
+    last = state["messages"][-1] if state.get("messages") else None
+    return list(last.tool_calls) if isinstance(last, AIMessage) and last.tool_calls else []
+
+
+# ---------------------------------------------------------------------- routing (every loop bounded here)
+def stop_reason(state: State, ctx: Context, calls: Sequence[ToolCall] = ()) -> str | None:
+    """The bound that ends the loop before `calls` run: a repeated call (loop_limit), the tool-call
+    budget (max_tool_calls), the model turns (max_turns), or the run's LLM calls, tokens or time."""
+    done = state.get("tool_calls", [])
+    guard = LoopGuard(ctx.option("loop_limit", LOOP_LIMIT), [r["key"] for r in done])
+    if any(guard.would_repeat(c["name"], c.get("args") or {}) for c in calls):
+        return "repeated_tool_call"
+    if len(done) + len(calls) > ctx.option("max_tool_calls", MAX_TOOL_CALLS):
+        return "max_tool_calls"
+    if state.get("turns", 0) >= ctx.option("max_turns", MAX_TURNS):
+        return "max_turns"
+    return ctx.bounds.reached(state)
+
+
+def after_agent(state: State, config: RunnableConfig) -> str:
+    """Run the requested tools, unless the model answered or a bound is reached."""
+    calls = pending_calls(state)
+    return "tools" if calls and not stop_reason(state, context(config, GRAPH), calls) else "respond"
+
+
+def after_tools(state: State, config: RunnableConfig) -> str:
+    """Give the model its next turn, unless a bound is reached."""
+    return "respond" if stop_reason(state, context(config, GRAPH)) else "agent"
 
 
 def build(
@@ -124,253 +298,55 @@ def build(
     workspace: str | Path | None = None,
     enable_python: bool = False,
     mcp_config: str | Path | dict | None = None,
-    max_tool_calls: int = 8,
-    max_turns: int = 10,
-    loop_limit: int = 2,
-    max_llm_calls: int | None = None,
-    token_budget: int | None = None,
-    context_tokens: int = 6000,
+    max_tool_calls: int = MAX_TOOL_CALLS,
+    max_turns: int = MAX_TURNS,
+    loop_limit: int = LOOP_LIMIT,
+    context_tokens: int = CONTEXT_TOKENS,
     remember_facts: bool = False,
     system_prompt: str = SYSTEM_PROMPT,
-    checkpointer: Any = None,
     memory_store: Any = None,
-):
+    checkpointer: Any = None,
+    **options: Any,
+) -> Any:
     """Compile the tool agent.
 
-    tools: the agent's tools (default: `default_tools(workspace, enable_python)` plus MCP tools from
-    `mcp_config`). loop_limit: how many times the same call (name + arguments) may be made.
+    tools: the agent's tools (default: calculator and file tools in `workspace`, by default
+    <store>/workspace, and python when enable_python), plus the tools of the MCP servers in mcp_config.
+    loop_limit: how many times the same call (name and arguments) may be made.
     checkpointer / memory_store: short- and long-term memory (None: the run is stateless).
+    options: Settings fields (max_llm_calls, token_budget, max_seconds ...) for this graph.
     """
-    bounds = Bounds.from_settings(
-        settings, max_iterations=max_turns, max_llm_calls=max_llm_calls, token_budget=token_budget
+    ctx = Context(
+        settings_from(settings, options),
+        model=model,
+        options={
+            "tools": tools,
+            "workspace": workspace,
+            "enable_python": enable_python,
+            "mcp_config": mcp_config,
+            "max_tool_calls": max_tool_calls,
+            "max_turns": max_turns,
+            "loop_limit": loop_limit,
+            "context_tokens": context_tokens,
+            "remember_facts": remember_facts,
+            "system_prompt": system_prompt,
+            "memory_store": memory_store,
+        },
     )
-    repairs = (settings or get_settings()).max_structured_repairs
-    window = ContextWindow(max_tokens=context_tokens)
-    loaded: dict[str, list[BaseTool]] = {}
-
-    def llm() -> BaseChatModel:
-        return require_chat_model(model, "the tool agent", settings)
-
-    def toolset() -> list[BaseTool]:
-        """Resolved on first use, so importing the module creates no workspace and starts no server."""
-        if "tools" not in loaded:
-            chosen = list(tools) if tools is not None else _default_toolset(settings, workspace, enable_python)
-            if mcp_config is not None:
-                from graphcraft.tools.mcp import load_mcp_tools
-
-                chosen += load_mcp_tools(mcp_config)
-            loaded["tools"] = chosen
-        return loaded["tools"]
-
-    def begin(state: ToolAgentState) -> dict:
-        """Start a run: the question becomes the next human turn; per-run counters reset."""
-        return {
-            **start_clock(),
-            "messages": [HumanMessage(state["question"])],
-            "usage": empty_usage(),
-            "turns": 0,
-            "tool_calls": [],
-            "stop_reason": "",
-            "summarized": 0,
-            "memories": [],
-        }
-
-    def recall(state: ToolAgentState, config: RunnableConfig) -> dict:
-        store = get_store()
-        if store is None:
-            return {}
-        memory = LongTermMemory(store, _user_id(config))
-        return {"memories": memory.recall(state["question"])}
-
-    def compact(state: ToolAgentState) -> dict:
-        update = window.compact(llm(), state["messages"], state.get("summary", ""))
-        if update:
-            update["usage"] = add_usage(state.get("usage"), update["usage"])
-        return update
-
-    def agent(state: ToolAgentState) -> dict:
-        system = system_prompt
-        if state.get("memories"):
-            system += "\n\n" + format_memories(state["memories"])
-        try:
-            bound = llm().bind_tools(toolset())
-        except NotImplementedError:  # no native tool calling: one structured action per turn
-            reply, usage = _act(
-                llm(),
-                toolset(),
-                window.fit(state["messages"], state.get("summary", ""), system=system + "\n\n" + _catalogue(toolset())),
-                repairs,
-            )
-        else:
-            reply, usage = invoke_llm(bound, window.fit(state["messages"], state.get("summary", ""), system=system))
-        return {"messages": [reply], "usage": add_usage(state.get("usage"), usage), "turns": state.get("turns", 0) + 1}
-
-    def after_agent(state: ToolAgentState) -> str:
-        """Run the requested tools unless the model answered or a bound is reached."""
-        calls = _pending_calls(state)
-        if not calls:
-            return "finalize"
-        return "finalize" if _stop_reason(state, calls) else "tools"
-
-    def run_tools(state: ToolAgentState) -> dict:
-        by_name = {t.name: t for t in toolset()}
-        messages, records = [], list(state.get("tool_calls", []))
-        for call in _pending_calls(state):
-            message, record = execute_tool_call(by_name, call)
-            messages.append(message)
-            records.append({**record, "key": call_key(call["name"], call.get("args") or {})})
-        return {"messages": messages, "tool_calls": records}
-
-    def after_tools(state: ToolAgentState) -> str:
-        return "finalize" if bounds.reached(state, state.get("turns", 0)) else "agent"
-
-    def _stop_reason(state: ToolAgentState, calls: list[ToolCall]) -> str | None:
-        done = state.get("tool_calls", [])
-        guard = LoopGuard(loop_limit, [r["key"] for r in done])
-        if any(guard.would_repeat(c["name"], c.get("args") or {}) for c in calls):
-            return "repeated_tool_call"
-        if len(done) + len(calls) > max_tool_calls:
-            return "max_tool_calls"
-        return bounds.reached(state, state.get("turns", 0))
-
-    def finalize(state: ToolAgentState) -> dict:
-        last = state["messages"][-1]
-        calls = _pending_calls(state)
-        update: dict[str, Any] = {}
-        if calls:  # stopped by a bound: close the open tool calls so the thread stays valid
-            reason = _stop_reason(state, calls) or "stopped"
-            update["messages"] = [
-                ToolMessage(content=f"not executed: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
-                for c in calls
-            ]
-        elif isinstance(last, AIMessage):
-            reason = "answered" if message_text(last).strip() else "no_answer"  # an empty reply is not an answer
-        else:
-            reason = bounds.reached(state, state.get("turns", 0)) or "stopped"
-        answer = message_text(last).strip() if isinstance(last, AIMessage) else ""
-        records = state.get("tool_calls", [])
-        if reason != "answered":
-            ok = [r for r in records if r["ok"]]
-            answer = answer or (
-                f"Stopped before finishing ({reason}). Last tool result: {ok[-1]['output']}"
-                if ok
-                else f"Stopped before finishing ({reason}); no tool call succeeded."
-            )
-        trace = make_trace(
-            "tool_agent",
-            state.get("usage"),
-            state.get("turns", 0),
-            stop_reason=reason,
-            tool_calls=[{k: r[k] for k in ("tool", "args", "ok", "output")} for r in records],
-            tool_call_count=len(records),
-            failed_tool_calls=sum(1 for r in records if not r["ok"]),
-            max_tool_calls=max_tool_calls,
-            loop_limit=loop_limit,
-            memories_recalled=len(state.get("memories", [])),
-            summarized_messages=state.get("summarized", 0),
-            bounds=bounds.as_dict(),
-        )
-        return {**update, "answer": answer, "sources": collect_sources(records), "stop_reason": reason, "trace": trace}
-
-    def remember(state: ToolAgentState, config: RunnableConfig) -> dict:
-        store = get_store()
-        if store is None:
-            return {}
-        memory = LongTermMemory(store, _user_id(config))
-        memory.add_episode(
-            state["question"],
-            state["answer"],
-            stop_reason=state.get("stop_reason", ""),
-            tools=[r["tool"] for r in state.get("tool_calls", [])],
-        )
-        trace = dict(state["trace"])
-        trace["episode_saved"] = True
-        if remember_facts and state.get("stop_reason") == "answered":
-            result = extract_facts(llm(), state["question"], state["answer"])
-            for fact in result.value.facts:
-                memory.add_fact(fact, source="conversation")
-            usage = add_usage(state.get("usage"), result.usage)
-            trace.update(usage_trace(usage), facts_saved=len(result.value.facts))
-            return {"usage": usage, "trace": trace}
-        return {"trace": trace}
-
-    g = StateGraph(ToolAgentState)
-    for name, node in (
-        ("begin", begin),
-        ("recall", recall),
-        ("compact", compact),
-        ("agent", agent),
-        ("tools", run_tools),
-        ("finalize", finalize),
-        ("remember", remember),
-    ):
-        g.add_node(name, node)
+    g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
+    for node in (begin, recall, compact, agent, respond, remember, finalize):
+        g.add_node(node.__name__, node)
+    g.add_node("tools", run_tools)
     g.add_edge(START, "begin")
     g.add_edge("begin", "recall")
     g.add_edge("recall", "compact")
     g.add_edge("compact", "agent")
-    g.add_conditional_edges("agent", after_agent, ["tools", "finalize"])
-    g.add_conditional_edges("tools", after_tools, ["agent", "finalize"])
-    g.add_edge("finalize", "remember")
-    g.add_edge("remember", END)
-    # Sized so the bounds above end the run, never the recursion limit.
-    return g.compile(checkpointer=checkpointer, store=memory_store).with_config(recursion_limit=2 * max_turns + 20)
-
-
-def _act(
-    model: BaseChatModel, tools: list[BaseTool], prompt: list[BaseMessage], repairs: int
-) -> tuple[AIMessage, Usage]:
-    """The next step of a model without native tool calling, as a tool call or an answer.
-
-    Earlier tool calls are shown to it as the JSON actions it chose and their results as user
-    turns, since its chat template knows no tool messages. A reply still malformed after the
-    repairs becomes an empty answer (finalize reports "no_answer"; the trace counts the fallback).
-    """
-    schema = action_schema(tuple(t.name for t in tools))
-    result = structured_call(
-        model, schema, _as_action_turns(prompt), fallback=Action(tool=FINAL_ANSWER), max_repairs=repairs
-    )
-    action = result.value
-    if action.tool == FINAL_ANSWER:
-        return AIMessage(action.answer), result.usage
-    call = {"name": action.tool, "args": action.args, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "tool_call"}
-    return AIMessage("", tool_calls=[call]), result.usage
-
-
-def _as_action_turns(messages: list[BaseMessage]) -> list[BaseMessage]:
-    """Tool calls as the JSON actions that asked for them, tool results as user turns, and every
-    system message merged into one (chat templates refuse a second one)."""
-    system = "\n\n".join(message_text(m) for m in messages if isinstance(m, SystemMessage))
-    turns: list[BaseMessage] = [SystemMessage(system)] if system else []
-    for m in messages:
-        if isinstance(m, AIMessage) and m.tool_calls:
-            turns += [AIMessage(json.dumps({"tool": c["name"], "args": c.get("args") or {}})) for c in m.tool_calls]
-        elif isinstance(m, ToolMessage):
-            turns.append(HumanMessage(f"Result of {m.name}: {message_text(m)}"))
-        elif not isinstance(m, SystemMessage):
-            turns.append(m)
-    return turns
-
-
-def _catalogue(tools: list[BaseTool]) -> str:
-    """The tools and their arguments, for a model that reads them from the prompt."""
-    return ACTION_PROMPT + "\n".join(f"- {t.name}({', '.join(t.args)}): {t.description.splitlines()[0]}" for t in tools)
-
-
-def _pending_calls(state: ToolAgentState) -> list[ToolCall]:
-    last = state["messages"][-1] if state.get("messages") else None
-    return list(last.tool_calls) if isinstance(last, AIMessage) and last.tool_calls else []
-
-
-def _user_id(config: RunnableConfig) -> str:
-    return str((config or {}).get("configurable", {}).get("user_id", "default"))
-
-
-def _default_toolset(settings: Settings | None, workspace: str | Path | None, enable_python: bool) -> list[BaseTool]:
-    from graphcraft.tools import default_tools
-
-    root = Path(workspace) if workspace is not None else Path((settings or get_settings()).store) / "workspace"
-    return default_tools(workspace=root, enable_python=enable_python)
+    g.add_conditional_edges("agent", after_agent, ["tools", "respond"])
+    g.add_conditional_edges("tools", after_tools, ["agent", "respond"])
+    g.add_edge("respond", "remember")
+    g.add_edge("remember", "finalize")
+    g.add_edge("finalize", END)
+    return bind_context(g.compile(name=GRAPH, checkpointer=checkpointer), GRAPH, ctx)
 
 
 graph = build()

@@ -20,7 +20,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 from typing_extensions import TypedDict
 
-from graphcraft.runtime.tokens import count_tokens, token_counter_name
+from graphcraft.runtime.tokens import count_tokens, message_text, token_counter_name
 
 
 class Usage(TypedDict, total=False):
@@ -81,13 +81,6 @@ def reported_tokens(error: BaseException) -> tuple[int, int] | None:
     return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
 
 
-def _message_text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-
-
 class UsageCallback(BaseCallbackHandler):
     """Counts chat-model calls and tokens (and cost, given per-million-token prices)."""
 
@@ -115,7 +108,7 @@ class UsageCallback(BaseCallbackHandler):
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
     ) -> None:
-        prompt = sum(count_tokens(_message_text(m)) for batch in messages for m in batch)
+        prompt = sum(count_tokens(message_text(m)) for batch in messages for m in batch)
         with self._lock:
             self._pending[run_id] = prompt
 
@@ -136,7 +129,7 @@ class UsageCallback(BaseCallbackHandler):
                     prompt += int(meta.get("input_tokens", 0))
                     completion += int(meta.get("output_tokens", 0))
                 else:
-                    text = _message_text(message) if message is not None else gen.text
+                    text = message_text(message) if message is not None else gen.text
                     tool_calls = getattr(message, "tool_calls", None) or []
                     completion += count_tokens(text) + sum(count_tokens(str(tc.get("args", ""))) for tc in tool_calls)
         if not reported:

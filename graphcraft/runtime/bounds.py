@@ -1,6 +1,6 @@
-"""Loop bounds that agent graphs check in their routing functions, and the trace they return.
+"""Loop bounds that every graph checks in its routing functions, and the start of a run (its clock).
 
-A `Bounds` is resolved once per build from Settings and keyword options; a graph state carries
+A `Bounds` comes from the run's Settings (`Context.bounds`); a graph state carries
 its `Usage` (reduced with `add_usage`), an iteration counter and the run's start time, and
 `Bounds.exhausted` says which bound, if any, ends the loop. The reason goes into the trace, so
 a stopped run explains itself.
@@ -25,7 +25,6 @@ from typing_extensions import TypedDict
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.runtime.accounting import Usage, total_tokens
-from graphcraft.runtime.result import usage_trace
 
 STARTED_AT: Final = "started_at"  # the state key holding the run's start (epoch seconds)
 
@@ -39,6 +38,17 @@ class Clock(TypedDict, total=False):
 def start_clock() -> Clock:
     """The state update that starts a run's wall clock; returned by the run's first node."""
     return {STARTED_AT: time.time()}
+
+
+def fresh_run(**channels: Any) -> dict[str, Any]:
+    """The update a run's first node returns: the clock started, no usage, no steps, no answer yet.
+
+    Channels without reducers keep their value on a thread between runs (Studio, LangGraph
+    Server), so a second question must reset them; `channels` are the graph's own to reset.
+    """
+    from graphcraft.runtime.accounting import empty_usage
+
+    return {**start_clock(), "usage": empty_usage(), "steps": [], "answer": "", "sources": [], "trace": {}, **channels}
 
 
 def elapsed(state: Mapping[str, Any]) -> float:
@@ -96,8 +106,3 @@ class Bounds:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-def make_trace(graph: str, usage: Usage | None, iterations: int, **decisions: Any) -> dict[str, Any]:
-    """The trace every graph returns: graph, iterations, LLM calls and tokens, plus its decisions."""
-    return {"graph": graph, "iterations": iterations, **usage_trace(usage), **decisions}

@@ -1,10 +1,11 @@
 """The per-run context every node reads: settings with the run's overrides, model, store, bounds, options.
 
 A graph's `build()` makes one `Context` from its arguments and binds it to the compiled graph
-(`compile_graph`); every node starts with ``ctx = context(config, GRAPH)``, which returns that
+(`bind_context`); every node starts with ``ctx = context(config, GRAPH)``, which returns that
 bound context, or a copy with the run's ``config["configurable"]`` overrides applied — validated
 into Settings here and nowhere else (e.g. {"store": "path", "chat_model": "ollama:llama3.1",
-"max_llm_calls": 4}, or one of the graph's own options such as "max_tool_calls").
+"max_llm_calls": 4}, or one of the graph's own options such as "max_tool_calls"). Options that
+reach the host (a workspace, python, MCP servers, tools) and options holding objects stay as built.
 
 The context is keyed by graph name because LangGraph passes a parent's configurable down to
 the subgraphs a node invokes: adaptive_rag's context must not replace crag's inside crag.
@@ -25,10 +26,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 
-from graphcraft.config import Settings, get_settings
-from graphcraft.errors import EmptyStoreError, GraphcraftError
+from graphcraft.config import Settings, get_settings, with_overrides
+from graphcraft.errors import EmptyStoreError, SettingsError
 from graphcraft.models import get_embeddings, require_chat_model, resolve_chat_model
 from graphcraft.runtime.bounds import Bounds
+from graphcraft.stores.generations import was_ingested
 from graphcraft.stores.vector import ChunkStore, open_store
 
 UNSET: Any = object()
@@ -53,6 +55,9 @@ CONFIGURABLE_SETTINGS = frozenset(
     }
 )
 _PRIMITIVE = (bool, int, float, str)
+# Options that decide what a run may touch on the host: fixed when the graph is built, never taken from a
+# run's configurable (which any LangGraph Server client can send).
+BUILD_ONLY_OPTIONS = frozenset({"workspace", "enable_python", "mcp_config", "tools", "memory_store"})
 
 
 class Context:
@@ -79,7 +84,7 @@ class Context:
         """This context, or a copy with the run's configurable overrides (settings and options) applied."""
         configurable = (config or {}).get("configurable") or {}
         settings = {k: v for k, v in configurable.items() if k in CONFIGURABLE_SETTINGS and v is not None}
-        options = {k: v for k, v in configurable.items() if k in self.options and v is not None}
+        options = {k: v for k, v in configurable.items() if self._overridable(k) and v is not None}
         if not settings and not options:
             return self
         key = tuple(sorted((k, repr(v)) for k, v in {**settings, **options}.items()))
@@ -88,13 +93,21 @@ class Context:
             cache.pop(next(iter(cache)))
         if key not in cache:
             cache[key] = Context(
-                _validated(self.settings, settings) if settings else self.settings,
+                with_overrides(self.settings, settings),
                 None if "chat_model" in settings or "base_url" in settings else self._model,
                 None if "store" in settings else self._store,
                 UNSET if "external_store" in settings or "web_search" in settings else self._external,
                 {**self.options, **{k: _like(self.options[k], k, v) for k, v in options.items()}},
             )
         return cache[key]
+
+    def _overridable(self, name: str) -> bool:
+        """A run may override a graph option that holds a plain value and does not reach the host."""
+        if name not in self.options or name in BUILD_ONLY_OPTIONS:
+            return False
+        value = self.options[name]
+        plain_list = isinstance(value, tuple | list) and all(isinstance(v, _PRIMITIVE) for v in value)
+        return isinstance(value, _PRIMITIVE) or plain_list
 
     def option(self, name: str, default: Any = None) -> Any:
         """One of the graph's build options (with the run's override, if any)."""
@@ -138,7 +151,7 @@ class Context:
             except OSError:
                 pass
         if self._store is None:
-            if path.is_dir() and not current.exists() or not path.exists():
+            if not was_ingested(path):
                 raise EmptyStoreError(self.settings.store)
             self._store = open_store(path, self.settings, create=False)
             self._opened_from = current.read_text().strip() if current.exists() else None
@@ -166,28 +179,28 @@ class Context:
         return self._external
 
 
-def _validated(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
-    """`settings` with per-run overrides, validated ("0.9" -> 0.9); a bad value is a one-line error."""
-    from pydantic import ValidationError
-
-    try:
-        return Settings.model_validate({**settings.model_dump(), **overrides})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise GraphcraftError(f"invalid per-run setting {where}={first.get('input')!r}: {first.get('msg')}") from None
-
-
 def _like(current: Any, name: str, value: Any) -> Any:
-    """A per-run option override converted to the type of the graph's own value (from a string or JSON)."""
-    if current is None or not isinstance(current, _PRIMITIVE) or isinstance(value, type(current)):
+    """A per-run option override converted to the type of the graph's own value (from a string or JSON).
+
+    A list option takes a list of plain values or one comma-separated string ("a,b").
+    """
+    if isinstance(current, tuple | list):
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, tuple | list) and all(isinstance(v, _PRIMITIVE) for v in items):
+            return type(current)(v.strip() if isinstance(v, str) else v for v in items)
+        raise SettingsError.with_message(f"invalid per-run option {name}={value!r}: expected a list")
+    if isinstance(value, type(current)) and not (isinstance(value, bool) and not isinstance(current, bool)):
         return value
-    try:
-        if isinstance(current, bool):
-            return str(value).strip().lower() in {"1", "true", "yes", "on"}
-        return type(current)(value)
-    except (TypeError, ValueError):
-        raise GraphcraftError(f"invalid per-run option {name}={value!r}: expected {type(current).__name__}") from None
+    if isinstance(current, bool):
+        word = str(value).strip().lower()
+        if word in {"1", "true", "yes", "on"} or word in {"0", "false", "no", "off"}:
+            return word in {"1", "true", "yes", "on"}
+    else:
+        try:
+            return type(current)(value)
+        except (TypeError, ValueError):
+            pass
+    raise SettingsError.with_message(f"invalid per-run option {name}={value!r}: expected {type(current).__name__}")
 
 
 def context(config: RunnableConfig | None, graph: str) -> Context:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Required
 
 from langchain_core.documents import Document
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict
 
 from graphcraft.runtime.accounting import Usage, empty_usage
 from graphcraft.runtime.tokens import token_counter_name
@@ -58,6 +58,20 @@ def usage_trace(usage: Usage | None) -> dict[str, Any]:
             "fallbacks": int(usage.get("structured_fallbacks", 0)),
         },
     }
+
+
+def trace_usage(trace: Mapping[str, Any]) -> Usage:
+    """A finished graph's usage read back from its trace: what a graph that runs another as a step adds up."""
+    structured = trace.get("structured_outputs") or {}
+    return Usage(
+        llm_calls=int(trace.get("llm_calls", 0)),
+        prompt_tokens=int(trace.get("prompt_tokens", 0)),
+        completion_tokens=int(trace.get("completion_tokens", 0)),
+        cost_usd=float(trace.get("cost", 0.0)),
+        structured_calls=int(structured.get("calls", 0)),
+        structured_repairs=int(structured.get("repairs", 0)),
+        structured_fallbacks=int(structured.get("fallbacks", 0)),
+    )
 
 
 TRACE_KEYS = (

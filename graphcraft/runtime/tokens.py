@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 TOKEN_COUNTER: str = "unresolved"
 
@@ -52,3 +53,11 @@ def token_counter_name() -> str:
     """Which counter `count_tokens` uses: tiktoken, wordpiece, or a chars/4 heuristic."""
     _counter()
     return TOKEN_COUNTER
+
+
+def message_text(message: Any) -> str:
+    """The text of a chat message: its string content, or its text parts joined (multimodal content)."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)

@@ -178,7 +178,7 @@ def test_tree_of_thought_with_no_usable_thoughts_says_so() -> None:
     model = ScriptedChatModel(script=lambda call: "I cannot produce JSON")
     out = tree_of_thought.build(model, get_settings(max_structured_repairs=1)).invoke({"question": "puzzle"})
     trace = out["trace"]
-    assert trace["stop_reason"] == "no_thoughts" and trace["pruned"] == 0
+    assert trace["action"] == "no_thoughts" and trace["stop_reason"] is None and trace["pruned"] == 0
     [failure] = trace["structured_failures"]
     assert failure["node"] == "expand" and failure["errors"] == ["no structured output in the reply"] * 2
     assert out["answer"] == "No answer: the search stopped (no_thoughts) before any reasoning path was found."
@@ -195,7 +195,7 @@ def test_tree_of_thought_with_unscorable_thoughts_is_not_all_pruned() -> None:
     )
     out = tree_of_thought.build(model, get_settings(max_structured_repairs=0)).invoke({"question": "puzzle"})
     trace = out["trace"]
-    assert trace["stop_reason"] == "unscored" and trace["pruned"] == 0
+    assert trace["action"] == "unscored" and trace["stop_reason"] is None and trace["pruned"] == 0
     assert [f["node"] for f in trace["structured_failures"]] == ["evaluate"]
     assert trace["levels"][0] == {
         "depth": 1,

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from graphcraft.testing import final_state
 from tests.fakes import prompt_texts, scripted
 
 
@@ -23,9 +24,10 @@ def _norm(text: str) -> str:
 @pytest.mark.parametrize("case", range(3))
 def test_two_hop_question_is_answered_through_the_bridge_entity(sample_index, expected, case):
     item = expected["two_hop"][case]
-    state = _graph(sample_index).invoke({"question": item["question"]})
+    state = final_state(_graph(sample_index), {"question": item["question"]})
     trace = state["trace"]
-    assert trace["route"] == "local" and trace["llm_calls"] == 0
+    assert trace["action"] == "local" and trace["llm_calls"] == 0 and trace["stop_reason"] is None
+    assert [s["step"] for s in trace["steps"]] == ["route_question", "local_search", "generate"]
     if item["offline_answer"]:  # the extractive answer's sentences state it
         assert all(k.lower() in _norm(state["answer"]) for k in item["answer_keywords"]), state["answer"]
     # a cited chunk holds the answer, it was reached through the graph, and the path names the bridge
@@ -56,7 +58,9 @@ def test_global_question_is_answered_from_community_summaries(sample_index, expe
     item = expected["global"][0]
     state = _graph(sample_index).invoke({"question": item["question"]})
     trace = state["trace"]
-    assert trace["route"] == "global" and trace["llm_calls"] == 0
+    assert trace["action"] == "global" and trace["llm_calls"] == 0 and trace["iterations"] == 1
+    assert [s["step"] for s in trace["steps"]] == ["route_question", "global_search", "reduce"]
+    assert set(state) == {"question", "answer", "sources", "trace"}
     assert trace["communities"] and state["sources"]
     assert any(k.lower() in state["answer"].lower() for k in item["answer_keywords_any"])
     _, _, graph, _ = sample_index
@@ -76,12 +80,51 @@ def test_llm_strategy_routes_maps_and_reduces_within_bounds(sample_index):
     graph = _graph(sample_index, model=model, max_communities=2)
     state = graph.invoke({"question": "What is this collection about?"})
     trace = state["trace"]
-    assert trace["route"] == "global" and len(trace["communities"]) == 2
+    assert trace["action"] == "global" and len(trace["communities"]) == 2
     assert trace["llm_calls"] == model.calls == 1 + 2 + 1  # route, two maps, reduce
+    assert trace["stop_reason"] == "max_communities" and trace["answer_strategy"] == "llm_map_reduce"
     assert state["answer"] == "Acme makes pumps in Dunmore [1]."
     reduce_prompt = prompt_texts(model)[-1]
     assert reduce_prompt.index("Acme makes pumps") < reduce_prompt.index("The KWA buys pumps")  # best point first
     assert [s["citation"] for s in state["sources"]] == [1, 2]
+
+
+def test_per_run_configuration_reaches_every_node(sample_index):
+    question = {"question": "Give an overview of the main themes of the collection."}
+    graph = _graph(sample_index)
+    default = graph.invoke(question)["trace"]
+    one = graph.invoke(question, config={"configurable": {"max_communities": 1}})["trace"]
+    assert len(one["communities"]) == 1 < len(default["communities"]) and one["stop_reason"] == "max_communities"
+    # A model that always has more points to give: the run's LLM-call budget ends the map, and the
+    # reduce is written without the model.
+    model = scripted({"route": "global", "reason": "broad"}, {"points": [{"text": "Acme makes pumps.", "score": 90}]})
+    budgeted = _graph(sample_index, model=model).invoke(question, config={"configurable": {"max_llm_calls": 3}})
+    trace = budgeted["trace"]
+    assert trace["stop_reason"] == "max_llm_calls" and trace["llm_calls"] == model.calls == 3
+    assert len(trace["communities"]) == 2 and trace["answer_strategy"] == "extractive_map_reduce"
+    assert budgeted["answer"].startswith("Acme makes pumps. [1]")
+
+
+def test_malformed_json_falls_back_to_rules_and_to_no_points(sample_index):
+    model = scripted("this is not JSON {")
+    state = _graph(sample_index, model=model, max_communities=2).invoke({"question": "Summarise the collection."})
+    trace = state["trace"]
+    attempts = 1 + sample_index[0].max_structured_repairs
+    assert trace["steps"][0]["strategy"] == "llm->rules_fallback" and trace["action"] == "global"
+    assert trace["structured_outputs"]["fallbacks"] == 3 and model.calls == 3 * attempts  # route and two maps
+    assert trace["abstained"] and state["sources"] == [] and trace["answer_strategy"] == "abstain"
+
+
+def test_global_search_node_on_its_own(sample_index):
+    from graphcraft.graphs import graph_rag
+
+    settings = sample_index[0]
+    update = graph_rag.global_search(
+        {"question": "What are the main themes?", "steps": [], "usage": {}},
+        {"configurable": {"store": str(settings.store)}},
+    )
+    assert 1 <= len(update["communities"]) <= graph_rag.MAX_COMMUNITIES and update["points"]
+    assert update["steps"][0]["mapped_with"] == "summary_sentences" and update["usage"].get("llm_calls", 0) == 0
 
 
 def test_empty_graph_says_to_build_it(tmp_path, embeddings):

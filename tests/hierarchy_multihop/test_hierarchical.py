@@ -12,7 +12,7 @@ from graphcraft.config import get_settings
 from graphcraft.ingestion.hierarchy import build_hierarchy, hierarchy_path, open_hierarchy, tree_of, update_if_stale
 from graphcraft.ingestion.pipeline import ingest_paths, remove_paths
 from graphcraft.retrievers.hierarchical import HierarchicalRetriever
-from graphcraft.testing import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel, final_state
 from tests.hierarchy_multihop.corpus import CORPUS, NEW_DOCUMENT, write
 
 
@@ -209,7 +209,56 @@ def test_hierarchical_graph_answers_with_provenance(corpus_store: Path, mode: st
         if mode == "top_down"
         else ["index", "collapsed_search", "generate"]
     )
-    assert steps == expected and state["trace"]["mode"] == mode and state["trace"]["llm_calls"] == 0
+    assert steps == expected and state["trace"]["action"] == mode and state["trace"]["llm_calls"] == 0
+    assert state["trace"]["stop_reason"] is None and set(state) == {"question", "answer", "sources", "trace"}
+
+
+def test_per_run_configuration_reaches_every_node(corpus_store: Path) -> None:
+    from graphcraft.graphs.hierarchical_rag import build
+
+    graph = build(settings=get_settings(store=corpus_store))
+    question = {"question": "How many residents does Fenwick have?"}
+    default = graph.invoke(question)
+    assert default["trace"]["action"] == "top_down"
+    narrow = graph.invoke(question, config={"configurable": {"n_documents": 1}})
+    steps = {s["step"]: s for s in narrow["trace"]["steps"]}
+    wide = {s["step"]: s for s in default["trace"]["steps"]}
+    assert len(steps["select_documents"]["documents"]) == 1 < len(wide["select_documents"]["documents"])
+    assert {s["source"] for s in narrow["sources"]} == {s["source"] for s in narrow["sources"][:1]}  # one document
+    collapsed = graph.invoke(question, config={"configurable": {"mode": "collapsed"}})
+    assert collapsed["trace"]["action"] == "collapsed"
+    assert [s["step"] for s in collapsed["trace"]["steps"]] == ["index", "collapsed_search", "generate"]
+    # the question's own "mode" wins over the run's configuration
+    given = graph.invoke({**question, "mode": "top_down"}, config={"configurable": {"mode": "collapsed"}})
+    assert given["trace"]["action"] == "top_down"
+
+
+def test_working_channels_and_a_thread_that_is_asked_again(corpus_store: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graphcraft.graphs.hierarchical_rag import build
+
+    state = final_state(build(settings=get_settings(store=corpus_store)), {"question": "Where is Oldmere?"})
+    assert state["search_mode"] == "top_down" and state["documents"] and state["sections"] and state["chunks"]
+    assert all(d.metadata["level"] == "document" for d in state["documents"])
+    graph = build(settings=get_settings(store=corpus_store), checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "h"}}
+    graph.invoke({"question": "Where is Oldmere?"}, thread)
+    second = graph.invoke({"question": "How many residents does Fenwick have?"}, thread)
+    assert [s["step"] for s in second["trace"]["steps"]][0] == "index" and len(second["trace"]["steps"]) == 5
+    assert "12,450" in second["answer"]
+
+
+def test_select_documents_node_on_its_own(corpus_store: Path) -> None:
+    from graphcraft.graphs import hierarchical_rag
+
+    update = hierarchical_rag.select_documents(
+        {"question": "How many residents does Fenwick have?", "steps": []},
+        {"configurable": {"store": str(corpus_store)}},
+    )
+    assert Path(update["documents"][0].metadata["source"]).name == "norhaven_districts.md"
+    assert update["steps"][0]["step"] == "select_documents"
+    assert len(update["documents"]) == get_settings().hierarchy_documents
 
 
 def test_llm_generation_over_the_tree_and_public_api(corpus_store: Path, open_chunk_store) -> None:  # type: ignore[no-untyped-def]

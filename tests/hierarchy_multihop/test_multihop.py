@@ -12,8 +12,9 @@ import pytest
 from graphcraft.chains.answer import ABSTAIN
 from graphcraft.chains.decompose import PlanError, bridge_answer, decompose, decompose_rules, substitute, validate_plan
 from graphcraft.config import get_settings
+from graphcraft.graphs import multihop
 from graphcraft.graphs.multihop import build
-from graphcraft.testing import ScriptCall, ScriptedChatModel
+from graphcraft.testing import ScriptCall, ScriptedChatModel, final_state
 
 KNOWLEDGE_LINE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
 
@@ -146,6 +147,14 @@ def test_offline_two_hop_question_substitutes_the_bridge_and_cites_both_hops(cor
             c in state["answer"] for c in re.findall(r"\[\d+\]", hop["answer"])
         )
     assert state["trace"]["waves"] == [["q1"], ["q2"]] and state["trace"]["llm_calls"] == 0
+    assert set(state) == {"question", "answer", "sources", "trace"}  # the output is the ask shape
+    trace = state["trace"]
+    assert trace["action"] == "answered" and trace["stop_reason"] is None and trace["iterations"] == 2
+    assert [s["step"] for s in trace["steps"]] == ["decompose", "answer_subquestion", "answer_subquestion", "compose"]
+    assert [(s["hop"], s["wave"]) for s in trace["steps"] if s["step"] == "answer_subquestion"] == [
+        ("q1", 1),
+        ("q2", 2),
+    ]
 
 
 def test_llm_chain_of_two_hops_answers_with_substitution(corpus_store: Path) -> None:
@@ -254,6 +263,66 @@ def test_llm_budget_stops_before_the_next_wave(corpus_store: Path) -> None:
     assert state["trace"]["stop_reason"] == "max_llm_calls" and state["trace"]["skipped"] == ["q2"]
     assert state["trace"]["waves"] == [["q1"]] and model.call_count == 2  # no composition call over budget
     assert "Oldmere" in state["answer"]
+    assert state["trace"]["action"] == "stopped" and state["trace"]["compose_strategy"] == "extractive"
+    assert [s["step"] for s in state["trace"]["steps"]] == ["decompose", "answer_subquestion", "compose"]
+
+
+TWO_HOP_PLAN = {
+    "sub_questions": [
+        {"id": "q1", "question": "In which district does Verdant Labs have its head office?", "depends_on": []},
+        {"id": "q2", "question": "How many residents does {q1} have?", "depends_on": ["q1"]},
+    ]
+}
+
+
+def test_per_run_configuration_reaches_every_node(corpus_store: Path) -> None:
+    model = ScriptedChatModel(script=lambda call: reader(call, TWO_HOP_PLAN))
+    graph = _graph(corpus_store, model)
+    question = {"question": "How many people live where Verdant Labs is based?"}
+    budgeted = graph.invoke(question, config={"configurable": {"max_llm_calls": 2}})
+    assert budgeted["trace"]["stop_reason"] == "max_llm_calls" and budgeted["trace"]["llm_calls"] == 2
+    assert budgeted["trace"]["waves"] == [["q1"]] and model.call_count == 2
+    full = graph.invoke(question)  # the same compiled graph, no override: the whole plan runs
+    assert full["trace"]["stop_reason"] is None and full["trace"]["llm_calls"] == 4 and model.call_count == 6
+    # One of the graph's own options per run: a single wave (the plan is cut, and says so).
+    one_wave = graph.invoke(question, config={"configurable": {"max_waves": 1}})
+    assert one_wave["trace"]["waves"] == [["q1"]] and one_wave["trace"]["bounds"]["max_waves"] == 1
+    assert any("max_waves=1" in r for r in one_wave["trace"]["decomposition"]["repairs"])
+    assert len(one_wave["trace"]["steps"]) == len(full["trace"]["steps"]) - 1
+
+
+def test_a_plan_that_always_asks_for_another_hop_is_cut_to_the_bounds(corpus_store: Path) -> None:
+    chain = [{"id": "q1", "question": "In which district does Verdant Labs have its head office?", "depends_on": []}]
+    chain += [
+        {"id": f"q{i}", "question": f"Which district is next to {{q{i - 1}}}?", "depends_on": [f"q{i - 1}"]}
+        for i in range(2, 9)
+    ]
+    model = ScriptedChatModel(script=lambda call: reader(call, {"sub_questions": chain}))
+    state = _graph(corpus_store, model).invoke({"question": "Walk the districts from Verdant Labs' office."})
+    trace = state["trace"]
+    assert len(trace["waves"]) == trace["bounds"]["max_waves"] == get_settings().multihop_max_waves
+    assert any("max_hops" in r or "max_waves" in r for r in trace["decomposition"]["repairs"])
+    assert trace["llm_calls"] == model.call_count == 1 + len(trace["waves"]) + 1  # plan, one call per hop, compose
+
+
+def test_working_channels_of_a_run(corpus_store: Path) -> None:
+    state = final_state(
+        _graph(corpus_store),
+        {"question": "How many residents live in the district where Verdant Labs has its head office?"},
+    )
+    assert state["levels"] == [["q1"], ["q2"]] and state["wave"] == 2 and state["finished"] is True
+    assert state["stopped"] is None and set(state["results"]) == {"q1", "q2"}
+    assert state["results"]["q1"]["bridge"] == "Oldmere" and state["usage"]["llm_calls"] == 0
+
+
+def test_schedule_node_on_its_own_applies_the_run_budget() -> None:
+    state = {"question": "q", "levels": [["q1"], ["q2"]], "wave": 1, "usage": {"llm_calls": 5}}
+    assert multihop.schedule(state, {"configurable": {"max_llm_calls": 5}}) == {
+        "finished": True,
+        "stopped": "max_llm_calls",
+    }
+    assert multihop.schedule(state, {"configurable": {"max_llm_calls": 6}}) == {"wave": 2}
+    assert multihop.schedule({**state, "wave": 2}, {}) == {"finished": True}  # the plan is done
 
 
 def test_decompose_single_question_is_one_hop() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from graphcraft.errors import GraphcraftError
 from graphcraft.graphs import available_graphs, load_graph_module
 
 pytestmark = pytest.mark.local_model
@@ -127,15 +128,8 @@ def test_every_registered_graph_has_a_case() -> None:
 def test_graph_runs_end_to_end_on_the_local_model(
     name: str, model: Any, settings: Any, store: Any, tmp_path: Path
 ) -> None:
-    question, options = CASES[name]
-    extra: dict[str, Any] = {"workspace": tmp_path} if name in WORKSPACE_GRAPHS else {}
-    if name == "graph_rag":
-        extra["graph_store"] = store[1]
-    if name in MORE_TOKENS:
-        from graphcraft.models import get_chat_model
-
-        model = get_chat_model(settings.model_copy(update={"max_tokens": MORE_TOKENS[name]}))
-    graph = load_graph_module(name).build(model=model, settings=settings, **options, **extra)
+    question = CASES[name][0]
+    graph = _build(name, model, settings, store, tmp_path)
 
     started = time.perf_counter()
     out = graph.invoke({"question": question})
@@ -146,9 +140,67 @@ def test_graph_runs_end_to_end_on_the_local_model(
     assert out["answer"].strip() or trace.get("abstained"), trace
     assert trace["llm_calls"] > 0  # the model was used: the graph did not quietly go offline
     assert trace["prompt_tokens"] > 0 and trace["completion_tokens"] > 0
-    assert trace["llm_calls"] <= settings.max_llm_calls + _allowance(name, options)
+    assert trace["llm_calls"] <= settings.max_llm_calls + _allowance(name, CASES[name][1])
     structured = trace["structured_outputs"]
     assert structured["fallbacks"] == 0, (structured, _errors(trace))
+    DEFAULT_TRACES[name] = trace
+
+
+# graph -> (a per-run configurable that changes a bound or an option, what the run must then show).
+# Per-run configuration reaches every graph: agents and teams included, not only the RAG graphs.
+OVERRIDES: dict[str, tuple[dict[str, Any], Any]] = {
+    "adaptive_rag": ({"max_llm_calls": 1}, lambda t, d: t["llm_calls"] < d["llm_calls"]),
+    "consensus": ({"max_llm_calls": 1}, lambda t, d: "cannot fund round 0" in t.get("error", "")),  # refused at once
+    "crag": ({"evaluator": "local"}, lambda t, d: t["evaluator"] == "local" and t["llm_calls"] < d["llm_calls"]),
+    "graph_rag": ({"max_llm_calls": 1}, lambda t, d: t["stop_reason"] == "max_llm_calls"),
+    "hierarchical_rag": ({"mode": "collapsed"}, lambda t, d: t["action"] == "collapsed"),
+    "multihop": ({"max_llm_calls": 1}, lambda t, d: t["stop_reason"] == "max_llm_calls"),
+    "multimodal_rag": ({"analyzer": "cues"}, lambda t, d: t["llm_calls"] < d["llm_calls"]),
+    "plan_execute": ({"max_llm_calls": 1}, lambda t, d: t["stop_reason"] == "max_llm_calls"),
+    "planning": ({"max_llm_calls": 1}, lambda t, d: t["stop_reason"] == "max_llm_calls"),
+    "reflection": ({"threshold": 0}, lambda t, d: t["action"] == "passed" and t["iterations"] == 1),
+    "router": ({"router": "local"}, lambda t, d: t["steps"][0]["router"] == "local"),
+    "self_consistency": ({"max_llm_calls": 1}, lambda t, d: t["stop_reason"] == "max_llm_calls"),
+    "self_rag": ({"evaluator": "local"}, lambda t, d: t["llm_calls"] < d["llm_calls"]),
+    "supervisor": ({"max_handoffs": 0}, lambda t, d: t["stop_reason"] == "max_handoffs" and t["llm_calls"] == 0),
+    "tool_agent": ({"max_llm_calls": 1}, lambda t, d: t["stop_reason"] == "max_llm_calls"),
+    "tree_of_thought": ({"max_llm_calls": 1}, lambda t, d: t["stop_reason"] == "max_llm_calls"),
+}
+DEFAULT_TRACES: dict[str, dict[str, Any]] = {}  # filled by the end-to-end runs above, reused below
+
+
+def test_every_registered_graph_has_a_per_run_override() -> None:
+    assert set(OVERRIDES) == set(available_graphs())
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDES))
+def test_a_per_run_override_changes_what_the_run_does(
+    name: str, model: Any, settings: Any, store: Any, tmp_path: Path
+) -> None:
+    """The same compiled graph, run again with one configurable value: the run follows it."""
+    configurable, followed = OVERRIDES[name]
+    graph = _build(name, model, settings, store, tmp_path)
+    question = CASES[name][0]
+    default = DEFAULT_TRACES.get(name) or graph.invoke({"question": question})["trace"]
+    try:
+        trace = graph.invoke({"question": question}, config={"configurable": configurable})["trace"]
+    except GraphcraftError as exc:  # a bound the run cannot start within: refused in one line
+        trace = {"error": str(exc)}
+    assert followed(trace, default), (configurable, {k: trace.get(k) for k in ("action", "stop_reason", "llm_calls")})
+
+
+def _build(name: str, model: Any, settings: Any, store: Any, workspace: Path) -> Any:
+    """The graph of a case, built on the local model with the case's options."""
+    options = CASES[name][1]
+    extra: dict[str, Any] = {"workspace": workspace} if name in WORKSPACE_GRAPHS else {}
+    if name == "graph_rag":
+        extra["graph_store"] = store[1]
+    if name in MORE_TOKENS:
+        from graphcraft.config import with_overrides
+        from graphcraft.models import get_chat_model
+
+        model = get_chat_model(with_overrides(settings, {"max_tokens": MORE_TOKENS[name]}))
+    return load_graph_module(name).build(model=model, settings=settings, **options, **extra)
 
 
 def _allowance(name: str, options: dict[str, Any]) -> int:

@@ -11,7 +11,7 @@ import pytest
 from graphcraft.chains.negotiate import position_schema
 from graphcraft.errors import NoChatModelError
 from graphcraft.graphs import consensus
-from graphcraft.testing import ScriptCall, ScriptedChatModel
+from graphcraft.testing import ScriptCall, ScriptedChatModel, final_state
 
 from .scripted_agents import agent, pos, prompts
 
@@ -20,12 +20,17 @@ def run(agents: list, question: str = "Should we ship the release on Friday?", *
     return consensus.build(agents=agents, **options).invoke({"question": question})
 
 
+def run_state(agents: list, question: str = "Should we ship the release on Friday?", **options: Any) -> dict:
+    """The run's whole final state: its ballots, broker topics and subscriptions too."""
+    return final_state(consensus.build(agents=agents, **options), {"question": question})
+
+
 def test_immediate_agreement_stops_after_round_zero() -> None:
     team = [agent("a", pos("Yes")), agent("b", pos("yes.")), agent("c", pos("YES"))]
     out = run(team, rounds=3)
     trace = out["trace"]
-    assert out["decision"]["decision"] == "yes"
-    assert trace["stop_reason"] == "converged" and trace["rounds_to_convergence"] == 0
+    assert out["trace"]["decision"] == "yes"
+    assert trace["action"] == "converged" and trace["stop_reason"] is None and trace["rounds_to_convergence"] == 0
     assert trace["agreement_curve"] == [1.0] and trace["rounds"][0]["distribution"] == {"yes": 3}
     assert trace["llm_calls"] == 3 and all(s.model.call_count == 1 for s in team)
     assert trace["dissent"] == [] and "Decision: yes" in out["answer"]
@@ -37,9 +42,9 @@ def test_round_zero_is_independent_and_revisions_read_the_others() -> None:
         agent("b", pos("yes", rationale="customers are waiting")),
         agent("c", pos("no", rationale="friday deploys are risky"), pos("yes", rationale="persuaded by green tests")),
     ]
-    out = run(team, rounds=3)
+    out = run_state(team, rounds=3)
     trace = out["trace"]
-    assert trace["stop_reason"] == "converged" and trace["rounds_to_convergence"] == 1
+    assert trace["action"] == "converged" and trace["stop_reason"] is None and trace["rounds_to_convergence"] == 1
     assert trace["agreement_curve"] == [pytest.approx(2 / 3, abs=1e-3), 1.0]
     assert trace["rounds"][1]["changed"] == [{"agent": "c", "from": "no", "to": "yes"}]
     first, second = prompts(team[2])
@@ -62,13 +67,13 @@ def test_permanent_deadlock_stops_at_the_round_limit_and_reports_dissent() -> No
     ]
     out = run(team, rounds=2)
     trace = out["trace"]
-    assert trace["stop_reason"] == "round_limit" and not trace["converged"]
+    assert trace["stop_reason"] == "round_limit" and trace["action"] == "stopped" and not trace["converged"]
     assert trace["rounds_to_convergence"] is None and trace["iterations"] == 2
     assert len(trace["agreement_curve"]) == 3 and all(
         x == pytest.approx(1 / 3, abs=1e-3) for x in trace["agreement_curve"]
     )
     assert all(s.model.call_count == 3 for s in team)
-    assert trace["tie"] and out["decision"]["decision"] == "later"  # three-way tie, alphabetical
+    assert trace["tie"] and out["trace"]["decision"] == "later"  # three-way tie, alphabetical
     dissent = {d["agent"]: d["rationale"] for d in trace["dissent"]}
     assert dissent == {"a": "ready", "b": "not tested"}
     assert "not tested" in out["answer"]
@@ -76,7 +81,7 @@ def test_permanent_deadlock_stops_at_the_round_limit_and_reports_dissent() -> No
 
 def test_malformed_output_is_repaired_and_recorded() -> None:
     team = [agent("a", "I think yes, probably", pos("yes")), agent("b", pos("yes")), agent("c", pos("yes"))]
-    out = run(team)
+    out = run_state(team)
     first = out["trace"]["rounds"][0]
     assert first["repaired"] == ["a"] and first["voters"] == 3
     assert out["trace"]["agents"]["a"]["repaired_rounds"] == [0] and out["trace"]["agents"]["a"]["llm_calls"] == 2
@@ -87,26 +92,26 @@ def test_malformed_output_is_repaired_and_recorded() -> None:
 
 def test_agent_that_never_answers_properly_is_excluded_each_round() -> None:
     team = [agent("a", pos("yes")), agent("b", pos("no"), pos("yes")), agent("broken", "no json here")]
-    out = run(team, rounds=2, max_repairs=1)
+    out = run_state(team, rounds=2, max_repairs=1)
     trace = out["trace"]
     assert [r["excluded"][0]["agent"] for r in trace["rounds"]] == ["broken", "broken"]
     assert all(r["excluded"][0]["errors"] for r in trace["rounds"])
     assert trace["agents"]["broken"]["excluded_rounds"] == [0, 1]
     assert trace["agents"]["broken"]["llm_calls"] == 4  # 2 rounds x (1 call + 1 repair)
-    assert trace["stop_reason"] == "converged" and trace["rounds"][1]["voters"] == 2
-    assert out["decision"]["decision"] == "yes" and all(d["agent"] != "broken" for d in trace["dissent"])
+    assert trace["action"] == "converged" and trace["stop_reason"] is None and trace["rounds"][1]["voters"] == 2
+    assert out["trace"]["decision"] == "yes" and all(d["agent"] != "broken" for d in trace["dissent"])
     assert "broken" not in out["topics"].get("positions/broken", [{}])[0].get("sender", "")
 
 
 def test_quorum_prevents_converging_on_a_single_voter() -> None:
     team = [agent("a", pos("yes")), agent("b", "junk"), agent("c", "junk")]
     out = run(team, rounds=1, max_repairs=0)
-    assert out["trace"]["stop_reason"] == "round_limit" and out["decision"]["decision"] == "yes"
+    assert out["trace"]["stop_reason"] == "round_limit" and out["trace"]["decision"] == "yes"
 
 
 def test_stance_outside_the_options_is_repaired() -> None:
     team = [agent("a", pos("absolutely"), pos("Approve")), agent("b", pos("approve")), agent("c", pos("reject"))]
-    out = run(team, options=["approve", "reject"], rounds=0)
+    out = run_state(team, options=["approve", "reject"], rounds=0)
     assert out["trace"]["rounds"][0]["distribution"] == {"approve": 2, "reject": 1}
     record = next(b for b in out["ballots"] if b["agent"] == "a")
     assert record["status"] == "repaired" and record["stated"] == "Approve"
@@ -142,7 +147,7 @@ def test_ties_under_each_rule_end_in_a_recorded_decision(rule: str) -> None:
     out = run([agent(f"a{i}", r) for i, r in enumerate(replies)], rounds=1, rule=rule)
     trace = out["trace"]
     assert trace["stop_reason"] == "round_limit" and len(trace["agreement_curve"]) == 2
-    assert (out["decision"]["decision"], trace["tie"], trace["tie_break"]) == (expected, True, tie_break)
+    assert (out["trace"]["decision"], trace["tie"], trace["tie_break"]) == (expected, True, tie_break)
     assert trace["fallback_rule"] == ("majority" if rule == "unanimity" else None)
     assert f"broken by {tie_break}" in out["answer"] and trace["dissent"]
 
@@ -174,7 +179,7 @@ def test_ring_subscriptions_limit_what_each_agent_hears() -> None:
         agent("b", pos("no", rationale="bravo")),
         agent("c", pos("no", rationale="charlie")),
     ]
-    out = run(team, rounds=1, subscriptions={"a": ["b"], "b": ["c"], "c": ["a"]})
+    out = run_state(team, rounds=1, subscriptions={"a": ["b"], "b": ["c"], "c": ["a"]})
     assert out["subscriptions"] == {"a": ["positions/b"], "b": ["positions/c"], "c": ["positions/a"]}
     second = prompts(team[0])[1]
     assert "bravo" in second and "charlie" not in second
@@ -224,13 +229,15 @@ def test_cli_style_options_are_accepted() -> None:
 
 
 def test_generic_runner_passes_agents_rounds_and_budget() -> None:
-    from graphcraft.cli_run import run_task
+    from graphcraft.api import ask
 
     model = ScriptedChatModel(script=lambda call: pos("no") if "skeptic" in call.text else pos("yes"))
-    result = run_task("consensus", "Adopt the plan?", model=model, agents=5, rounds=2, max_llm_calls=15)
+    result = ask("Adopt the plan?", graph="consensus", model=model, agents=5, rounds=2, max_llm_calls=15)
     trace = result["trace"]
     assert len(trace["agents"]) == 5 and trace["bounds"]["max_llm_calls"] == 15
-    assert trace["stop_reason"] == "converged" and result["answer"].startswith("Decision: yes")
+    assert (
+        trace["action"] == "converged" and trace["stop_reason"] is None and result["answer"].startswith("Decision: yes")
+    )
 
 
 def test_token_budget_stops_new_rounds() -> None:
@@ -248,7 +255,7 @@ def test_async_invocation_runs_the_round_in_parallel() -> None:
     graph = consensus.build(agents=team, rounds=0)
     start = time.perf_counter()
     out = asyncio.run(graph.ainvoke({"question": "Async?"}))
-    assert out["decision"]["decision"] == "yes" and time.perf_counter() - start < 6 * 0.2
+    assert out["trace"]["decision"] == "yes" and time.perf_counter() - start < 6 * 0.2
 
 
 def test_a_failing_provider_excludes_its_agent_not_the_panel() -> None:
@@ -258,4 +265,70 @@ def test_a_failing_provider_excludes_its_agent_not_the_panel() -> None:
     [excluded] = first["excluded"]
     assert excluded["agent"] == "down" and len(excluded["errors"]) == 1
     assert excluded["errors"][0].endswith("ConnectionError: provider unreachable")
-    assert out["trace"]["stop_reason"] == "converged" and out["decision"]["decision"] == "yes"
+    assert (
+        out["trace"]["action"] == "converged"
+        and out["trace"]["stop_reason"] is None
+        and out["trace"]["decision"] == "yes"
+    )
+
+
+def test_the_graph_returns_the_ask_shape_and_a_step_per_step_taken() -> None:
+    team = [agent("a", pos("yes")), agent("b", pos("no"), pos("yes"))]
+    out = run(team, rounds=2)
+    assert set(out) == {"question", "answer", "sources", "trace"}
+    assert [(s["step"], s.get("round")) for s in out["trace"]["steps"]] == [
+        ("convene", None),
+        ("propose", 0),
+        ("tally", 0),
+        ("revise", 1),
+        ("tally", 1),
+        ("decide", None),
+    ]
+
+
+def test_per_run_call_budget_bounds_the_agents() -> None:
+    team = [agent("a", pos("yes")), agent("b", pos("no"))]
+    graph = consensus.build(agents=team, rounds=10, max_repairs=0)
+    out = graph.invoke({"question": "Ship?"}, config={"configurable": {"max_llm_calls": 4}})
+    trace = out["trace"]
+    assert trace["stop_reason"] == "max_llm_calls" and trace["llm_calls"] == 4 and len(trace["rounds"]) == 2
+    assert trace["bounds"]["max_llm_calls"] == 4 and all(s.model.call_count == 2 for s in team)
+    with pytest.raises(consensus.ConsensusOptionError, match=r"max_llm_calls=1 cannot fund round 0: 2 agents"):
+        graph.invoke({"question": "Ship?"}, config={"configurable": {"max_llm_calls": 1}})
+    assert all(s.model.call_count == 2 for s in team)  # no call was made by the unfunded run
+
+
+def test_per_run_options_change_rounds_and_rule() -> None:
+    team = [agent("a", pos("yes", 0.9)), agent("b", pos("no", 0.2)), agent("c", pos("no", 0.3))]
+    graph = consensus.build(agents=team, rounds=3)
+    out = graph.invoke({"question": "Ship?"}, config={"configurable": {"rounds": 0, "rule": "confidence"}})
+    trace = out["trace"]
+    assert trace["stop_reason"] == "round_limit" and trace["bounds"]["rounds"] == 0 and len(trace["rounds"]) == 1
+    assert (trace["rule"], trace["decision"]) == ("confidence", "yes") and all(s.model.call_count == 1 for s in team)
+    default = graph.invoke({"question": "Ship?"})["trace"]
+    assert (default["rule"], default["decision"], len(default["rounds"])) == ("majority", "no", 4)
+
+
+def test_a_new_question_on_a_thread_starts_a_fresh_run() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    team = [agent("a", pos("yes")), agent("b", pos("yes"))]
+    graph = consensus.build(agents=team, rounds=2, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t1"}}
+    graph.invoke({"question": "One?"}, config=thread)
+    second = graph.invoke({"question": "Two?"}, config=thread)["trace"]
+    assert second["llm_calls"] == 2 and len(second["rounds"]) == 1 and second["agreement_curve"] == [1.0]
+    state = graph.get_state(thread).values
+    assert len(state["ballots"]) == 2 and [m["round"] for m in state["topics"]["positions/a"]] == [0]
+
+
+def test_position_node_on_its_own() -> None:
+    spec = agent("a", "not json", pos("Yes.", rationale="tests are green"))
+    graph = consensus.build(agents=[spec, agent("b", pos("no"))], max_repairs=1)
+    task = consensus.AgentTask(agent="a", question="Ship?", options=[], round=0)
+    update = consensus.position(task, graph.config)  # the context the graph was built with
+    [record] = update["ballots"]
+    assert (record["status"], record["stance"], record["attempts"]) == ("repaired", "yes", 2)
+    assert update["usage"]["llm_calls"] == 2 and update["agent_usage"]["a"]["llm_calls"] == 2
+    [message] = update["topics"]["positions/a"]
+    assert message["sender"] == "a" and message["round"] == 0 and message["content"]["rationale"] == "tests are green"

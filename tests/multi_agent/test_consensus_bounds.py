@@ -68,7 +68,7 @@ def test_missing_model_fails_in_convene_before_any_agent_runs() -> None:
     with_model = agent("has_model", pos("yes"))
     graph = consensus.build(agents=[with_model, {"name": "no_model"}])
     start = time.perf_counter()
-    with pytest.raises(NoChatModelError, match="the consensus graph needs a chat model"):
+    with pytest.raises(NoChatModelError, match=r"^the consensus graph .*chat model"):
         graph.invoke({"question": "Anything?"})
     assert with_model.model.call_count == 0 and time.perf_counter() - start < 2.0
 

@@ -8,7 +8,7 @@ import pytest
 
 from graphcraft.errors import NoChatModelError
 from graphcraft.graphs import supervisor
-from graphcraft.testing import ScriptedChatModel, tool_call
+from graphcraft.testing import ScriptedChatModel, final_state, tool_call
 
 CORPUS = {
     "harbour.md": (
@@ -52,11 +52,12 @@ def test_scripted_handoffs_research_analyse_write(store: Path) -> None:
     analyst = ScriptedChatModel(script=[tool_call("calculator", expression="1250 * 480"), "1250 * 480 = 600000"])
     writer = ScriptedChatModel(script=["The harbour earned 600,000 euros in berth fees in 2023 [harbour.md]."])
     graph = supervisor.build(boss, agents={"researcher": researcher, "analyst": analyst, "writer": writer}, store=store)
-    out = graph.invoke({"question": "How much did the harbour earn from berth fees in 2023?"})
+    out = final_state(graph, {"question": "How much did the harbour earn from berth fees in 2023?"})
     trace = out["trace"]
 
     assert out["answer"].startswith("The harbour earned 600,000") and trace["answered_by"] == "writer"
-    assert trace["stop_reason"] == "finished" and trace["handoffs"] == 3
+    assert trace["action"] == "answered" and trace["stop_reason"] is None and trace["handoffs"] == 3
+    assert trace["iterations"] == 3 and len(trace["steps"]) == 7  # 4 supervisor turns, 3 members' work
     workers = [
         (s["actor"], [c["tool"] for c in s.get("tool_calls", [])]) for s in trace["steps"] if s["action"] == "work"
     ]
@@ -90,7 +91,7 @@ def test_endless_handoffs_stop_at_the_bound() -> None:
         boss, agents=[{"name": "researcher", "model": researcher}], max_handoffs=3, max_llm_calls=100
     ).invoke({"question": "Loop forever?"})
     trace = out["trace"]
-    assert trace["stop_reason"] == "max_handoffs" and trace["handoffs"] == 3
+    assert trace["stop_reason"] == "max_handoffs" and trace["handoffs"] == 3 and trace["action"] == "stopped"
     assert boss.call_count == 3 and researcher.call_count == 3
     assert trace["who_did_what"][-1] == "supervisor stopped: max_handoffs"
     assert trace["answered_by"] == "researcher" and out["answer"] == "nothing new"
@@ -111,7 +112,10 @@ def test_call_budget_from_settings_stops_the_team() -> None:
     boss = ScriptedChatModel(script=lambda call: route("writer", "again"))
     writer = ScriptedChatModel(script=lambda call: "draft")
     out = supervisor.build(boss, agents={"writer": writer}, max_llm_calls=5).invoke({"question": "Write."})
-    assert out["trace"]["stop_reason"] == "max_llm_calls" and out["trace"]["llm_calls"] == 6  # 3 x (decide + write)
+    # decide + write, decide + write, decide: the writer's third turn comes after the budget is spent
+    assert out["trace"]["stop_reason"] == "max_llm_calls" and out["trace"]["llm_calls"] == 5
+    assert (boss.call_count, writer.call_count) == (3, 2)
+    assert out["trace"]["who_did_what"][-2:] == ["writer skipped: max_llm_calls", "supervisor stopped: max_llm_calls"]
 
 
 def test_malformed_route_is_repaired_and_names_are_normalised() -> None:
@@ -121,7 +125,7 @@ def test_malformed_route_is_repaired_and_names_are_normalised() -> None:
     first = out["trace"]["steps"][0]
     assert first["to"] == "writer" and first["structured_output"]["attempts"] == 2
     assert "must be one of" in boss.calls[1].text or "not valid" in boss.calls[1].text
-    assert out["trace"]["stop_reason"] == "finished" and out["answer"] == "Done."
+    assert out["trace"]["action"] == "answered" and out["trace"]["stop_reason"] is None and out["answer"] == "Done."
 
 
 def test_unusable_router_falls_back_to_the_next_idle_member_recorded() -> None:
@@ -135,7 +139,7 @@ def test_unusable_router_falls_back_to_the_next_idle_member_recorded() -> None:
     handoffs = [s for s in trace["steps"] if s["actor"] == "supervisor"]
     assert [s["to"] for s in handoffs] == ["researcher", "analyst", "writer", "FINISH"]
     assert all(s["structured_output"]["fallback"] for s in handoffs)
-    assert out["answer"] == "writer report" and trace["stop_reason"] == "finished"
+    assert out["answer"] == "writer report" and trace["action"] == "answered" and trace["stop_reason"] is None
 
 
 def test_scratchpad_carries_a_members_own_earlier_work() -> None:
@@ -143,7 +147,7 @@ def test_scratchpad_carries_a_members_own_earlier_work() -> None:
     analyst = ScriptedChatModel(
         script=[tool_call("calculator", expression="6*7"), "42", tool_call("calculator", expression="42+8"), "50"]
     )
-    out = supervisor.build(boss, agents={"analyst": analyst}).invoke({"question": "6*7+8?"})
+    out = final_state(supervisor.build(boss, agents={"analyst": analyst}), {"question": "6*7+8?"})
     second_assignment = analyst.calls[2].text
     assert "Your scratchpad" in second_assignment and "calculator({'expression': '6*7'}) -> 42" in second_assignment
     assert [e["task"] for e in out["scratchpads"]["analyst"]] == ["compute 6*7", "now add 8"]
@@ -187,3 +191,80 @@ def test_members_whose_model_has_no_tool_calling_report_without_tools() -> None:
     [work] = [s for s in out["trace"]["steps"] if s["actor"] == "researcher"]
     assert work["stop_reason"] == "no_tool_calling" and work["tool_calls"] == []
     assert out["answer"] == "I could not search; the fee is unknown." and researcher.calls == 1
+
+
+def test_the_graph_returns_the_ask_shape() -> None:
+    boss = ScriptedChatModel(script=[route("writer", "write"), route("FINISH")])
+    out = supervisor.build(boss, agents={"writer": ScriptedChatModel(script=["Done."])}).invoke({"question": "Go."})
+    assert set(out) == {"question", "answer", "sources", "trace"}
+
+
+def test_per_run_call_budget_bounds_the_supervisor_and_its_members() -> None:
+    boss = ScriptedChatModel(script=lambda call: route("researcher", "look again"))
+    researcher = ScriptedChatModel(script=lambda call: "nothing new")
+    graph = supervisor.build(boss, agents=[{"name": "researcher", "model": researcher}], max_handoffs=50)
+    out = graph.invoke({"question": "Loop?"}, config={"configurable": {"max_llm_calls": 1}})
+    trace = out["trace"]
+    assert trace["stop_reason"] == "max_llm_calls" and trace["llm_calls"] == 1
+    assert (boss.call_count, researcher.call_count) == (1, 0)  # the member did not start past the budget
+    assert trace["bounds"]["max_llm_calls"] == 1  # the trace reports the run's budget, not the build's
+    assert out["answer"].startswith("No answer: the team stopped (max_llm_calls)")
+
+
+def test_per_run_team_options_change_what_the_run_does() -> None:
+    def endless(call) -> dict:  # a new calculation every turn: never answers, never repeats itself
+        return tool_call("calculator", expression=f"{call.index} + 1")
+
+    def run(configurable: dict) -> tuple[dict, ScriptedChatModel]:
+        boss = ScriptedChatModel(script=lambda call: route("analyst", "keep computing"))
+        analyst = ScriptedChatModel(script=endless)
+        graph = supervisor.build(boss, agents={"analyst": analyst}, max_handoffs=3, max_tool_calls=4)
+        return graph.invoke({"question": "Compute."}, config={"configurable": configurable})["trace"], analyst
+
+    trace, analyst = run({})
+    assert trace["handoffs"] == 3 and analyst.call_count == 3 * 5  # 4 tool calls and a 5th turn per assignment
+    trace, analyst = run({"max_handoffs": 1, "max_tool_calls": 1})
+    assert trace["stop_reason"] == "max_handoffs" and trace["handoffs"] == 1
+    [work] = [s for s in trace["steps"] if s["actor"] == "analyst"]
+    assert len(work["tool_calls"]) == 1 and work["stop_reason"] == "max_tool_calls" and analyst.call_count == 2
+    assert trace["bounds"]["max_handoffs"] == 1 and trace["bounds"]["max_tool_calls"] == 1
+
+
+def test_the_researcher_searches_the_store_of_the_run(store: Path, tmp_path: Path) -> None:
+    boss = ScriptedChatModel(script=[route("researcher", "find the berth fee"), route("FINISH")])
+    researcher = ScriptedChatModel(script=[tool_call("search_documents", query="berth fee"), "480 euros [harbour.md]"])
+    graph = supervisor.build(boss, agents={"researcher": researcher}, store=tmp_path / "empty")
+    out = graph.invoke({"question": "Fee?"}, config={"configurable": {"store": str(store)}})
+    assert out["sources"] and out["sources"][0]["source"].endswith("harbour.md")
+
+
+def test_a_new_question_on_a_thread_starts_a_fresh_run() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    boss = ScriptedChatModel(script=lambda call: route("FINISH") if "[writer]" in call.text else route("writer", "go"))
+    writer = ScriptedChatModel(script=lambda call: f"answer {call.index + 1}")
+    graph = supervisor.build(boss, agents={"writer": writer}, max_handoffs=2, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t1"}}
+    first = graph.invoke({"question": "One?"}, config=thread)
+    second = graph.invoke({"question": "Two?"}, config=thread)
+    assert (first["answer"], second["answer"]) == ("answer 1", "answer 2")
+    assert second["trace"]["handoffs"] == 1 and second["trace"]["llm_calls"] == 3 and len(second["trace"]["steps"]) == 3
+    assert "One?" not in boss.calls[-1].text and "answer 1" not in boss.calls[-1].text
+
+
+def test_finish_node_on_its_own() -> None:
+    from langchain_core.messages import AIMessage
+
+    state = {
+        "question": "Fee?",
+        "messages": [AIMessage("@researcher: find it", name="supervisor"), AIMessage("480 euros", name="researcher")],
+        "handoffs": 1,
+        "stop_reason": "max_handoffs",
+        "steps": [{"actor": "supervisor", "action": "stop", "reason": "max_handoffs"}],
+        "found_sources": [{"source": "a.md", "chunk_id": "a#1"}, {"source": "a.md", "chunk_id": "a#1"}],
+    }
+    out = supervisor.finish(state, {})  # no bound context: the default team
+    assert out["answer"] == "480 euros" and out["sources"] == [{"source": "a.md", "chunk_id": "a#1"}]
+    trace = out["trace"]
+    assert (trace["action"], trace["stop_reason"], trace["answered_by"]) == ("stopped", "max_handoffs", "researcher")
+    assert trace["who_did_what"] == ["supervisor stopped: max_handoffs"] and trace["iterations"] == 1

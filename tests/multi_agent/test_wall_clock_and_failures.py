@@ -31,8 +31,8 @@ def test_consensus_deadlock_stops_at_the_clock_and_decides_on_the_last_round() -
     trace = out["trace"]
     assert trace["stop_reason"] == "max_seconds" and trace["bounds"]["max_seconds"] == MAX_SECONDS
     assert MAX_SECONDS <= seconds < MAX_SECONDS + 1.5
-    assert 1 <= len(trace["rounds"]) < 100 and out["decision"]["decision"] in ("yes", "no")
-    assert out["decision"]["decided_on_round"] == trace["rounds"][-1]["round"]
+    assert 1 <= len(trace["rounds"]) < 100 and out["trace"]["decision"] in ("yes", "no")
+    assert out["trace"]["decided_on_round"] == trace["rounds"][-1]["round"]
 
 
 def test_consensus_with_every_model_down_raises_the_model_error() -> None:
@@ -55,7 +55,7 @@ def test_consensus_with_a_minority_down_continues_and_names_it() -> None:
     [excluded] = trace["rounds"][0]["excluded"]
     assert excluded["agent"] == "c" and excluded["model_error"] is True
     assert "ConnectionError: connection refused" in excluded["errors"][0]
-    assert out["decision"]["decision"] == "yes"
+    assert out["trace"]["decision"] == "yes"
     assert trace["agents"]["c"]["llm_calls"] == 1 and trace["llm_calls"] == 3  # the failed call is counted
 
 

@@ -19,7 +19,7 @@ from graphcraft.ingestion.multimodal_pipeline import ingest_multimodal
 from graphcraft.ingestion.ocr import tesseract_available
 from graphcraft.retrievers.multimodal import modality_store_path, open_modality_stores
 from graphcraft.stores.vector import open_store
-from graphcraft.testing import ScriptedChatModel
+from graphcraft.testing import ScriptedChatModel, final_state
 
 pytestmark = pytest.mark.skipif(not tesseract_available(), reason="Tesseract not installed")
 
@@ -77,6 +77,8 @@ def test_table_question_is_answered_from_the_cell(graph, report):
     assert trace["table_lookup"] and trace["answer_strategy"] == "table_lookup"
     assert trace["weights"]["table"] > trace["weights"]["text"] > trace["weights"]["image"]
     assert trace["llm_calls"] == 0 and trace["iterations"] == 0
+    assert trace["action"] == "table_lookup" and trace["stop_reason"] is None
+    assert set(out) == {"question", "answer", "sources", "trace"}
 
 
 def test_aggregate_question_reads_the_whole_column(graph):
@@ -108,8 +110,34 @@ def test_figure_question_weights_images_and_cites_the_chart(graph, report):
 def test_unrelated_question_widens_once_then_stops(graph):
     out = graph.invoke({"question": "zebra migration across the Serengeti grasslands"})
     trace = out["trace"]
-    assert trace["widened"] is True and trace["iterations"] == 1
+    assert trace["widened"] is True and trace["iterations"] == 1 and trace["stop_reason"] is None
     assert [s["step"] for s in trace["steps"]].count("widen") == 1
+    assert [s["step"] for s in trace["steps"]][-3:] == ["fuse", "lookup_table", "generate"]
+
+
+def test_per_run_configuration_reaches_the_nodes(graph, store):
+    question = "zebra migration across the Serengeti grasslands"
+    out = graph.invoke({"question": question}, config={"configurable": {"max_iterations": 0}})
+    trace = out["trace"]
+    assert trace["widened"] is False and trace["iterations"] == 0 and trace["stop_reason"] == "max_iterations"
+    assert "widen" not in [s["step"] for s in trace["steps"]]
+    assert trace["action"] == "abstain" and trace["abstained"] is True and out["sources"] == []
+    model = ScriptedChatModel(script=["not called"])
+    table_q = {"question": "What was the Q3 revenue of the South region?"}
+    cues = build(model, store["settings"]).invoke(table_q, config={"configurable": {"analyzer": "cues"}})
+    assert cues["trace"]["analysis"]["strategy"] == "cues" and model.call_count == 0
+    assert cues["trace"]["llm_calls"] == 0 and cues["trace"]["action"] == "table_lookup"
+
+
+def test_working_channels_and_nodes_on_their_own(graph):
+    state = final_state(graph, {"question": "What was the Q3 revenue of the South region?"})
+    assert state["cell"]["answer"]["row"] == "South" and state["documents"] and state["floor"] is True
+    analysis = multimodal_rag.analyze_query({"question": "What does figure 2 show?"}, graph.config)
+    assert analysis["analysis"] == {"strategy": "cues", "table": True, "image": True}  # "2" is a number
+    assert analysis["weights"]["image"] > analysis["weights"]["text"] and analysis["iterations"] == 0
+    widened = multimodal_rag.widen({**analysis, "question": "q"})
+    assert widened["floor"] is False and widened["iterations"] == 1 and set(widened["weights"].values()) == {1.0}
+    assert [s["step"] for s in widened["steps"]] == ["analyze_query", "widen"]
 
 
 def test_query_analysis_cues():
@@ -133,6 +161,7 @@ def test_llm_analysis_and_generation_with_a_scripted_model(store, report):
     assert answer_body(out["answer"]) == "The Gdansk depot stored 5,820 inverters [1]."
     assert out["sources"][0]["page"] == report.pages["scanned"]
     assert "5,820" in model.calls[1].text  # the model was given the OCR'd knowledge
+    assert trace["action"] == "generate" and trace["answer_strategy"] == "llm"
 
 
 def test_malformed_llm_analysis_falls_back_to_cues(store):

@@ -1,6 +1,7 @@
 """adaptive_rag: classification routes to each strategy, feedback changes the choice, a per-call
-budget excludes expensive strategies, malformed classifier output falls back, and the
-`graphcraft feedback` command records scores and prints insights."""
+budget excludes expensive strategies, the graph's own options given per run, malformed classifier
+output falls back, a node called on its own, and the `graphcraft feedback` command records scores
+and prints insights."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from graphcraft.api import build_graph
+from graphcraft.graphs import adaptive_rag
 from graphcraft.memory.feedback import FeedbackError, FeedbackStore, record, stats
+from graphcraft.runtime.accounting import empty_usage
+from graphcraft.runtime.result import TRACE_KEYS
 
 from .conftest import all_relevant, scripted
 
@@ -24,7 +28,7 @@ def offline(fresh_store):  # type: ignore[no-untyped-def]
 
 def test_each_query_class_gets_its_strategy_offline(offline, fresh_store) -> None:  # type: ignore[no-untyped-def]
     runs = {q: offline.invoke({"question": q}) for q in ("What is 17 * 3?", SINGLE, MULTI, OVERVIEW)}
-    got = {q: (r["trace"]["query_class"], r["trace"]["strategy"]) for q, r in runs.items()}
+    got = {q: (r["trace"]["query_class"], r["trace"]["action"]) for q, r in runs.items()}
     assert got == {
         "What is 17 * 3?": ("no_retrieval", "direct"),
         SINGLE: ("single_hop", "hybrid"),
@@ -35,10 +39,13 @@ def test_each_query_class_gets_its_strategy_offline(offline, fresh_store) -> Non
     assert (
         runs[MULTI]["trace"]["subgraph"] == "multihop" and runs[MULTI]["trace"]["subgraph_trace"]["graph"] == "multihop"
     )
+    assert runs[MULTI]["trace"]["stop_reason"] == runs[MULTI]["trace"]["subgraph_trace"].get("stop_reason")
     assert runs[OVERVIEW]["sources"] and runs[OVERVIEW]["trace"]["subgraph"] == "hierarchical_rag"
+    assert runs[SINGLE]["trace"]["grading"]["evaluator"] == "local" and runs[SINGLE]["trace"]["stop_reason"] is None
     for r in runs.values():
         trace = r["trace"]
-        assert trace["run_id"] and trace["candidates"][0]["strategy"] == trace["strategy"]
+        assert set(r) == {"question", "answer", "sources", "trace"} and set(TRACE_KEYS) <= set(trace)
+        assert trace["run_id"] and trace["candidates"][0]["strategy"] == trace["action"]
         assert trace["classification"]["reasons"]
     logged = {row["strategy"]: row["runs"] for row in stats(fresh_store)}
     assert logged == {"direct": 1, "hybrid": 1, "multi_hop": 1, "hierarchical": 1}
@@ -47,20 +54,20 @@ def test_each_query_class_gets_its_strategy_offline(offline, fresh_store) -> Non
 def test_general_knowledge_offline_excludes_direct_answering(offline) -> None:  # type: ignore[no-untyped-def]
     out = offline.invoke({"question": "How many days are there in a leap year?"})
     trace = out["trace"]
-    assert trace["query_class"] == "no_retrieval" and trace["strategy"] != "direct"
+    assert trace["query_class"] == "no_retrieval" and trace["action"] != "direct"
     direct = next(c for c in trace["candidates"] if c["strategy"] == "direct")
     assert direct["excluded"] == "unavailable"
 
 
 def test_feedback_moves_the_choice(offline, fresh_store) -> None:  # type: ignore[no-untyped-def]
     first = offline.invoke({"question": SINGLE})
-    assert first["trace"]["strategy"] == "hybrid"
+    assert first["trace"]["action"] == "hybrid"
     record(first["trace"]["run_id"], 0.0, fresh_store)
     record(SINGLE, 0.0, fresh_store)  # by question: the latest run of it
     for _ in range(3):
         record("some other single-hop question", 1.0, fresh_store, strategy="keyword")
     second = offline.invoke({"question": SINGLE})
-    assert second["trace"]["strategy"] == "keyword"
+    assert second["trace"]["action"] == "keyword"
     keyword = next(c for c in second["trace"]["candidates"] if c["strategy"] == "keyword")
     assert keyword["feedback"] == 3 and keyword["quality"] > keyword["prior"]
     with pytest.raises(FeedbackError):
@@ -77,10 +84,33 @@ def test_per_call_budget_excludes_expensive_strategies(fresh_store) -> None:  # 
     graph = build_graph("adaptive_rag", model=model, store=fresh_store)
     out = graph.invoke({"question": MULTI}, config={"configurable": {"max_llm_calls": 4}})
     trace = out["trace"]
-    assert trace["query_class"] == "multi_hop" and trace["strategy"] != "multi_hop"
+    assert trace["query_class"] == "multi_hop" and trace["action"] != "multi_hop"
     multi = next(c for c in trace["candidates"] if c["strategy"] == "multi_hop")
     assert "LLM calls" in multi["excluded"]
     assert trace["llm_calls"] <= 4
+
+
+def test_graph_options_given_per_run(fresh_store) -> None:  # type: ignore[no-untyped-def]
+    model = scripted({"_QueryKind": {"kind": "multi_hop", "reason": "bridge"}, "_Grades": all_relevant}, text="x")
+    graph = build_graph("adaptive_rag", model=model, store=fresh_store, log_runs=False)
+    local = graph.invoke({"question": OVERVIEW}, config={"configurable": {"classifier": "local", "log_runs": True}})
+    assert local["trace"]["classification"]["strategy"] == "local" and local["trace"]["query_class"] == "overview"
+    assert not any(call.schema == "_QueryKind" for call in model.calls)  # the LLM classifier was not asked
+    assert [row["runs"] for row in stats(fresh_store)] == [1]  # logged, though the build said not to
+    llm = graph.invoke({"question": OVERVIEW})
+    assert llm["trace"]["classification"]["strategy"] == "llm" and llm["trace"]["query_class"] == "multi_hop"
+    assert [row["runs"] for row in stats(fresh_store)] == [1]
+
+
+def test_select_strategy_node_on_its_own(fresh_store) -> None:  # type: ignore[no-untyped-def]
+    graph = build_graph("adaptive_rag", model=scripted(), store=fresh_store, max_llm_calls=20)
+    state = {"question": MULTI, "query_class": "multi_hop", "usage": empty_usage(), "steps": []}
+    update = adaptive_rag.select_strategy(state, graph.config)
+    assert update["strategy"] == "multi_hop" and update["steps"][0]["budget"]["max_llm_calls"] == 20
+    budgeted = {"configurable": {**graph.config["configurable"], "max_llm_calls": 4}}
+    update = adaptive_rag.select_strategy(state, budgeted)
+    assert update["strategy"] != "multi_hop" and update["steps"][0]["budget"]["max_llm_calls"] == 4
+    assert adaptive_rag.route_strategy({**state, **update}) == "retrieve"
 
 
 def test_malformed_classifier_reply_falls_back_to_local_signals(fresh_store) -> None:  # type: ignore[no-untyped-def]
@@ -96,7 +126,7 @@ def test_direct_answer_with_a_model(fresh_store) -> None:  # type: ignore[no-unt
     out = build_graph("adaptive_rag", model=model, store=fresh_store).invoke(
         {"question": "How many days are there in a leap year?"}
     )
-    assert out["trace"]["strategy"] == "direct" and out["answer"] == "366 days." and out["trace"]["llm_calls"] == 2
+    assert out["trace"]["action"] == "direct" and out["answer"] == "366 days." and out["trace"]["llm_calls"] == 2
 
 
 def test_feedback_cli(offline, fresh_store) -> None:  # type: ignore[no-untyped-def]
