@@ -83,3 +83,34 @@ def test_every_graph_is_served_and_crag_answers_through_the_sdk(server: str, tmp
     )
     assert final["trace"]["action"] == "correct" and "barns" in final["answer"]
     assert final["sources"][0]["source"].endswith("owls.md")
+
+
+ASK_SHAPE = {"question", "answer", "sources", "trace"}
+
+
+def test_every_served_graph_takes_a_question_and_returns_only_the_ask_shape(server: str, tmp_path: Path) -> None:
+    """Through the server a client gets the `ask` result, not the graph's working state; per-run
+    configuration (store, chat model, bounds) reaches RAG and agent graphs alike."""
+    from langgraph_sdk import get_sync_client
+
+    import graphcraft
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "owls.md").write_text("# Owls\n\nThe barn owl nests in old barns and church towers.")
+    graphcraft.ingest([docs], store=tmp_path / "store")
+    client = get_sync_client(url=server)
+    for assistant in client.assistants.search(limit=100):
+        schemas = client.assistants.get_schemas(assistant["assistant_id"])
+        assert set(schemas["output_schema"]["properties"]) == ASK_SHAPE, assistant["graph_id"]
+        assert "question" in schemas["input_schema"]["properties"], assistant["graph_id"]
+    offline = {"store": str(tmp_path / "store")}
+    for graph in ("self_rag", "router", "hierarchical_rag"):
+        out = client.runs.wait(
+            None, graph, input={"question": "Where does the barn owl nest?"}, config={"configurable": offline}
+        )
+        assert set(out) == ASK_SHAPE and "barn" in out["answer"].lower(), (graph, out)
+        assert out["trace"]["graph"] == graph and "steps" in out["trace"]
+    local = {"chat_model": "local", "max_tokens": 48, "max_iterations": 1, "max_llm_calls": 3}
+    out = client.runs.wait(None, "reflection", input={"question": "Name one bird."}, config={"configurable": local})
+    assert set(out) == ASK_SHAPE and out["trace"]["llm_calls"] >= 1 and out["trace"]["bounds"]["max_llm_calls"] == 3
