@@ -197,6 +197,11 @@ def ask(
     thread_id: make the run a conversation turn. Its state is kept by a checkpointer (the
     ``checkpointer`` option, else SQLite in the store directory, closed after the run) and the next
     run on the same thread continues it. user_id: whose long-term memory a graph with one uses.
+
+    Audit: when the run's store directory exists (RAG graphs' store; an agent graph's configured
+    store) and the ``audit`` setting is on (default), the run is appended to ``<store>/audit.jsonl``
+    (graphcraft/guards/audit.py; the question only as its sha256). An entry that cannot be written
+    fails the call with a one-line AuditError: an audit trail that silently skips runs is worthless.
     """
     module = load_graph_module(graph)
     if thread_id and "checkpointer" not in _build_parameters(module):
@@ -212,6 +217,10 @@ def ask(
         state = compiled.invoke({"question": question}, config=run_config)
     result = result_of(question, state)
     result["trace"].setdefault("graph", graph)
+    if getattr(run_settings, "audit", True) and Path(run_settings.store).is_dir():
+        from graphcraft.guards.audit import append_run
+
+        append_run(run_settings.store, question, result, user_id=user_id)  # AuditError: the call fails
     return result
 
 

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         description="Follow symbolic links that lead out of the folders given to ingest (skipped and reported "
         "otherwise, so a link to /etc/passwd never enters the store).",
     )
+    audit: bool = Field(
+        default=True, description="Append every run to <store>/audit.jsonl (hash-chained, graphcraft audit verify)."
+    )
     python_sandbox: Literal["os", "weak"] = Field(
         default="os",
         description="Isolation of the python tool: 'os' (private namespaces, read-only file system; refuses to run "
@@ -142,6 +145,12 @@ class Settings(BaseSettings):
     falkordb_host: str = "127.0.0.1"
     falkordb_port: int = Field(default=0, ge=0, le=65_535)  # 0 = pick a free port when graphcraft starts the server
 
+    # LLM response cache. "sqlite": LangChain's SQLiteCache on every chat model graphcraft builds, so an
+    # identical call (same messages, same model settings) is answered from disk with no model call; the
+    # trace counts such replies as cache_hits, not llm_calls.
+    cache: Literal["", "sqlite"] = Field(default="", description="'' (off) or 'sqlite' to cache chat-model replies.")
+    cache_path: Path | None = Field(default=None, description="SQLite cache file; empty = <store>/llm_cache.sqlite.")
+
     # Pricing for cost accounting (USD per 1M tokens); 0 for local models.
     prompt_cost_per_mtok: float = Field(default=0.0, ge=0.0)
     completion_cost_per_mtok: float = Field(default=0.0, ge=0.0)
@@ -155,6 +164,14 @@ class Settings(BaseSettings):
                 f"lower {ENV_PREFIX}CHUNK_OVERLAP or raise {ENV_PREFIX}CHUNK_SIZE"
             )
         return self
+
+
+def cache_file(settings: Settings) -> Path | None:
+    """Where the LLM response cache lives, or None when it is off: beside the store by default, so a
+    store's questions and their cached replies travel (and are deleted) together."""
+    if settings.cache != "sqlite":
+        return None
+    return settings.cache_path if settings.cache_path is not None else settings.store / "llm_cache.sqlite"
 
 
 def _settings_error(exc: ValidationError, overrides: dict[str, Any]) -> SettingsError:

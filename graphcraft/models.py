@@ -21,9 +21,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 
 import numpy as np
+from langchain_core.caches import BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -31,10 +33,10 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import RunnableConfig, ensure_config
 from pydantic import BaseModel, ValidationError
 
-from graphcraft.config import Settings, get_settings
+from graphcraft.config import Settings, cache_file, get_settings
 from graphcraft.errors import GraphcraftError, ModelCallError, ModelError, NoChatModelError
 from graphcraft.local_models import LlamaCppChat, is_local_spec, local_chat_model
-from graphcraft.runtime.accounting import Usage, UsageCallback, add_usage, empty_usage
+from graphcraft.runtime.accounting import CACHE_HIT, Usage, UsageCallback, add_usage, empty_usage
 from graphcraft.runtime.tokens import message_text
 
 T = TypeVar("T", bound=BaseModel)
@@ -49,8 +51,12 @@ def get_chat_model(settings: Settings | None = None) -> BaseChatModel | None:
     spec = settings.chat_model.strip()
     if not spec:
         return None
+    cache = cache_file(settings)
     if is_local_spec(spec):
-        return local_chat_model(spec, settings)
+        model = local_chat_model(spec, settings)
+        if cache is not None:  # a fresh instance each time (the weights are shared), so setting it is safe
+            model.cache = llm_cache(str(cache))
+        return model
     return _build_chat_model(
         spec,
         settings.base_url,
@@ -60,6 +66,7 @@ def get_chat_model(settings: Settings | None = None) -> BaseChatModel | None:
         settings.llm_timeout_s,
         settings.llm_max_retries,
         settings.requests_per_second,
+        str(cache) if cache is not None else "",
     )
 
 
@@ -73,10 +80,15 @@ def _build_chat_model(
     timeout: float,
     max_retries: int,
     rps: float,
+    cache_path: str = "",
 ) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
     kwargs: dict[str, Any] = {"temperature": temperature, "max_retries": max_retries, "timeout": timeout}
+    if cache_path:
+        # Per model rather than langchain's process-global set_llm_cache: a test, a notebook or a
+        # second store in the same process keeps its own cache, or none.
+        kwargs["cache"] = llm_cache(cache_path)
     if rps > 0:
         from langchain_core.rate_limiters import InMemoryRateLimiter
 
@@ -109,6 +121,62 @@ def _max_tokens_kwargs(spec: str, base_url: str, max_tokens: int) -> dict[str, A
     if base_url and provider == "openai":
         return {"max_tokens": max_tokens, "extra_body": {"max_tokens": max_tokens}}
     return {"max_tokens": max_tokens}
+
+
+@lru_cache(maxsize=8)
+def llm_cache(path: str) -> BaseCache:
+    """One SQLite response cache per file and process (see `_sqlite_cache`); the folder is made
+    here, since the default file sits in a store directory that may not exist before the first ingest."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return _sqlite_cache(path)
+    except Exception as exc:  # noqa: BLE001 - OSError, sqlite3 / SQLAlchemy errors
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(
+            f"cannot open the LLM cache {path!r}: {reason}; set GRAPHCRAFT_CACHE_PATH or unset GRAPHCRAFT_CACHE"
+        ) from exc
+
+
+def _sqlite_cache(path: str) -> BaseCache:
+    """LangChain's SQLiteCache, reading entries back with an explicit allowlist and marking them.
+
+    The stock lookup revives rows with langchain's default allowlist (which it warns will change);
+    a reply is only ever a generation holding an AI message, so only those classes are revived. Each
+    returned generation carries CACHE_HIT in its generation_info: langchain_core reports a cache hit
+    to callbacks like a model call (on_chat_model_start, then on_llm_end with the cached result), so
+    the mark is how UsageCallback tells the two apart. langchain_community is imported here because it
+    is slow to import and only needed with GRAPHCRAFT_CACHE=sqlite.
+    """
+    from langchain_community.cache import SQLiteCache
+    from langchain_core._api import suppress_langchain_beta_warning
+    from langchain_core.load import Serializable, loads
+    from langchain_core.outputs import ChatGeneration, Generation
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    allowed: list[type[Serializable]] = [ChatGeneration, Generation, AIMessage]
+
+    class _MarkedSQLiteCache(SQLiteCache):
+        def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+            schema = self.cache_schema
+            with Session(self.engine) as session:
+                rows: Sequence[Any] = session.execute(
+                    select(schema.response)
+                    .where(schema.prompt == prompt, schema.llm == llm_string)
+                    .order_by(schema.idx)
+                ).fetchall()
+            if not rows:
+                return None
+            try:
+                with suppress_langchain_beta_warning():
+                    generations = [loads(row[0], allowed_objects=allowed) for row in rows]
+            except Exception:  # noqa: BLE001 - an entry from another version: a miss, rewritten after the call
+                return None
+            for generation in generations:
+                generation.generation_info = {**(generation.generation_info or {}), CACHE_HIT: True}
+            return generations
+
+    return _MarkedSQLiteCache(path)
 
 
 def resolve_chat_model(model: BaseChatModel | None, settings: Settings | None = None) -> BaseChatModel | None:

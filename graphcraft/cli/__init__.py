@@ -1,7 +1,8 @@
 """The `graphcraft` command line (typer + rich), a thin layer over the Python API in `graphcraft.api`.
 
 One module per command group: `ingest` (ingest, calibration, remove, hierarchy), `ask` (ask,
-run, graphs), `graph` (the entity graph: build, stats, show), `feedback`; `common` holds what
+run, graphs), `graph` (the entity graph: build, stats, show), `feedback`, `audit` (verify the
+hash-chained audit trail), `doctor` (what works and what is missing); `common` holds what
 they share (consoles, option types, the one error handler). Heavy modules are imported inside
 the commands, so `graphcraft --help` answers at once.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from graphcraft.cli import ask, feedback, graph, ingest
+from graphcraft.cli import ask, audit, doctor, feedback, graph, ingest
 from graphcraft.cli.common import add_commands
 
 app = typer.Typer(
@@ -21,7 +22,8 @@ app = typer.Typer(
 )
 add_commands(app, ingest.ingest, ingest.calibration, ingest.remove, ask.ask, ingest.hierarchy, ask.graphs)
 app.add_typer(graph.app, name="graph")
-add_commands(app, ask.run, feedback.feedback)
+app.add_typer(audit.app, name="audit")
+add_commands(app, ask.run, feedback.feedback, doctor.doctor)
 
 
 def main() -> None:

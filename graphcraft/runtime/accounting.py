@@ -5,8 +5,12 @@ reducer), so budgets can be checked in routing functions. `UsageCallback` is a L
 callback handler that fills a `Usage` from every chat-model call made under it; providers'
 `usage_metadata` is used when present, offline token counts otherwise. A call that failed after
 the server answered (an OpenAI reply cut at the token limit raises) counts the tokens the
-server reported. The `structured_*` counters are filled by `models.structured_call`, so every
-graph's usage reducer also sums structured outputs, their repairs and their fallbacks.
+server reported. A reply served from the LLM response cache (GRAPHCRAFT_CACHE=sqlite) reaches
+callbacks exactly like a model call — langchain_core calls on_chat_model_start and on_llm_end
+around its cache lookup — so it is told apart by its mark and counted in `cache_hits`, never as
+an LLM call or as tokens spent. The `structured_*` counters are filled by
+`models.structured_call`, so every graph's usage reducer also sums structured outputs, their
+repairs and their fallbacks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from graphcraft.runtime.tokens import count_tokens, message_text, token_counter_
 
 class Usage(TypedDict, total=False):
     llm_calls: int
+    cache_hits: int
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
@@ -35,6 +40,7 @@ class Usage(TypedDict, total=False):
 
 UsageKey = Literal[
     "llm_calls",
+    "cache_hits",
     "prompt_tokens",
     "completion_tokens",
     "cost_usd",
@@ -44,10 +50,24 @@ UsageKey = Literal[
 ]
 USAGE_KEYS: tuple[UsageKey, ...] = get_args(UsageKey)
 
+CACHE_HIT = "graphcraft_cache_hit"
+"""generation_info key graphcraft's SQLite cache puts on every generation it serves (models.llm_cache)."""
+
+
+def is_cache_hit(generation: Any) -> bool:
+    """Whether a generation came from an LLM cache rather than the model: graphcraft's own mark, or the
+    `total_cost: 0` that langchain_core adds to a cached AI message's usage_metadata (any cache, also a
+    process-global one set with set_llm_cache). Providers' usage_metadata has no `total_cost` key."""
+    if (getattr(generation, "generation_info", None) or {}).get(CACHE_HIT):
+        return True
+    meta = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
+    return "total_cost" in meta
+
 
 def empty_usage() -> Usage:
     return Usage(
         llm_calls=0,
+        cache_hits=0,
         prompt_tokens=0,
         completion_tokens=0,
         cost_usd=0.0,
@@ -118,6 +138,11 @@ class UsageCallback(BaseCallbackHandler):
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         prompt_est = self._pending.pop(run_id, 0)
+        served = [gen for batch in response.generations for gen in batch]
+        if served and all(is_cache_hit(gen) for gen in served):
+            with self._lock:
+                self.usage = add_usage(self.usage, Usage(cache_hits=1))
+            return
         prompt, completion = 0, 0
         reported = False
         for generations in response.generations:

@@ -44,10 +44,12 @@ def source_dict(doc: Document, text: str | None = None) -> dict[str, Any]:
 
 
 def usage_trace(usage: Usage | None) -> dict[str, Any]:
-    """LLM calls, tokens, cost, and how structured outputs went (calls, repairs, deterministic fallbacks)."""
+    """LLM calls, tokens, cost, and how structured outputs went (calls, repairs, deterministic fallbacks).
+    cache_hits: replies served by the LLM response cache, which cost no call and no tokens."""
     usage = usage or empty_usage()
     return {
         "llm_calls": int(usage.get("llm_calls", 0)),
+        "cache_hits": int(usage.get("cache_hits", 0)),
         "prompt_tokens": int(usage.get("prompt_tokens", 0)),
         "completion_tokens": int(usage.get("completion_tokens", 0)),
         "cost": float(usage.get("cost_usd", 0.0)),  # estimated USD
@@ -65,6 +67,7 @@ def trace_usage(trace: Mapping[str, Any]) -> Usage:
     structured = trace.get("structured_outputs") or {}
     return Usage(
         llm_calls=int(trace.get("llm_calls", 0)),
+        cache_hits=int(trace.get("cache_hits", 0)),
         prompt_tokens=int(trace.get("prompt_tokens", 0)),
         completion_tokens=int(trace.get("completion_tokens", 0)),
         cost_usd=float(trace.get("cost", 0.0)),
@@ -79,6 +82,7 @@ TRACE_KEYS = (
     "action",
     "iterations",
     "llm_calls",
+    "cache_hits",
     "prompt_tokens",
     "completion_tokens",
     "cost",
