@@ -61,9 +61,16 @@ class State(InputState, OutputState, total=False):
     steps: list[dict]
 
 
-def grader(ctx: Context) -> LocalEvaluator | LLMEvaluator:
-    """The retrieval evaluator: the build option "evaluator" is auto (LLM when a model exists), local or llm."""
-    return make_evaluator(ctx, ctx.option("evaluator", "auto"))
+def grader(ctx: Context, state: State | None = None) -> LocalEvaluator | LLMEvaluator:
+    """The retrieval evaluator: the build option "evaluator" is auto (LLM when a model exists), local or llm;
+    the local one once the run's call, token or time budget is spent."""
+    spent = state is not None and ctx.bounds.reached(state) is not None
+    return make_evaluator(ctx, "local" if spent else ctx.option("evaluator", "auto"))
+
+
+def model_within_budget(ctx: Context, state: State) -> BaseChatModel | None:
+    """The chat model while the run's budgets last; None (the offline strategy) once one is spent."""
+    return None if ctx.bounds.reached(state) else ctx.model
 
 
 def query_vector(ctx: Context, text: str) -> np.ndarray:
@@ -89,7 +96,7 @@ def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
 def evaluate(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Score every document and decide Correct / Incorrect / Ambiguous from the two thresholds."""
     ctx = context(config, GRAPH)
-    judge = grader(ctx)
+    judge = grader(ctx, state)
     grading = judge.evaluate(state["question"], state["documents"], query_vector(ctx, state["question"]))
     action = decide_action(grading.scores, judge.upper, judge.lower)
     step = {
@@ -139,7 +146,8 @@ def rewrite_query(state: State, config: RunnableConfig) -> dict[str, Any]:
             "external_source": "none",
             "steps": state["steps"] + [{"step": "rewrite_query", "skipped": "no external source configured"}],
         }
-    query, usage, strategy = rewrite(state["question"], ctx.model, ctx.settings.spacy_model, state.get("queries", []))
+    model = model_within_budget(ctx, state)
+    query, usage, strategy = rewrite(state["question"], model, ctx.settings.spacy_model, state.get("queries", []))
     return {
         "queries": state.get("queries", []) + [query],
         "usage": add_usage(state.get("usage"), usage),
@@ -187,13 +195,15 @@ def web_search(state: State, config: RunnableConfig) -> dict[str, Any]:
 
 
 def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
-    """Answer from the kept strips with citations, or abstain when no knowledge survived."""
+    """Answer from the kept strips with citations, or abstain when no knowledge survived (extractively once
+    the run's budget is spent: the best answer so far, never a call past the budget)."""
     ctx = context(config, GRAPH)
     internal = state.get("internal", []) if state.get("action") != "incorrect" else []
+    limited = stop_reason(state, ctx)  # before answering: a spent budget means the extractive answer
     answer = generate_answer(
         state["question"],
         [Strip(**s) for s in internal + state.get("external", [])],
-        ctx.model,
+        model_within_budget(ctx, state),
         documents=state.get("documents", []),
         store=ctx.store,
     )
@@ -203,7 +213,7 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
         GRAPH,
         state,
         action=state.get("action"),
-        stop_reason=stop_reason(state, ctx),
+        stop_reason=limited,
         steps=steps,
         usage=usage,
         evaluator=state.get("evaluator", "none"),
@@ -217,11 +227,11 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- routing (every loop bounded here)
 def stop_reason(state: State, ctx: Context) -> str | None:
-    """Which bound ended the external search, when it ended without finding knowledge."""
-    if not state.get("queries") or state.get("external"):
-        return None
+    """The bound that limited the run: a spent budget (the rest runs offline), or the search rounds used up."""
     if reached := ctx.bounds.reached(state):
         return reached
+    if not state.get("queries") or state.get("external"):
+        return None
     return "max_search_rounds" if state.get("iterations", 0) >= ctx.settings.max_search_rounds else None
 
 

@@ -118,3 +118,22 @@ def test_a_failing_web_search_is_recorded_and_the_graph_still_answers(crag_store
     search = next(s for s in state["trace"]["steps"] if s["step"] == "web_search")
     assert search["error"] == "ConnectionError: search service unreachable"
     assert "Ada Lind" in state["answer"]  # the internal knowledge of the ambiguous path is kept
+
+
+@pytest.mark.parametrize(
+    ("budget", "calls", "evaluator", "answer_strategy"),
+    [({"max_llm_calls": 1}, 1, "llm", "extractive"), ({"max_llm_calls": 0}, 0, "local", "extractive")],
+)
+def test_a_spent_budget_finishes_offline_with_the_best_answer_so_far(
+    crag_stores: dict[str, Path], budget: dict, calls: int, evaluator: str, answer_strategy: str
+) -> None:
+    """A per-run call budget is never exceeded: once it is spent, grading and answering use the local
+    strategies, and the trace names the budget."""
+    model = scripted(grades(0.95, 0.1, 0.0), "Ada Lind designed it [1].")
+    graph = crag.build(model=model, settings=get_settings(store=crag_stores["store"], top_k=3))
+    result = graph.invoke({"question": "Who designed the Orla Bridge?"}, config={"configurable": budget})
+    trace = result["trace"]
+    assert model.calls == trace["llm_calls"] == calls
+    assert trace["evaluator"] == evaluator and trace["answer_strategy"] == answer_strategy
+    assert trace["stop_reason"] == "max_llm_calls" and "Ada Lind" in result["answer"]
+    assert result["sources"][0]["citation"] == 1
