@@ -284,7 +284,9 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
     ctx = context(config, GRAPH)
     documents = state.get("documents", [])
     evidence = gather_evidence(state["question"], documents, ctx)
-    answer = generate_answer(state["question"], evidence.strips, ctx.model, documents=documents, store=ctx.store)
+    answer = generate_answer(
+        state["question"], evidence.strips, ctx.model_within(state), documents=documents, store=ctx.store
+    )
     return {
         "answer": answer.text,
         "sources": answer.sources,

@@ -68,11 +68,6 @@ def grader(ctx: Context, state: State | None = None) -> LocalEvaluator | LLMEval
     return make_evaluator(ctx, "local" if spent else ctx.option("evaluator", "auto"))
 
 
-def model_within_budget(ctx: Context, state: State) -> BaseChatModel | None:
-    """The chat model while the run's budgets last; None (the offline strategy) once one is spent."""
-    return None if ctx.bounds.reached(state) else ctx.model
-
-
 def query_vector(ctx: Context, text: str) -> np.ndarray:
     return np.asarray(ctx.embeddings.embed_query(text), dtype=np.float32)
 
@@ -146,7 +141,7 @@ def rewrite_query(state: State, config: RunnableConfig) -> dict[str, Any]:
             "external_source": "none",
             "steps": state["steps"] + [{"step": "rewrite_query", "skipped": "no external source configured"}],
         }
-    model = model_within_budget(ctx, state)
+    model = ctx.model_within(state)
     query, usage, strategy = rewrite(state["question"], model, ctx.settings.spacy_model, state.get("queries", []))
     return {
         "queries": state.get("queries", []) + [query],
@@ -203,7 +198,7 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
     answer = generate_answer(
         state["question"],
         [Strip(**s) for s in internal + state.get("external", [])],
-        model_within_budget(ctx, state),
+        ctx.model_within(state),
         documents=state.get("documents", []),
         store=ctx.store,
     )

@@ -139,7 +139,9 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
         ctx.settings.strip_threshold,
         embed=partial(embed_texts, ctx.embeddings),
     )
-    answer = generate_answer(state["question"], _distinct(strips), ctx.model, documents=docs, store=ctx.store)
+    answer = generate_answer(
+        state["question"], _distinct(strips), ctx.model_within(state), documents=docs, store=ctx.store
+    )
     levels = {str(d.metadata.get("chunk_id")): d.metadata.get("level", "chunk") for d in docs}
     for src in answer.sources:
         src["level"] = levels.get(str(src.get("chunk_id")), "chunk")

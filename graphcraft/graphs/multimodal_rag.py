@@ -224,7 +224,9 @@ def answer_from_strips(ctx: Context, state: State) -> Answer:
         if docs:
             scores = [float(d.metadata.get("score", 0)) for d in docs]
             strips += refine_documents(question, qvec, docs, scores, stores.get(modality), ctx.settings.strip_threshold)
-    answer = generate_answer(question, strips, ctx.model, documents=state["documents"])  # sources: whole regions
+    answer = generate_answer(
+        question, strips, ctx.model_within(state), documents=state["documents"]
+    )  # sources: whole regions
     by_id = {d.metadata["chunk_id"]: d for d in state["documents"]}
     for src in answer.sources:
         doc = by_id.get(src["chunk_id"])

@@ -207,7 +207,7 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
     answer = generate_answer(
         state["question"],
         [Strip(**s) for s in state.get("knowledge", [])],
-        ctx.model,
+        ctx.model_within(state),
         documents=state.get("documents", []),
         store=ctx.store,
     )

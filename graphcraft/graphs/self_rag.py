@@ -134,7 +134,7 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
         ]
     elif ctx.model is not None and state.get("critique"):
         prompt_question = CRITIQUED_QUESTION.format(question=question, critique=state["critique"])
-    answer = generate_answer(prompt_question, strips, ctx.model, store=ctx.store)
+    answer = generate_answer(prompt_question, strips, ctx.model_within(state), store=ctx.store)
     step = {"step": "generate", "strategy": answer.strategy, "strips": len(strips), "abstained": answer.abstained}
     return {
         "answer": answer.text,

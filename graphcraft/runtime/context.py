@@ -127,6 +127,11 @@ class Context:
             self._model = resolve_chat_model(None, self.settings)
         return self._model
 
+    def model_within(self, state: Mapping[str, Any]) -> BaseChatModel | None:
+        """The chat model while the run's budgets (calls, tokens, time) last; None once one is spent, so a
+        step with an offline strategy (grading, answering) finishes the run without calling past the budget."""
+        return None if self.bounds.reached(state) else self.model
+
     def require_model(self, what: str) -> BaseChatModel:
         return require_chat_model(self.model, what, self.settings)
 

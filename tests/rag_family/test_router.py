@@ -132,7 +132,8 @@ def test_run_budget_keeps_the_hybrid_exchange_from_starting(store_dir) -> None: 
     steps = [s["step"] for s in out["trace"]["steps"]]
     assert out["trace"]["action"] == "hybrid" and out["trace"]["stop_reason"] == "max_llm_calls"
     assert steps == ["route", "retrieve", "grade", "generate"]  # the cited answer instead of the tool exchange
-    assert out["answer"] == "The Great Flood came in 1871 [1]." and out["trace"]["llm_calls"] == 3
+    # the budget is spent after route + grade: the answer is quoted from the sources, with no third call
+    assert "1871" in out["answer"] and "[1]" in out["answer"] and out["trace"]["llm_calls"] == model.call_count == 2
 
 
 def test_route_node_on_its_own(store_dir) -> None:  # type: ignore[no-untyped-def]
