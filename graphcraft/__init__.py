@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["ask", "calibration", "feedback", "graph_stats", "ingest", "remove", "__version__"]
+__all__ = ["ask", "calibration", "feedback", "graph_stats", "ingest", "remove", "stream", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from graphcraft.api import ask, calibration, feedback, graph_stats, ingest, remove
+    from graphcraft.api import ask, calibration, feedback, graph_stats, ingest, remove, stream
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""The Python API: ingest, ask (run any graph), calibration, hierarchy, feedback, graph counts.
+"""The Python API: ingest, ask (run any graph), stream (the same run, event by event), calibration,
+hierarchy, feedback, graph counts.
 
 The `graphcraft` command line is a thin layer over these functions, so a script and a shell
 get the same results and the same errors. Settings are merged in one place
@@ -9,8 +10,9 @@ refuses becomes a one-line SettingsError.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -203,25 +205,138 @@ def ask(
     (graphcraft/guards/audit.py; the question only as its sha256). An entry that cannot be written
     fails the call with a one-line AuditError: an audit trail that silently skips runs is worthless.
     """
+    run = _plan_run(graph, store, config, settings, thread_id, user_id, options)
+    with _compiled_for(run, model) as compiled:
+        state = compiled.invoke({"question": question}, config=run.config)
+    return _finish_run(run, question, state)
+
+
+def stream(
+    question: str,
+    graph: str = "crag",
+    store: str | Path | None = None,
+    model: BaseChatModel | None = None,
+    config: RunnableConfig | None = None,
+    *,
+    settings: Settings | None = None,
+    thread_id: str | None = None,
+    user_id: str | None = None,
+    **options: Any,
+) -> Iterator[dict[str, Any]]:
+    """`ask`, yielding the run's progress as it happens: for a live display or a server's event stream.
+
+    Events, in the order the graph produces them:
+    ``{"type": "node", "node": name, "update": [keys the node wrote]}`` when a node finishes,
+    ``{"type": "token", "node": name, "text": chunk}`` for each piece of a model reply (one piece
+    per reply when the model does not stream), and last ``{"type": "result", "result": ...}``,
+    the dict `ask` returns for the same run, audited the same way. Arguments are those of `ask`;
+    a bad graph name or option fails here, at the call, not at the first event.
+    """
+    run = _plan_run(graph, store, config, settings, thread_id, user_id, options)
+    return _stream_run(run, question, model)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What `ask` and `stream` decide before a graph runs: the graph's module, settings and run config."""
+
+    graph: str
+    module: ModuleType
+    settings: Settings
+    config: RunnableConfig | None
+    thread_id: str | None
+    user_id: str | None
+    options: Mapping[str, Any]
+
+
+def _plan_run(
+    graph: str,
+    store: str | Path | None,
+    config: RunnableConfig | None,
+    settings: Settings | None,
+    thread_id: str | None,
+    user_id: str | None,
+    options: Mapping[str, Any],
+) -> _Run:
+    """Validate a run's arguments (one-line errors) and merge its settings, before anything is opened."""
     module = load_graph_module(graph)
     if thread_id and "checkpointer" not in _build_parameters(module):
         raise GraphcraftError(f"graph {graph!r} does not keep conversation threads")
     run_settings = settings_for(store, settings, **options)
     run_config = _with_configurable(config, thread_id=thread_id, user_id=user_id)
-    with ExitStack() as resources:  # closes a thread's SQLite connection after the run, even on error
-        if thread_id and options.get("checkpointer") is None:
+    return _Run(graph, module, run_settings, run_config, thread_id, user_id, dict(options))
+
+
+@contextmanager
+def _compiled_for(run: _Run, model: BaseChatModel | None) -> Iterator[Any]:
+    """The run's compiled graph; a thread's SQLite checkpointer is closed after the run, even on error."""
+    options = run.options
+    with ExitStack() as resources:
+        if run.thread_id and options.get("checkpointer") is None:
             from graphcraft.memory.checkpoints import open_checkpointer
 
-            options = {**options, "checkpointer": resources.enter_context(open_checkpointer(settings=run_settings))}
-        compiled = _compile(module, model, run_settings, options)
-        state = compiled.invoke({"question": question}, config=run_config)
+            options = {**options, "checkpointer": resources.enter_context(open_checkpointer(settings=run.settings))}
+        yield _compile(run.module, model, run.settings, options)
+
+
+def _finish_run(run: _Run, question: str, state: Mapping[str, Any]) -> dict:
+    """The `ask` shape from a run's final state, appended to the store's audit trail (see `ask`)."""
     result = result_of(question, state)
-    result["trace"].setdefault("graph", graph)
-    if getattr(run_settings, "audit", True) and Path(run_settings.store).is_dir():
+    result["trace"].setdefault("graph", run.graph)
+    if getattr(run.settings, "audit", True) and Path(run.settings.store).is_dir():
         from graphcraft.guards.audit import append_run
 
-        append_run(run_settings.store, question, result, user_id=user_id)  # AuditError: the call fails
+        append_run(run.settings.store, question, result, user_id=run.user_id)  # AuditError: the call fails
     return result
+
+
+def _stream_run(run: _Run, question: str, model: BaseChatModel | None) -> Iterator[dict[str, Any]]:
+    """Run the graph with LangGraph's "updates" and "messages" streams as events, then the result.
+
+    The "values" stream is read too, as `invoke` does: its last value is the final state (the
+    graph's output schema), so the result is built from exactly what `ask` would have received.
+    """
+    state: Mapping[str, Any] = {}
+    with _compiled_for(run, model) as compiled:
+        modes = ["updates", "messages", "values"]
+        for mode, chunk in compiled.stream({"question": question}, config=run.config, stream_mode=modes):
+            if mode == "values":
+                state = chunk
+            elif mode == "updates":
+                yield from _node_events(chunk)
+            elif (event := _token_event(chunk)) is not None:
+                yield event
+    yield {"type": "result", "result": _finish_run(run, question, state)}
+
+
+def _node_events(chunk: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """One event per node in an "updates" chunk: its name and the channels it wrote (not their values,
+    which may be whole documents)."""
+    for node, update in chunk.items():
+        if node.startswith("__"):  # LangGraph's own entries (__interrupt__), not a node
+            continue
+        written = sorted(update) if isinstance(update, Mapping) else []
+        yield {"type": "node", "node": node, "update": written}
+
+
+def _token_event(chunk: tuple[Any, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A "messages" chunk as a token event, or None when it is not model text.
+
+    LangGraph also reports messages a node put in its state (a question, a tool's output); only
+    the model's own words (AI messages and their chunks) with text are tokens. Tool-call chunks
+    carry no text and are left out.
+    """
+    from langchain_core.messages import AIMessage
+
+    from graphcraft.runtime.tokens import message_text
+
+    message, metadata = chunk
+    if not isinstance(message, AIMessage):
+        return None
+    text = message_text(message)
+    if not text:
+        return None
+    return {"type": "token", "node": str(metadata.get("langgraph_node", "")), "text": text}
 
 
 def _build_parameters(module: ModuleType) -> set[str]:

@@ -4,23 +4,36 @@ Both `ask` and `run` go through `graphcraft.api.ask`, the one function that runs
 differ in what they print. `run` hands every option to every graph: options a graph does not
 take are left out by the API (e.g. --workspace only reaches the tool-using agents). With
 --thread a run is a conversation turn: state is kept in a SQLite checkpointer in the store
-directory and the next run on the same thread continues it.
+directory and the next run on the same thread continues it. With --stream both go through
+`graphcraft.api.stream` instead (the same run and result): finished nodes and model tokens are
+shown as they happen, or printed as JSON Lines with --json.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from graphcraft.cli.common import AsJson, Store, out, print_answer, print_json, working
+from graphcraft.cli.common import AsJson, Store, err, out, print_answer, print_json, working
 
 SOURCE_KEYS = ("source", "chunk_id", "page", "score", "text")
 OPTIONAL_SOURCE_KEYS = ("citation", "spans", "origin", "bbox", "modality", "section")
+
+
+Stream = Annotated[
+    bool,
+    typer.Option(
+        "--stream",
+        help="Show nodes as they finish and model tokens as they arrive; with --json, one JSON object per event.",
+    ),
+]
 
 
 def ask(
@@ -28,13 +41,14 @@ def ask(
     graph: str = typer.Option("crag", "--graph", "-g"),
     store: Store = None,
     external: Path | None = typer.Option(None, help="A second store used as the external (web) source."),
+    stream: Stream = False,
     as_json: AsJson = False,
 ) -> None:
     """Answer a question with a graph (default: corrective RAG)."""
-    from graphcraft import api
-
-    with working(f"running {graph}…", quiet=as_json):
-        result = api.ask(question, graph=graph, store=store, external_store=external)
+    request = {"graph": graph, "store": store, "external_store": external}
+    result = _run_graph(question, request, stream=stream, as_json=as_json, shape=public, spinner=True)
+    if result is None:  # --stream --json: every event, the result included, is printed already
+        return
     if as_json:
         print_json(public(result))
         return
@@ -48,6 +62,74 @@ def ask(
         f"tokens={t.get('prompt_tokens', 0)}+{t.get('completion_tokens', 0)}[/]",
         highlight=False,
     )
+
+
+def _run_graph(
+    question: str,
+    request: dict[str, Any],
+    *,
+    stream: bool,
+    as_json: bool,
+    shape: Callable[[dict[str, Any]], dict[str, Any]],
+    spinner: bool = False,
+) -> dict[str, Any] | None:
+    """Run a graph through the API: the result to print, or None when --stream --json printed it as an event.
+
+    Without --stream this is `api.ask`; with it, `api.stream` (the same run and result), shown live
+    or, with --json, as JSON Lines whose final "result" event has the shape --json prints (`shape`).
+    """
+    from graphcraft import api
+
+    if not stream:
+        with working(f"running {request['graph']}…", quiet=as_json or not spinner):
+            return api.ask(question, **request)
+    events = api.stream(question, **request)  # a bad graph or option fails here, before any output
+    if not as_json:
+        return show_live(events, request["graph"])
+    for event in events:
+        if event["type"] == "result":
+            event = {**event, "result": shape(event["result"])}
+        out.file.write(json.dumps(event, default=str) + "\n")
+        out.file.flush()  # each line as it happens, also into a pipe
+    return None
+
+
+def show_live(events: Iterator[dict[str, Any]], graph: str) -> dict[str, Any]:
+    """Show a streamed run: a spinner and one line per finished node (stderr), model tokens on stdout.
+
+    The spinner is paused while tokens print, so a terminal shows the reply as it is written
+    rather than interleaved with spinner frames. Returns the run's result for the usual output.
+    """
+    started = time.monotonic()
+    status = err.status(f"running {escape(graph)}…", spinner="dots")
+    status.start()
+    speaking: str | None = None  # the node whose tokens are being printed
+    result: dict[str, Any] = {}
+    try:
+        for event in events:
+            if event["type"] == "token":
+                if speaking is None:
+                    status.stop()
+                elif speaking != event["node"]:
+                    out.file.write("\n")
+                speaking = event["node"]
+                out.file.write(event["text"])
+                out.file.flush()
+            elif event["type"] == "node":
+                if speaking is not None:
+                    out.file.write("\n\n")
+                    out.file.flush()
+                    speaking = None
+                    status.start()
+                elapsed = time.monotonic() - started
+                err.print(f"[green]✓[/] {escape(event['node'])} [dim]{elapsed:.2f}s[/]", highlight=False)
+            else:
+                result = event["result"]
+    finally:
+        status.stop()
+    if speaking is not None:
+        out.file.write("\n\n")
+    return result
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
@@ -97,26 +179,27 @@ def run(
     rounds: int | None = typer.Option(None, "--rounds", help="Consensus: max negotiation rounds."),
     rule: str | None = typer.Option(None, "--rule", help="Consensus: majority | confidence | borda | unanimity."),
     max_handoffs: int | None = typer.Option(None, "--max-handoffs", help="Supervisor: handoff bound."),
+    stream: Stream = False,
     as_json: AsJson = False,
 ) -> None:
     """Run an agent or reasoning graph on a task; print the answer and a trace of its decisions."""
-    from graphcraft import api
-
-    result = api.ask(
-        task,
-        graph=graph,
-        store=store,
-        thread_id=thread,
-        workspace=workspace,
-        enable_python=python or None,
-        mcp_config=mcp,
-        max_llm_calls=max_llm_calls,
-        max_tool_calls=max_tool_calls,
-        agents=agents,
-        rounds=rounds,
-        rule=rule,
-        max_handoffs=max_handoffs,
-    )
+    request = {
+        "graph": graph,
+        "store": store,
+        "thread_id": thread,
+        "workspace": workspace,
+        "enable_python": python or None,
+        "mcp_config": mcp,
+        "max_llm_calls": max_llm_calls,
+        "max_tool_calls": max_tool_calls,
+        "agents": agents,
+        "rounds": rounds,
+        "rule": rule,
+        "max_handoffs": max_handoffs,
+    }
+    result = _run_graph(task, request, stream=stream, as_json=as_json, shape=dict)
+    if result is None:
+        return
     if as_json:
         print_json(result)
         return
