@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     audit: bool = Field(
         default=True, description="Append every run to <store>/audit.jsonl (hash-chained, graphcraft audit verify)."
     )
+    run_overrides: str = Field(
+        default="*",
+        description="What a run's configurable may change: '*' (every per-run setting and graph option) or a comma "
+        "list such as 'top_k,max_llm_calls'. A server whose clients must not choose the store, the chat model or its "
+        "URL lists only what they may tune; anything else is refused in one line.",
+    )
     python_sandbox: Literal["os", "weak"] = Field(
         default="os",
         description="Isolation of the python tool: 'os' (private namespaces, read-only file system; refuses to run "

@@ -87,6 +87,7 @@ class Context:
         options = {k: v for k, v in configurable.items() if self._overridable(k) and v is not None}
         if not settings and not options:
             return self
+        _check_allowed(self.settings, [*settings, *options])
         key = tuple(sorted((k, repr(v)) for k, v in {**settings, **options}.items()))
         cache = self.__dict__.setdefault("_variants", {})
         if key not in cache and len(cache) >= 16:  # bounded: one variant per distinct override set
@@ -182,6 +183,20 @@ class Context:
 
             self._external = make_external_search(self.settings)
         return self._external
+
+
+def _check_allowed(settings: Settings, names: list[str]) -> None:
+    """Refuse per-run values the deployment has not opened to clients (GRAPHCRAFT_RUN_OVERRIDES)."""
+    allowed = settings.run_overrides.strip()
+    if allowed == "*":
+        return
+    permitted = {n.strip() for n in allowed.split(",") if n.strip()}
+    refused = sorted(n for n in names if n not in permitted)
+    if refused:
+        raise SettingsError.with_message(
+            f"{', '.join(refused)} cannot be set per run here: GRAPHCRAFT_RUN_OVERRIDES allows "
+            f"{', '.join(sorted(permitted)) or 'nothing'}"
+        )
 
 
 def _like(current: Any, name: str, value: Any) -> Any:

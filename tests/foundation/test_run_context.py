@@ -81,3 +81,17 @@ def test_a_list_option_takes_a_list_or_comma_separated_words() -> None:
     assert base.for_config({"configurable": {"criteria": ["a"]}}).options["criteria"] == ("a",)
     with pytest.raises(SettingsError):
         base.for_config({"configurable": {"criteria": {"a": 1}}})
+
+
+def test_a_deployment_can_pin_what_runs_may_change(tmp_path: Path) -> None:
+    """LangGraph Server clients send configurable: a deployment lists what they may tune, the rest is refused."""
+    pinned = Context(get_settings(run_overrides="top_k, max_tool_calls"), options={"max_tool_calls": 8, "mode": "a"})
+    run = pinned.for_config({"configurable": {"top_k": 2, "max_tool_calls": 1, "thread_id": "t"}})
+    assert run.settings.top_k == 2 and run.options["max_tool_calls"] == 1
+    for attempt in ({"store": str(tmp_path)}, {"chat_model": "openai:gpt-4o"}, {"base_url": "http://10.0.0.1"}):
+        with pytest.raises(SettingsError, match="cannot be set per run here") as err:
+            pinned.for_config({"configurable": attempt})
+        assert "\n" not in str(err.value)
+    with pytest.raises(SettingsError, match="mode"):
+        pinned.for_config({"configurable": {"mode": "b"}})
+    assert Context().for_config({"configurable": {"store": str(tmp_path)}}).settings.store == tmp_path  # default: all
