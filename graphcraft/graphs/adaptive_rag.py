@@ -42,7 +42,7 @@ from graphcraft.config import Settings, settings_from
 from graphcraft.memory.feedback import FeedbackStore
 from graphcraft.memory.feedback import stats as feedback_stats
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage, total_tokens
-from graphcraft.runtime.bounds import elapsed, start_clock
+from graphcraft.runtime.bounds import elapsed, fresh_run
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace, trace_usage
 
@@ -215,19 +215,15 @@ def classify(state: State, config: RunnableConfig) -> dict[str, Any]:
         max_repairs=ctx.settings.max_structured_repairs,
     )
     step = {"step": "classify", "kind": result.kind, "strategy": result.strategy, "reasons": result.reasons}
-    return {
-        **start_clock(),
-        "query_class": result.kind,
-        "classification": result.as_dict(),
-        "candidates": [],
-        "documents": [],
-        "details": {},
-        "usage": add_usage(None, result.usage),
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [step],
-    }
+    return fresh_run(
+        query_class=result.kind,
+        classification=result.as_dict(),
+        candidates=[],
+        documents=[],
+        details={},
+        usage=add_usage(None, result.usage),
+        steps=[step],
+    )
 
 
 def select_strategy(state: State, config: RunnableConfig) -> dict[str, Any]:

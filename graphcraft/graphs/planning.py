@@ -31,7 +31,7 @@ from graphcraft.chains.react import run_step
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import StructuredResult, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.bounds import fresh_run, start_clock
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace
 
@@ -113,17 +113,14 @@ def plan(state: State, config: RunnableConfig) -> dict[str, Any]:
     ctx = context(config, GRAPH)
     clock = start_clock()  # before the first model call: the run's time includes it
     steps, usage, outcome = draft_plan(ctx, state["question"])
-    return {
+    return fresh_run(
         **clock,
-        "plan_steps": steps,
-        "status": {},
-        "replans": 0,
-        "usage": usage,
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [{"step": "plan", "plan": [s["id"] for s in steps], **outcome}],
-    }
+        plan_steps=steps,
+        status={},
+        replans=0,
+        usage=usage,
+        steps=[{"step": "plan", "plan": [s["id"] for s in steps], **outcome}],
+    )
 
 
 def select_step(state: State, config: RunnableConfig) -> dict[str, Any]:

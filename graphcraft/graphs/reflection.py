@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, create_model
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import invoke_llm, message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage
-from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.bounds import fresh_run, start_clock
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace
 
@@ -126,20 +126,17 @@ def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
     clock = start_clock()
     model = ctx.require_model("the reflection graph")
     reply, usage = invoke_llm(model, [SystemMessage(GENERATE_SYSTEM), HumanMessage(state["question"])])
-    return {
+    return fresh_run(
         **clock,
-        "draft": message_text(reply),
-        "critique": {},
-        "score": 0.0,
-        "best_draft": "",
-        "best_score": -1.0,
-        "iterations": 0,
-        "usage": usage,
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [{"step": "generate"}],
-    }
+        draft=message_text(reply),
+        critique={},
+        score=0.0,
+        best_draft="",
+        best_score=-1.0,
+        iterations=0,
+        usage=usage,
+        steps=[{"step": "generate"}],
+    )
 
 
 def critique(state: State, config: RunnableConfig) -> dict[str, Any]:

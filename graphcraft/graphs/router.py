@@ -36,7 +36,7 @@ from graphcraft.chains.tool_calls import run_with_tools
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.bounds import fresh_run
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace
 
@@ -147,22 +147,18 @@ def route(state: State, config: RunnableConfig) -> dict[str, Any]:
         strategy = "llm->local_fallback" if result.fallback else "llm"
         chosen, reason = result.value.route, result.value.reason or reason
         expression = (result.value.expression or expression) if chosen == "tools" else expression
-    return {
-        **start_clock(),
-        "route": chosen,
-        "reason": reason,
-        "router": strategy,
-        "expression": expression,
-        "signals": {"probe": probe, "arithmetic": arithmetic_expression(question), **extra},
-        "documents": [],
-        "knowledge": [],
-        "grading": {},
-        "usage": usage,
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [{"step": "route", "route": chosen, "router": strategy, "reason": reason}],
-    }
+    return fresh_run(
+        route=chosen,
+        reason=reason,
+        router=strategy,
+        expression=expression,
+        signals={"probe": probe, "arithmetic": arithmetic_expression(question), **extra},
+        documents=[],
+        knowledge=[],
+        grading={},
+        usage=usage,
+        steps=[{"step": "route", "route": chosen, "router": strategy, "reason": reason}],
+    )
 
 
 def use_tool(state: State, config: RunnableConfig) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from graphcraft.chains.refine import Strip
 from graphcraft.chains.rewrite import load_spacy
 from graphcraft.config import Settings, settings_from
 from graphcraft.runtime.accounting import USAGE_KEYS, Usage, add_usage, empty_usage, total_tokens
-from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.bounds import fresh_run
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace
 
@@ -83,25 +83,20 @@ def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
             "documents": docs,
             "steps": state["steps"] + [step],
         }
-    return {
-        **start_clock(),
-        "looping": False,
-        "query": query,
-        "queries": [query],
-        "documents": docs,
-        "iterations": 0,
-        "loops": [],
-        "attempts": [],
-        "knowledge": [],
-        "focus": None,
-        "critique": "",
-        "check": {},
-        "usage": empty_usage(),
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [step],
-    }
+    return fresh_run(
+        looping=False,
+        query=query,
+        queries=[query],
+        documents=docs,
+        iterations=0,
+        loops=[],
+        attempts=[],
+        knowledge=[],
+        focus=None,
+        critique="",
+        check={},
+        steps=[step],
+    )
 
 
 def grade(state: State, config: RunnableConfig) -> dict[str, Any]:

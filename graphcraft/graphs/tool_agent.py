@@ -38,8 +38,8 @@ from graphcraft.config import Settings, settings_from
 from graphcraft.memory.context import ContextWindow
 from graphcraft.memory.long_term import LongTermMemory, extract_facts, format_memories
 from graphcraft.models import invoke_llm, message_text
-from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.accounting import Usage, add_usage
+from graphcraft.runtime.bounds import fresh_run
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace
 from graphcraft.tools.toolsets import toolset
@@ -81,23 +81,18 @@ class State(InputState, OutputState, total=False):
 # ---------------------------------------------------------------------- nodes (the ReAct steps)
 def begin(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Start a run: the question becomes the thread's next human turn; per-run counters reset."""
-    return {
-        **start_clock(),
-        "messages": [HumanMessage(state["question"])],
-        "usage": empty_usage(),
-        "turns": 0,
-        "tool_calls": [],
-        "summarized": 0,
-        "memories": [],
-        "action": "",
-        "stop_reason": None,
-        "episode_saved": False,
-        "facts_saved": 0,
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [],
-    }
+    return fresh_run(
+        messages=[HumanMessage(state["question"])],
+        turns=0,
+        tool_calls=[],
+        summarized=0,
+        memories=[],
+        action="",
+        stop_reason=None,
+        episode_saved=False,
+        facts_saved=0,
+        steps=[],
+    )
 
 
 def recall(state: State, config: RunnableConfig) -> dict[str, Any]:

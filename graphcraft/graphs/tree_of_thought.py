@@ -33,7 +33,7 @@ from graphcraft.chains.chain_of_thought import extract_final_answer
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import StructuredResult, invoke_llm, message_text, structured_call
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
-from graphcraft.runtime.bounds import start_clock
+from graphcraft.runtime.bounds import fresh_run
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace
 
@@ -165,20 +165,15 @@ def render(path: list[str]) -> str:
 # ---------------------------------------------------------------------- nodes (the paper's steps)
 def root(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Start the search from the problem itself: one empty path at depth 0, a fresh run and its clock."""
-    return {
-        **start_clock(),
-        "frontier": [{"path": [], "score": 0.0}],
-        "candidates": [],
-        "best": {"path": [], "score": -1.0},
-        "depth": 0,
-        "solved": False,
-        "failures": [],
-        "usage": empty_usage(),
-        "answer": "",
-        "sources": [],
-        "trace": {},
-        "steps": [{"step": "root"}],
-    }
+    return fresh_run(
+        frontier=[{"path": [], "score": 0.0}],
+        candidates=[],
+        best={"path": [], "score": -1.0},
+        depth=0,
+        solved=False,
+        failures=[],
+        steps=[{"step": "root"}],
+    )
 
 
 def expand(state: State, config: RunnableConfig) -> dict[str, Any]:
