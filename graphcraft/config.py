@@ -157,6 +157,84 @@ class Settings(BaseSettings):
     cache: Literal["", "sqlite"] = Field(default="", description="'' (off) or 'sqlite' to cache chat-model replies.")
     cache_path: Path | None = Field(default=None, description="SQLite cache file; empty = <store>/llm_cache.sqlite.")
 
+    redis_url: str = Field(
+        default="", description="Redis for the LLM response cache (redis://host:port/db); set, it replaces SQLite."
+    )
+    embedding_cache: bool = Field(
+        default=True,
+        description="Keep query embeddings (keyed by model and text) so a repeated query is not re-embedded.",
+    )
+    query_embedder: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="How queries are embedded: 'onnx' (onnxruntime, no torch import; exported once and checked against "
+        "torch), 'torch', or 'auto' (onnx when it is available and verified).",
+    )
+
+    # Resilience of model and service calls.
+    fallback_models: str = Field(
+        default="", description="Comma list of 'provider:model' tried in order when chat_model fails (with_fallbacks)."
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, le=10_000, description="Consecutive failures that open a model's or service's circuit breaker."
+    )
+    breaker_reset_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds an open breaker waits before letting one trial call through.",
+    )
+    max_cost_usd: float = Field(
+        default=0.0, ge=0.0, le=1_000_000, description="Whole-run cost budget in USD; 0 = no cost budget."
+    )
+    spend_limit_usd: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1_000_000,
+        description="Spend per user id per day (from the audit trail) above which runs are refused; 0 = none.",
+    )
+
+    # Guards (graphcraft/guards/): which run in front of and behind every graph.
+    guards: str = Field(
+        default="", description="Comma list of guards every graph runs: 'injection', 'pii' (e.g. 'injection,pii')."
+    )
+    pii_mode: Literal["redact", "mask", "pseudonymise"] = Field(
+        default="pseudonymise",
+        description="What the pii guard does to personal data before a model sees it: 'redact' (<EMAIL_ADDRESS>), "
+        "'mask' (j***@***), or 'pseudonymise' (<PERSON_1>, restored in the answer when pii_restore is on).",
+    )
+    pii_restore: bool = Field(
+        default=True, description="Put pseudonymised values back into the answer the caller gets."
+    )
+    pii_local_model: str = Field(
+        default="",
+        description="'provider:model' (e.g. 'local') that alone may see requests in which PII was found; empty = "
+        "PII requests go to chat_model after redaction.",
+    )
+    injection_threshold: Fraction = Field(
+        default=0.5, description="Score at or above which the injection guard quarantines a text (0..1)."
+    )
+    clearance: Literal["public", "internal", "confidential", "restricted"] = Field(
+        default="restricted",
+        description="The caller's clearance: retrieval never returns a chunk classified above it. A run may lower "
+        "it, never raise it.",
+    )
+    classification_rules: Path | None = Field(
+        default=None,
+        description="YAML/JSON rules classifying ingested documents (public/internal/confidential/restricted); "
+        "empty = the built-in rules.",
+    )
+
+    # Serving and scale-out.
+    postgres_uri: str = Field(
+        default="", description="PostgreSQL for durable runs (langgraph-checkpoint-postgres); empty = SQLite."
+    )
+    vector_backend: Literal["faiss", "milvus"] = Field(
+        default="faiss", description="Where chunk vectors live: 'faiss' (embedded) or 'milvus' (milvus_uri)."
+    )
+    milvus_uri: str = Field(
+        default="", description="Milvus: a local file path (Milvus Lite) or a server URL; empty = <store>/milvus.db."
+    )
+
     # Pricing for cost accounting (USD per 1M tokens); 0 for local models.
     prompt_cost_per_mtok: float = Field(default=0.0, ge=0.0)
     completion_cost_per_mtok: float = Field(default=0.0, ge=0.0)
