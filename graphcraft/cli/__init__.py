@@ -1,18 +1,20 @@
 """The `graphcraft` command line (typer + rich), a thin layer over the Python API in `graphcraft.api`.
 
-One module per command group: `ingest` (ingest, calibration, remove, hierarchy), `ask` (ask,
-run, graphs), `graph` (the entity graph: build, stats, show), `feedback`, `audit` (verify the
-hash-chained audit trail), `doctor` (what works and what is missing); `common` holds what
-they share (consoles, option types, the one error handler). Heavy modules are imported inside
-the commands, so `graphcraft --help` answers at once.
+One module per command group, each adding its commands with ``register(app)``: `ingest` (ingest,
+calibration, remove, hierarchy), `ask` (ask, run, graphs), `graph` (the entity graph: build,
+stats, show), `feedback`, `audit` (verify the hash-chained audit trail), `doctor` (what works and
+what is missing), and any module added beside them that defines `register`; `common` holds what
+they share (consoles, option types, the one error handler). Heavy modules are imported inside the
+commands, so `graphcraft --help` answers at once.
 """
 
 from __future__ import annotations
 
-import typer
+import importlib
+import pkgutil
+from pathlib import Path
 
-from graphcraft.cli import ask, audit, doctor, feedback, graph, ingest
-from graphcraft.cli.common import add_commands
+import typer
 
 app = typer.Typer(
     help="graphcraft: advanced RAG, reasoning and multi-agent graphs, offline first.",
@@ -20,10 +22,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-add_commands(app, ingest.ingest, ingest.calibration, ingest.remove, ask.ask, ingest.hierarchy, ask.graphs)
-app.add_typer(graph.app, name="graph")
-app.add_typer(audit.app, name="audit")
-add_commands(app, ask.run, feedback.feedback, doctor.doctor)
+# The usual workflow first in --help; other command modules follow in name order.
+_FIRST = ("ingest", "ask", "graph", "audit", "feedback", "doctor")
+
+
+def _command_modules() -> list[str]:
+    found = sorted(info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)]))
+    rest = [name for name in found if name not in _FIRST and not name.startswith("_")]
+    return [*_FIRST, *rest]
+
+
+for _name in _command_modules():
+    _module = importlib.import_module(f"graphcraft.cli.{_name}")
+    if hasattr(_module, "register"):
+        _module.register(app)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from graphcraft.cli.common import AsJson, Store, err, out, print_answer, print_json, working
+from graphcraft.cli.common import AsJson, Store, add_commands, err, out, print_answer, print_json, working
 
 SOURCE_KEYS = ("source", "chunk_id", "page", "score", "text")
 OPTIONAL_SOURCE_KEYS = ("citation", "spans", "origin", "bbox", "modality", "section")
@@ -227,3 +227,8 @@ def graphs(as_json: AsJson = False) -> None:
     for name, description in found.items():
         table.add_row(name, description)
     out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `graphcraft` app."""
+    add_commands(app, ask, run, graphs)

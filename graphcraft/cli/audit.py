@@ -35,5 +35,10 @@ def verify(store: Store = None, as_json: AsJson = False) -> None:
         raise typer.Exit(1)
 
 
-app = typer.Typer(help="The audit trail of graph runs: verify its hash chain.", no_args_is_help=True)
-add_commands(app, verify)
+_app = typer.Typer(help="The audit trail of graph runs: verify its hash chain.", no_args_is_help=True)
+add_commands(_app, verify)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `graphcraft` app."""
+    app.add_typer(_app, name="audit")

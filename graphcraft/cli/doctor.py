@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from graphcraft.cli.common import AsJson, Store, out, print_json
+from graphcraft.cli.common import AsJson, Store, add_commands, out, print_json
 
 STATUS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
 
@@ -38,3 +38,8 @@ def doctor(
         out.print("[green]ready[/]" if ok else "[bold red]something required is broken: see FAIL above[/]")
     if not ok:
         raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `graphcraft` app."""
+    add_commands(app, doctor)

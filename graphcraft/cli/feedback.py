@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from graphcraft.cli.common import AsJson, Store, out, print_json
+from graphcraft.cli.common import AsJson, Store, add_commands, out, print_json
 from graphcraft.errors import GraphcraftError
 
 INSIGHT_COLUMNS = ("class", "strategy", "runs", "feedback", "mean score", "quality", "LLM calls", "tokens", "seconds")
@@ -66,3 +66,8 @@ def _show_insights(rows: list[dict[str, Any]], as_json: bool) -> None:
             f"{r['mean_seconds']:.2f}",
         )
     out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `graphcraft` app."""
+    add_commands(app, feedback)

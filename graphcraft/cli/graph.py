@@ -62,5 +62,10 @@ def show(
     out.print(f"wrote {path}")
 
 
-app = typer.Typer(help="Entity graph for graph RAG: build, stats, show.", no_args_is_help=True)
-add_commands(app, build, stats, show)
+_app = typer.Typer(help="Entity graph for graph RAG: build, stats, show.", no_args_is_help=True)
+add_commands(_app, build, stats, show)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `graphcraft` app."""
+    app.add_typer(_app, name="graph")

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from graphcraft.cli.common import AsJson, Store, out, print_json, progress_bar, working
+from graphcraft.cli.common import AsJson, Store, add_commands, out, print_json, progress_bar, working
 
 
 def ingest(
@@ -132,3 +132,8 @@ def hierarchy(
         ", ".join(f"{k}: {v}" for k, v in report.items() if k != "usage")
         + f", llm_calls: {report['usage'].get('llm_calls', 0)}"
     )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `graphcraft` app."""
+    add_commands(app, ingest, calibration, remove, hierarchy)
