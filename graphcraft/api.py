@@ -10,6 +10,7 @@ refuses becomes a one-line SettingsError.
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from graphcraft.config import Settings, settings_from
 from graphcraft.errors import GraphcraftError
 from graphcraft.graphs import load_graph_module
 from graphcraft.runtime.result import result_of
+
+APPROVAL_OPTIONS = frozenset({"approve_plan", "approve_tools", "approve_final"})
+"""Graph options that make a run pause for a person (human in the loop)."""
 
 
 def settings_for(store: str | Path | None = None, settings: Settings | None = None, **options: Any) -> Settings:
@@ -198,7 +202,15 @@ def ask(
     graph's own options per run (e.g. {"configurable": {"max_llm_calls": 4}}).
     thread_id: make the run a conversation turn. Its state is kept by a checkpointer (the
     ``checkpointer`` option, else SQLite in the store directory, closed after the run) and the next
-    run on the same thread continues it. user_id: whose long-term memory a graph with one uses.
+    run on the same thread continues it; with GRAPHCRAFT_POSTGRES_URI set the checkpointer is PostgreSQL,
+    and a run whose process died is continued by `resume(graph, thread_id)`. user_id: whose long-term
+    memory a graph with one uses.
+
+    Human in the loop: with approve_plan (planning, plan_execute), approve_tools (tool_agent: tool
+    names, or "sensitive" for write_file and python) or approve_final (supervisor), a run pauses where a
+    person decides. It then returns the ask shape with an empty answer, trace.action "interrupted", and
+    {"interrupt": <plain-JSON payload, "kind" plan | tool_call | final>, "thread_id": ...} (a thread
+    id is made when none was given); `resume(graph, thread_id, decision)` continues it.
 
     Audit: when the run's store directory exists (RAG graphs' store; an agent graph's configured
     store) and the ``audit`` setting is on (default), the run is appended to ``<store>/audit.jsonl``
@@ -209,6 +221,59 @@ def ask(
     with _compiled_for(run, model) as compiled:
         state = compiled.invoke({"question": question}, config=run.config)
     return _finish_run(run, question, state)
+
+
+def resume(
+    graph: str,
+    thread_id: str,
+    decision: Any = None,
+    store: str | Path | None = None,
+    model: BaseChatModel | None = None,
+    config: RunnableConfig | None = None,
+    *,
+    settings: Settings | None = None,
+    user_id: str | None = None,
+    **options: Any,
+) -> dict:
+    """Continue the run on `thread_id` from its last checkpoint; returns what `ask` returns.
+
+    decision=None continues a run whose process stopped midway (a crash, a kill, a deploy): the
+    steps already checkpointed are not run again. A run paused for approval is continued with the
+    person's decision, sent as ``Command(resume=decision)``: "approve", "reject: <reason>" or
+    {"action": "edit", "value": <edited plan / tool arguments / answer>} (graphcraft/chains/approval.py).
+    Give the same store, model, settings and options as the run was started with (the checkpointer
+    is chosen the same way: GRAPHCRAFT_POSTGRES_URI, else SQLite in the store directory). A thread
+    with nothing to continue, or a decision where none is awaited (or none where one is), is a
+    one-line ResumeError.
+    """
+    from langgraph.types import Command
+
+    from graphcraft.chains.approval import parse_decision
+
+    if decision is not None:
+        parse_decision(decision)  # a malformed decision fails here, before the graph is touched
+    run = _plan_run(graph, store, config, settings, thread_id, user_id, options)
+    with _compiled_for(run, model) as compiled:
+        snapshot = compiled.get_state(run.config)
+        _check_resumable(graph, thread_id, snapshot, decision)
+        state = compiled.invoke(None if decision is None else Command(resume=decision), config=run.config)
+    return _finish_run(run, str(snapshot.values.get("question", "")), state)
+
+
+class ResumeError(GraphcraftError):
+    """A thread that cannot be resumed the way it was asked to."""
+
+
+def _check_resumable(graph: str, thread_id: str, snapshot: Any, decision: Any) -> None:
+    """One-line errors for a resume that cannot work: nothing to continue, or the wrong kind of resume."""
+    if not snapshot.next:
+        raise ResumeError(f"thread {thread_id!r} has no paused or unfinished {graph} run to resume")
+    waiting = bool(snapshot.interrupts)
+    if waiting and decision is None:
+        kind = snapshot.interrupts[0].value.get("kind") if isinstance(snapshot.interrupts[0].value, dict) else None
+        raise ResumeError(f"thread {thread_id!r} is waiting for a decision ({kind}): pass approve, edit or reject")
+    if not waiting and decision is not None:
+        raise ResumeError(f"thread {thread_id!r} is not waiting for a decision: resume it without one")
 
 
 def stream(
@@ -262,6 +327,9 @@ def _plan_run(
     module = load_graph_module(graph)
     if thread_id and "checkpointer" not in _build_parameters(module):
         raise GraphcraftError(f"graph {graph!r} does not keep conversation threads")
+    requested = {**options, **((config or {}).get("configurable") or {})}
+    if not thread_id and any(requested.get(k) for k in APPROVAL_OPTIONS & _build_parameters(module)):
+        thread_id = uuid.uuid4().hex  # a run that may pause for a person must be resumable
     run_settings = settings_for(store, settings, **options)
     run_config = _with_configurable(config, thread_id=thread_id, user_id=user_id)
     return _Run(graph, module, run_settings, run_config, thread_id, user_id, dict(options))
@@ -269,7 +337,8 @@ def _plan_run(
 
 @contextmanager
 def _compiled_for(run: _Run, model: BaseChatModel | None) -> Iterator[Any]:
-    """The run's compiled graph; a thread's SQLite checkpointer is closed after the run, even on error."""
+    """The run's compiled graph; a thread's checkpointer (`open_checkpointer`: PostgreSQL with
+    GRAPHCRAFT_POSTGRES_URI, else SQLite in the store) is closed after the run, even on error."""
     options = run.options
     with ExitStack() as resources:
         if run.thread_id and options.get("checkpointer") is None:
@@ -280,7 +349,10 @@ def _compiled_for(run: _Run, model: BaseChatModel | None) -> Iterator[Any]:
 
 
 def _finish_run(run: _Run, question: str, state: Mapping[str, Any]) -> dict:
-    """The `ask` shape from a run's final state, appended to the store's audit trail (see `ask`)."""
+    """The `ask` shape from a run's final state, appended to the store's audit trail (see `ask`);
+    for a run paused at an interrupt, the ask shape with the interrupt and thread (not audited yet)."""
+    if state.get("__interrupt__"):
+        return _paused_result(run, question, state["__interrupt__"])
     result = result_of(question, state)
     result["trace"].setdefault("graph", run.graph)
     if getattr(run.settings, "audit", True) and Path(run.settings.store).is_dir():
@@ -290,6 +362,19 @@ def _finish_run(run: _Run, question: str, state: Mapping[str, Any]) -> dict:
     return result
 
 
+def _paused_result(run: _Run, question: str, interrupts: Any) -> dict:
+    """A run waiting for a person: the ask shape, plus the interrupt's payload and the thread to resume."""
+    first = interrupts[0]
+    return {
+        "question": question,
+        "answer": "",
+        "sources": [],
+        "trace": {"graph": run.graph, "action": "interrupted", "stop_reason": None},
+        "interrupt": first.value,
+        "thread_id": run.thread_id,
+    }
+
+
 def _stream_run(run: _Run, question: str, model: BaseChatModel | None) -> Iterator[dict[str, Any]]:
     """Run the graph with LangGraph's "updates" and "messages" streams as events, then the result.
 
@@ -297,16 +382,18 @@ def _stream_run(run: _Run, question: str, model: BaseChatModel | None) -> Iterat
     graph's output schema), so the result is built from exactly what `ask` would have received.
     """
     state: Mapping[str, Any] = {}
+    paused: Any = None
     with _compiled_for(run, model) as compiled:
         modes = ["updates", "messages", "values"]
         for mode, chunk in compiled.stream({"question": question}, config=run.config, stream_mode=modes):
             if mode == "values":
                 state = chunk
             elif mode == "updates":
+                paused = chunk.get("__interrupt__") or paused  # a pause for a person: the result carries it
                 yield from _node_events(chunk)
             elif (event := _token_event(chunk)) is not None:
                 yield event
-    yield {"type": "result", "result": _finish_run(run, question, state)}
+    yield {"type": "result", "result": _finish_run(run, question, {**state, "__interrupt__": paused})}
 
 
 def _node_events(chunk: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

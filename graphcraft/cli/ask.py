@@ -3,10 +3,18 @@
 Both `ask` and `run` go through `graphcraft.api.ask`, the one function that runs a graph; they
 differ in what they print. `run` hands every option to every graph: options a graph does not
 take are left out by the API (e.g. --workspace only reaches the tool-using agents). With
---thread a run is a conversation turn: state is kept in a SQLite checkpointer in the store
-directory and the next run on the same thread continues it. With --stream both go through
+--thread a run is a conversation turn: state is kept by a checkpointer (SQLite in the store
+directory, or PostgreSQL when GRAPHCRAFT_POSTGRES_URI is set) and the next run on the same
+thread continues it. With --stream both go through
 `graphcraft.api.stream` instead (the same run and result): finished nodes and model tokens are
 shown as they happen, or printed as JSON Lines with --json.
+
+Human in the loop: `run --approve` turns on every graph's approval points (plan approval, sensitive
+tool calls, the supervisor's final answer). At each pause it shows what waits for a decision and
+prompts approve / edit / reject (answers may be piped in), then resumes the run. With --json it
+prints the paused result instead ("interrupt", "thread_id"), and `graphcraft resume GRAPH THREAD
+DECISION` continues it: the flow for scripts. `resume GRAPH THREAD` without a decision continues a
+run whose process stopped midway (with GRAPHCRAFT_POSTGRES_URI, from any machine).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from graphcraft.cli.common import AsJson, Store, add_commands, err, out, print_answer, print_json, working
+from graphcraft.errors import GraphcraftError
 
 SOURCE_KEYS = ("source", "chunk_id", "page", "score", "text")
 OPTIONAL_SOURCE_KEYS = ("citation", "spans", "origin", "bbox", "modality", "section")
@@ -172,13 +181,18 @@ def run(
     workspace: Path | None = typer.Option(None, help="Folder the file tools may use (default: <store>/workspace)."),
     python: bool = typer.Option(False, "--python", help="Enable the sandboxed python tool."),
     mcp: Path | None = typer.Option(None, "--mcp", help="MCP servers config (JSON/YAML) whose tools are added."),
-    thread: str | None = typer.Option(None, "--thread", help="Conversation thread id (resumable, SQLite)."),
+    thread: str | None = typer.Option(
+        None, "--thread", help="Conversation thread id (kept in SQLite, or PostgreSQL with GRAPHCRAFT_POSTGRES_URI)."
+    ),
     max_llm_calls: int | None = typer.Option(None, help="LLM-call budget."),
     max_tool_calls: int | None = typer.Option(None, help="Tool-call budget (tool agent)."),
     agents: int | None = typer.Option(None, "--agents", help="Consensus: number of agents."),
     rounds: int | None = typer.Option(None, "--rounds", help="Consensus: max negotiation rounds."),
     rule: str | None = typer.Option(None, "--rule", help="Consensus: majority | confidence | borda | unanimity."),
     max_handoffs: int | None = typer.Option(None, "--max-handoffs", help="Supervisor: handoff bound."),
+    approve: bool = typer.Option(
+        False, "--approve", help="Ask before plans, sensitive tool calls and final answers (approve/edit/reject)."
+    ),
     stream: Stream = False,
     as_json: AsJson = False,
 ) -> None:
@@ -196,12 +210,51 @@ def run(
         "rounds": rounds,
         "rule": rule,
         "max_handoffs": max_handoffs,
+        **(APPROVE_ALL if approve else {}),
     }
     result = _run_graph(task, request, stream=stream, as_json=as_json, shape=dict)
     if result is None:
         return
+    if approve and not as_json:
+        result = approve_loop(result, request)
+    _print_run(result, as_json)
+
+
+def resume(
+    graph: str = typer.Argument(..., help="The graph the run belongs to."),
+    thread: str = typer.Argument(..., help="The run's thread id."),
+    decision: str | None = typer.Argument(
+        None,
+        help='For a paused run: approve, \'reject: reason\', or JSON such as \'{"action": "edit", "value": ...}\'.',
+    ),
+    store: Store = None,
+    workspace: Path | None = typer.Option(None, help="Folder the file tools may use (as when the run started)."),
+    python: bool = typer.Option(False, "--python", help="Enable the sandboxed python tool (as when the run started)."),
+    approve: bool = typer.Option(False, "--approve", help="Prompt at the run's next pauses."),
+    as_json: AsJson = False,
+) -> None:
+    """Continue a run on its thread: a paused one with a decision, a stopped one (a crash) without."""
+    from graphcraft import api
+
+    # A paused run was started with its approval points on, and keeps them for its next pauses.
+    approvals = APPROVE_ALL if approve or decision is not None else {}
+    request = {"store": store, "workspace": workspace, "enable_python": python or None, **approvals}
+    chosen = None if decision is None else parse_cli_decision(decision)
+    with working(f"resuming {graph}…", quiet=as_json):
+        result = api.resume(graph, thread, chosen, **request)
+    if approve and not as_json:
+        result = approve_loop(result, {"graph": graph, **request})
+    _print_run(result, as_json)
+
+
+def _print_run(result: dict[str, Any], as_json: bool) -> None:
+    """A run's result: JSON, a paused run's pending decision, or the answer and a table of its trace."""
     if as_json:
         print_json(result)
+        return
+    if "interrupt" in result:
+        show_interrupt(result["interrupt"])
+        err.print(f"paused on thread {escape(str(result['thread_id']))}: continue with `graphcraft resume`")
         return
     print_answer(result["answer"])
     trace = result["trace"]
@@ -213,6 +266,86 @@ def run(
     out.print(table)
     for i, src in enumerate(result.get("sources", []), 1):
         out.print(f"[dim][{i}] {src.get('source')} {src.get('chunk_id')}[/]", highlight=False)
+
+
+APPROVE_ALL: dict[str, Any] = {"approve_plan": True, "approve_tools": "sensitive", "approve_final": True}
+"""Every approval point; each graph takes the ones it has."""
+MAX_PROMPTS = 50  # decisions one command asks for at most (the graphs bound their own loops too)
+
+
+class NoAnswerError(GraphcraftError):
+    """--approve found no answer on stdin."""
+
+
+def approve_loop(result: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """Prompt for a decision at each pause of the run and resume it, until it finishes."""
+    from graphcraft import api
+
+    options = {k: v for k, v in request.items() if k not in {"graph", "thread_id"}}
+    for _ in range(MAX_PROMPTS):
+        if "interrupt" not in result:
+            return result
+        thread = result["thread_id"]
+        show_interrupt(result["interrupt"])
+        try:
+            decision = prompt_decision(result["interrupt"])
+        except EOFError:
+            err.print()  # end the unanswered prompt's line
+            raise NoAnswerError(
+                f"--approve found no answer on stdin; the run waits on thread {thread}: use --approve --json to get "
+                f"the pending decision, then `graphcraft resume {request['graph']} {thread} approve|'reject: why'|JSON`"
+            ) from None
+        result = api.resume(request["graph"], thread, decision, **options)
+    return result
+
+
+def show_interrupt(payload: dict[str, Any]) -> None:
+    """What waits for a decision: the plan, the tool call or the final answer (stderr)."""
+    kind = payload.get("kind")
+    if kind == "plan":
+        table = Table("id", "step", "depends on", "tool", title="plan to approve")
+        for step in payload.get("plan", []):
+            tool = f"{step.get('tool')}({json.dumps(step.get('args', {}))})" if step.get("tool") else ""
+            depends = ", ".join(step.get("depends_on", []))
+            table.add_row(escape(step["id"]), escape(step["description"]), escape(depends), escape(tool))
+        err.print(table)
+        if payload.get("error"):
+            err.print(f"[yellow]{escape(payload['error'])}[/]")
+    elif kind == "tool_call":
+        call = f"{payload.get('tool')}({json.dumps(payload.get('args'))})"
+        err.print(f"tool call to approve: [bold]{escape(call)}[/]")
+    else:
+        by, answer = escape(str(payload.get("answered_by"))), escape(str(payload.get("answer")))
+        err.print(f"final answer to approve ({by}):\n{answer}")
+
+
+def prompt_decision(payload: dict[str, Any]) -> Any:
+    """Ask approve / edit / reject (and the edit or reason); EOFError when stdin has no answer."""
+    from rich.prompt import Prompt
+
+    choice = Prompt.ask("decision", choices=["approve", "edit", "reject"], default="approve", console=err)
+    if choice == "approve":
+        return "approve"
+    if choice == "reject":
+        return {"action": "reject", "reason": Prompt.ask("reason", default="", console=err)}
+    what = {"plan": "edited plan (JSON list of steps)", "tool_call": "new arguments (JSON object)"}
+    if payload.get("kind") in what:
+        text = Prompt.ask(what[payload["kind"]], console=err)
+        try:
+            return {"action": "edit", "value": json.loads(text)}
+        except json.JSONDecodeError as exc:
+            raise NoAnswerError(f"the edit is not JSON ({exc.msg}); nothing was changed") from None
+    return {"action": "edit", "value": Prompt.ask("new answer", console=err)}
+
+
+def parse_cli_decision(text: str) -> Any:
+    """A decision given on the command line: JSON when it looks like an object, else the words themselves."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise NoAnswerError(f"the decision is not valid JSON: {exc.msg}") from None
+    return text
 
 
 def graphs(as_json: AsJson = False) -> None:
@@ -231,4 +364,4 @@ def graphs(as_json: AsJson = False) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `graphcraft` app."""
-    add_commands(app, ask, run, graphs)
+    add_commands(app, ask, run, resume, graphs)

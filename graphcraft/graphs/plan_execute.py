@@ -8,6 +8,7 @@ arXiv:2312.04511).
                           |  +--failed or blocked steps, within bounds--> replan --+           |
                           +--------------------------------------------------------+-----------+
                        schedule --all done, or a bound--> finalize
+    (with approve_plan: plan -> review_plan -> schedule, see below)
 
 A step either names a tool with arguments (run directly, no LLM call; arguments may quote an
 earlier result as "$<step id>") or describes reasoning (a short bounded model exchange that may
@@ -15,6 +16,10 @@ itself use the tools). Every step whose dependencies are done runs in the same w
 independent work overlaps. The plan's schema bounds its size (max_steps); `stop_reason` bounds
 the replans (max_replans) and the run's LLM calls, tokens and wall clock (Settings); a run
 stopped by a budget answers with the step results so far.
+
+With the option approve_plan (a checkpointer and a thread are needed), `review_plan` pauses the
+run after planning and shows a person the plan: they approve it, edit it (the edited plan is shown
+again, at most max_iterations edits, then run) or reject it with a reason, which ends the run.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from langgraph.types import Overwrite, Send
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
+from graphcraft.chains.approval import ask_person, rejection_answer, resume_clock
 from graphcraft.chains.plans import unique_id, write_up
 from graphcraft.chains.react import run_step, tool_catalogue
 from graphcraft.chains.tool_calls import collect_sources, execute_tool_call
@@ -111,6 +117,10 @@ class State(InputState, OutputState, total=False):
     replans: int  # bounded by max_replans
     replan_reasons: list[str]
     started_at: float  # the run's wall clock (runtime.bounds)
+    asked_at: float  # when the plan was shown for approval: a person's time does not count against the run's
+    plan_edits: int  # a person's edits of the plan; bounded by max_iterations
+    approval: list[dict[str, Any]]  # the person's decisions, in order
+    review_error: str  # why the last edited plan was refused (shown at the next review)
     # Reduced channels, since the parallel steps of a wave write them together; `analyze`
     # overwrites them (and results), so each question on a thread is a fresh run.
     usage: Annotated[Usage, add_usage]
@@ -136,6 +146,9 @@ def analyze_task(state: State, config: RunnableConfig) -> dict[str, Any]:
         "replans": 0,
         "wave": 0,
         "replan_reasons": [],
+        "plan_edits": 0,
+        "approval": [],
+        "review_error": "",
         "answer": "",
         "sources": [],
         "trace": {},
@@ -167,10 +180,57 @@ def plan(state: State, config: RunnableConfig) -> dict[str, Any]:
     steps = clean_steps(result.value.steps, set(), max_steps)
     return {
         "plan_steps": steps,
+        "asked_at": time.time(),
         "usage": result.usage,
         "replan_reasons": ["plan fallback: single reasoning step"] if result.fallback else [],
         "steps": [{"step": "plan", "plan": [s["id"] for s in steps], "fallback": result.fallback}],
     }
+
+
+def review_plan(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Show a person the plan (option approve_plan): approved, it runs; edited, the edited plan is shown
+    again (at most max_iterations edits, then it runs); rejected, the run ends with the reason."""
+    ctx = context(config, GRAPH)
+    edits = state.get("plan_edits", 0)
+    payload = {
+        "kind": "plan",
+        "graph": GRAPH,
+        "question": state["question"],
+        "plan": state.get("plan_steps", []),
+        "edits_left": max(0, ctx.settings.max_iterations - edits),
+    }
+    decision = ask_person({**payload, **({"error": state["review_error"]} if state.get("review_error") else {})})
+    update: dict[str, Any] = {**resume_clock(state), "review_error": ""}
+    record = {"kind": "plan", **decision.record()}
+    if decision.action == "edit":
+        update["plan_edits"] = edits + 1
+        try:
+            edited = plan_schema(ctx.option("max_steps", MAX_STEPS), ()).model_validate({"steps": decision.value})
+            update["plan_steps"] = clean_steps(list(edited.steps), set(), ctx.option("max_steps", MAX_STEPS))
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            update["review_error"] = f"the edited plan was not used: {' '.join(str(exc).split())[:300]}"
+            record["error"] = update["review_error"]
+    approval = state.get("approval", []) + [record]
+    step = {"step": "review_plan", **record}
+    if decision.action == "reject":
+        return {**update, **rejected(state, ctx, approval, step, decision.reason)}
+    return {**update, "approval": approval, "steps": [step]}
+
+
+def rejected(state: State, ctx: Context, approval: list[dict], step: dict, reason: str) -> dict[str, Any]:
+    """The answer and trace of a run whose plan a person rejected: nothing was executed."""
+    trace = make_trace(
+        GRAPH,
+        state,
+        action="rejected",
+        iterations=0,
+        steps=state.get("steps", []) + [step],
+        plan=[{**s, "status": "not_run"} for s in state.get("plan_steps", [])],
+        approval=approval,
+        bounds=ctx.bounds.as_dict(),
+    )
+    answer = rejection_answer("the plan", reason)
+    return {"answer": answer, "sources": [], "approval": approval, "steps": [step], "trace": trace}
 
 
 def schedule(state: State, config: RunnableConfig) -> dict[str, Any]:
@@ -260,6 +320,7 @@ def finalize(state: State, config: RunnableConfig) -> dict[str, Any]:
         waves=waves,
         parallel_steps=sum(len(w) for w in waves if len(w) > 1),
         max_replans=ctx.option("max_replans", MAX_REPLANS),
+        approval=state.get("approval", []),
         bounds=ctx.bounds.as_dict(),
     )
     sources = collect_sources([call for r in results.values() for call in r.get("tool_calls", [])])
@@ -404,6 +465,21 @@ def stop_reason(state: State, ctx: Context) -> str | None:
     return "max_replans" if state.get("replans", 0) >= ctx.option("max_replans", MAX_REPLANS) else None
 
 
+def after_plan(state: State, config: RunnableConfig) -> str:
+    """A person reviews the plan first when the option approve_plan is on."""
+    return "review_plan" if context(config, GRAPH).option("approve_plan", False) else "schedule"
+
+
+def after_review(state: State, config: RunnableConfig) -> str:
+    """Approved: run it. Rejected: end. Edited (or a refused edit): show it again while edits are left."""
+    decision = state["approval"][-1]["decision"] if state.get("approval") else "approve"
+    if decision == "reject":
+        return END
+    if decision == "edit" and state.get("plan_edits", 0) < context(config, GRAPH).settings.max_iterations:
+        return "review_plan"
+    return "schedule"
+
+
 def route(state: State, config: RunnableConfig) -> list[Send] | str:
     """Fan the ready wave out; with nothing ready, replan failed or blocked steps (within bounds) or finish."""
     results = live(state)
@@ -436,6 +512,7 @@ def build(
     max_steps: int = MAX_STEPS,
     max_replans: int = MAX_REPLANS,
     step_tool_calls: int = STEP_TOOL_CALLS,
+    approve_plan: bool = False,
     checkpointer: Any = None,
     **options: Any,
 ) -> Any:
@@ -444,6 +521,7 @@ def build(
     tools: the steps' tools (default: calculator and file tools in `workspace`, by default
     <store>/workspace, and python when enable_python). analyze: analyze the task before planning.
     max_steps bounds the plan size, max_replans the replan loop, step_tool_calls a reasoning step's tool calls.
+    approve_plan: pause after planning for a person's approve / edit / reject (needs a checkpointer).
     options: Settings fields (max_llm_calls, token_budget, max_seconds ...) for this graph.
     """
     ctx = Context(
@@ -457,16 +535,18 @@ def build(
             "max_steps": max_steps,
             "max_replans": max_replans,
             "step_tool_calls": step_tool_calls,
+            "approve_plan": approve_plan,
         },
     )
     g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
     g.add_node("analyze", analyze_task)
-    for node in (plan, schedule, replan, finalize):
+    for node in (plan, review_plan, schedule, replan, finalize):
         g.add_node(node.__name__, node)
     g.add_node("execute_step", execute_step)  # type: ignore[arg-type]  # LangGraph's overloads reject a Send target (its input is the payload)
     g.add_edge(START, "analyze")
     g.add_edge("analyze", "plan")
-    g.add_edge("plan", "schedule")
+    g.add_conditional_edges("plan", after_plan, ["review_plan", "schedule"])
+    g.add_conditional_edges("review_plan", after_review, ["review_plan", "schedule", END])
     g.add_conditional_edges("schedule", route, ["execute_step", "replan", "finalize"])
     g.add_edge("execute_step", "schedule")
     g.add_edge("replan", "schedule")

@@ -7,16 +7,22 @@ execute them in order, verify each result, take the step's contingency or replan
                                                           |--failed, within max_replans--> replan -> select_step
                                                           +--failed, past the bounds-----> give_up -> select_step
             select_step --nothing ready, or a budget--> finalize
+    (with approve_plan: plan -> review_plan -> select_step, see below)
 
 Each step carries a success criterion and an optional contingency (an alternative action).
 A failed verification first tries the contingency once, then replans the remaining work
 (bounded by max_replans); past that bound the step is recorded as failed and independent steps
 continue. The run's LLM-call, token and wall-clock budgets (Settings) are checked in every
 routing function; a run stopped by one reports the progress of every step instead of a summary.
+
+With the option approve_plan (a checkpointer and a thread are needed), `review_plan` pauses the
+run after planning and shows a person the plan: they approve it, edit it (the edited plan is shown
+again, at most max_iterations edits, then run) or reject it with a reason, which ends the run.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
@@ -26,6 +32,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field, create_model
 
+from graphcraft.chains.approval import Decision, ask_person, rejection_answer, resume_clock
 from graphcraft.chains.plans import unique_id, write_up
 from graphcraft.chains.react import run_step
 from graphcraft.config import Settings, settings_from
@@ -102,6 +109,10 @@ class State(InputState, OutputState, total=False):
     verdict: dict[str, Any]
     replans: int  # bounded by max_replans
     started_at: float  # the run's wall clock (runtime.bounds)
+    asked_at: float  # when the plan was shown for approval: a person's time does not count against the run's
+    plan_edits: int  # a person's edits of the plan; bounded by max_iterations
+    approval: list[dict[str, Any]]  # the person's decisions, in order
+    review_error: str  # why the last edited plan was refused (shown at the next review)
     # Plain channels (no reducer), reset by `plan`: each question on a thread is a fresh run.
     usage: Usage
     steps: list[dict]
@@ -118,9 +129,71 @@ def plan(state: State, config: RunnableConfig) -> dict[str, Any]:
         plan_steps=steps,
         status={},
         replans=0,
+        asked_at=time.time(),
+        plan_edits=0,
+        approval=[],
+        review_error="",
         usage=usage,
         steps=[{"step": "plan", "plan": [s["id"] for s in steps], **outcome}],
     )
+
+
+def review_plan(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Show a person the plan (option approve_plan): approved, it runs; edited, the edited plan is shown
+    again (at most max_iterations edits, then it runs); rejected, the run ends with the reason."""
+    ctx = context(config, GRAPH)
+    edits = state.get("plan_edits", 0)
+    payload = {
+        "kind": "plan",
+        "graph": GRAPH,
+        "question": state["question"],
+        "plan": state["plan_steps"],
+        "edits_left": max(0, ctx.settings.max_iterations - edits),
+    }
+    decision = ask_person({**payload, **({"error": state["review_error"]} if state.get("review_error") else {})})
+    update: dict[str, Any] = {**resume_clock(state), "review_error": "", **edit_update(ctx, decision, edits)}
+    record = {
+        "kind": "plan",
+        **decision.record(),
+        **({"error": update["review_error"]} if update["review_error"] else {}),
+    }
+    approval = state.get("approval", []) + [record]
+    steps = state.get("steps", []) + [{"step": "review_plan", **record}]
+    if decision.action != "reject":
+        return {**update, "approval": approval, "steps": steps}
+    trace = make_trace(
+        GRAPH,
+        state,
+        action="rejected",
+        iterations=0,
+        steps=steps,
+        phases=phases_view(state["plan_steps"], {}),
+        approval=approval,
+        bounds=ctx.bounds.as_dict(),
+    )
+    answer = rejection_answer("the plan", decision.reason)
+    return {**update, "answer": answer, "sources": [], "approval": approval, "steps": steps, "trace": trace}
+
+
+def edit_update(ctx: Context, decision: Decision, edits: int) -> dict[str, Any]:
+    """What an edit changes: the plan (steps given flat, each with its phase), or why it was refused."""
+    if decision.action != "edit":
+        return {}
+    max_steps = ctx.option("max_steps", MAX_STEPS)
+    try:
+        phases: dict[str, list[dict[str, Any]]] = {}
+        for step in decision.value:
+            fields = {"success_criterion": step.get("description", ""), **step}
+            phases.setdefault(str(step.get("phase") or "do"), []).append(fields)
+        edited = plan_schema(max_steps).model_validate(
+            {"phases": [{"name": name, "steps": steps} for name, steps in phases.items()]}
+        )
+    except (ValueError, TypeError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+        return {
+            "plan_edits": edits + 1,
+            "review_error": f"the edited plan was not used: {' '.join(str(exc).split())[:300]}",
+        }
+    return {"plan_edits": edits + 1, "plan_steps": flatten(edited, set(), max_steps)}
 
 
 def select_step(state: State, config: RunnableConfig) -> dict[str, Any]:
@@ -250,6 +323,7 @@ def finalize(state: State, config: RunnableConfig) -> dict[str, Any]:
         phases=phases_view(steps, status),
         contingencies=sum(1 for s in taken if s["step"] == "contingency"),
         failed_steps=[k for k, v in status.items() if v["status"] == "failed"],
+        approval=state.get("approval", []),
         bounds=ctx.bounds.as_dict(),
     )
     return {"answer": answer, "sources": [], "usage": total, "steps": taken, "trace": trace}
@@ -354,6 +428,21 @@ def stop_reason(state: State, ctx: Context) -> str | None:
     return "max_replans" if state.get("replans", 0) >= ctx.option("max_replans", MAX_REPLANS) else None
 
 
+def after_plan(state: State, config: RunnableConfig) -> str:
+    """A person reviews the plan first when the option approve_plan is on."""
+    return "review_plan" if context(config, GRAPH).option("approve_plan", False) else "select_step"
+
+
+def after_review(state: State, config: RunnableConfig) -> str:
+    """Approved: run it. Rejected: end. Edited (or a refused edit): show it again while edits are left."""
+    decision = state["approval"][-1]["decision"] if state.get("approval") else "approve"
+    if decision == "reject":
+        return END
+    if decision == "edit" and state.get("plan_edits", 0) < context(config, GRAPH).settings.max_iterations:
+        return "review_plan"
+    return "select_step"
+
+
 def after_select(state: State, config: RunnableConfig) -> str:
     """Execute the selected step within the budgets; finish when none is ready."""
     return "execute" if state.get("current") and not context(config, GRAPH).bounds.reached(state) else "finalize"
@@ -378,24 +467,27 @@ def build(
     tools: list[BaseTool] | None = None,
     max_steps: int = MAX_STEPS,
     max_replans: int = MAX_REPLANS,
+    approve_plan: bool = False,
     checkpointer: Any = None,
     **options: Any,
 ) -> Any:
     """Compile the planning graph.
 
     tools: available to step execution (optional). max_steps bounds the plan size, max_replans the replan loop.
+    approve_plan: pause after planning for a person's approve / edit / reject (needs a checkpointer).
     options: Settings fields (max_llm_calls, token_budget, max_seconds ...) for this graph.
     """
     ctx = Context(
         settings_from(settings, options),
         model=model,
-        options={"tools": tools, "max_steps": max_steps, "max_replans": max_replans},
+        options={"tools": tools, "max_steps": max_steps, "max_replans": max_replans, "approve_plan": approve_plan},
     )
     g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
-    for node in (plan, select_step, execute, verify, contingency, replan, give_up, finalize):
+    for node in (plan, review_plan, select_step, execute, verify, contingency, replan, give_up, finalize):
         g.add_node(node.__name__, node)
     g.add_edge(START, "plan")
-    g.add_edge("plan", "select_step")
+    g.add_conditional_edges("plan", after_plan, ["review_plan", "select_step"])
+    g.add_conditional_edges("review_plan", after_review, ["review_plan", "select_step", END])
     g.add_conditional_edges("select_step", after_select, ["execute", "finalize"])
     g.add_edge("execute", "verify")
     g.add_edge("contingency", "verify")

@@ -16,6 +16,10 @@
 - finish: the writer's last report (or the last report of anyone, if the writer never ran),
   the sources the researcher found, and a trace of who did what, in order.
 
+With the option approve_final (a checkpointer and a thread are needed), the supervisor's FINISH goes
+to `review_final` first: a person approves the answer, edits it (their text is the answer) or
+rejects it with a reason, which ends the run without an answer.
+
 Bounds, checked in `stop_reason` before every handoff: the number of handoffs (max_handoffs),
 and the run's LLM-call budget, token budget and wall-clock time (`Bounds`); a member whose turn
 comes after the budget is spent does not call its model. A stopped team answers with the last
@@ -26,6 +30,7 @@ model, the store the researcher searches) comes from the run's context, so a per
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
@@ -39,6 +44,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import BaseModel, Field, create_model, field_validator
 
+from graphcraft.chains.approval import ApprovalError, ask_person, rejection_answer, resume_clock
 from graphcraft.chains.tool_calls import StepRun, collect_sources, run_with_tools
 from graphcraft.config import Settings, settings_from
 from graphcraft.models import message_text, structured_call
@@ -92,6 +98,10 @@ class State(InputState, OutputState, total=False):
     handoffs: int  # supervisor -> member handoffs so far; bounded by max_handoffs
     started_at: float  # the run's wall clock (runtime.bounds)
     stop_reason: str | None  # the bound that stopped the team, None when the supervisor chose FINISH
+    asked_at: float  # when the answer was shown for approval: a person's time does not count against the run's
+    approval: list[dict[str, Any]]  # a person's decision on the final answer (approve_final)
+    edited_answer: str | None  # the answer as the person edited it
+    rejection: str | None  # why the person rejected the final answer (None: not rejected)
     # Plain channels (no reducer; one member works at a time), reset by the run's first supervisor
     # turn: a thread that is asked a second question (Studio, LangGraph Server) starts a fresh run.
     steps: list[dict]  # who did what, in order
@@ -283,6 +293,9 @@ def fresh_run(state: State) -> dict[str, Any]:
         "found_sources": [],
         "usage": empty_usage(),
         "agent_usage": {},
+        "approval": [],
+        "edited_answer": None,
+        "rejection": None,
         "answer": "",
         "sources": [],
         "trace": {},
@@ -326,6 +339,8 @@ def supervisor(state: State, config: RunnableConfig) -> Command:
         "steps": now["steps"] + [step],
     }
     if route.next == FINISH:
+        if ctx.option("approve_final", False):
+            return Command(goto="review_final", update={**update, "asked_at": time.time()})
         return Command(goto="finish", update=update)
     task = route.task or state["question"]
     handoff = AIMessage(f"@{route.next}: {task}", name="supervisor")
@@ -391,22 +406,50 @@ def run_member(member: TeamMember, state: State, ctx: Context) -> StepRun:
         return run
 
 
-def finish(state: State, config: RunnableConfig) -> dict[str, Any]:
-    """Answer with the writer's last report (or anyone's), the sources found, and who did what."""
+def review_final(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Show a person the team's final answer (option approve_final): approve it, edit it, or reject it."""
     ctx = context(config, GRAPH)
+    final = final_report(state, ctx)
+    payload = {"kind": "final", "graph": GRAPH, "question": state["question"]}
+    decision = ask_person(
+        {**payload, "answer": message_text(final) if final else "", "answered_by": final.name if final else None}
+    )
+    if decision.action == "edit" and not isinstance(decision.value, str):
+        raise ApprovalError(f"an edited answer must be text, not {str(decision.value)[:80]!r}")
+    step = {"actor": "person", "action": decision.action, "reason": decision.reason}
+    return {
+        **resume_clock(state),
+        "approval": [{"kind": "final", **decision.record()}],
+        "edited_answer": decision.value if decision.action == "edit" else None,
+        "rejection": decision.reason if decision.action == "reject" else None,
+        "steps": state.get("steps", []) + [step],
+    }
+
+
+def final_report(state: State, ctx: Context) -> AIMessage | None:
+    """The writer's last report, else the last report of anyone, else None."""
     names = {m.name for m in team_of(ctx)}
     reports = [m for m in state.get("messages", []) if isinstance(m, AIMessage) and m.name in names]
     last = [m for m in reports if m.name == "writer"] or reports
-    final = last[-1] if last else None
-    reason = state.get("stop_reason")
+    return last[-1] if last else None
+
+
+def finish(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Answer with the writer's last report (or anyone's), the sources found, and who did what."""
+    ctx = context(config, GRAPH)
+    final, reason, rejection = final_report(state, ctx), state.get("stop_reason"), state.get("rejection")
     answer = (
         message_text(final) if final is not None else f"No answer: the team stopped ({reason}) before anyone reported."
     )
+    if rejection is not None:
+        answer = rejection_answer("the team's final answer", rejection)
+    elif state.get("edited_answer") is not None:
+        answer = str(state["edited_answer"])
     steps = state.get("steps", [])
     trace = make_trace(
         GRAPH,
         state,
-        action="stopped" if reason else "answered",
+        action="rejected" if rejection is not None else "stopped" if reason else "answered",
         stop_reason=reason,
         iterations=state.get("handoffs", 0),
         steps=steps,
@@ -415,6 +458,7 @@ def finish(state: State, config: RunnableConfig) -> dict[str, Any]:
         answered_by=final.name if final is not None else None,
         who_did_what=[_summary(s) for s in steps],
         agents={name: _usage_row(u) for name, u in state.get("agent_usage", {}).items()},
+        approval=state.get("approval", []),
         bounds={
             "max_handoffs": int(ctx.option("max_handoffs", MAX_HANDOFFS)),
             "max_tool_calls": int(ctx.option("max_tool_calls", MAX_TOOL_CALLS)),
@@ -428,6 +472,8 @@ def finish(state: State, config: RunnableConfig) -> dict[str, Any]:
 
 
 def _summary(step: Mapping[str, Any]) -> str:
+    if step["actor"] == "person":
+        return f"person: {step['action']} the final answer" + (f" ({step['reason']})" if step.get("reason") else "")
     if step["actor"] == "supervisor":
         if step["action"] == "stop":
             return f"supervisor stopped: {step['reason']}"
@@ -465,6 +511,7 @@ def build(
     max_tool_calls: int = MAX_TOOL_CALLS,
     enable_python: bool = False,
     supervisor_model: BaseChatModel | None = None,
+    approve_final: bool = False,
     checkpointer: Any = None,
     **options: Any,
 ) -> Any:
@@ -479,6 +526,8 @@ def build(
     enable_python: give the analyst the sandboxed python tool (fixed when the graph is built: a run's
       configuration cannot switch code execution on).
     supervisor_model: a chat model for the supervisor alone.
+    approve_final: a person approves, edits or rejects the final answer before it is given (needs a
+      checkpointer).
     checkpointer: a LangGraph checkpointer for threads (each new question on a thread is a fresh run).
     """
     team = make_team(agents, enable_python=bool(enable_python))
@@ -490,14 +539,17 @@ def build(
             "max_handoffs": int(max_handoffs),
             "max_tool_calls": int(max_tool_calls),
             "supervisor_model": supervisor_model,
+            "approve_final": bool(approve_final),
         },
     )
     names = tuple(m.name for m in team)
     g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
-    g.add_node("supervisor", supervisor, destinations=(*names, "finish"))
+    g.add_node("supervisor", supervisor, destinations=(*names, "review_final", "finish"))
     for name in names:
         g.add_node(name, work, destinations=("supervisor",))
+    g.add_node("review_final", review_final)
     g.add_node("finish", finish)
+    g.add_edge("review_final", "finish")
     g.add_edge(START, "supervisor")
     g.add_edge("finish", END)
     # Two supersteps per handoff plus the final ones: the handoff bound, not LangGraph, ends the loop.

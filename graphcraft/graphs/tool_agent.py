@@ -9,6 +9,9 @@
   with no native tool calling chooses one structured JSON action per turn instead
   (graphcraft.chains.react), which becomes an ordinary tool call;
 - tools (act, observe): runs the calls; a failing tool becomes an error observation, never a crash;
+- review_tools (option approve_tools: tool names, or "sensitive" for write_file and python; needs a
+  checkpointer and a thread): before such a call runs, the run pauses and a person approves it,
+  edits its arguments, or rejects it, which ends the run without running it;
 - bounds, all in `stop_reason`: the tool-call budget (max_tool_calls), the model turns
   (max_turns), a loop guard that stops a model repeating the same call with the same arguments
   (loop_limit), and the run's LLM calls, tokens and wall clock (Settings); a stopped run answers
@@ -20,6 +23,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +36,7 @@ from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
+from graphcraft.chains.approval import ApprovalError, ask_person, rejection_answer, resume_clock, sensitive, tool_names
 from graphcraft.chains.react import ACTION_PROMPT, json_action, tool_catalogue, with_tools
 from graphcraft.chains.tool_calls import LoopGuard, call_key, collect_sources, execute_tool_call
 from graphcraft.config import Settings, settings_from
@@ -73,6 +78,9 @@ class State(InputState, OutputState, total=False):
     episode_saved: bool
     facts_saved: int
     started_at: float  # the run's wall clock (runtime.bounds)
+    asked_at: float  # when the model last asked for tools: a reviewer's time does not count against the run's
+    approval: list[dict[str, Any]]  # a person's decisions on sensitive tool calls (approve_tools)
+    rejection: dict[str, Any] | None  # the tool call a person rejected, which ended the run
     # Plain channels (no reducer), reset by `begin`: each question on a thread is a fresh run.
     usage: Usage
     steps: list[dict]
@@ -91,6 +99,8 @@ def begin(state: State, config: RunnableConfig) -> dict[str, Any]:
         stop_reason=None,
         episode_saved=False,
         facts_saved=0,
+        approval=[],
+        rejection=None,
         steps=[],
     )
 
@@ -133,6 +143,7 @@ def agent(state: State, config: RunnableConfig) -> dict[str, Any]:
     step = {"step": "agent", "turn": turn, "tool_calls": [c["name"] for c in reply.tool_calls]}
     return {
         "messages": [reply],
+        "asked_at": time.time(),
         "usage": add_usage(state.get("usage"), usage),
         "turns": turn,
         "steps": state.get("steps", []) + [step],
@@ -156,9 +167,66 @@ def run_tools(state: State, config: RunnableConfig) -> dict[str, Any]:
     }
 
 
+def review_tools(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Ask a person about each requested call of a tool in approve_tools before any runs: approved calls
+    run as asked, edited ones with the person's arguments; a rejection ends the run, no call runs."""
+    ctx = context(config, GRAPH)
+    reviewed, names = sensitive(ctx.option("approve_tools")), []
+    calls, records = pending_calls(state), list(state.get("approval", []))
+    for i, call in enumerate(calls):
+        if call["name"] not in reviewed:
+            continue
+        payload = {"kind": "tool_call", "graph": GRAPH, "question": state["question"], "tool": call["name"]}
+        decision = ask_person({**payload, "args": call.get("args") or {}, "call_id": call["id"]})
+        records.append({"kind": "tool_call", "tool": call["name"], **decision.record()})
+        names.append(call["name"])
+        if decision.action == "reject":
+            return {**resume_clock(state), **reject_calls(state, calls, call, decision.reason, records)}
+        if decision.action == "edit":
+            if not isinstance(decision.value, dict):
+                raise ApprovalError(f"edited arguments of {call['name']} must be an object, not {decision.value!r}")
+            calls[i] = {**call, "args": decision.value}
+            records[-1]["args"] = decision.value
+    last = state["messages"][-1]
+    step = {"step": "review_tools", "calls": [{"tool": r["tool"], "decision": r["decision"]} for r in records]}
+    return {
+        **resume_clock(state),
+        "messages": [last.model_copy(update={"tool_calls": calls})],  # same id: replaces the request
+        "approval": records,
+        "steps": state.get("steps", []) + [step],
+    }
+
+
+def reject_calls(
+    state: State, calls: list[ToolCall], rejected: ToolCall, reason: str, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A rejected call ends the run: every requested call is closed unrun, so the thread stays valid."""
+    closed = [
+        ToolMessage(
+            content="not executed: rejected by the reviewer", tool_call_id=c["id"], name=c["name"], status="error"
+        )
+        for c in calls
+    ]
+    step = {"step": "review_tools", "rejected": rejected["name"], "reason": reason}
+    return {
+        "messages": closed,
+        "approval": records,
+        "rejection": {"tool": rejected["name"], "args": rejected.get("args") or {}, "reason": reason},
+        "steps": state.get("steps", []) + [step],
+    }
+
+
 def respond(state: State, config: RunnableConfig) -> dict[str, Any]:
     """The answer: the model's last reply or, when a bound stopped the loop, the last tool result."""
     ctx = context(config, GRAPH)
+    if rejection := state.get("rejection"):
+        return {
+            "answer": rejection_answer(f"the call to {rejection['tool']}", rejection["reason"]),
+            "sources": collect_sources(state.get("tool_calls", [])),
+            "action": "rejected",
+            "stop_reason": None,
+            "steps": state.get("steps", []) + [{"step": "respond", "action": "rejected", "stop_reason": None}],
+        }
     last, calls = state["messages"][-1], pending_calls(state)
     stopped = bool(calls) or not isinstance(last, AIMessage)
     reason = stop_reason(state, ctx, calls) if stopped else None
@@ -232,6 +300,8 @@ def finalize(state: State, config: RunnableConfig) -> dict[str, Any]:
         summarized_messages=state.get("summarized", 0),
         episode_saved=state.get("episode_saved", False),
         facts_saved=state.get("facts_saved", 0),
+        approval=state.get("approval", []),
+        rejected=state.get("rejection"),
         bounds=ctx.bounds.as_dict(),
     )
     return {"trace": trace}
@@ -275,9 +345,17 @@ def stop_reason(state: State, ctx: Context, calls: Sequence[ToolCall] = ()) -> s
 
 
 def after_agent(state: State, config: RunnableConfig) -> str:
-    """Run the requested tools, unless the model answered or a bound is reached."""
-    calls = pending_calls(state)
-    return "tools" if calls and not stop_reason(state, context(config, GRAPH), calls) else "respond"
+    """Run the requested tools (a person reviews calls of the approve_tools first), unless the model
+    answered or a bound is reached."""
+    ctx, calls = context(config, GRAPH), pending_calls(state)
+    if not calls or stop_reason(state, ctx, calls):
+        return "respond"
+    return "review_tools" if {c["name"] for c in calls} & sensitive(ctx.option("approve_tools")) else "tools"
+
+
+def after_review(state: State, config: RunnableConfig) -> str:
+    """Run the reviewed calls, or answer when a person rejected one."""
+    return "respond" if state.get("rejection") else "tools"
 
 
 def after_tools(state: State, config: RunnableConfig) -> str:
@@ -300,6 +378,7 @@ def build(
     remember_facts: bool = False,
     system_prompt: str = SYSTEM_PROMPT,
     memory_store: Any = None,
+    approve_tools: Sequence[str] | str = (),
     checkpointer: Any = None,
     **options: Any,
 ) -> Any:
@@ -309,6 +388,7 @@ def build(
     <store>/workspace, and python when enable_python), plus the tools of the MCP servers in mcp_config.
     loop_limit: how many times the same call (name and arguments) may be made.
     checkpointer / memory_store: short- and long-term memory (None: the run is stateless).
+    approve_tools: tools whose calls a person approves first ("sensitive": write_file, python; needs a checkpointer).
     options: Settings fields (max_llm_calls, token_budget, max_seconds ...) for this graph.
     """
     ctx = Context(
@@ -326,17 +406,17 @@ def build(
             "remember_facts": remember_facts,
             "system_prompt": system_prompt,
             "memory_store": memory_store,
+            "approve_tools": tool_names(approve_tools),
         },
     )
     g = StateGraph(State, input_schema=InputState, output_schema=OutputState)
-    for node in (begin, recall, compact, agent, respond, remember, finalize):
+    for node in (begin, recall, compact, agent, review_tools, respond, remember, finalize):
         g.add_node(node.__name__, node)
     g.add_node("tools", run_tools)
-    g.add_edge(START, "begin")
-    g.add_edge("begin", "recall")
-    g.add_edge("recall", "compact")
-    g.add_edge("compact", "agent")
-    g.add_conditional_edges("agent", after_agent, ["tools", "respond"])
+    for source, target in ((START, "begin"), ("begin", "recall"), ("recall", "compact"), ("compact", "agent")):
+        g.add_edge(source, target)
+    g.add_conditional_edges("agent", after_agent, ["review_tools", "tools", "respond"])
+    g.add_conditional_edges("review_tools", after_review, ["tools", "respond"])
     g.add_conditional_edges("tools", after_tools, ["agent", "respond"])
     g.add_edge("respond", "remember")
     g.add_edge("remember", "finalize")

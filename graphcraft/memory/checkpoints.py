@@ -1,8 +1,13 @@
-"""Short-term memory: conversation threads persisted by a LangGraph checkpointer.
+"""Short-term memory and durable runs: conversation threads persisted by a LangGraph checkpointer.
 
 A graph compiled with a checkpointer keeps each `thread_id`'s state between invocations, so a
-second question on the same thread sees the first one. SQLite is the default because it
-survives restarts with no server; LangGraph Server swaps in Postgres.
+second question on the same thread sees the first one, a run paused for a person's approval can
+be resumed, and a run whose process died continues from its last finished step.
+
+`open_checkpointer` is the one place that chooses the checkpointer: PostgreSQL
+(langgraph-checkpoint-postgres, psycopg 3) when GRAPHCRAFT_POSTGRES_URI is set, so several
+processes and machines share threads and a crashed worker's run can be resumed by another;
+otherwise SQLite in the store directory, which survives restarts with no server.
 """
 
 from __future__ import annotations
@@ -11,12 +16,20 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graphcraft.config import Settings, get_settings
+from graphcraft.errors import GraphcraftError
 
 DEFAULT_FILE = "checkpoints.sqlite"
+CONNECT_TIMEOUT_S = 10  # an unreachable database fails the run in seconds, not at the OS's TCP timeout
+
+
+class CheckpointStoreError(GraphcraftError):
+    """The checkpoint database cannot be reached or prepared."""
 
 
 def default_checkpoint_path(settings: Settings | None = None) -> Path:
@@ -42,10 +55,51 @@ def sqlite_checkpointer(path: str | Path | None = None, settings: Settings | Non
     return saver
 
 
+def postgres_checkpointer(uri: str) -> Any:
+    """A PostgresSaver on one psycopg connection, its tables created if missing.
+
+    The settings are those langgraph-checkpoint-postgres requires (autocommit, dict rows, no
+    prepared statements, which poolers such as PgBouncer refuse). The caller closes `saver.conn`.
+    A database that cannot be reached is a one-line CheckpointStoreError naming the setting.
+    """
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    try:
+        conn = psycopg.Connection.connect(
+            uri, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S
+        )
+    except psycopg.Error as exc:
+        raise CheckpointStoreError(
+            f"cannot reach the checkpoint database (GRAPHCRAFT_POSTGRES_URI={redact(uri)}): {first_line(exc)}"
+        ) from exc
+    try:
+        saver = PostgresSaver(conn)
+        saver.setup()
+    except psycopg.Error as exc:
+        conn.close()
+        raise CheckpointStoreError(
+            f"cannot prepare the checkpoint tables (GRAPHCRAFT_POSTGRES_URI={redact(uri)}): {first_line(exc)}"
+        ) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return saver
+
+
 @contextmanager
-def open_checkpointer(path: str | Path | None = None, settings: Settings | None = None) -> Iterator[SqliteSaver]:
-    """`sqlite_checkpointer` for one run: the SQLite connection is closed on exit, even on error."""
-    saver = sqlite_checkpointer(path, settings)
+def open_checkpointer(
+    path: str | Path | None = None, settings: Settings | None = None
+) -> Iterator[BaseCheckpointSaver]:
+    """The run's checkpointer, closed on exit even on error: PostgreSQL when the settings' postgres_uri
+    is set (and no SQLite `path` is asked for), else SQLite at `path` or in the store directory."""
+    settings = settings or get_settings()
+    saver: Any = (
+        postgres_checkpointer(settings.postgres_uri)
+        if settings.postgres_uri and path is None
+        else sqlite_checkpointer(path, settings)
+    )
     try:
         yield saver
     finally:
@@ -55,3 +109,19 @@ def open_checkpointer(path: str | Path | None = None, settings: Settings | None 
 def thread_config(thread_id: str, **configurable: object) -> dict:
     """The `config` that selects a conversation thread."""
     return {"configurable": {"thread_id": thread_id, **configurable}}
+
+
+def redact(uri: str) -> str:
+    """A connection URI without its password, for error messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
