@@ -15,8 +15,13 @@ _SET_CHAT_MODEL = (
 )
 
 
-class GraphcraftError(Exception):
-    """Base class: the CLI prints these as a one-line error, never a traceback."""
+class GraphcraftError(ValueError):
+    """Base class: the CLI prints these as a one-line error, never a traceback.
+
+    A ValueError because it is one (a setting, input or configuration the user can change), and
+    because LangGraph Server passes a ValueError's message to its clients while it hides other
+    exceptions behind "An internal error occurred": a served graph's client reads the same one line.
+    """
 
     def for_cli(self) -> str:
         """The message as the command line prints it: one line, advice a shell user can follow."""
@@ -48,8 +53,10 @@ class UnknownGraphError(GraphcraftError):
 
 
 class EmptyStoreError(GraphcraftError):
-    def __init__(self, store: object) -> None:
-        super().__init__(f"store {store} is empty: run `graphcraft ingest PATH --store {store}` first")
+    """Nothing to search: the store (or what a graph reads of it, such as its entity graph) is empty."""
+
+    def __init__(self, store: object, what: str = "store", fix: str = "graphcraft ingest PATH --store {store}") -> None:
+        super().__init__(f"{what} {store} is empty: run `{fix.format(store=store)}` first")
 
 
 class SettingsError(GraphcraftError, ValidationError):

@@ -97,7 +97,7 @@ def position_schema(options: tuple[str, ...] = ()) -> type[Position]:
 # ---------------------------------------------------------------------------- agents
 
 
-class TeamError(GraphcraftError, ValueError):
+class TeamError(GraphcraftError):
     """The team cannot be formed (size out of range, duplicate names): a one-line CLI error."""
 
 

@@ -89,7 +89,7 @@ DECISION = (
 )
 
 
-class ConsensusOptionError(GraphcraftError, ValueError):
+class ConsensusOptionError(GraphcraftError):
     """A build option is out of range (rounds, threshold, budget...): a one-line CLI error."""
 
 

@@ -182,9 +182,7 @@ def route_question(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Link the question's entities and choose local or global search; start a fresh run."""
     ctx = context(config, GRAPH)
     if entity_graph(ctx).counts()["entities"] == 0:
-        raise EmptyStoreError(
-            f"{ctx.settings.store} (entity graph: run `graphcraft graph build --store {ctx.settings.store}`)"
-        )
+        raise EmptyStoreError(ctx.settings.store, "the entity graph of store", "graphcraft graph build --store {store}")
     question = state["question"]
     seeds = graph_retriever(ctx).link_entities(question)
     route, reason = heuristic_route(question, seeds)

@@ -8,8 +8,10 @@ the server answers) so a second process working on the same store reuses the run
 instead of starting another one on the same files (guarded by a file lock).
 The process that started the server stops it at exit with ``SHUTDOWN SAVE``; processes that
 only reused it leave it running. Since the server runs in its own session, a SIGTERM/SIGHUP
-to the owner is turned into SystemExit so the atexit stop runs, and a server whose owner
-died anyway (SIGKILL) is adopted by the next process that finds it.
+to the owner is turned into SystemExit so the atexit stop runs; a small watchdog process
+(owner_watchdog.py) stops the server when the owner is gone however it went (SIGKILL, or a host
+such as a web server whose own signal handling skips atexit), and a server whose owner and
+watchdog both died is adopted by the next process that finds it.
 
 The server enforces its own limits (:class:`ServerLimits`), whatever the client sends: a
 memory cap per query (QUERY_MEM_CAPACITY: a query that gathers more is stopped with an error,
@@ -32,6 +34,7 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,6 +432,7 @@ def _spawn(
         if proc.poll() is not None:
             return f"redis-server exited with code {proc.returncode}: {_log_tail(log, log_size)}"
         if ping(host, port, timeout_s=0.5):
+            _start_watchdog(proc.pid)
             return FalkorDBServer(data_dir, host, port, proc.pid, owned=True, _proc=proc, limits=limits)
         time.sleep(0.05)
     proc.kill()
@@ -436,6 +440,24 @@ def _spawn(
     with contextlib.suppress(OSError):
         (data_dir / INFO_FILE).unlink()
     return f"no answer to PING within {timeout_s:.0f}s: {_log_tail(log, log_size)}"
+
+
+def _start_watchdog(server_pid: int) -> None:
+    """A separate process that stops the server once this process is gone, even by SIGKILL or a host's own
+    signal handling that skips atexit (see owner_watchdog.py). Without it the server would outlive us."""
+    from graphcraft.stores import owner_watchdog
+
+    started = owner_watchdog.start_time(server_pid)
+    if started is None:
+        return
+    subprocess.Popen(  # noqa: S603 - our own script, no shell
+        [sys.executable, "-S", owner_watchdog.__file__, str(os.getpid()), str(server_pid), started],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def _log_tail(log: Path, offset: int, lines: int = 3) -> str:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,43 +23,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    if shutil.which("langgraph") is None:
-        pytest.skip("langgraph-cli is not installed (extra: server)")
-    workdir = tmp_path_factory.mktemp("lgserver")
+def start_dev_server(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """`langgraph dev` serving this repository's langgraph.json from `workdir`, once it answers /ok."""
     shutil.copy(ROOT / "langgraph.json", workdir / "langgraph.json")
     (workdir / "graphcraft").symlink_to(ROOT / "graphcraft")
     port = free_port()
     env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        ["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log = workdir / "server.log"  # a file, not a pipe: a pipe nobody reads fills up and stalls the server
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail("langgraph dev exited: " + log.read_text(errors="replace")[-2000:])
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(1)
+    stop_dev_server(proc)
+    pytest.fail("langgraph dev did not answer /ok within 180 s")
+
+
+def stop_dev_server(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, as a service manager stops it; SIGKILL after 20 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail("langgraph dev exited: " + proc.stdout.read().decode()[-2000:])  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail("langgraph dev did not answer /ok within 180 s")
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    if shutil.which("langgraph") is None:
+        pytest.skip("langgraph-cli is not installed (extra: server)")
+    proc, url = start_dev_server(tmp_path_factory.mktemp("lgserver"))
+    try:
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_dev_server(proc)
 
 
 def test_every_graph_is_served_and_crag_answers_through_the_sdk(server: str, tmp_path: Path) -> None:
@@ -114,3 +126,66 @@ def test_every_served_graph_takes_a_question_and_returns_only_the_ask_shape(serv
     local = {"chat_model": "local", "max_tokens": 48, "max_iterations": 1, "max_llm_calls": 3}
     out = client.runs.wait(None, "reflection", input={"question": "Name one bird."}, config={"configurable": local})
     assert set(out) == ASK_SHAPE and out["trace"]["llm_calls"] >= 1 and out["trace"]["bounds"]["max_llm_calls"] == 3
+
+
+def test_a_graphs_user_facing_errors_reach_the_client_with_their_message(server: str, tmp_path: Path) -> None:
+    """Not "An internal error occurred": the client reads the same one line the command line prints."""
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=server)
+    empty = str(tmp_path / "nothing-here")
+    with pytest.raises(Exception, match=r"EmptyStoreError: store .*nothing-here is empty: run `graphcraft ingest"):
+        client.runs.wait(None, "crag", input={"question": "Why?"}, config={"configurable": {"store": empty}})
+    with pytest.raises(Exception, match=r"NoChatModelError: the reflection graph cannot run without a chat model"):
+        client.runs.wait(None, "reflection", input={"question": "Why?"}, config={"configurable": {"chat_model": ""}})
+    with pytest.raises(Exception, match=r"SettingsError: invalid setting top_k=0"):
+        client.runs.wait(None, "crag", input={"question": "Why?"}, config={"configurable": {"top_k": 0}})
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if text.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_to_the_dev_server_leaves_no_falkordb_behind(tmp_path: Path) -> None:
+    """graph_rag starts a private FalkorDB inside the server; stopping the server stops it too (saved)."""
+    if shutil.which("langgraph") is None:
+        pytest.skip("langgraph-cli is not installed (extra: server)")
+    from langgraph_sdk import get_sync_client
+
+    import graphcraft
+
+    docs, store = tmp_path / "docs", tmp_path / "store"
+    docs.mkdir()
+    (docs / "people.md").write_text("# People\n\nAda Lovelace worked with Charles Babbage in London.")
+    graphcraft.ingest([docs], store=store)
+    # Built by another process, like `graphcraft graph build`, whose FalkorDB stops when it exits: the one the
+    # served graph uses is then the server's own.
+    build = [sys.executable, "-m", "graphcraft.cli", "graph", "build", "--store", str(store)]
+    subprocess.run(build, check=True, capture_output=True, timeout=600)
+    (workdir := tmp_path / "server").mkdir()
+    proc, url = start_dev_server(workdir)
+    try:
+        out = get_sync_client(url=url).runs.wait(
+            None,
+            "graph_rag",
+            input={"question": "Who worked with Babbage?"},
+            config={"configurable": {"store": str(store)}},
+        )
+        assert "Ada Lovelace" in out["answer"]
+        servers = [
+            pid for pid in _processes_mentioning("redis-server") if str(store) in os.readlink(f"/proc/{pid}/cwd")
+        ]
+        assert servers, "graph_rag did not start the store's FalkorDB inside the server"
+    finally:
+        stop_dev_server(proc)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in servers):
+        time.sleep(0.2)
+    assert not [pid for pid in servers if Path(f"/proc/{pid}").exists()], "FalkorDB outlived the dev server"

@@ -36,6 +36,22 @@ def _redis_pids_for(data_dir: Path) -> set[int]:
     return {int(p) for p in os.listdir("/proc") if p.isdigit() and fs._is_server_for(int(p), data_dir.resolve())}
 
 
+def _kill_watchdog(server_pid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL the watchdog of `server_pid`, as if it had died too: what is left is the adoption path."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"owner_watchdog.py") for a in argv) and str(server_pid).encode() in argv:
+                os.kill(int(entry), signal.SIGKILL)
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no watchdog runs for server {server_pid}")
+
+
 def _wait_dead(pid: int, timeout_s: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -63,8 +79,18 @@ def test_sigterm_to_owner_stops_its_server(tmp_path):
     assert (tmp_path / "graph.rdb").exists()  # stopped with SHUTDOWN SAVE
 
 
+def test_sigkill_to_owner_stops_its_server_through_the_watchdog(tmp_path):
+    """No exit handler runs on SIGKILL (nor in a host that skips atexit): the watchdog stops the server, which saves."""
+    proc, child = _start_owner(tmp_path)
+    proc.kill()
+    proc.wait(30)
+    assert _wait_dead(child["pid"]), "redis-server outlived its SIGKILLed owner"
+    assert (tmp_path / "graph.rdb").exists()  # redis-server saves on the watchdog's SIGTERM
+
+
 def test_server_of_a_killed_owner_is_adopted_and_stopped(tmp_path, restore_signals):
     proc, child = _start_owner(tmp_path)
+    _kill_watchdog(child["pid"])
     proc.kill()
     proc.wait(30)
     server = fs.find_running_server(tmp_path)
@@ -101,6 +127,7 @@ def test_server_record_is_written_before_the_server_answers(tmp_path, monkeypatc
 
 def test_orphan_without_record_is_stopped_before_a_second_server_starts(tmp_path, restore_signals):
     proc, child = _start_owner(tmp_path)
+    _kill_watchdog(child["pid"])
     proc.kill()
     proc.wait(30)
     (tmp_path / fs.INFO_FILE).unlink()  # as if the owner died before writing it: only redis.pid remains
