@@ -22,7 +22,9 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -184,3 +186,65 @@ def final_state(compiled: Any, inputs: dict[str, Any], config: dict[str, Any] | 
     run_config["configurable"] = {**run_config.get("configurable", {}), "thread_id": uuid.uuid4().hex}
     graph.invoke(inputs, config=run_config)
     return dict(graph.get_state(run_config).values)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def langgraph_dev(workdir: str | Path, graphs: dict[str, str] | None = None, timeout_s: float = 180.0) -> Iterator[str]:
+    """`langgraph dev` serving `graphs` ({name: "./file.py:graph"}, default: this repository's langgraph.json)
+    from `workdir`, offline, on a free loopback port; yields its URL and stops it (SIGTERM to its process
+    group, SIGKILL after 20 s). Its output goes to ``workdir/server.log``, not a pipe: a pipe nobody reads
+    fills up and stalls the server."""
+    import os
+    import signal
+    import subprocess
+
+    import httpx
+
+    workdir = Path(workdir)
+    config = json.loads((_REPO / "langgraph.json").read_text()) if graphs is None else {"dependencies": ["."]}
+    if graphs is not None:
+        config["graphs"] = graphs
+    (workdir / "langgraph.json").write_text(json.dumps(config))
+    if not (workdir / "graphcraft").exists():
+        (workdir / "graphcraft").symlink_to(_REPO / "graphcraft")
+    port, log = free_port(), workdir / "server.log"
+    env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "HF_HUB_OFFLINE": "1"}
+    command = ["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _answers(httpx, url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("langgraph dev did not start: " + log.read_text(errors="replace")[-2000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+
+
+def _answers(httpx: Any, url: str) -> bool:
+    try:
+        return bool(httpx.get(f"{url}/ok", timeout=2).status_code == 200)
+    except httpx.HTTPError:
+        return False
+
+
+_REPO = Path(__file__).resolve().parents[1]

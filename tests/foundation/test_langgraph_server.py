@@ -4,73 +4,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from graphcraft.testing import langgraph_dev
+
 ROOT = Path(__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_dev_server(workdir: Path) -> tuple[subprocess.Popen, str]:
-    """`langgraph dev` serving this repository's langgraph.json from `workdir`, once it answers /ok."""
-    shutil.copy(ROOT / "langgraph.json", workdir / "langgraph.json")
-    (workdir / "graphcraft").symlink_to(ROOT / "graphcraft")
-    port = free_port()
-    env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "HF_HUB_OFFLINE": "1"}
-    log = workdir / "server.log"  # a file, not a pipe: a pipe nobody reads fills up and stalls the server
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            ["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("langgraph dev exited: " + log.read_text(errors="replace")[-2000:])
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(1)
-    stop_dev_server(proc)
-    pytest.fail("langgraph dev did not answer /ok within 180 s")
-
-
-def stop_dev_server(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, as a service manager stops it; SIGKILL after 20 s."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     if shutil.which("langgraph") is None:
         pytest.skip("langgraph-cli is not installed (extra: server)")
-    proc, url = start_dev_server(tmp_path_factory.mktemp("lgserver"))
-    try:
+    with langgraph_dev(tmp_path_factory.mktemp("lgserver")) as url:
         yield url
-    finally:
-        stop_dev_server(proc)
 
 
 def test_every_graph_is_served_and_crag_answers_through_the_sdk(server: str, tmp_path: Path) -> None:
@@ -170,8 +121,7 @@ def test_sigterm_to_the_dev_server_leaves_no_falkordb_behind(tmp_path: Path) -> 
     build = [sys.executable, "-m", "graphcraft.cli", "graph", "build", "--store", str(store)]
     subprocess.run(build, check=True, capture_output=True, timeout=600)
     (workdir := tmp_path / "server").mkdir()
-    proc, url = start_dev_server(workdir)
-    try:
+    with langgraph_dev(workdir) as url:  # leaving it sends the server SIGTERM
         out = get_sync_client(url=url).runs.wait(
             None,
             "graph_rag",
@@ -183,8 +133,6 @@ def test_sigterm_to_the_dev_server_leaves_no_falkordb_behind(tmp_path: Path) -> 
             pid for pid in _processes_mentioning("redis-server") if str(store) in os.readlink(f"/proc/{pid}/cwd")
         ]
         assert servers, "graph_rag did not start the store's FalkorDB inside the server"
-    finally:
-        stop_dev_server(proc)
     deadline = time.time() + 30
     while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in servers):
         time.sleep(0.2)

@@ -3,19 +3,13 @@ langgraph-sdk client resumes it with Command(resume=...), on `langgraph dev` (of
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.serving.conftest import free_port
+from graphcraft.testing import langgraph_dev
 
 HERE = Path(__file__).parent
 
@@ -26,34 +20,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("langgraph-cli is not installed (extra: server)")
     workdir = tmp_path_factory.mktemp("hitl_server")
     shutil.copy(HERE / "served_graphs.py", workdir / "served_graphs.py")
-    config = {"dependencies": ["."], "graphs": {"plan_review": "./served_graphs.py:graph"}}
-    (workdir / "langgraph.json").write_text(json.dumps(config))
-    port = free_port()
-    env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "HF_HUB_OFFLINE": "1"}
-    command = ["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(
-        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("langgraph dev exited: " + proc.stdout.read().decode()[-2000:])  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "langgraph dev did not answer /ok within 180 s"
-            time.sleep(1)
+    served = {
+        "plan_review": "./served_graphs.py:graph",
+        "plan_execute": "./served_graphs.py:graph",  # the README's client example drives it
+        "crag": "./graphcraft/graphs/crag.py:graph",
+    }
+    with langgraph_dev(workdir, served) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_a_served_graph_pauses_for_the_plan_and_resumes_with_a_command(server: str, tmp_path: Path) -> None:
@@ -80,3 +53,37 @@ def test_a_served_graph_pauses_for_the_plan_and_resumes_with_a_command(server: s
     assert set(done) == {"question", "answer", "sources", "trace"}
     assert done["answer"] == "Done: did ask the owl society" and done["trace"]["action"] == "completed"
     assert [a["decision"] for a in done["trace"]["approval"]] == ["edit", "approve"]
+
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def readme_client_example() -> str:
+    """The python block that follows the README's `<!-- client-example -->` marker."""
+    text = README.read_text(encoding="utf-8")
+    after = text.split("<!-- client-example -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_readme_client_example_runs_against_a_served_graph(server: str, tmp_path: Path) -> None:
+    """The README's SDK example, executed as written: a run, a streamed thread, a pause resumed with a Command."""
+    import os
+    import subprocess
+    import sys
+
+    import graphcraft
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "owls.md").write_text("# Owls\n\nThe barn owl nests in old barns and church towers. Foxes eat barn owls.")
+    graphcraft.ingest([docs], store=tmp_path / "store")
+    env = {**os.environ, "LANGGRAPH_URL": server, "GRAPHCRAFT_STORE": str(tmp_path / "store")}
+    run = subprocess.run(
+        [sys.executable, "-c", readme_client_example()], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert "barns" in lines[0] and "owls.md" in lines[0] and lines[0].endswith("correct"), lines[0]
+    assert any(line.startswith("node finished:") for line in lines), run.stdout
+    assert "proposed plan: ['find owls', 'count owls']" in lines, run.stdout
+    assert lines[-1].startswith("answer: Done: did find owls"), run.stdout
