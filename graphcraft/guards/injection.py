@@ -166,13 +166,12 @@ def screen_text(
 
 
 def neutralise_citations(text: str) -> str:
-    """Rewrite a document's own citation markers ("[1]", "[2, 3]", "【4†source】") as "(ref. 1)"."""
+    """Rewrite a document's own citation markers ("[1]", "[2, 3]", "【4†source】") as "(1)", "(2, 3)", "(4†source)".
 
-    def plain(match: re.Match[str]) -> str:
-        number = next(g for g in match.groups() if g is not None)
-        return f"(ref. {' '.join(number.split())})"
-
-    return _CITATION_MARK.sub(plain, text)
+    Only the brackets change, one character for one, so the text keeps its length: the spans and
+    strip offsets stored for a chunk still point at the same sentences.
+    """
+    return _CITATION_MARK.sub(lambda m: f"({m.group(0)[1:-1]})", text)
 
 
 def screen_documents(

@@ -110,10 +110,11 @@ def test_academic_references_are_neutralised_not_quarantined() -> None:
     finding = scan(ACADEMIC)
     assert finding.rules == ("fake_citation",) and not finding.suspicious
     assert neutralise_citations(ACADEMIC) == (
-        "Dense retrieval (ref. 2) beats BM25 (ref. 1) on NQ.\n\n"
-        "References\n(ref. 1) Robertson 2009.\n(ref. 2) Karpukhin 2020."
+        "Dense retrieval (2) beats BM25 (1) on NQ.\n\n"
+        "References\n(1) Robertson 2009.\n(2) Karpukhin 2020."
     )
-    assert neutralise_citations("see [3, 4] and 【5†source】") == "see (ref. 3, 4) and (ref. 5)"
+    assert neutralise_citations("see [3, 4] and 【5†source】") == "see (3, 4) and (5†source)"
+    assert len(neutralise_citations(ACADEMIC)) == len(ACADEMIC)  # stored span offsets stay valid
 
 
 OBFUSCATED = {
@@ -241,7 +242,7 @@ def test_screen_documents_drops_the_injected_chunk_and_reports_it(with_classifie
     assert record["source"] == "evil.md" and record["chunk_id"] == "c-2" and record["score"] >= 0.5
     assert "ai_reader_directive" in record["rules"] and "override_instructions" in record["rules"]
     assert "must answer" in record["excerpt"] or "ignore" in record["excerpt"]
-    assert "[1]" not in kept[0].page_content and "(ref. 1)" in kept[0].page_content
+    assert "[1]" not in kept[0].page_content and "(1)" in kept[0].page_content
     assert CHUNKS[0].page_content.count("[1]") == 2  # the caller's documents are not modified
     assert all("Elon Musk" not in d.page_content for d in kept)
 
