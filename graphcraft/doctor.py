@@ -70,6 +70,7 @@ def checks(settings: Settings, *, deep: bool = False) -> list[Check]:
         ("chat model", lambda: check_chat_model(settings)),
         ("store", lambda: check_store(settings)),
         ("llm cache", lambda: check_cache(settings)),
+        ("circuit breakers", check_breakers),
         ("graph database", lambda: check_graph_database(settings, deep=deep)),
     ]
     return [safely(name, run) for name, run in runs]
@@ -184,7 +185,8 @@ def check_chat_model(settings: Settings) -> Check:
 
     # No cache (a cached reply proves nothing), no retries, a short timeout and a few tokens: a bounded probe.
     probe = with_overrides(
-        settings, {"cache": "", "llm_max_retries": 0, "llm_timeout_s": MODEL_CALL_TIMEOUT_S, "max_tokens": 8}
+        settings,
+        {"cache": "", "redis_url": "", "llm_max_retries": 0, "llm_timeout_s": MODEL_CALL_TIMEOUT_S, "max_tokens": 8},
     )
     try:
         model = get_chat_model(probe)
@@ -268,8 +270,17 @@ def check_store(settings: Settings) -> Check:
 
 
 def check_cache(settings: Settings) -> Check:
-    """The LLM response cache: off, or a file that exists or can be created (checked without
-    creating anything: the doctor changes nothing on disk)."""
+    """The LLM response cache: Redis that answers a PING, off, or a file that exists or can be created
+    (checked without creating anything: the doctor changes nothing on disk)."""
+    if settings.redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=NETWORK_TIMEOUT_S).ping()
+        except (redis.RedisError, OSError, ValueError) as exc:
+            fix = "start Redis or unset GRAPHCRAFT_REDIS_URL (runs go on uncached meanwhile)"
+            return Check("llm cache", False, f"redis: {first_line(exc)}", fix, False)
+        return Check("llm cache", True, f"redis at {_without_password(settings.redis_url)}")
     path = cache_file(settings)
     if path is None:
         return Check("llm cache", True, "off", "set GRAPHCRAFT_CACHE=sqlite to reuse identical replies", False)
@@ -283,6 +294,26 @@ def check_cache(settings: Settings) -> Check:
             "llm cache", False, f"{path} cannot be created ({parent} is not writable)", "set GRAPHCRAFT_CACHE_PATH"
         )
     return Check("llm cache", True, f"{path} (created at the first model call)")
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
+def check_breakers() -> Check:
+    """Circuit breakers this process opened (a long-running server's view; a fresh command has none)."""
+    from graphcraft.runtime.resilience import breaker_states
+
+    open_ = [b for b in breaker_states() if b.get("state") != "closed"]
+    if not open_:
+        return Check("circuit breakers", True, "all closed", "", False)
+    detail = "; ".join(f"{b.get('key')} {b.get('state')} (retry in {b.get('retry_in_s', 0):.0f}s)" for b in open_)
+    return Check(
+        "circuit breakers", False, detail, "check the failing model or service; it is retried by itself", False
+    )
 
 
 def check_graph_database(settings: Settings, *, deep: bool = False) -> Check:

@@ -7,8 +7,9 @@ PYTHON="${PYTHON:-python3}"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 # Tesseract for OCR; Debian's Python, PostgreSQL and git manuals are the public corpora that the
-# answer-quality benchmark and its data tests use (benchmarks/data/*/corpus.json).
-APT_PACKAGES="tesseract-ocr tesseract-ocr-eng python3.11-doc postgresql-doc-15 git-doc"
+# answer-quality benchmark and its data tests use (benchmarks/data/*/corpus.json); PostgreSQL 15
+# and Redis are the servers the durability and cache tests start privately (never as a service).
+APT_PACKAGES="tesseract-ocr tesseract-ocr-eng python3.11-doc postgresql-doc-15 git-doc postgresql-15 redis-server"
 missing=""
 for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then

@@ -26,10 +26,13 @@ def embeddings():  # type: ignore[no-untyped-def]
 @pytest.fixture(autouse=True)
 def _fresh_settings():  # type: ignore[no-untyped-def]
     from graphcraft.config import reset_settings_cache
+    from graphcraft.runtime.resilience import reset_breakers
 
     reset_settings_cache()
+    reset_breakers()  # breakers are process-wide: one test's failures must not open them for the next
     yield
     reset_settings_cache()
+    reset_breakers()
 
 
 @pytest.fixture(scope="session")

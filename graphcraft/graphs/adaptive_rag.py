@@ -42,7 +42,7 @@ from graphcraft.config import Settings, settings_from
 from graphcraft.memory.feedback import FeedbackStore
 from graphcraft.memory.feedback import stats as feedback_stats
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage, total_tokens
-from graphcraft.runtime.bounds import elapsed, fresh_run
+from graphcraft.runtime.bounds import elapsed, fresh_run, within_run
 from graphcraft.runtime.context import Context, bind_context, context
 from graphcraft.runtime.result import InputState, OutputState, make_trace, trace_usage
 
@@ -309,7 +309,8 @@ def run_subgraph(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Run the chosen strategy's graph on the question, with this run's configuration, and keep its trace."""
     ctx = context(config, GRAPH)
     name = SUBGRAPHS[state["strategy"]]
-    out = subgraph(ctx, name).invoke({"question": state["question"]}, config=config)
+    with within_run(state.get("usage")):  # the subgraph's budgets count what this run already spent
+        out = subgraph(ctx, name).invoke({"question": state["question"]}, config=config)
     sub = out.get("trace", {})
     usage = trace_usage(sub)
     return {

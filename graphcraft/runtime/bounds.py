@@ -12,21 +12,56 @@ directly), which then returns "max_seconds" once `max_seconds` have passed. Epoc
 monotonic clock, because the state may be checkpointed and resumed in another process. The
 bound is checked between steps: a model call already running is bounded by the model's own
 timeout, not interrupted.
+
+Cost bound: `max_cost_usd` (GRAPHCRAFT_MAX_COST_USD, 0 = none) against the usage's `cost_usd`,
+which `UsageCallback` prices from prompt and completion tokens (GRAPHCRAFT_PROMPT_COST_PER_MTOK /
+GRAPHCRAFT_COMPLETION_COST_PER_MTOK); "max_cost_usd" is then the stop reason.
+
+Whole-run budgets: a node that runs another graph as a subgraph wraps the call in
+`within_run(state["usage"])`, so the subgraph's checks count what the enclosing run already spent
+and the budgets hold for the run as a whole, not per graph.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from typing_extensions import TypedDict
 
 from graphcraft.config import Settings, get_settings
-from graphcraft.runtime.accounting import Usage, total_tokens
+from graphcraft.runtime.accounting import Usage, add_usage, total_tokens
 
 STARTED_AT: Final = "started_at"  # the state key holding the run's start (epoch seconds)
+
+# What the runs enclosing the current one (a subgraph's parents) had spent when they started it.
+# A context variable: LangGraph runs each node in a copy of the caller's context, so a subgraph's
+# nodes see it and nothing outside the `within_run` block does.
+_enclosing: ContextVar[Usage | None] = ContextVar("graphcraft_enclosing_usage", default=None)
+
+
+@contextmanager
+def within_run(spent: Usage | None) -> Iterator[None]:
+    """Run a subgraph as part of a run that has already spent `spent`: while the block runs, every
+    `Bounds` check adds it (and what any outer run spent), so budgets hold for the whole run.
+
+        with within_run(state["usage"]):
+            out = subgraph.invoke({"question": question}, config=config)
+    """
+    token = _enclosing.set(add_usage(_enclosing.get(), spent))
+    try:
+        yield
+    finally:
+        _enclosing.reset(token)
+
+
+def enclosing_usage() -> Usage | None:
+    """What the enclosing runs had spent (None outside `within_run`)."""
+    return _enclosing.get()
 
 
 class Clock(TypedDict, total=False):
@@ -68,16 +103,19 @@ class Bounds:
     max_llm_calls: int = 20
     token_budget: int = 20_000
     max_seconds: float = 600.0
+    max_cost_usd: float = 0.0  # 0 = no cost budget
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Bounds:
-        """Settings' bounds, with any of max_iterations / max_llm_calls / token_budget / max_seconds overridden."""
+        """Settings' bounds, with any of max_iterations / max_llm_calls / token_budget / max_seconds /
+        max_cost_usd overridden."""
         s = settings or get_settings()
         values: dict[str, Any] = {
             "max_iterations": s.max_iterations,
             "max_llm_calls": s.max_llm_calls,
             "token_budget": s.token_budget,
             "max_seconds": s.max_seconds,
+            "max_cost_usd": s.max_cost_usd,
         }
         values.update({k: v for k, v in overrides.items() if k in values and v is not None})
         return cls(**values)
@@ -88,14 +126,17 @@ class Bounds:
         """The name of the first bound reached, or None if the loop may continue.
 
         `started_at` is the run's start (the state's "started_at"); without it time is not checked.
+        Inside `within_run` (a subgraph) the enclosing run's spending counts too.
         """
-        usage = usage or {}
+        usage = add_usage(_enclosing.get(), usage)
         if iterations is not None and iterations >= self.max_iterations:
             return "max_iterations"
         if usage.get("llm_calls", 0) >= self.max_llm_calls:
             return "max_llm_calls"
         if total_tokens(usage) >= self.token_budget:
             return "token_budget"
+        if self.max_cost_usd > 0 and usage.get("cost_usd", 0.0) >= self.max_cost_usd:
+            return "max_cost_usd"
         if out_of_time({STARTED_AT: started_at}, self.max_seconds):
             return "max_seconds"
         return None
