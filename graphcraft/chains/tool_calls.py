@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.tools import BaseTool
 
+from graphcraft.guards.nodes import screen_tool_output
 from graphcraft.models import invoke_llm, message_text
 from graphcraft.runtime.accounting import Usage, add_usage, empty_usage
 
@@ -68,7 +69,7 @@ def execute_tool_call(tools: dict[str, BaseTool], call: Mapping[str, Any]) -> tu
     else:
         try:
             output = tool.invoke({"type": "tool_call", "name": name, "args": args, "id": call_id})
-            text = observation_text(output)
+            text = screen_tool_output(name, observation_text(output))  # the run's guards, if any
             ok = getattr(output, "status", "success") != "error" and not _looks_like_error(text)
             artifact = getattr(output, "artifact", None)
             if isinstance(artifact, list):
