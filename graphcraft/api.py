@@ -331,6 +331,10 @@ def _plan_run(
     if not thread_id and any(requested.get(k) for k in APPROVAL_OPTIONS & _build_parameters(module)):
         thread_id = uuid.uuid4().hex  # a run that may pause for a person must be resumable
     run_settings = settings_for(store, settings, **options)
+    if run_settings.spend_limit_usd and Path(run_settings.store).is_dir():  # the audit trail is the spend ledger
+        from graphcraft.eval.spend import check_spend_limit
+
+        check_spend_limit(run_settings.store, user_id, run_settings.spend_limit_usd)
     run_config = _with_configurable(config, thread_id=thread_id, user_id=user_id)
     return _Run(graph, module, run_settings, run_config, thread_id, user_id, dict(options))
 
