@@ -31,6 +31,7 @@ from langchain_core.language_models import BaseChatModel
 from graphcraft.chains.extract_entities import EXTRACTOR_VERSION, ChunkExtraction, make_extractor
 from graphcraft.graph_index.communities import build_nx_graph, detect_communities, summarise_communities
 from graphcraft.graph_index.resolve import EntityResolver, normalise
+from graphcraft.guards.access import LEVELS, highest, level_of
 from graphcraft.runtime.accounting import add_usage, empty_usage
 
 INDEX_VERSION = 2
@@ -184,7 +185,8 @@ def build_graph_index(
     force: bool = False,
     on_progress: ProgressFn | None = None,
 ) -> BuildReport:
-    """Index the chunks of `chunk_store` into `graph_store`; see the module docstring."""
+    """Index the chunks of `chunk_store` into `graph_store` (see the module docstring); always the whole store."""
+    chunk_store = getattr(chunk_store, "base", chunk_store)  # not a cleared view: see guards/access_graph.py
     started = time.perf_counter()
     state_dir = Path(state_dir)
     extractor_id = extractor_name(model, spacy_model)
@@ -193,7 +195,7 @@ def build_graph_index(
     by_id = {str(d.metadata["chunk_id"]): d for d in docs}
     report.chunks = len(by_id)
     hashes = {cid: _content_hash(d) for cid, d in by_id.items()}
-    fingerprint = hashlib.sha256(json.dumps([INDEX_VERSION, extractor_id, sorted(hashes.items())]).encode()).hexdigest()
+    fingerprint = _fingerprint(extractor_id, by_id, hashes)
     previous = _load_state(state_dir / "state.json")
     if (
         not force
@@ -221,7 +223,7 @@ def build_graph_index(
     report.removed_chunks = _write(
         graph_store, by_id, hashes, previous, resolved, dict(nx_graph.degree()), entity_vectors, relations, mention_acc
     )
-    graph_store.replace_communities([{**c.as_row(), "embedding": community_vectors.get(c.id)} for c in communities])
+    graph_store.replace_communities(_community_rows(communities, community_vectors, by_id))
     counts = graph_store.counts()
     report.levels = len({c.level for c in communities})
     report.llm_calls = int(usage.get("llm_calls", 0))
@@ -357,7 +359,8 @@ def _write(
     graph_store.delete_chunks(removed)
     graph_store.upsert_chunks(
         [{"id": cid, "source": str(d.metadata.get("source", "")), "page": d.metadata.get("page"),
-          "text": d.page_content, "content_hash": hashes[cid]} for cid, d in by_id.items()]
+          "text": d.page_content, "content_hash": hashes[cid], "classification": level_of(d.metadata)}
+         for cid, d in by_id.items()]
     )  # fmt: skip
     entities, described = resolved.entities, resolved.descriptions
     graph_store.write("MATCH (e:Entity) WHERE NOT e.id IN $ids DETACH DELETE e", {"ids": [e.id for e in entities]})
@@ -377,6 +380,27 @@ def _write(
         ]
     )
     return len(removed)
+
+
+def _fingerprint(extractor_id: str, by_id: dict[str, Document], hashes: dict[str, str]) -> str:
+    """What the graph was built from: chunk contents, their classifications (a relabelled chunk updates the
+    graph), the extractor and the index version."""
+    levels = sorted((cid, level_of(d.metadata)) for cid, d in by_id.items())
+    blob = json.dumps([INDEX_VERSION, extractor_id, sorted(hashes.items()), levels])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _community_rows(communities: list[Any], vectors: dict[str, Any], by_id: dict[str, Document]) -> list[dict]:
+    """Community nodes with their name vector and classification (the highest of their chunks')."""
+    return [
+        {**c.as_row(), "embedding": vectors.get(c.id), "classification": _level(c.chunk_ids, by_id)}
+        for c in communities
+    ]
+
+
+def _level(chunk_ids: Any, by_id: dict[str, Document]) -> str:
+    """A summary's classification: the highest of the chunks it was written from."""
+    return highest(level_of(by_id[c].metadata) if c in by_id else LEVELS[-1] for c in chunk_ids or [])
 
 
 def _save_state(state_dir: Path, state: GraphIndexState) -> None:

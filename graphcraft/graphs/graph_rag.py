@@ -146,7 +146,7 @@ def entity_graph(ctx: Context) -> Any:
     """The entity graph: the build option "graph_store", else the store's own, opened once."""
     given = ctx.option("graph_store")
     if given is not None:
-        return given
+        return _as_cleared(ctx, given)
     s = ctx.settings
     key = (str(s.store), s.neo4j_uri, s.falkordb_host, str(s.falkordb_port))
     with _GRAPHS_LOCK:
@@ -154,7 +154,15 @@ def entity_graph(ctx: Context) -> Any:
             from graphcraft.graph_index.api import open_graph
 
             _GRAPHS[key] = open_graph(s.store, s)
-        return _GRAPHS[key]
+        return _as_cleared(ctx, _GRAPHS[key])
+
+
+def _as_cleared(ctx: Context, graph: Any) -> Any:
+    """The graph as the run's clearance sees it (guards/access_graph.py); itself at full clearance."""
+    from graphcraft.guards.access import LEVELS
+    from graphcraft.guards.access_graph import cleared_graph
+
+    return graph if ctx.settings.clearance == LEVELS[-1] else cleared_graph(graph, ctx.store)
 
 
 def graph_retriever(ctx: Context) -> Any:

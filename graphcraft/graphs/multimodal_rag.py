@@ -190,7 +190,7 @@ def modality_stores(ctx: Context) -> dict[str, ChunkStore]:
     return given
 
 
-_OPENED: dict[tuple[str, str, tuple[str, ...]], dict[str, ChunkStore]] = {}  # see opened_stores
+_OPENED: dict[tuple[str, str, str, tuple[str, ...]], dict[str, ChunkStore]] = {}  # see opened_stores
 
 
 def opened_stores(settings: Settings) -> dict[str, ChunkStore]:
@@ -200,7 +200,7 @@ def opened_stores(settings: Settings) -> dict[str, ChunkStore]:
     for modality in MODALITIES:
         current = modality_store_path(settings.store, modality) / "CURRENT"
         generations.append(current.read_text().strip() if current.exists() else "")
-    key = (str(settings.store), settings.embedding_model, tuple(generations))
+    key = (str(settings.store), settings.embedding_model, settings.clearance, tuple(generations))  # cleared per level
     if key not in _OPENED:
         if len(_OPENED) >= 8:  # bounded: a process that serves many stores keeps the latest few open
             _OPENED.pop(next(iter(_OPENED)))

@@ -10,6 +10,16 @@ a line breaks its hash, re-hashing an edited line breaks the next line's ``prev`
 reordering lines breaks ``seq``/``prev``. A chain alone cannot show that its LAST line was removed,
 so the head (last seq and hash) is also kept in ``audit.head``, written under the same lock.
 
+Erasure without breaking the chain (format 2, ``"v": 2``): an entry's hash covers a digest of
+each field (sha256 of the field's name and value), not the values themselves. `redact` replaces a
+field that names an erased subject with the tombstone ``"[erased]"`` and keeps that field's digest
+in the entry's ``erased`` map, so the entry's hash, the next entry's ``prev`` and ``audit.head``
+are unchanged and `verify` still checks every other field. Each redaction is claimed by a later
+``"event": "erasure"`` entry (which never holds the subject): a tombstone no erasure entry claims
+is reported as an edit. Entries written before format 2 (a hash over the whole body) stay
+verifiable as they were; when one of them is redacted, the erasure entry records its hash and the
+digests of all its fields, and `verify` checks the redacted entry against those.
+
 Limit: the chain has no secret key. Someone who can rewrite both files can recompute a consistent
 chain; the trail shows accidental damage and edits by tools or people that do not recompute it.
 Copy ``audit.head`` elsewhere (or sign it) when that matters.
@@ -25,7 +35,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +50,10 @@ GENESIS = "0" * 64
 """The ``prev`` of the first entry: a fixed value, so a log that lost its first lines is detectable."""
 
 _TAIL_BLOCK = 65536
+FORMAT = 2
+TOMBSTONE = "[erased]"
+CHAIN_KEYS = frozenset({"seq", "prev", "hash", "v", "erased"})
+"""Keys the chain itself uses; every other key of an entry is a field with its own digest."""
 
 
 class AuditError(GraphcraftError):
@@ -69,14 +83,35 @@ def question_hash(question: str) -> str:
     return hashlib.sha256(question.encode("utf-8")).hexdigest()
 
 
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    """sha256 over the entry's canonical JSON (sorted keys, no spaces) without its ``hash`` field.
-
-    Canonical so that the hash depends on the content only, not on how a writer ordered keys.
-    """
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _canonical_sha256(value: Any) -> str:
+    """sha256 of canonical JSON (sorted keys, no spaces): depends on the content, not on key order."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def field_digest(name: str, value: Any) -> str:
+    """The digest of one field, which a format-2 entry's hash covers in place of its value."""
+    return _canonical_sha256([name, value])
+
+
+def field_digests(entry: Mapping[str, Any]) -> dict[str, str]:
+    """Each field's digest: computed from its value, or the one kept when the value was erased."""
+    kept = entry.get("erased")
+    erased: Mapping[str, Any] = kept if isinstance(kept, Mapping) else {}
+    return {
+        k: str(erased[k]) if v == TOMBSTONE and k in erased else field_digest(k, v)
+        for k, v in entry.items()
+        if k not in CHAIN_KEYS
+    }
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The hash of an entry: format 2 over seq, prev and its field digests; older entries over the whole body."""
+    if entry.get("v") == FORMAT:
+        return _canonical_sha256(
+            {"v": FORMAT, "seq": entry.get("seq"), "prev": entry.get("prev"), "fields": field_digests(entry)}
+        )
+    return _canonical_sha256({k: v for k, v in entry.items() if k != "hash"})
 
 
 def run_entry(question: str, result: Mapping[str, Any], user_id: str | None = None) -> dict[str, Any]:
@@ -182,19 +217,25 @@ def append(store: str | Path, record: Mapping[str, Any]) -> dict[str, Any]:
     store = Path(store)
     try:
         with _locked(store, fcntl.LOCK_EX):
-            seq, prev = _chain_tail(store)
-            entry: dict[str, Any] = {**record, "seq": seq + 1, "prev": prev}
-            entry["hash"] = entry_hash(entry)
-            line = json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n"
-            fd = os.open(store / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            _write_head(store, entry["seq"], entry["hash"])
+            return _append_locked(store, record)
     except OSError as exc:
         raise AuditError(f"cannot write the audit log in {store}: {exc.strerror or exc}") from exc
+
+
+def _append_locked(store: Path, record: Mapping[str, Any]) -> dict[str, Any]:
+    """`append`'s work, for a caller holding the exclusive lock."""
+    seq, prev = _chain_tail(store)
+    fields = {k: v for k, v in record.items() if k not in CHAIN_KEYS}
+    entry: dict[str, Any] = {**fields, "seq": seq + 1, "prev": prev, "v": FORMAT}
+    entry["hash"] = entry_hash(entry)
+    line = json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n"
+    fd = os.open(store / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _write_head(store, entry["seq"], entry["hash"])
     return entry
 
 
@@ -205,7 +246,9 @@ def append_run(
     return append(store, run_entry(question, result, user_id))
 
 
-def _check_line(number: int, raw: bytes, seq: int, prev: str) -> tuple[dict[str, Any] | None, BadEntry | None]:
+def _check_line(
+    number: int, raw: bytes, seq: int, prev: str, claims: Mapping[int, Mapping[str, Any]] | None = None
+) -> tuple[dict[str, Any] | None, BadEntry | None]:
     """One line against the chain so far: the parsed entry, or why it is bad (edit first, then order)."""
     if not raw.endswith(b"\n"):
         return None, BadEntry(number, None, "truncated (the line has no end)")
@@ -216,13 +259,58 @@ def _check_line(number: int, raw: bytes, seq: int, prev: str) -> tuple[dict[str,
     if not isinstance(entry, dict) or not {"seq", "prev", "hash"} <= set(entry):
         return None, BadEntry(number, None, "not an audit entry (no seq/prev/hash)")
     found = entry["seq"] if isinstance(entry["seq"], int) else None
-    if entry["hash"] != entry_hash(entry):
-        return None, BadEntry(number, found, "edited (its hash does not match its content)")
+    problem = _erasure_problem(entry, (claims or {}).get(found) if found is not None else None)
+    if problem:
+        return None, BadEntry(number, found, problem)
+    if entry.get("v") == FORMAT or "erased" not in entry:  # a redacted older entry is checked by its claim
+        if entry["hash"] != entry_hash(entry):
+            return None, BadEntry(number, found, "edited (its hash does not match its content)")
     if found != seq + 1:
         return None, BadEntry(number, found, f"removed or reordered (expected seq {seq + 1})")
     if entry["prev"] != prev:
         return None, BadEntry(number, found, "removed or reordered (prev is not the previous entry's hash)")
     return entry, None
+
+
+def _erasure_problem(entry: Mapping[str, Any], claim: Mapping[str, Any] | None) -> str | None:
+    """Why an entry's erased fields are not a recorded erasure (None when it has none, or they are)."""
+    erased = entry.get("erased")
+    if erased is None:
+        return None
+    if not isinstance(erased, Mapping) or any(entry.get(k) != TOMBSTONE for k in erased):
+        return "edited (its erased fields are not tombstones)"
+    if claim is None or int(claim.get("by", 0)) <= int(entry["seq"]):
+        return "edited (a field was erased but no later erasure entry records it)"
+    if not set(erased) <= set(claim.get("fields") or []):
+        return "edited (its erased fields differ from its erasure entry's)"
+    if entry.get("v") == FORMAT:
+        return None
+    if claim.get("hash") != entry.get("hash") or claim.get("digests") != field_digests(entry):
+        return "edited (its content does not match what its erasure entry recorded)"
+    return None
+
+
+def _claims(log: Path) -> dict[int, dict[str, Any]]:
+    """The redactions that erasure entries record, by the seq of the entry redacted (first pass of verify).
+
+    Read before the chain is checked; the chain check then proves the erasure entries themselves."""
+    claims: dict[int, dict[str, Any]] = {}
+    if not log.exists():
+        return claims
+    with log.open("rb") as stream:
+        for raw in stream:
+            if b'"erasure"' not in raw:
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue  # reported by the chain check
+            if not isinstance(entry, dict) or entry.get("event") != "erasure" or not isinstance(entry.get("seq"), int):
+                continue
+            for item in entry.get("redacted") or []:
+                if isinstance(item, dict) and isinstance(item.get("seq"), int):
+                    claims[item["seq"]] = {**item, "by": entry["seq"]}
+    return claims
 
 
 def _check_head(store: Path, lines: int, seq: int, digest: str) -> BadEntry | None:
@@ -256,10 +344,11 @@ def verify(store: str | Path) -> BadEntry | None:
         return None
     with _locked(store, fcntl.LOCK_SH):
         seq, prev, lines = 0, GENESIS, 0
+        claims = _claims(log)
         with contextlib.ExitStack() as stack:
             stream = stack.enter_context(log.open("rb")) if log.exists() else iter(())
             for lines, raw in enumerate(stream, start=1):
-                entry, bad = _check_line(lines, raw, seq, prev)
+                entry, bad = _check_line(lines, raw, seq, prev, claims)
                 if bad is not None:
                     return bad
                 assert entry is not None
@@ -274,3 +363,87 @@ def count(store: str | Path) -> int:
         return 0
     with log.open("rb") as f:
         return sum(1 for _ in f)
+
+
+# ------------------------------------------------------------------------------ erasure
+
+
+@dataclass
+class Redaction:
+    """What `redact` did: entries and fields tombstoned, and the erasure entry that records them."""
+
+    entries: int = 0
+    fields: int = 0
+    erasure_seq: int | None = None
+
+
+def _redacted(entry: dict[str, Any], names_subject: Callable[[str], bool]) -> tuple[dict[str, Any], list[str]]:
+    """The entry with every field that names the subject tombstoned, and those fields' names."""
+    hits = [
+        k
+        for k, v in entry.items()
+        if k not in CHAIN_KEYS and v != TOMBSTONE and names_subject(json.dumps(v, ensure_ascii=False))
+    ]
+    if not hits:
+        return entry, []
+    erased = dict(entry.get("erased") or {})
+    erased.update({k: field_digest(k, entry[k]) for k in hits})
+    return {**entry, **{k: TOMBSTONE for k in hits}, "erased": erased}, hits
+
+
+def redact(store: str | Path, names_subject: Callable[[str], bool], dry_run: bool = False) -> Redaction:
+    """Tombstone every field of every audit entry in which `names_subject` finds the subject.
+
+    Under the exclusive lock: first an erasure entry recording which fields of which entries are
+    erased (never the subject itself) is appended, then the log is rewritten atomically with the
+    tombstones. A crash between the two leaves a claim with nothing erased yet (run again), never a
+    tombstone without its claim. The hashes, `prev` links and audit.head do not change.
+    """
+    store = Path(store)
+    log = store / LOG_NAME
+    report = Redaction()
+    if not log.exists():
+        return report
+    with _locked(store, fcntl.LOCK_EX):
+        lines = log.read_bytes().splitlines(keepends=True)
+        out, items = _redact_lines(lines, names_subject)
+        report.entries, report.fields = len(items), sum(len(i["fields"]) for i in items)
+        if dry_run or not items:
+            return report
+        record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": "erasure"}
+        report.erasure_seq = _append_locked(store, {**record, "redacted": items})["seq"]
+        tail = log.read_bytes()[sum(len(line) for line in lines) :]  # the erasure entry just appended
+        tmp = store / f"{LOG_NAME}.{os.getpid()}.tmp"
+        with tmp.open("wb") as f:
+            f.write(b"".join(out) + tail)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, log)
+    return report
+
+
+def _redact_lines(lines: list[bytes], names_subject: Callable[[str], bool]) -> tuple[list[bytes], list[dict]]:
+    """The log's lines with the subject tombstoned, and one erasure record item per entry changed."""
+    out: list[bytes] = []
+    items: list[dict[str, Any]] = []
+    for raw in lines:
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            out.append(raw)  # a damaged line stays as it is: verify reports it
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+            out.append(raw)
+            continue
+        new, hits = _redacted(entry, names_subject)
+        if not hits:
+            out.append(raw)
+            continue
+        item: dict[str, Any] = {"seq": entry["seq"], "fields": sorted(set(hits) | set(entry.get("erased") or {}))}
+        if new.get("v") != FORMAT:  # an older entry: its hash covered the values; record what it was
+            item["hash"] = entry.get("hash")
+            item["digests"] = field_digests(new)
+        items.append(item)
+        out.append((json.dumps(new, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+    return out, items

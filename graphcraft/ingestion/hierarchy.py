@@ -416,6 +416,7 @@ def build_hierarchy(
     cluster_threshold = (
         getattr(settings, "hierarchy_cluster_threshold", 0.5) if cluster_threshold is None else cluster_threshold
     )
+    store = getattr(store, "base", store)  # a cleared view (guards.access): the tree covers the whole store
     started = time.perf_counter()
     report = HierarchyReport(strategy="llm" if model is not None else "extractive")
     with _LOCK:
@@ -450,7 +451,12 @@ _CACHE: dict[str, tuple[tuple[int, int], ChunkStore]] = {}
 def update_if_stale(
     store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None, **options: Any
 ) -> HierarchyReport | None:
-    """Build or update the hierarchy when the store changed since; None when it was current."""
+    """Build or update the hierarchy when the store changed since; None when it was current.
+
+    Given a cleared view (guards.access), the tree is built over the whole store, extractively:
+    a run with a lowered clearance never sends a chunk above it to a model, not even to summarise."""
+    if getattr(store, "base", None) is not None:
+        store, model = store.base, None  # type: ignore[attr-defined]
     cached = _CACHE.get(str(hierarchy_path(store)))
     if cached is not None and cached[0] == (store.instance, store.generation):
         return None
@@ -463,6 +469,8 @@ def ensure_hierarchy(
     store: ChunkStore, settings: Settings | None = None, model: BaseChatModel | None = None, **options: Any
 ) -> ChunkStore:
     """The up-to-date hierarchy store of `store`, built or updated first if needed (cached per generation)."""
+    if getattr(store, "base", None) is not None:  # a cleared view: see update_if_stale
+        store, model = store.base, None  # type: ignore[attr-defined]
     key = str(hierarchy_path(store))
     cached = _CACHE.get(key)
     stamp = (store.instance, store.generation)

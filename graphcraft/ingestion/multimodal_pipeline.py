@@ -20,6 +20,7 @@ from langchain_core.language_models import BaseChatModel
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import IngestError
+from graphcraft.guards.access import classify_chunks, rules_digest, rules_for
 from graphcraft.ingestion.pdf_multimodal import (
     IMAGE_SUFFIXES,
     PDF_SUFFIXES,
@@ -93,15 +94,23 @@ def load_any(
         doc.id = doc.metadata["chunk_id"]
     if not docs:
         raise IngestError(f"{path}: nothing to index (no text, table or readable image)")
+    if suffix in PDF_SUFFIXES or suffix in IMAGE_SUFFIXES:  # text files were classified by prepare_file
+        classify_chunks(path, docs, rules_for(settings))  # text, tables and image descriptions in reading order
     return docs
 
 
-def _is_current(stores: Iterable[ChunkStore], source: str, file_hash: str) -> bool:
-    return all(store.file_hash(source) == file_hash for store in stores)
+def _is_current(stores: Iterable[ChunkStore], source: str, file_hash: str, digest: str) -> bool:
+    """Every store holds the file at this content, classified under the current rules."""
+    return all(
+        store.file_hash(source) == file_hash and store.files[source].get("classified_by") == digest for store in stores
+    )
 
 
 def _commit(
-    pending: list[tuple[str, str, list[Document]]], stores: dict[str, ChunkStore], main: ChunkStore | None
+    pending: list[tuple[str, str, list[Document]]],
+    stores: dict[str, ChunkStore],
+    main: ChunkStore | None,
+    info: dict[str, str] | None = None,
 ) -> int:
     """Embed the pending files' chunks in one batch, write them per modality (and to the main store), commit.
 
@@ -120,11 +129,21 @@ def _commit(
         for modality in MODALITIES:
             picked = [i for i in rows if chunks[i].metadata["modality"] == modality]
             stores[modality].replace_file(
-                source, file_hash, [chunks[i] for i in picked], vectors[picked], [strip_vectors[i] for i in picked]
+                source,
+                file_hash,
+                [chunks[i] for i in picked],
+                vectors[picked],
+                [strip_vectors[i] for i in picked],
+                info=info,
             )
         if main is not None:
             main.replace_file(
-                source, file_hash, docs, vectors[rows.start : rows.stop], strip_vectors[rows.start : rows.stop]
+                source,
+                file_hash,
+                docs,
+                vectors[rows.start : rows.stop],
+                strip_vectors[rows.start : rows.stop],
+                info=info,
             )
     for target in [*stores.values(), *([main] if main is not None else [])]:
         target.commit()
@@ -155,6 +174,8 @@ def ingest_multimodal(
     report = MultimodalIngestReport(files=len(files), failed=list(listing.missing))
     report.warnings.extend({"path": s["path"], "page": None, "warning": s["reason"]} for s in listing.skipped)
     pending: list[tuple[str, str, list[Document]]] = []
+    digest = rules_digest(rules_for(settings))  # a bad rules file stops here, before any file is read
+    info = {"classified_by": digest}
     for done, listed in enumerate(files):
         path, source = listed.path, str(listed.path)
         if on_progress:
@@ -162,7 +183,7 @@ def ingest_multimodal(
         try:
             data = read_listed(listed)
             file_hash = sha256(data)
-            if _is_current(targets, source, file_hash):
+            if _is_current(targets, source, file_hash, digest):
                 report.skipped += 1
                 continue
             load = MultimodalLoad()
@@ -173,9 +194,9 @@ def ingest_multimodal(
         report.warnings.extend({"path": source, "warning": w} for w in load.warnings)
         pending.append((source, file_hash, docs))
         if sum(len(d) for _, _, d in pending) >= commit_every:
-            report.added += _commit(pending, stores, main)
+            report.added += _commit(pending, stores, main, info)
             pending = []
-    report.added += _commit(pending, stores, main)
+    report.added += _commit(pending, stores, main, info)
     if on_progress:
         on_progress(len(files), len(files), "")
     return report

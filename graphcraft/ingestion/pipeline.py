@@ -18,6 +18,11 @@ skipped): a link to /etc/passwd in a shared folder must not put the password fil
 store. The `follow_links` setting allows them. Each file is opened without following a link
 and must still be the file that was listed, so swapping a file or a folder above it for a link
 while the ingest runs does not help either.
+
+Every document is classified (public / internal / confidential / restricted) from its path and
+markings by guards.access and every chunk carries the level in ``classification``. A file is
+ingested again when the classification rules changed since it was (its entry records a digest of
+the rules), so a changed rule never leaves old labels behind.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from langchain_core.documents import Document
 
 from graphcraft.config import Settings, get_settings
 from graphcraft.errors import IngestError
+from graphcraft.guards.access import classify_document, rules_digest, rules_for, stamp
 from graphcraft.ingestion.loaders import LoadWarning, OcrOptions, load_file, read_bytes
 from graphcraft.ingestion.splitting import sha256, split_documents_bounded
 from graphcraft.ingestion.strips import embed_chunks
@@ -245,6 +251,8 @@ def _prepare(
     chunks, cut = split_documents_bounded(pages, file_hash, settings.chunk_size, settings.chunk_overlap, bound)
     if not chunks:
         raise IngestError("no text to index")
+    level = classify_document(path, "\n".join(p.page_content for p in pages), rules_for(settings))
+    stamp(chunks, level)  # decided on the whole document, so a file cut short keeps its footer's marking
     if cut:
         load_warnings.append(
             LoadWarning(
@@ -276,8 +284,11 @@ def _chunking(settings: Settings, cut: bool) -> list[Any]:
 
 
 def _unchanged(entry: dict[str, Any] | None, file_hash: str, settings: Settings) -> bool:
-    """Ingested at this content, and not cut short by a bound that has since been raised."""
+    """Ingested at this content and under these classification rules, and not cut short by a bound that
+    has since been raised (a file ingested before classification existed is classified on its next ingest)."""
     if not entry or entry.get("hash") != file_hash:
+        return False
+    if entry.get("classified_by") != rules_digest(rules_for(settings)):
         return False
     cut_at = entry.get("truncated_at")
     return not (cut_at and settings.max_chunks_per_file > cut_at)
@@ -381,6 +392,7 @@ def ingest_paths(
     report = IngestReport(files=len(listing.files), failed=list(listing.missing), warnings=_recovery_warning(store))
     report.warnings.extend({"path": s["path"], "page": None, "warning": s["reason"]} for s in listing.skipped)
     batcher = _Batcher(store, report, commit_every)
+    digest = rules_digest(rules_for(settings))  # a bad rules file stops here, before any file is read
     for done, listed in enumerate(listing.files, start=1):
         source = str(listed.path)
         if on_progress:
@@ -400,7 +412,7 @@ def ingest_paths(
                 {"path": source, "error": f"unexpected {type(exc).__name__}: {exc}".splitlines()[0][:300]}
             )
             continue
-        info: dict[str, Any] = {"chunking": _chunking(settings, cut)}
+        info: dict[str, Any] = {"chunking": _chunking(settings, cut), "classified_by": digest}
         if cut:
             info["truncated_at"] = settings.max_chunks_per_file
         batcher.add(source, file_hash, chunks, _resume_point(entry, file_hash, chunks, info["chunking"]), info)

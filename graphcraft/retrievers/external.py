@@ -23,13 +23,15 @@ class ExternalSearch(Protocol):
 
 
 class StoreSearch:
-    """A second graphcraft store searched with the hybrid retriever."""
+    """A second graphcraft store searched with the hybrid retriever, as the caller's clearance sees it."""
 
     def __init__(self, path: str | Path, settings: Any = None) -> None:
+        from graphcraft.guards.access import cleared
         from graphcraft.retrievers.hybrid import HybridRetriever
         from graphcraft.stores.vector import open_store
 
-        self.store = open_store(path, settings, create=False)
+        clearance = str(getattr(settings, "clearance", "restricted"))
+        self.store = cleared(open_store(path, settings, create=False), clearance)
         self.name = f"store:{path}"
         self._retriever = HybridRetriever(store=self.store)
 

@@ -13,6 +13,10 @@
 4. Fuse with the vector (or hybrid) retriever's list by reciprocal rank fusion.
 
 Each returned document keeps in its metadata the graph paths that led to it.
+
+Access: when the chunk store is cleared (guards.access), the graph is read through
+guards.access_graph.cleared_graph, so entities, relations and chunks known only from chunks
+above the caller's clearance are never linked, walked or returned.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from graphcraft.chains.terms import content_terms, coverage, salient_terms
 from graphcraft.graph_index.resolve import normalise
+from graphcraft.guards.access import visible_ids
 from graphcraft.retrievers.fusion import rrf_fuse
 
 _WORD = re.compile(r"[\w'’.&-]+")
@@ -87,6 +92,11 @@ class GraphRetriever(BaseRetriever):
     _entities: list[dict[str, Any]] | None = PrivateAttr(default=None)
     _keys: dict[str, str] | None = PrivateAttr(default=None)
     _matrix: np.ndarray | None = PrivateAttr(default=None)
+
+    def model_post_init(self, __context: object) -> None:
+        from graphcraft.guards.access_graph import cleared_graph
+
+        self.graph_store = cleared_graph(self.graph_store, self.chunk_store)
 
     # ------------------------------------------------------------------ entity linking
     def _load_entities(self) -> None:
@@ -254,10 +264,11 @@ class GraphRetriever(BaseRetriever):
         return [search.annotate(doc, via) for doc in self._documents(ordered)]
 
     def _documents(self, chunk_ids: list[str]) -> list[Document]:
+        """The chunks by id from the chunk store, else (a graph built from another store) the graph's Chunk nodes."""
         if self.chunk_store is not None:
             found = {str(d.metadata.get("chunk_id")): d for d in self.chunk_store.get(chunk_ids)}
-            if len(found) == len(chunk_ids):
-                return [found[c] for c in chunk_ids]
+            if len(found) == len(chunk_ids) or visible_ids(self.chunk_store) is not None:
+                return [found[c] for c in chunk_ids if c in found]  # a cleared store: what it lacks is hidden
         rows = self.graph_store.query(
             "MATCH (c:Chunk) WHERE c.id IN $ids RETURN c.id AS id, c.text AS text, c.source AS source, c.page AS page",
             {"ids": chunk_ids},

@@ -11,6 +11,11 @@
 
 The hierarchy is built lazily on first use (extractive offline, or with `model`), and the
 in-memory index is cached per hierarchy generation.
+
+Access: the hierarchy is built from the whole store (one tree for every caller), and a caller
+whose store is cleared (guards.access) sees only the summary nodes every chunk of which it may
+see: a summary takes the highest classification of what it summarises, so one sentence from a
+restricted chunk can never reach a lower clearance through a document, section or cluster summary.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from graphcraft.guards.access import visible_ids
 from graphcraft.ingestion.hierarchy import ensure_hierarchy, tree_of
 from graphcraft.stores.vector import ChunkStore
 
@@ -59,8 +65,30 @@ class HierarchyIndex:
                 doc.metadata["children"] = list(clusters[doc.metadata["chunk_id"]]["members"])  # includes joined chunks
         return index
 
+    def visible_to(self, chunk_ids: set[str]) -> HierarchyIndex:
+        """The nodes whose every chunk is in `chunk_ids` (a document through its sections), same vectors."""
+        below: dict[str, set[str]] = {}
+
+        def chunks_of(node_id: str, depth: int = 0) -> set[str]:
+            node = self.by_id.get(node_id)
+            if node is None:  # a chunk id
+                return {node_id}
+            if node_id not in below:
+                kids = node.metadata.get("children", []) if depth < 3 else []
+                below[node_id] = set().union(*(chunks_of(str(c), depth + 1) for c in kids)) if kids else {node_id}
+            return below[node_id]
+
+        out = HierarchyIndex()
+        for level, docs in self.nodes.items():
+            keep = [i for i, d in enumerate(docs) if chunks_of(str(d.metadata["chunk_id"])) <= chunk_ids]
+            out.nodes[level] = [docs[i] for i in keep]
+            out.vectors[level] = self.vectors[level][keep]
+            out.by_id.update({str(docs[i].metadata["chunk_id"]): docs[i] for i in keep})
+        return out
+
 
 _CACHE: dict[tuple[str, int, int], HierarchyIndex] = {}
+_VISIBLE: dict[tuple[str, int, int, int], HierarchyIndex] = {}
 _LOCK = threading.Lock()
 
 
@@ -85,13 +113,24 @@ class HierarchicalRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ index
     def index(self) -> HierarchyIndex:
-        hier = ensure_hierarchy(self.store, self.settings, self.model, **self.build_options)
+        """The hierarchy's nodes this retriever's store may see (all of them for an uncleared store)."""
+        base = getattr(self.store, "base", self.store)  # the tree is built over the whole store
+        hier = ensure_hierarchy(base, self.settings, self.model, **self.build_options)
         key = (str(hier.path), id(hier), hier.generation)
         with _LOCK:
             if key not in _CACHE:
                 _CACHE.clear()
+                _VISIBLE.clear()
                 _CACHE[key] = HierarchyIndex.from_store(hier)
-            return _CACHE[key]
+            visible = visible_ids(self.store)
+            if visible is None:
+                return _CACHE[key]
+            view_key = (*key, self.store.instance)
+            if view_key not in _VISIBLE:
+                while len(_VISIBLE) >= 8:
+                    _VISIBLE.pop(next(iter(_VISIBLE)))
+                _VISIBLE[view_key] = _CACHE[key].visible_to(visible)
+            return _VISIBLE[view_key]
 
     def query_vector(self, query: str) -> np.ndarray:
         return np.asarray(self.store.embeddings.embed_query(query), dtype=np.float32)

@@ -35,12 +35,19 @@ def modality_store_path(store: str | Path, modality: str) -> Path:
 
 
 def open_modality_stores(store: str | Path, settings: Any = None, create: bool = False) -> dict[str, ChunkStore]:
-    """The modality stores under ``store``; without ``create``, only those that exist."""
+    """The modality stores under ``store``; without ``create``, only those that exist.
+
+    For reading (no ``create``) each store is cleared to ``settings.clearance`` (guards.access):
+    a caller never searches a chunk above it. Ingestion (``create``) gets the stores themselves."""
+    from graphcraft.guards.access import cleared
+
     stores: dict[str, ChunkStore] = {}
+    clearance = str(getattr(settings, "clearance", "restricted"))
     for modality in MODALITIES:
         path = modality_store_path(store, modality)
         if create or was_ingested(path):
-            stores[modality] = open_store(path, settings, create=create)
+            opened = open_store(path, settings, create=create)
+            stores[modality] = opened if create else cleared(opened, clearance)
     return stores
 
 
@@ -95,7 +102,7 @@ class MultimodalRetriever(BaseRetriever):
 def require_modality_stores(store: str | Path, settings: Any = None) -> dict[str, ChunkStore]:
     """The modality stores, or a StoreError that says how to build them."""
     stores = open_modality_stores(store, settings)
-    if not any(len(s) for s in stores.values()):
+    if not any(len(getattr(s, "base", s)) for s in stores.values()):  # ingested, even if nothing is cleared
         raise StoreError(
             f"no multimodal chunks in {store}: run `graphcraft ingest PATH --multimodal --store {store}` first"
         )

@@ -28,6 +28,7 @@ from langchain_core.runnables import RunnableConfig
 
 from graphcraft.config import Settings, get_settings, with_overrides
 from graphcraft.errors import EmptyStoreError, SettingsError
+from graphcraft.guards.access import cleared
 from graphcraft.models import get_embeddings, require_chat_model, resolve_chat_model
 from graphcraft.runtime.bounds import Bounds
 from graphcraft.stores.generations import was_ingested
@@ -52,6 +53,7 @@ CONFIGURABLE_SETTINGS = frozenset(
         "max_search_rounds",
         "max_seconds",
         "max_tokens",
+        "clearance",  # lower only: see for_config
     }
 )
 _PRIMITIVE = (bool, int, float, str)
@@ -88,6 +90,8 @@ class Context:
         if not settings and not options:
             return self
         _check_allowed(self.settings, [*settings, *options])
+        if "clearance" in settings:
+            settings["clearance"] = _lower_clearance(self.settings.clearance, settings["clearance"])
         key = tuple(sorted((k, repr(v)) for k, v in {**settings, **options}.items()))
         cache = self.__dict__.setdefault("_variants", {})
         if key not in cache and len(cache) >= 16:  # bounded: one variant per distinct override set
@@ -143,10 +147,12 @@ class Context:
     # ---------------------------------------------------------------- stores
     @property
     def store(self) -> ChunkStore:
-        """The ingested store; EmptyStoreError if nothing was ingested there.
+        """The ingested store as this run's clearance sees it; EmptyStoreError if nothing was ingested there.
 
-        A long-lived graph (Studio, LangGraph Server) reopens the store when an ingest has
-        committed a new generation since it was opened, so new documents are seen.
+        Every chunk a graph reads comes through here (retrievers, neighbours fetched by id,
+        calibration), so a chunk classified above `settings.clearance` is never in it: see
+        guards.access.cleared. A long-lived graph (Studio, LangGraph Server) reopens the store
+        when an ingest has committed a new generation since it was opened, so new documents are seen.
         """
         path = Path(self.settings.store)
         current = path / "CURRENT"
@@ -161,16 +167,16 @@ class Context:
                 raise EmptyStoreError(self.settings.store)
             self._store = open_store(path, self.settings, create=False)
             self._opened_from = current.read_text().strip() if current.exists() else None
-        if len(self._store) == 0:
+        if len(getattr(self._store, "base", self._store)) == 0:  # nothing ingested (not: nothing cleared)
             raise EmptyStoreError(self._store.path)
-        return self._store
+        return cleared(self._store, self.settings.clearance)  # may be empty: the run then finds nothing
 
     def retriever(self, kind: str = "hybrid", k: int | None = None) -> Any:
         """A retriever over the store, made once per (kind, k) and reused across runs."""
         from graphcraft.retrievers import make_retriever
 
         store = self.store
-        key = (kind, k or self.settings.top_k)
+        key = (kind, k or self.settings.top_k, store.instance)
         if key not in self._retrievers:
             self._retrievers[key] = make_retriever(kind, store, key[1])
         return self._retrievers[key]
@@ -197,6 +203,20 @@ def _check_allowed(settings: Settings, names: list[str]) -> None:
             f"{', '.join(refused)} cannot be set per run here: GRAPHCRAFT_RUN_OVERRIDES allows "
             f"{', '.join(sorted(permitted)) or 'nothing'}"
         )
+
+
+def _lower_clearance(current: str, requested: Any) -> str:
+    """A run's clearance: at most the deployment's (GRAPHCRAFT_CLEARANCE); raising it is refused in one line."""
+    from graphcraft.guards.access import LEVELS, rank
+
+    if requested not in LEVELS:
+        raise SettingsError.with_message(f"invalid per-run clearance {requested!r}: use one of {', '.join(LEVELS)}")
+    if rank(requested) > rank(current):
+        raise SettingsError.with_message(
+            f"clearance {requested!r} is above this deployment's {current!r} (GRAPHCRAFT_CLEARANCE): "
+            "a run may only lower its clearance"
+        )
+    return str(requested)
 
 
 def _like(current: Any, name: str, value: Any) -> Any:
@@ -233,5 +253,12 @@ def context(config: RunnableConfig | None, graph: str) -> Context:
 
 
 def bind_context(compiled: Any, graph: str, ctx: Context) -> Any:
-    """`compiled` (a compiled LangGraph graph) with `ctx` as the base context of every run."""
-    return compiled.with_config({"configurable": {f"{CONTEXT_KEY}{graph}": ctx}})
+    """`compiled` (a compiled LangGraph graph) with `ctx` as the base context of every run, behind the
+    guard nodes when the settings switch guards on (GRAPHCRAFT_GUARDS; see graphcraft/guards/nodes.py)."""
+    bound = compiled.with_config({"configurable": {f"{CONTEXT_KEY}{graph}": ctx}})
+    if not ctx.settings.guards.strip():
+        return bound
+    from graphcraft.guards.nodes import active_guards, guarded
+
+    active_guards(ctx.settings)  # an unknown guard fails the build, in one line
+    return guarded(bound, graph).with_config({"configurable": {f"{CONTEXT_KEY}{graph}": ctx}})

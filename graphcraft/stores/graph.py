@@ -214,6 +214,18 @@ class GraphStore(ABC):
         )
         return int(rows[0]["n"]) if rows else 0
 
+    def forget_query_log(self) -> int:
+        """Delete the database's own log of recent queries and their parameters (which can hold chunk
+        text); how many records were deleted. None is kept by default."""
+        return 0
+
+    def persist_deletions(self, timeout_s: float = 60.0) -> str:
+        """Make deleted data leave the database's files where the backend allows it; says what was done.
+
+        The default (Neo4j): deletions are committed transactions; the store files keep freed
+        records until Neo4j reuses them, which graphcraft cannot force."""
+        return f"{self.backend}: deletions committed; its store files reuse freed space on their own"
+
     def clear(self) -> None:
         """Delete every node and edge of this graph."""
         self.write("MATCH (n) DETACH DELETE n")

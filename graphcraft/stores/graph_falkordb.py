@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,31 @@ class FalkorDBGraphStore(GraphStore):
             except redis.exceptions.ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise GraphQueryError(f"could not create index on :{label}({prop}): {exc}") from exc
+
+    def forget_query_log(self) -> int:
+        """FalkorDB keeps recent queries with their parameters in the stream ``telemetry{<graph>}``;
+        a write's parameters are chunk texts, so erasing a subject deletes that stream."""
+        conn = self._db.connection
+        key = f"telemetry{{{self.graph_name}}}"
+        records = int(conn.xlen(key) or 0) if conn.exists(key) else 0
+        conn.delete(key)
+        return records
+
+    def persist_deletions(self, timeout_s: float = 60.0) -> str:
+        """Rewrite the append-only file and the RDB snapshot from the data as it is now, so that what was
+        deleted (an erased subject) no longer sits in the older log records on disk."""
+        conn = self._db.connection
+        conn.execute_command("BGREWRITEAOF")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:  # bounded: the rewrite of a small graph takes milliseconds
+            info = conn.info("persistence")
+            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+                break
+            time.sleep(0.05)
+        else:
+            raise GraphQueryError(f"FalkorDB at {self.location} did not finish rewriting its log in {timeout_s:.0f} s")
+        conn.execute_command("SAVE")
+        return "falkordb: append-only file rewritten (BGREWRITEAOF) and snapshot saved (SAVE)"
 
     def close(self) -> None:
         """Close the connection. A server this process started keeps running until exit (or
