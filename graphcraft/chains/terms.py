@@ -6,12 +6,14 @@ coverage in the local relevance evaluator and BM25 tokenisation.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 import Stemmer
-from spacy.lang.en.stop_words import STOP_WORDS
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*")
 QUESTION_WORDS = {
@@ -33,8 +35,32 @@ QUESTION_WORDS = {
     "was",
     "were",
 }
+
+
+def _spacy_stop_words() -> frozenset[str]:
+    """spaCy's English stop words, read from their module file without importing the spacy package.
+
+    `import spacy` pulls in thinc, which imports torch: seconds of start-up for a word list. The
+    list lives in a plain module with no imports of its own, so it is loaded on its own.
+    """
+    if "spacy.lang.en.stop_words" in sys.modules:
+        return frozenset(sys.modules["spacy.lang.en.stop_words"].STOP_WORDS)
+    spec = importlib.util.find_spec("spacy")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("spaCy is not installed: pip install 'spacy>=3.7,<3.9'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "lang" / "en" / "stop_words.py"
+    module_spec = importlib.util.spec_from_file_location("_graphcraft_spacy_stop_words", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"spaCy's English stop words are missing ({path})")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return frozenset(module.STOP_WORDS)
+
+
 STOP = (
-    frozenset(w.lower() for w in STOP_WORDS) | QUESTION_WORDS | {"tell", "describe", "explain", "list", "name", "give"}
+    frozenset(w.lower() for w in _spacy_stop_words())
+    | QUESTION_WORDS
+    | {"tell", "describe", "explain", "list", "name", "give"}
 )
 
 
