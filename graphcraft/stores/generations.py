@@ -15,6 +15,9 @@ strips.npy, manifest.json) and ``CURRENT``, the name of the live one. Why each r
   newest generation that verifies, and says so; with none, it stops with a one-line error.
 * Temporary folders. A generation is written to ``.gen-…tmp`` and renamed; a write that fails
   (full disk, read-only file system) removes its temporary folder and reports one line.
+* Vector backends. A store whose manifest says ``"vector_backend": "milvus"`` keeps its chunk
+  vectors in a Milvus collection (see stores/milvus_store.py): its generations have no
+  index.faiss, and the chunk ids' digest is what ties the generation to the collection.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class Generation:
 
     name: str
     manifest: dict[str, Any]
-    index: Any  # faiss.Index
+    index: Any  # faiss.Index; None when the vectors live in Milvus
     rows: list[dict[str, Any]]
     strips: np.ndarray | None
 
@@ -112,15 +115,21 @@ def read_generation(gen_dir: Path) -> Generation:
         raise CorruptGeneration(f"{gen_dir.name}/{Path(str(exc.filename)).name} is missing") from exc
     except OSError as exc:
         raise CorruptGeneration(f"{gen_dir.name} is unreadable ({exc.strerror or exc})") from exc
-    for name in ("index.faiss", "chunks.jsonl"):
+    faiss_backed = vector_backend(manifest) == "faiss"
+    for name in ("index.faiss", "chunks.jsonl") if faiss_backed else ("chunks.jsonl",):
         if name not in blobs:
             raise CorruptGeneration(f"{gen_dir.name}/{name} is missing")
     _verify_checksums(gen_dir.name, manifest, blobs)
-    index = _read_index(gen_dir.name, blobs["index.faiss"], int(manifest["dimension"]))
+    index = _read_index(gen_dir.name, blobs["index.faiss"], int(manifest["dimension"])) if faiss_backed else None
     rows = _read_rows(gen_dir.name, blobs["chunks.jsonl"])
     strips = _read_strips(gen_dir.name, blobs.get("strips.npy"))
     _verify_rows(gen_dir.name, manifest, index, rows, strips)
     return Generation(gen_dir.name, manifest, index, rows, strips)
+
+
+def vector_backend(manifest: dict[str, Any]) -> str:
+    """Where a store's chunk vectors live: "faiss" (also for stores older than the setting) or "milvus"."""
+    return str(manifest.get("vector_backend") or "faiss")
 
 
 def _read_manifest(gen_dir: Path) -> dict[str, Any]:
@@ -137,6 +146,8 @@ def _read_manifest(gen_dir: Path) -> dict[str, Any]:
             raise CorruptGeneration(f"{gen_dir.name}/manifest.json has no valid {key!r}")
     if manifest["dimension"] < 1:
         raise CorruptGeneration(f"{gen_dir.name}/manifest.json has no valid 'dimension'")
+    if vector_backend(manifest) not in ("faiss", "milvus"):
+        raise CorruptGeneration(f"{gen_dir.name}/manifest.json names an unknown vector backend")
     return manifest
 
 
@@ -205,7 +216,7 @@ def _verify_rows(
     name: str, manifest: dict[str, Any], index: Any, rows: list[dict[str, Any]], strips: np.ndarray | None
 ) -> None:
     """Rows match the index one to one, in the committed id order; strip ranges lie inside strips.npy."""
-    if index.ntotal != len(rows):
+    if index is not None and index.ntotal != len(rows):
         raise CorruptGeneration(f"{name} has {index.ntotal} vectors but {len(rows)} chunks")
     ids = [row["id"] for row in rows]
     if len(set(ids)) != len(ids):
@@ -276,11 +287,17 @@ def write_file(path: Path, chunks: Iterable[bytes]) -> str:
 def write_generation(
     folder: Path, manifest: dict[str, Any], index: Any, records: list[dict[str, Any]], strips: np.ndarray
 ) -> dict[str, Any]:
-    """Write a generation's files into `folder` (a new, empty temporary folder); the manifest as written."""
+    """Write a generation's files into `folder` (a new, empty temporary folder); the manifest as written.
+
+    `index` None: the vectors live elsewhere (Milvus), so the generation has no index.faiss."""
     buffer = io.BytesIO()
     np.save(buffer, strips, allow_pickle=False)
-    checksums = {
-        "index.faiss": write_file(folder / "index.faiss", [faiss.serialize_index(index).tobytes()]),
+    checksums = (
+        {}
+        if index is None
+        else {"index.faiss": write_file(folder / "index.faiss", [faiss.serialize_index(index).tobytes()])}
+    )
+    checksums |= {
         "chunks.jsonl": write_file(
             folder / "chunks.jsonl", ((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
         ),

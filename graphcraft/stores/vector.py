@@ -17,7 +17,9 @@ JSON, not pickle, so opening a store never executes code. Every failure is a one
 StoreError naming the fix.
 
 Search goes through LangChain's FAISS VectorStore (inner product on L2-normalised vectors,
-i.e. cosine similarity).
+i.e. cosine similarity). With ``vector_backend="milvus"`` the chunk vectors live in a Milvus
+collection instead (stores/milvus_store.py, the same metric); the backend is recorded in the
+manifest when the store is created, and opening it with the other one is a one-line error.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from graphcraft.stores.generations import (
     read_current,
     read_generation,
     remove_stale_temporaries,
+    vector_backend,
     write_error,
     write_file,
     write_generation,
@@ -67,7 +70,12 @@ PARTIAL = "partial:"  # prefix of the hash of a file whose chunks are only partl
 
 
 class ChunkStore:
-    """One store directory: add/replace/remove a file's chunks, search, commit atomically."""
+    """One store directory: add/replace/remove a file's chunks, search, commit atomically.
+
+    This class keeps the vectors in FAISS; the `_..._vectors` methods are what another vector
+    backend overrides (see stores/milvus_store.py)."""
+
+    backend = "faiss"
 
     def __init__(self, path: Path, embeddings: Embeddings, model_name: str, dimension: int) -> None:
         self.path = Path(path)
@@ -79,8 +87,9 @@ class ChunkStore:
             "dimension": dimension,
             "files": {},
             "generation": 0,
+            "vector_backend": self.backend,
         }
-        self.vectorstore = self._empty_faiss(dimension)
+        self._init_vectors(dimension)
         self.strip_vectors: dict[str, np.ndarray] = {}
         self._row_of: dict[str, int] | None = None
         self._strip_terms: dict[str, list[set[str]]] = {}
@@ -90,6 +99,9 @@ class ChunkStore:
         self.recovered: str | None = None  # why the store opened without a valid CURRENT, if it did
 
     # ------------------------------------------------------------------ open / save
+    def _init_vectors(self, dimension: int) -> None:
+        self.vectorstore = self._empty_faiss(dimension)
+
     def _empty_faiss(self, dimension: int) -> FAISS:
         return FAISS(
             embedding_function=self.embeddings,
@@ -102,13 +114,23 @@ class ChunkStore:
 
     @classmethod
     def open(
-        cls, path: str | Path, embeddings: Embeddings, model_name: str, dimension: int, create: bool = True
+        cls,
+        path: str | Path,
+        embeddings: Embeddings,
+        model_name: str,
+        dimension: int,
+        create: bool = True,
+        backend: str = "faiss",
+        milvus_uri: str = "",
     ) -> ChunkStore:
-        """Open (or create) the store at `path`; refuse one made with another embedding model."""
+        """Open (or create) the store at `path`; refuse one made with another embedding model or backend.
+
+        `backend` is where a new store keeps its vectors ("faiss" or "milvus" at `milvus_uri`,
+        default <store>/milvus.db); an existing store must have been created with the same one."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise StoreError(f"store {path} is a file, not a directory: choose another --store")
-        store = cls(path, embeddings, model_name, dimension)
+        store = _new_store(path, embeddings, model_name, dimension, backend, milvus_uri)
         pointer, gen = _read_live(path)
         if gen is None:
             gen = _recover(path, pointer)
@@ -126,6 +148,8 @@ class ChunkStore:
                 f"store {path} was built with {manifest.get('embedding_model')} "
                 f"({manifest.get('dimension')} dims), not {model_name}: use another --store"
             )
+        if vector_backend(manifest) != store.backend:
+            raise StoreError(_backend_mismatch(path, vector_backend(manifest), store.backend))
         store._load(gen)
         store._current_at_open, store._loaded = pointer, gen.name
         return store
@@ -134,20 +158,24 @@ class ChunkStore:
         """Take a verified generation's chunks, index and strip vectors as this store's state."""
         rows = gen.rows
         docs = {r["id"]: Document(page_content=r["text"], metadata=r["metadata"], id=r["id"]) for r in rows}
-        self.vectorstore = FAISS(
-            embedding_function=self.embeddings,
-            index=gen.index,
-            docstore=InMemoryDocstore(docs),
-            index_to_docstore_id={i: r["id"] for i, r in enumerate(rows)},
-            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
-            normalize_L2=False,
-        )
         self.manifest = gen.manifest
+        self._load_vectors(gen, docs)
         if gen.strips is not None:
             strips = gen.strips
             self.strip_vectors = {
                 r["id"]: strips[r["strip_rows"][0] : r["strip_rows"][1]] for r in rows if "strip_rows" in r
             }
+
+    def _load_vectors(self, gen: Generation, docs: dict[str, Document]) -> None:
+        """Take the generation's chunks (in index order) and its vectors."""
+        self.vectorstore = FAISS(
+            embedding_function=self.embeddings,
+            index=gen.index,
+            docstore=InMemoryDocstore(docs),
+            index_to_docstore_id=dict(enumerate(docs)),
+            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+            normalize_L2=False,
+        )
 
     def commit(self) -> None:
         """Write a new generation and atomically make it current; delete the generations it supersedes.
@@ -161,6 +189,7 @@ class ChunkStore:
             self._refuse_if_stale()
             grandparent = self.manifest.get("parent")
             name = self._write_and_swap()
+            self._after_swap()
             for old in ancestors(self.path, grandparent):  # keep the one replaced: a reader may be loading it
                 shutil.rmtree(self.path / old, ignore_errors=True)
             remove_stale_temporaries(self.path)
@@ -186,13 +215,14 @@ class ChunkStore:
         """Write the generation into a temporary folder, rename it, point CURRENT at it; its name."""
         number, name = next_name(self.path, self.generation)
         manifest = {**self.manifest, "generation": number, "updated": time.time(), "parent": self._loaded}
+        manifest.update(self._manifest_extras())
         records, strips = self._records()
         tmp, final = self.path / f".{name}.tmp", self.path / name
         pointer = self.path / f".CURRENT.tmp-{os.getpid()}"
         swapped = False
         try:
             tmp.mkdir()
-            written = write_generation(tmp, manifest, self.vectorstore.index, records, strips)
+            written = write_generation(tmp, manifest, self._index_to_write(), records, strips)
             tmp.rename(final)
             write_file(pointer, [name.encode()])
             os.replace(pointer, self.path / "CURRENT")
@@ -210,14 +240,23 @@ class ChunkStore:
         self.manifest["ids_sha256"] = written["ids_sha256"]
         return name
 
+    def _manifest_extras(self) -> dict[str, Any]:
+        """Fields a vector backend adds to the manifest of the generation being written."""
+        return {}
+
+    def _index_to_write(self) -> Any:
+        """The FAISS index saved in the generation (None for a backend that keeps vectors elsewhere)."""
+        return self.vectorstore.index
+
+    def _after_swap(self) -> None:
+        """Called under the writer lock once the new generation is current."""
+
     def _records(self) -> tuple[list[dict[str, Any]], np.ndarray]:
-        """chunks.jsonl records in FAISS row order, and the strip vectors they point into."""
-        vs = self.vectorstore
+        """chunks.jsonl records in index row order, and the strip vectors they point into."""
         records: list[dict[str, Any]] = []
         blocks: list[np.ndarray] = []
         row = 0
-        for i in range(vs.index.ntotal):
-            doc_id = vs.index_to_docstore_id[i]
+        for doc_id in self._ordered_ids():
             doc = self._doc(doc_id)
             record: dict[str, Any] = {"id": doc_id, "text": doc.page_content, "metadata": doc.metadata}
             block = self.strip_vectors.get(doc_id)
@@ -250,7 +289,7 @@ class ChunkStore:
             return 0
         ids = [i for i in entry["chunk_ids"] if i in self._docstore_dict()]
         if ids:
-            self.vectorstore.delete(ids)
+            self._delete_vectors(ids)
         for chunk_id in ids:
             self.strip_vectors.pop(chunk_id, None)
         self._row_of = None
@@ -293,11 +332,7 @@ class ChunkStore:
             raise ValueError(f"{source} has no entry to extend: call replace_file first")
         ids = [c.metadata["chunk_id"] for c in chunks]
         if chunks:
-            self.vectorstore.add_embeddings(
-                list(zip([c.page_content for c in chunks], vectors.tolist(), strict=False)),
-                metadatas=[c.metadata for c in chunks],
-                ids=ids,
-            )
+            self._add_vectors(chunks, vectors, ids)
         for chunk_id, block in zip(ids, strip_vectors or [], strict=False):
             self.strip_vectors[chunk_id] = np.asarray(block, dtype=np.float16)
         self._row_of = None
@@ -309,7 +344,22 @@ class ChunkStore:
         self._dirty = True
         return len(chunks)
 
+    def _add_vectors(self, chunks: list[Document], vectors: np.ndarray, ids: list[str]) -> None:
+        self.vectorstore.add_embeddings(
+            list(zip([c.page_content for c in chunks], vectors.tolist(), strict=False)),
+            metadatas=[c.metadata for c in chunks],
+            ids=ids,
+        )
+
+    def _delete_vectors(self, ids: list[str]) -> None:
+        self.vectorstore.delete(ids)
+
     # ------------------------------------------------------------------ reading
+    def _ordered_ids(self) -> list[str]:
+        """Chunk ids in index row order."""
+        vs = self.vectorstore
+        return [vs.index_to_docstore_id[i] for i in range(vs.index.ntotal)]
+
     def _docstore_dict(self) -> dict[str, Document]:
         """The chunks by id (the docstore is always an InMemoryDocstore, see `_empty_faiss` and `open`)."""
         return cast(InMemoryDocstore, self.vectorstore.docstore)._dict  # noqa: SLF001
@@ -324,9 +374,8 @@ class ChunkStore:
         return int(self.vectorstore.index.ntotal)
 
     def documents(self) -> list[Document]:
-        """All chunks in FAISS row order (used to build keyword indexes)."""
-        vs = self.vectorstore
-        return [self._doc(vs.index_to_docstore_id[i]) for i in range(vs.index.ntotal)]
+        """All chunks in index row order (used to build keyword indexes)."""
+        return [self._doc(doc_id) for doc_id in self._ordered_ids()]
 
     def get(self, chunk_ids: Iterable[str]) -> list[Document]:
         found = self._docstore_dict()
@@ -373,6 +422,27 @@ class ChunkStore:
             return []
         vec = np.asarray(vector, dtype=np.float32).tolist()
         return self.vectorstore.similarity_search_with_score_by_vector(vec, k=min(k, len(self)))
+
+
+def _new_store(
+    path: Path, embeddings: Embeddings, model_name: str, dimension: int, backend: str, milvus_uri: str
+) -> ChunkStore:
+    """An empty store object keeping its vectors in `backend`."""
+    if backend == "faiss":
+        return ChunkStore(path, embeddings, model_name, dimension)
+    if backend == "milvus":
+        from graphcraft.stores.milvus_store import MilvusChunkStore
+
+        return MilvusChunkStore(path, embeddings, model_name, dimension, milvus_uri=milvus_uri)
+    raise StoreError(f"unknown vector backend {backend!r}: set GRAPHCRAFT_VECTOR_BACKEND to faiss or milvus")
+
+
+def _backend_mismatch(path: Path, recorded: str, requested: str) -> str:
+    """One line: the store keeps its vectors elsewhere, and how to open it (or move it)."""
+    return (
+        f"store {path} keeps its vectors in {recorded}, not {requested}: set GRAPHCRAFT_VECTOR_BACKEND={recorded} "
+        f"to open it, or re-ingest its files into a new --store with GRAPHCRAFT_VECTOR_BACKEND={requested}"
+    )
 
 
 def _read_live(path: Path) -> tuple[str | None, Generation | None]:
@@ -427,4 +497,12 @@ def open_store(path: str | Path, settings: Any = None, create: bool = True) -> C
 
     settings = settings or get_settings()
     emb = get_embeddings(settings)
-    return ChunkStore.open(path, emb, emb.name, emb.dimension, create=create)
+    return ChunkStore.open(
+        path,
+        emb,
+        emb.name,
+        emb.dimension,
+        create=create,
+        backend=settings.vector_backend,
+        milvus_uri=settings.milvus_uri,
+    )
