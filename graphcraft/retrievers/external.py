@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from langchain_core.documents import Document
 
 from graphcraft.errors import GraphcraftError
+from graphcraft.guards.nodes import screen_retrieved
 
 
 class ExternalSearch(Protocol):
@@ -74,7 +75,7 @@ class ToolSearch:
                     },
                 )
             )
-        return docs
+        return screen_retrieved(docs)  # web results are untrusted text: the run's guards see them first
 
 
 def make_external_search(settings: Any) -> ExternalSearch | None:

@@ -20,6 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from graphcraft.chains.terms import STOP, content_terms, stemmer
+from graphcraft.guards.nodes import screen_retrieved
 from graphcraft.retrievers.vector import with_score
 from graphcraft.stores.vector import ChunkStore
 
@@ -89,11 +90,12 @@ class BM25Retriever(BaseRetriever):
             return []
         k = min(k or self.k, len(docs))
         ids, scores = index.retrieve(tokens, k=k, show_progress=False)
-        return [
+        hits = [
             with_score(docs[int(i)], float(s), "bm25")
             for i, s in zip(np.ravel(ids), np.ravel(scores), strict=False)
             if s > 0
         ]
+        return screen_retrieved(hits)  # the run's guards (injection quarantine), if any
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return self.search(query)

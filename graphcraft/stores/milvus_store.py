@@ -239,7 +239,7 @@ class MilvusChunkStore(ChunkStore):
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    def search_by_vector(self, vector: list[float] | np.ndarray, k: int) -> list[tuple[Document, float]]:
+    def _nearest(self, vector: list[float] | np.ndarray, k: int) -> list[tuple[Document, float]]:
         """The k nearest chunks of this store's view; widens the Milvus top-k while other rows crowd it.
 
         Equal scores (the same text in two files) put the later row first, as FAISS's heap does

@@ -378,8 +378,11 @@ class ChunkStore:
         return [self._doc(doc_id) for doc_id in self._ordered_ids()]
 
     def get(self, chunk_ids: Iterable[str]) -> list[Document]:
+        """The chunks with these ids, as the run's guards let them through (graphcraft/guards/nodes.py)."""
+        from graphcraft.guards.nodes import screen_retrieved
+
         found = self._docstore_dict()
-        return [found[i] for i in chunk_ids if i in found]
+        return screen_retrieved([found[i] for i in chunk_ids if i in found])
 
     def strips(self, doc: Document) -> tuple[list[str], np.ndarray | None]:
         """The knowledge strips of a chunk and their stored vectors (None if not stored)."""
@@ -418,10 +421,23 @@ class ChunkStore:
         return int(self.manifest.get("generation", 0))
 
     def search_by_vector(self, vector: list[float] | np.ndarray, k: int) -> list[tuple[Document, float]]:
+        """The k nearest chunks, as the run's guards let them through: every retriever, chain and graph
+        reads chunks through here or `get`, so a quarantined chunk reaches none of them. When the guards
+        hold some back, the search looks twice as far once, so k chunks still come back when there are."""
+        from graphcraft.guards.nodes import screen_scored
+
         if len(self) == 0:
             return []
+        hits = self._nearest(vector, min(k, len(self)))
+        kept = screen_scored(hits)
+        if len(kept) < len(hits) and len(hits) < len(self):
+            kept = screen_scored(self._nearest(vector, min(2 * k, len(self))))[:k]
+        return kept
+
+    def _nearest(self, vector: list[float] | np.ndarray, k: int) -> list[tuple[Document, float]]:
+        """The k nearest chunks by inner product (a backend's own search; `search_by_vector` screens them)."""
         vec = np.asarray(vector, dtype=np.float32).tolist()
-        return self.vectorstore.similarity_search_with_score_by_vector(vec, k=min(k, len(self)))
+        return self.vectorstore.similarity_search_with_score_by_vector(vec, k=k)
 
 
 def _new_store(
