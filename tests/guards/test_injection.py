@@ -110,8 +110,7 @@ def test_academic_references_are_neutralised_not_quarantined() -> None:
     finding = scan(ACADEMIC)
     assert finding.rules == ("fake_citation",) and not finding.suspicious
     assert neutralise_citations(ACADEMIC) == (
-        "Dense retrieval (2) beats BM25 (1) on NQ.\n\n"
-        "References\n(1) Robertson 2009.\n(2) Karpukhin 2020."
+        "Dense retrieval (2) beats BM25 (1) on NQ.\n\nReferences\n(1) Robertson 2009.\n(2) Karpukhin 2020."
     )
     assert neutralise_citations("see [3, 4] and 【5†source】") == "see (3, 4) and (5†source)"
     assert len(neutralise_citations(ACADEMIC)) == len(ACADEMIC)  # stored span offsets stay valid
