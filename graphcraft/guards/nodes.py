@@ -204,7 +204,9 @@ def screen_question(state: GuardState, config: RunnableConfig, *, graph: str) ->
     """Refuse an injection attempt; replace personal data in the question before the graph sees it."""
     if _RUN.get() is not None:  # a graph run as a step of a guarded graph: the outer guards screen it
         return {"screened_question": state["question"], "guard": {"nested": True}}
-    run = _new_run(config, graph)
+    # On a conversation thread the previous turn's record is still in the state: keep its placeholders, so
+    # the same person is the same <PERSON_n> in every turn (the map is the thread's, stored by its checkpointer).
+    run = _new_run(config, graph, {"pii_map": (state.get("guard") or {}).get("pii_map", {})})
     question = state["question"]
     if "injection" in run.guards:
         from graphcraft.guards.injection import scan
@@ -229,10 +231,10 @@ def run_graph(state: GuardState, config: RunnableConfig, *, graph: str, inner: A
     if guard.get("nested"):
         return _outputs(inner.invoke(question, config=config))
     run = _new_run(config, graph, guard)
-    run_config = config
+    run_config = config  # a subgraph of the guard graph: its checkpoints, pauses and resumes nest in the thread's
     if run.pii_found and run.settings.pii_local_model:  # sensitive: only the configured local model may see it
         configurable = {**(config.get("configurable") or {}), "chat_model": run.settings.pii_local_model}
-        run_config = {**config, "configurable": configurable}
+        run_config = {**run_config, "configurable": configurable}
         guard = {**guard, "routed_to": run.settings.pii_local_model}
     with guarding(run):
         out = inner.invoke(question, config=run_config)

@@ -151,3 +151,16 @@ def test_a_request_with_personal_data_goes_only_to_the_local_model(store: Path) 
     )
     assert remote.call_count == 0
     assert result["trace"]["guards"]["routed_to"] == "local" and result["trace"]["llm_calls"] >= 1
+
+
+def test_a_thread_keeps_its_placeholders_from_turn_to_turn(store: Path, tmp_path: Path) -> None:
+    """The same person is the same placeholder in every turn: the map belongs to the thread."""
+    model = ScriptedChatModel(script=lambda call: "Noted.")
+    options = {"graph": "crag", "store": store, "model": model, "evaluator": "local", "guards": "pii"}
+    graphcraft.ask("Who is Jane Doe?", thread_id="t-1", **options)
+    calls = model.call_count
+    second = "John Smith wants to write to Jane Doe at the bridge office: what is her address?"
+    graphcraft.ask(second, thread_id="t-1", **options)
+    assert model.call_count == calls + 1
+    last = model.calls[-1].text  # a fresh map would make John Smith, named first, <PERSON_1>
+    assert "<PERSON_2> wants to write to <PERSON_1>" in last and "Jane Doe" not in last, last[-300:]
