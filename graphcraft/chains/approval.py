@@ -112,3 +112,14 @@ def resume_clock(state: Mapping[str, Any]) -> dict[str, Any]:
     if started is None or asked is None:
         return {}
     return {"started_at": float(started) + max(0.0, time.time() - float(asked)), "asked_at": time.time()}
+
+
+def after_plan_review(state: Mapping[str, Any], max_edits: int) -> str:
+    """What a plan review decided: "reject" (end the run), "again" (an edit, shown again while edits are
+    left: a person who keeps editing cannot loop forever) or "proceed" (run the plan)."""
+    decision = state["approval"][-1]["decision"] if state.get("approval") else "approve"
+    if decision == "reject":
+        return "reject"
+    if decision == "edit" and state.get("plan_edits", 0) < max_edits:
+        return "again"
+    return "proceed"

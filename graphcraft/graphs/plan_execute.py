@@ -41,7 +41,7 @@ from langgraph.types import Overwrite, Send
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from graphcraft.chains.approval import ask_person, rejection_answer, resume_clock
+from graphcraft.chains.approval import after_plan_review, ask_person, rejection_answer, resume_clock
 from graphcraft.chains.plans import unique_id, write_up
 from graphcraft.chains.react import run_step, tool_catalogue
 from graphcraft.chains.tool_calls import collect_sources, execute_tool_call
@@ -472,12 +472,8 @@ def after_plan(state: State, config: RunnableConfig) -> str:
 
 def after_review(state: State, config: RunnableConfig) -> str:
     """Approved: run it. Rejected: end. Edited (or a refused edit): show it again while edits are left."""
-    decision = state["approval"][-1]["decision"] if state.get("approval") else "approve"
-    if decision == "reject":
-        return END
-    if decision == "edit" and state.get("plan_edits", 0) < context(config, GRAPH).settings.max_iterations:
-        return "review_plan"
-    return "schedule"
+    outcome = after_plan_review(state, context(config, GRAPH).settings.max_iterations)
+    return {"reject": END, "again": "review_plan"}.get(outcome, "schedule")
 
 
 def route(state: State, config: RunnableConfig) -> list[Send] | str:

@@ -32,7 +32,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field, create_model
 
-from graphcraft.chains.approval import Decision, ask_person, rejection_answer, resume_clock
+from graphcraft.chains.approval import Decision, after_plan_review, ask_person, rejection_answer, resume_clock
 from graphcraft.chains.plans import unique_id, write_up
 from graphcraft.chains.react import run_step
 from graphcraft.config import Settings, settings_from
@@ -435,12 +435,8 @@ def after_plan(state: State, config: RunnableConfig) -> str:
 
 def after_review(state: State, config: RunnableConfig) -> str:
     """Approved: run it. Rejected: end. Edited (or a refused edit): show it again while edits are left."""
-    decision = state["approval"][-1]["decision"] if state.get("approval") else "approve"
-    if decision == "reject":
-        return END
-    if decision == "edit" and state.get("plan_edits", 0) < context(config, GRAPH).settings.max_iterations:
-        return "review_plan"
-    return "select_step"
+    outcome = after_plan_review(state, context(config, GRAPH).settings.max_iterations)
+    return {"reject": END, "again": "review_plan"}.get(outcome, "select_step")
 
 
 def after_select(state: State, config: RunnableConfig) -> str:
