@@ -9,7 +9,8 @@ from graphcraft.graphs import available_graphs
 
 
 def langgraph_config() -> dict:
-    graphs = {name: f"./graphcraft/graphs/{name}.py:graph" for name in available_graphs()}
+    # graphcraft/serving.py serves each graph followed by its audit node (served runs skip graphcraft.ask).
+    graphs = {name: f"./graphcraft/serving.py:{name}" for name in available_graphs()}
     return {
         "$schema": "https://langgra.ph/schema.json",
         "python_version": "3.11",

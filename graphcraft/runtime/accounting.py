@@ -16,6 +16,7 @@ repairs and their fallbacks.
 from __future__ import annotations
 
 import threading
+from contextvars import ContextVar
 from typing import Any, Literal, get_args
 from uuid import UUID
 
@@ -101,25 +102,42 @@ def reported_tokens(error: BaseException) -> tuple[int, int] | None:
     return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
 
 
+_PRICES: ContextVar[tuple[float, float] | None] = ContextVar("graphcraft_prices", default=None)
+
+
+def use_prices(settings: Any) -> None:
+    """Make `settings`' token prices the ones model calls are costed at in this step of a run.
+
+    Every node starts with ``context(config, GRAPH)``, which calls this with the run's settings, so a
+    price given per run (an option, a run's configurable) is the one the trace's cost uses; LangGraph
+    runs each node in a copy of the context, so one run's prices never reach another's."""
+    _PRICES.set((float(settings.prompt_cost_per_mtok), float(settings.completion_cost_per_mtok)))
+
+
+def _run_prices() -> tuple[float, float]:
+    prices = _PRICES.get()
+    if prices is not None:
+        return prices
+    from graphcraft.config import get_settings
+
+    settings = get_settings()
+    return settings.prompt_cost_per_mtok, settings.completion_cost_per_mtok
+
+
 class UsageCallback(BaseCallbackHandler):
     """Counts chat-model calls and tokens (and cost, given per-million-token prices)."""
 
     def __init__(
         self, prompt_cost_per_mtok: float | None = None, completion_cost_per_mtok: float | None = None
     ) -> None:
-        """Prices in USD per million tokens; None takes GRAPHCRAFT_PROMPT/COMPLETION_COST_PER_MTOK."""
+        """Prices in USD per million tokens; None takes the run's (see `use_prices`), else
+        GRAPHCRAFT_PROMPT/COMPLETION_COST_PER_MTOK."""
         self.usage: Usage = empty_usage()
         self.token_counter = token_counter_name()
         if prompt_cost_per_mtok is None or completion_cost_per_mtok is None:
-            from graphcraft.config import get_settings
-
-            settings = get_settings()
-            prompt_cost_per_mtok = (
-                settings.prompt_cost_per_mtok if prompt_cost_per_mtok is None else prompt_cost_per_mtok
-            )
-            completion_cost_per_mtok = (
-                settings.completion_cost_per_mtok if completion_cost_per_mtok is None else completion_cost_per_mtok
-            )
+            run_prompt, run_completion = _run_prices()
+            prompt_cost_per_mtok = run_prompt if prompt_cost_per_mtok is None else prompt_cost_per_mtok
+            completion_cost_per_mtok = run_completion if completion_cost_per_mtok is None else completion_cost_per_mtok
         self._prompt_price = prompt_cost_per_mtok
         self._completion_price = completion_cost_per_mtok
         self._pending: dict[UUID, int] = {}

@@ -30,6 +30,7 @@ from graphcraft.config import Settings, get_settings, with_overrides
 from graphcraft.errors import EmptyStoreError, SettingsError
 from graphcraft.guards.access import cleared
 from graphcraft.models import get_embeddings, require_chat_model, resolve_chat_model
+from graphcraft.runtime.accounting import use_prices
 from graphcraft.runtime.bounds import Bounds
 from graphcraft.stores.generations import was_ingested
 from graphcraft.stores.vector import ChunkStore, open_store
@@ -249,7 +250,9 @@ def context(config: RunnableConfig | None, graph: str) -> Context:
     base = configurable.get(f"{CONTEXT_KEY}{graph}")
     if base is None:  # a node called on its own
         base = Context()
-    return base.for_config(config)
+    ctx = base.for_config(config)
+    use_prices(ctx.settings)  # the model calls of this step are costed at the run's prices
+    return ctx
 
 
 def bind_context(compiled: Any, graph: str, ctx: Context) -> Any:

@@ -230,7 +230,8 @@ class ResiliencePolicy:
 
 
 _policies: dict[int, ResiliencePolicy] = {}
-_policies_lock = threading.Lock()
+# Re-entrant: a garbage collection can run a model's finalizer (`_forget`) on a thread that already holds it.
+_policies_lock = threading.RLock()
 
 
 def protect(model: R, policy: ResiliencePolicy) -> R:
@@ -246,7 +247,8 @@ def protect(model: R, policy: ResiliencePolicy) -> R:
 
 def _forget(model_id: int) -> None:
     with _policies_lock:
-        _policies.pop(model_id, None)
+        policy = _policies.pop(model_id, None)
+    del policy  # released outside the lock: its fallback models' own finalizers take the lock too
 
 
 def policy_of(model: Any) -> ResiliencePolicy | None:

@@ -96,15 +96,20 @@ def graph_query_tool(settings: Settings | None = None, model: Any = None) -> Bas
     """`query_graph` (natural language -> validated read-only Cypher over the entity graph).
 
     None when it cannot work: Text2Cypher needs a chat model, and an entity graph must have been
-    built (`graphcraft graph build`) or a Neo4j database configured. The graph store is opened
-    (FalkorDB started) on the first call, not when the tool is made.
+    built (`graphcraft graph build`) or a Neo4j database configured. None too below full clearance:
+    a model-written query can compute values from any node, which the clearance filter cannot trace
+    back to the chunks they came from. The graph store is opened (FalkorDB started) on the first
+    call, not when the tool is made.
     """
     from pathlib import Path
 
+    from graphcraft.guards.access import LEVELS
     from graphcraft.models import resolve_chat_model
     from graphcraft.tools.text2cypher import text2cypher
 
     settings = settings or get_settings()
+    if settings.clearance != LEVELS[-1]:
+        return None
     model = resolve_chat_model(model, settings)
     if model is None or not (settings.neo4j_uri or (Path(settings.store) / "falkordb").exists()):
         return None

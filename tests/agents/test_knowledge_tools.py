@@ -63,3 +63,13 @@ def test_optional_tools_absent_when_not_configured():
     assert web_search_tool(get_settings()) is None
     tool = graph_query_tool(get_settings())
     assert tool is None or tool.name  # present only once Graph RAG ships text2cypher
+
+
+def test_no_text2cypher_below_full_clearance(tmp_path):
+    """A model-written Cypher query could read any node: below full clearance the tool is not offered."""
+    from graphcraft.testing import ScriptedChatModel
+
+    (tmp_path / "falkordb").mkdir()  # as if an entity graph had been built
+    model = ScriptedChatModel(script=lambda call: "MATCH (n) RETURN n")
+    assert graph_query_tool(get_settings(store=tmp_path), model) is not None
+    assert graph_query_tool(get_settings(store=tmp_path, clearance="confidential"), model) is None

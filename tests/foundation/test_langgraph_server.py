@@ -46,6 +46,12 @@ def test_every_graph_is_served_and_crag_answers_through_the_sdk(server: str, tmp
     )
     assert final["trace"]["action"] == "correct" and "barns" in final["answer"]
     assert final["sources"][0]["source"].endswith("owls.md")
+    # Served runs are audited like `graphcraft.ask` runs: one entry, the question only as its hash, a valid chain.
+    from graphcraft.guards.audit import verify
+
+    entries = [json.loads(line) for line in (tmp_path / "store" / "audit.jsonl").read_text().splitlines()]
+    assert [e.get("graph") for e in entries] == ["crag"] and "barn owl" not in json.dumps(entries)
+    assert verify(tmp_path / "store") is None
 
 
 ASK_SHAPE = {"question", "answer", "sources", "trace"}

@@ -143,3 +143,19 @@ def test_adaptive_rag_cost_budget_holds_across_its_multihop_subgraph(priced: Non
     assert trace["stop_reason"] == "max_cost_usd"
     assert [c.schema for c in model.calls] == ["_QueryKind", "Decomposition"]
     assert trace["cost"] == structured_cost(KIND) + structured_cost(PLAN)
+
+
+def test_prices_given_for_one_run_cost_that_run_and_no_other() -> None:
+    """A price passed as an option (or a run's configurable) is the one the trace's cost uses; the
+    environment's (none here) still prices a run that gives none."""
+    import graphcraft
+
+    reply = "A short reflection."
+    model = ScriptedChatModel(script=lambda call: reply)
+    priced_run = graphcraft.ask(
+        "Name one bird.", graph="reflection", model=model, max_iterations=0, completion_cost_per_mtok=1_000_000
+    )
+    assert priced_run["trace"]["llm_calls"] >= 1
+    assert priced_run["trace"]["cost"] == pytest.approx(priced_run["trace"]["completion_tokens"] * 1.0)
+    free_run = graphcraft.ask("Name one bird.", graph="reflection", model=model, max_iterations=0)
+    assert free_run["trace"]["completion_tokens"] > 0 and free_run["trace"]["cost"] == 0.0
