@@ -8,7 +8,7 @@ authenticated user). A run paused for a person is audited once, when it finishes
 keeps the `ask` shape and the graph's own behaviour: it runs as a subgraph, so streaming, threads,
 interrupts and resumes work as they do on the graph alone.
 
-``serving.crag`` (any graph name) is built on first use, so listing this module imports nothing heavy.
+Importing this module builds every graph, as the server does at start.
 """
 
 from __future__ import annotations
@@ -64,15 +64,12 @@ def served(name: str) -> Any:
     return g.compile(name=name)
 
 
-_BUILT: dict[str, Any] = {}
-
-
-def __getattr__(name: str) -> Any:
-    """`graphcraft.serving.<graph>`: the served graph, built once (langgraph.json's "serving.py:<graph>")."""
+def _serve_all() -> None:
+    """One module attribute per graph: LangGraph's loader looks a graph up by attribute, as langgraph.json names it."""
     from graphcraft.graphs import available_graphs
 
-    if name not in available_graphs():
-        raise AttributeError(name)
-    if name not in _BUILT:
-        _BUILT[name] = served(name)
-    return _BUILT[name]
+    for name in available_graphs():
+        globals()[name] = served(name)
+
+
+_serve_all()

@@ -115,13 +115,25 @@ def use_prices(settings: Any) -> None:
 
 
 def _run_prices() -> tuple[float, float]:
+    """The prices `use_prices` set for the run in progress; outside a run (a value left behind in a thread
+    that called a node directly), the environment's."""
     prices = _PRICES.get()
-    if prices is not None:
+    if prices is not None and _in_a_run():
         return prices
     from graphcraft.config import get_settings
 
     settings = get_settings()
     return settings.prompt_cost_per_mtok, settings.completion_cost_per_mtok
+
+
+def _in_a_run() -> bool:
+    from langgraph.config import get_config
+
+    try:
+        get_config()
+    except RuntimeError:
+        return False
+    return True
 
 
 class UsageCallback(BaseCallbackHandler):
