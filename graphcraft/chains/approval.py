@@ -123,3 +123,18 @@ def after_plan_review(state: Mapping[str, Any], max_edits: int) -> str:
     if decision == "edit" and state.get("plan_edits", 0) < max_edits:
         return "again"
     return "proceed"
+
+
+def ask_plan_review(graph: str, state: Mapping[str, Any], max_edits: int) -> Decision:
+    """Pause for a person to review the plan in `state` (payload kind "plan", with the edits left and the
+    reason an earlier edit was not used); returns their decision once the run is resumed."""
+    payload: dict[str, Any] = {
+        "kind": "plan",
+        "graph": graph,
+        "question": state["question"],
+        "plan": state.get("plan_steps", []),
+        "edits_left": max(0, max_edits - state.get("plan_edits", 0)),
+    }
+    if state.get("review_error"):
+        payload["error"] = state["review_error"]
+    return ask_person(payload)

@@ -41,7 +41,7 @@ from langgraph.types import Overwrite, Send
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from graphcraft.chains.approval import after_plan_review, ask_person, rejection_answer, resume_clock
+from graphcraft.chains.approval import after_plan_review, ask_plan_review, rejection_answer, resume_clock
 from graphcraft.chains.plans import unique_id, write_up
 from graphcraft.chains.react import run_step, tool_catalogue
 from graphcraft.chains.tool_calls import collect_sources, execute_tool_call
@@ -192,14 +192,7 @@ def review_plan(state: State, config: RunnableConfig) -> dict[str, Any]:
     again (at most max_iterations edits, then it runs); rejected, the run ends with the reason."""
     ctx = context(config, GRAPH)
     edits = state.get("plan_edits", 0)
-    payload = {
-        "kind": "plan",
-        "graph": GRAPH,
-        "question": state["question"],
-        "plan": state.get("plan_steps", []),
-        "edits_left": max(0, ctx.settings.max_iterations - edits),
-    }
-    decision = ask_person({**payload, **({"error": state["review_error"]} if state.get("review_error") else {})})
+    decision = ask_plan_review(GRAPH, state, ctx.settings.max_iterations)
     update: dict[str, Any] = {**resume_clock(state), "review_error": ""}
     record = {"kind": "plan", **decision.record()}
     if decision.action == "edit":

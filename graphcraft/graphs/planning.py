@@ -32,7 +32,13 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field, create_model
 
-from graphcraft.chains.approval import Decision, after_plan_review, ask_person, rejection_answer, resume_clock
+from graphcraft.chains.approval import (
+    Decision,
+    after_plan_review,
+    ask_plan_review,
+    rejection_answer,
+    resume_clock,
+)
 from graphcraft.chains.plans import unique_id, write_up
 from graphcraft.chains.react import run_step
 from graphcraft.config import Settings, settings_from
@@ -143,14 +149,7 @@ def review_plan(state: State, config: RunnableConfig) -> dict[str, Any]:
     again (at most max_iterations edits, then it runs); rejected, the run ends with the reason."""
     ctx = context(config, GRAPH)
     edits = state.get("plan_edits", 0)
-    payload = {
-        "kind": "plan",
-        "graph": GRAPH,
-        "question": state["question"],
-        "plan": state["plan_steps"],
-        "edits_left": max(0, ctx.settings.max_iterations - edits),
-    }
-    decision = ask_person({**payload, **({"error": state["review_error"]} if state.get("review_error") else {})})
+    decision = ask_plan_review(GRAPH, state, ctx.settings.max_iterations)
     update: dict[str, Any] = {**resume_clock(state), "review_error": "", **edit_update(ctx, decision, edits)}
     record = {
         "kind": "plan",
