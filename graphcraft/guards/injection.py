@@ -182,11 +182,22 @@ def screen_documents(
     A record is {"source", "chunk_id", "score", "rules", "excerpt"}: enough for a trace to show
     what was held back and why, without passing the injected text on.
     """
+    screened, quarantined = screen_each_document(docs, threshold=threshold, embeddings=embeddings)
+    return [d for d in screened if d is not None], quarantined
+
+
+def screen_each_document(
+    docs: list[Document], *, threshold: float = 0.5, embeddings: Embeddings | None = None
+) -> tuple[list[Document | None], list[dict]]:
+    """`screen_documents` position by position: each document as it may pass on (citation markers
+    neutralised, a copy when that changed it), or None where it was quarantined; then the records.
+    For callers that keep something beside each document (a score)."""
     findings = scan_many([d.page_content for d in docs], embeddings=embeddings, threshold=threshold)
-    kept: list[Document] = []
+    screened: list[Document | None] = []
     quarantined: list[dict] = []
     for doc, finding in zip(docs, findings, strict=True):
         if finding.suspicious:
+            screened.append(None)
             quarantined.append(
                 {
                     "source": doc.metadata.get("source"),
@@ -198,5 +209,5 @@ def screen_documents(
             )
         else:
             text = neutralise_citations(doc.page_content)
-            kept.append(doc if text == doc.page_content else doc.model_copy(update={"page_content": text}))
-    return kept, quarantined
+            screened.append(doc if text == doc.page_content else doc.model_copy(update={"page_content": text}))
+    return screened, quarantined

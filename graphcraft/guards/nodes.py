@@ -110,16 +110,12 @@ def screen_retrieved(docs: list[Document]) -> list[Document]:
 def screen_each(docs: list[Document]) -> list[Document | None]:
     """`screen_retrieved`, position by position: None where a chunk is quarantined (for (doc, score) lists)."""
     run = _RUN.get()
-    if run is None or not docs:
+    if run is None or not docs or "injection" not in run.guards:
         return list(docs)
-    screened: list[Document | None] = list(docs)
-    if "injection" in run.guards:
-        from graphcraft.guards.injection import neutralise_citations, screen_documents
+    from graphcraft.guards.injection import screen_each_document
 
-        kept, quarantined = screen_documents(list(docs), threshold=run.settings.injection_threshold)
-        run.quarantined.extend(q for q in quarantined if q not in run.quarantined)
-        kept_ids = {id(d) for d in kept}
-        screened = [_with_text(d, neutralise_citations(d.page_content)) if id(d) in kept_ids else None for d in docs]
+    screened, quarantined = screen_each_document(list(docs), threshold=run.settings.injection_threshold)
+    run.quarantined.extend(q for q in quarantined if q not in run.quarantined)
     return screened
 
 
@@ -176,10 +172,6 @@ def _anonymized_message(run: GuardRun, message: BaseMessage) -> BaseMessage:
         for b in message.content
     ]
     return message.model_copy(update={"content": blocks})
-
-
-def _with_text(doc: Document, text: str) -> Document:
-    return doc if text == doc.page_content else Document(page_content=text, metadata=dict(doc.metadata), id=doc.id)
 
 
 def _anonymized(run: GuardRun, text: str) -> str:

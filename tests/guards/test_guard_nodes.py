@@ -164,3 +164,22 @@ def test_a_thread_keeps_its_placeholders_from_turn_to_turn(store: Path, tmp_path
     assert model.call_count == calls + 1
     last = model.calls[-1].text  # a fresh map would make John Smith, named first, <PERSON_1>
     assert "<PERSON_2> wants to write to <PERSON_1>" in last and "Jane Doe" not in last, last[-300:]
+
+
+def test_a_kept_chunk_with_citation_markers_is_passed_on_neutralised_not_dropped() -> None:
+    """A chunk that only cites ("[2]") is kept, with its markers rewritten; only an injection is quarantined."""
+    from langchain_core.documents import Document
+
+    from graphcraft.config import get_settings
+    from graphcraft.guards.nodes import GuardRun, guarding, screen_retrieved, screen_scored
+
+    cited = Document(page_content="Dense retrieval [2] beats BM25 [1] on NQ.", metadata={"chunk_id": "a"})
+    injected = Document(page_content=INJECTION, metadata={"chunk_id": "b", "source": "tolls.md"})
+    plain = Document(page_content="The barn owl nests in old barns.", metadata={"chunk_id": "c"})
+    with guarding(GuardRun(frozenset({"injection"}), get_settings())) as run:
+        kept = screen_retrieved([cited, injected, plain])
+        scored = screen_scored([(cited, 0.9), (injected, 0.8), (plain, 0.7)])
+    assert [d.metadata["chunk_id"] for d in kept] == ["a", "c"]
+    assert kept[0].page_content == "Dense retrieval (2) beats BM25 (1) on NQ."
+    assert [(d.metadata["chunk_id"], score) for d, score in scored] == [("a", 0.9), ("c", 0.7)]
+    assert [q["chunk_id"] for q in run.quarantined] == ["b"]
