@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from graphcraft.config import Settings, cache_file, with_overrides
+from graphcraft.errors import first_line, url_without_password
 
 NETWORK_TIMEOUT_S = 3.0  # a reachable server answers a connection in well under this
 MODEL_CALL_TIMEOUT_S = 8.0  # one tiny completion from a hosted provider
@@ -87,11 +88,6 @@ def safely(name: str, run: Callable[[], Check]) -> Check:
         return run()
     except Exception as exc:  # noqa: BLE001 - the doctor reports whatever went wrong
         return Check(name, False, f"the check itself failed: {first_line(exc)}", "report this as a bug")
-
-
-def first_line(exc: object, limit: int = 240) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:limit]
 
 
 # ---------------------------------------------------------------------------- packages and models
@@ -281,7 +277,7 @@ def check_cache(settings: Settings) -> Check:
         except (redis.RedisError, OSError, ValueError) as exc:
             fix = "start Redis or unset GRAPHCRAFT_REDIS_URL (runs go on uncached meanwhile)"
             return Check("llm cache", False, f"redis: {first_line(exc)}", fix, False)
-        return Check("llm cache", True, f"redis at {_without_password(settings.redis_url)}")
+        return Check("llm cache", True, f"redis at {url_without_password(settings.redis_url)}")
     path = cache_file(settings)
     if path is None:
         return Check("llm cache", True, "off", "set GRAPHCRAFT_CACHE=sqlite to reuse identical replies", False)
@@ -295,13 +291,6 @@ def check_cache(settings: Settings) -> Check:
             "llm cache", False, f"{path} cannot be created ({parent} is not writable)", "set GRAPHCRAFT_CACHE_PATH"
         )
     return Check("llm cache", True, f"{path} (created at the first model call)")
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def check_breakers() -> Check:

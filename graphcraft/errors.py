@@ -15,6 +15,22 @@ _SET_CHAT_MODEL = (
 )
 
 
+def first_line(exc: object, limit: int = 240) -> str:
+    """An exception's first line (its type when it says nothing), cut at `limit`: for one-line messages."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]
+
+
+def url_without_password(url: str) -> str:
+    """`url` with its password shown as *** (redis://user:***@host), for messages, reports and breaker keys."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
 class GraphcraftError(ValueError):
     """Base class: the CLI prints these as a one-line error, never a traceback.
 

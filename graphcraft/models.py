@@ -32,7 +32,7 @@ from langchain_core.runnables.config import RunnableConfig, ensure_config
 from pydantic import BaseModel, ValidationError
 
 from graphcraft.config import Settings, cache_file, get_settings
-from graphcraft.errors import GraphcraftError, ModelCallError, ModelError, NoChatModelError
+from graphcraft.errors import GraphcraftError, ModelCallError, ModelError, NoChatModelError, url_without_password
 from graphcraft.local_models import LlamaCppChat, is_local_spec, local_chat_model
 from graphcraft.runtime.accounting import CACHE_HIT, Usage, UsageCallback, add_usage, empty_usage
 from graphcraft.runtime.resilience import (
@@ -279,7 +279,7 @@ class CacheOutage:
 
     def __init__(self, url: str) -> None:
         self.url, self.down = url, False
-        self.key = f"llm cache {_without_password(url)}"
+        self.key = f"llm cache {url_without_password(url)}"
 
     def run(self, operation: Callable[[], R]) -> R | None:
         try:
@@ -294,10 +294,6 @@ class CacheOutage:
             self.down = False
             _log.info("%s is back; using the LLM cache again", self.key)
         return result
-
-
-def _without_password(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 def resolve_chat_model(model: BaseChatModel | None, settings: Settings | None = None) -> BaseChatModel | None:

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from graphcraft.config import ENV_PREFIX, Settings, cache_file
+from graphcraft.errors import url_without_password
 
 Status = Literal["pass", "warn", "fail"]
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
@@ -99,14 +100,6 @@ def _facts(settings: Settings, environ: Mapping[str, str]) -> Facts:
     return Facts(settings, guards, models, tracing_on(environ), endpoint, erase)
 
 
-def _hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _place(what: str, where: str | Path, holds: str, *, on: bool = True, note: str = "") -> dict[str, Any]:
     path = Path(where) if isinstance(where, Path) else None
     return {
@@ -125,8 +118,10 @@ def retained(facts: Facts) -> list[dict[str, Any]]:
     prompts = (
         "prompts and replies, personal data replaced by the pii guard" if facts.pii else "prompts and replies in clear"
     )
-    cache_where: str | Path = _hide_password(s.redis_url.strip()) if s.redis_url.strip() else (cache_file(s) or "")
-    checkpoints: str | Path = _hide_password(s.postgres_uri) if s.postgres_uri else s.store / CHECKPOINT_FILE
+    cache_where: str | Path = (
+        url_without_password(s.redis_url.strip()) if s.redis_url.strip() else (cache_file(s) or "")
+    )
+    checkpoints: str | Path = url_without_password(s.postgres_uri) if s.postgres_uri else s.store / CHECKPOINT_FILE
     return [
         _place("store", s.store, "ingested documents: chunk text, vectors, keyword index, entity graph, summaries"),
         _place(

@@ -22,7 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graphcraft.config import Settings, get_settings
-from graphcraft.errors import GraphcraftError
+from graphcraft.errors import GraphcraftError, first_line, url_without_password
 
 DEFAULT_FILE = "checkpoints.sqlite"
 CONNECT_TIMEOUT_S = 10  # an unreachable database fails the run in seconds, not at the OS's TCP timeout
@@ -66,22 +66,19 @@ def postgres_checkpointer(uri: str) -> Any:
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
 
+    where = f"GRAPHCRAFT_POSTGRES_URI={url_without_password(uri)}"
     try:
         conn = psycopg.Connection.connect(
             uri, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S
         )
     except psycopg.Error as exc:
-        raise CheckpointStoreError(
-            f"cannot reach the checkpoint database (GRAPHCRAFT_POSTGRES_URI={redact(uri)}): {first_line(exc)}"
-        ) from exc
+        raise CheckpointStoreError(f"cannot reach the checkpoint database ({where}): {first_line(exc)}") from exc
     try:
         saver = PostgresSaver(conn)
         saver.setup()
     except psycopg.Error as exc:
         conn.close()
-        raise CheckpointStoreError(
-            f"cannot prepare the checkpoint tables (GRAPHCRAFT_POSTGRES_URI={redact(uri)}): {first_line(exc)}"
-        ) from exc
+        raise CheckpointStoreError(f"cannot prepare the checkpoint tables ({where}): {first_line(exc)}") from exc
     except BaseException:
         conn.close()
         raise
@@ -109,19 +106,3 @@ def open_checkpointer(
 def thread_config(thread_id: str, **configurable: object) -> dict:
     """The `config` that selects a conversation thread."""
     return {"configurable": {"thread_id": thread_id, **configurable}}
-
-
-def redact(uri: str) -> str:
-    """A connection URI without its password, for error messages."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if not parts.password:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
