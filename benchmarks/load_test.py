@@ -14,60 +14,14 @@ not absolute seconds).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
-    """`langgraph dev` in its own process group, once /ok answers (at most 3 minutes)."""
-    shutil.copy(ROOT / "langgraph.json", workdir / "langgraph.json")
-    (workdir / "graphcraft").symlink_to(ROOT / "graphcraft")
-    port = _free_port()
-    env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "HF_HUB_OFFLINE": "1"}
-    command = ["langgraph", "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
-    proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(1)
-    stop_server(proc)
-    sys.exit(f"langgraph dev did not start; see {workdir / 'server.log'}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    with_suppress = (ProcessLookupError, PermissionError)
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except with_suppress:
-        pass
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -150,6 +104,7 @@ def main() -> None:
 
     import graphcraft
     from graphcraft.eval.corpora import load_corpus
+    from graphcraft.testing import langgraph_dev
 
     corpus = load_corpus(args.corpus)
     questions = [q.question for q in corpus.questions()]
@@ -159,12 +114,9 @@ def main() -> None:
         graphcraft.ingest(corpus.materialize(work / "docs"), store=store)
         baseline = in_process(args.graph, store, questions, count=min(10, len(questions)))
         (work / "server").mkdir()
-        proc, url = start_server(work / "server")
-        try:
+        with langgraph_dev(work / "server") as url:  # this repository's langgraph.json; SIGTERM when done
             run_clients(url, args.graph, store, questions[:1], clients=1, seconds=0.1)  # warm the server's graph
             result = run_clients(url, args.graph, store, questions, args.clients, args.seconds)
-        finally:
-            stop_server(proc)
     report(args, result, baseline)
 
 

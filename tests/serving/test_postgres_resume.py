@@ -84,7 +84,7 @@ def test_resume_refuses_a_thread_with_nothing_to_continue(postgres_uri: str, tmp
 
 
 def test_an_unreachable_database_is_one_line_naming_the_setting(tmp_path: Path) -> None:
-    from tests.serving.conftest import free_port
+    from graphcraft.testing import free_port
 
     uri = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/postgres"
     with pytest.raises(CheckpointStoreError) as caught:

@@ -8,7 +8,6 @@ between the generation commit and the Milvus update, one each way, with a real S
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,7 +25,7 @@ from graphcraft.stores.generations import read_generation
 from graphcraft.stores.milvus_index import release, resolve_uri, row_key
 from graphcraft.stores.milvus_store import MilvusChunkStore
 from graphcraft.stores.vector import ChunkStore, open_store
-from graphcraft.testing import final_state
+from graphcraft.testing import final_state, free_port
 
 CORPUS = {
     "orla_bridge.md": "# The Orla Bridge\n\nThe Orla Bridge was designed by the engineer Ada Lind and opened in 1871. "
@@ -163,12 +162,6 @@ def test_opening_a_store_with_the_other_backend_is_a_one_line_error(
         message = str(caught.value)
         assert "\n" not in message and f"keeps its vectors in {made}, not {other}" in message
         assert f"GRAPHCRAFT_VECTOR_BACKEND={made}" in message
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_an_unreachable_milvus_server_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
