@@ -86,11 +86,6 @@ class GuardRun:
 _RUN: ContextVar[GuardRun | None] = ContextVar("graphcraft_guard_run", default=None)
 
 
-def current_run() -> GuardRun | None:
-    """The guards of the run in progress, or None when no guard is on."""
-    return _RUN.get()
-
-
 @contextmanager
 def guarding(run: GuardRun) -> Iterator[GuardRun]:
     """Make `run` the current run's guards while the graph runs."""
